@@ -1,0 +1,58 @@
+# hark: a thin front for CMake. Every target installs missing Debian packages first.
+#   make run        build and start the demo (echo server on 127.0.0.1:7000)
+#   make test       build and run every test, then again under ASan+UBSan
+#   make bench      build and run every benchmark (peers side by side)
+#   make install    install libhark, headers and hark.pc (PREFIX, DESTDIR)
+PREFIX ?= /usr/local
+DESTDIR ?=
+JOBS ?= $(shell nproc)
+BUILD := build
+
+.PHONY: all deps build run test test-release test-asan test-tsan bench bench-pipes install clean format
+
+all: build
+
+deps:
+	@scripts/deps
+
+build: deps
+	@cmake -S . -B $(BUILD)/release -DCMAKE_BUILD_TYPE=RelWithDebInfo >/dev/null
+	@cmake --build $(BUILD)/release -j $(JOBS)
+
+run: build
+	$(BUILD)/release/apps/hark-echo/hark-echo
+
+test: test-release test-asan
+
+test-release: build
+	cd $(BUILD)/release && ctest --output-on-failure -j $(JOBS)
+
+test-asan: deps
+	@cmake -S . -B $(BUILD)/asan -DCMAKE_BUILD_TYPE=Debug -DHK_SANITIZE=ON >/dev/null
+	@cmake --build $(BUILD)/asan -j $(JOBS)
+	cd $(BUILD)/asan && ASAN_OPTIONS=detect_leaks=1:abort_on_error=1 \
+	  UBSAN_OPTIONS=print_stacktrace=1:halt_on_error=1 ctest --output-on-failure -j $(JOBS)
+
+test-tsan: deps
+	@cmake -S . -B $(BUILD)/tsan -DCMAKE_BUILD_TYPE=Debug -DHK_TSAN=ON >/dev/null
+	@cmake --build $(BUILD)/tsan -j $(JOBS)
+	cd $(BUILD)/tsan && ctest --output-on-failure -L threads
+
+bench-build:
+	@scripts/deps --bench
+	@cmake -S . -B $(BUILD)/bench -DCMAKE_BUILD_TYPE=Release -DHK_BENCH=ON -DBUILD_TESTING=OFF >/dev/null
+	@cmake --build $(BUILD)/bench -j $(JOBS)
+
+bench: bench-pipes
+
+bench-pipes: bench-build
+	scripts/bench-pipes $(BUILD)/bench
+
+install: build
+	DESTDIR="$(DESTDIR)" cmake --install $(BUILD)/release --prefix $(PREFIX)
+
+format:
+	clang-format -i $$(git ls-files '*.c' '*.h')
+
+clean:
+	rm -rf $(BUILD)

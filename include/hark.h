@@ -1,0 +1,8 @@
+/* hark.h: the umbrella header; includes every public hark module. */
+#ifndef HARK_H
+#define HARK_H
+
+#include "hark/error.h"
+#include "hark/loop.h"
+
+#endif

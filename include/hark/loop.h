@@ -1,0 +1,449 @@
+/*
+ * hark/loop.h: the epoll reactor.
+ *
+ * One loop per thread. A loop watches file descriptors (io), absolute
+ * nanosecond timers, signals, child processes and cross-thread wake-ups
+ * (async), and runs prepare/check/idle hooks and deferred callbacks. An
+ * iteration costs O(K) in the K ready events, never O(N) in the N watchers.
+ *
+ * Watchers are structs the caller embeds, so the hot path never allocates.
+ * Every watcher begins with an hk_handle_t, so a pointer to any watcher can be
+ * cast to (hk_handle_t *). Lifecycle: init -> start/stop (any number of
+ * times) -> hk_close(handle, cb). The memory of a watcher may be reused or
+ * freed only once its close callback has run.
+ *
+ * Errors: functions return >= 0 on success and -errno on failure; a call
+ * that fails changes nothing and never invokes its callback.
+ *
+ * Threads: nothing here is thread-safe except hk_async_send().
+ *
+ * Time: uint64_t nanoseconds of CLOCK_MONOTONIC everywhere.
+ */
+#ifndef HARK_LOOP_H
+#define HARK_LOOP_H
+
+#include <stddef.h>
+#include <stdint.h>
+#include <sys/types.h>
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+/* A deadline that never passes. */
+#define HK_FOREVER UINT64_MAX
+
+/* Deadlines at or above this (about 146 years of uptime) are rejected with -EINVAL. */
+#define HK_DEADLINE_MAX (UINT64_C(1) << 62)
+
+typedef struct hk_loop hk_loop_t;
+
+/* ------------------------------------------------------------------------ */
+/* The loop                                                                 */
+/* ------------------------------------------------------------------------ */
+
+typedef enum hk_run_mode {
+    HK_RUN_DEFAULT = 0, /* run until hk_loop_stop() or no active, referenced handle is left */
+    HK_RUN_ONCE = 1,    /* one iteration; sleep until something happens if nothing is ready */
+    HK_RUN_NOWAIT = 2,  /* one iteration that never sleeps */
+} hk_run_mode_t;
+
+/* Flags for hk_loop_new(). */
+#define HK_LOOP_TIMERFD 0x1u /* sleep with epoll_wait + one timerfd even if epoll_pwait2 exists */
+
+/*
+ * Creates a loop. On success stores it in *loopp and returns 0.
+ * Errors: -EINVAL (unknown flag), -EMFILE/-ENFILE/-ENOMEM (no fd or memory).
+ */
+int hk_loop_new(hk_loop_t **loopp, unsigned flags);
+
+/*
+ * Frees a loop. Every handle must have been closed and its close callback run
+ * (run the loop once after the last hk_close). Returns -EBUSY and frees nothing
+ * while a handle is still open or a close is pending.
+ */
+int hk_loop_free(hk_loop_t *loop);
+
+/*
+ * Runs the loop in the given mode. Returns the number of active, referenced
+ * handles left (0 means the loop would exit on its own), or a negative errno if
+ * epoll itself failed (-EINVAL for an unknown mode, -EBUSY when called from
+ * inside a callback of the same loop).
+ */
+int hk_loop_run(hk_loop_t *loop, hk_run_mode_t mode);
+
+/* Makes hk_loop_run() return at the end of the current iteration. */
+void hk_loop_stop(hk_loop_t *loop);
+
+/* Non-zero while the loop has active, referenced handles or pending work. */
+int hk_loop_alive(const hk_loop_t *loop);
+
+/*
+ * The loop's cached time: CLOCK_MONOTONIC in ns, refreshed once per iteration
+ * right after the loop wakes up. Cheap: no system call.
+ */
+uint64_t hk_loop_now(const hk_loop_t *loop);
+
+/* Refreshes the cached time now (for long callbacks). */
+void hk_loop_update_time(hk_loop_t *loop);
+
+/* CLOCK_MONOTONIC now, in ns (one vDSO call). */
+uint64_t hk_time_now(void);
+
+/*
+ * Rebuilds the loop's kernel state (epoll set, eventfd, signalfd, timerfd) in a
+ * child after fork(). Call it in the child before using the loop there; the
+ * parent's loop is unaffected. Only the forking thread's loop survives a fork:
+ * never touch the child's copies of other threads' loops.
+ */
+int hk_loop_fork(hk_loop_t *loop);
+
+/* The epoll fd, for embedding the loop in another poller (read-only use). */
+int hk_loop_backend_fd(const hk_loop_t *loop);
+
+/* ------------------------------------------------------------------------ */
+/* Handles: the base of every watcher                                       */
+/* ------------------------------------------------------------------------ */
+
+typedef enum hk_handle_type {
+    HK_HANDLE_IO = 1,
+    HK_HANDLE_TIMER,
+    HK_HANDLE_SIGNAL,
+    HK_HANDLE_CHILD,
+    HK_HANDLE_ASYNC,
+    HK_HANDLE_HOOK,
+} hk_handle_type_t;
+
+typedef struct hk_handle hk_handle_t;
+typedef void (*hk_close_cb)(hk_handle_t *handle);
+
+struct hk_handle {
+    hk_loop_t *loop; /* read-only */
+    void *data;      /* free for the caller */
+    hk_close_cb _close_cb;
+    hk_handle_t *_next_closing;
+    hk_handle_t *_all_prev, *_all_next;
+    uint16_t _type;
+    uint16_t _flags;
+};
+
+/*
+ * Stops the handle and calls cb (may be NULL) from the loop, after the current
+ * callback phase. Until cb has run, the memory must stay valid. Closing a
+ * handle twice is misuse (asserts in debug builds; ignored otherwise).
+ */
+void hk_close(hk_handle_t *handle, hk_close_cb cb);
+
+int hk_is_active(const hk_handle_t *handle);
+int hk_is_closing(const hk_handle_t *handle);
+
+/*
+ * An unreferenced handle does not keep hk_loop_run(HK_RUN_DEFAULT) going
+ * (for example a metrics timer). Handles start referenced.
+ */
+void hk_ref(hk_handle_t *handle);
+void hk_unref(hk_handle_t *handle);
+
+/* ------------------------------------------------------------------------ */
+/* io watchers                                                              */
+/* ------------------------------------------------------------------------ */
+
+/* Interest (hk_io_start) and readiness (callback) bits. */
+#define HK_READABLE 0x01u
+#define HK_WRITABLE 0x02u
+/* Readiness only: the peer hung up (EPOLLHUP/EPOLLRDHUP) or the fd has an error. */
+#define HK_HANGUP 0x04u
+#define HK_ERROR 0x08u
+/*
+ * Modes (hk_io_start only). Level-triggered is the default.
+ * HK_EDGE: EPOLLET; the callback runs once per change of state, so read or
+ *   write until EAGAIN.
+ * HK_ONESHOT: EPOLLONESHOT; after one event the watcher becomes inactive; a
+ *   new hk_io_start re-arms it with a single EPOLL_CTL_MOD.
+ * HK_EXCLUSIVE: EPOLLEXCLUSIVE, for one fd watched by several loops (accept).
+ *   The kernel allows it with EPOLL_CTL_ADD only and rejects it with ONESHOT;
+ *   so an exclusive watcher's interest cannot be modified in place: changing
+ *   it costs a DEL and an ADD, and HK_EXCLUSIVE|HK_ONESHOT gives -EINVAL.
+ */
+#define HK_EDGE 0x100u
+#define HK_ONESHOT 0x200u
+#define HK_EXCLUSIVE 0x400u
+
+typedef struct hk_io hk_io_t;
+typedef void (*hk_io_cb)(hk_io_t *io, unsigned revents);
+
+struct hk_io {
+    hk_handle_t base;
+    int fd; /* read-only */
+    unsigned _events;
+    hk_io_cb _cb;
+    hk_io_t *_next_ready; /* always-ready list (regular files) */
+};
+
+/*
+ * Prepares an io watcher on fd. No system call. One io watcher per fd per
+ * loop may be active at a time (it carries both read and write interest).
+ * Errors: -EBADF (fd < 0).
+ */
+int hk_io_init(hk_loop_t *loop, hk_io_t *io, int fd);
+
+/*
+ * Starts watching for events (HK_READABLE and/or HK_WRITABLE, optionally one
+ * mode bit). A regular file, which epoll refuses with EPERM, is reported ready
+ * on every iteration instead. Errors: -EINVAL (no interest, unknown bits, or
+ * EXCLUSIVE with ONESHOT), -EBUSY (already active), -EEXIST (another watcher
+ * of this loop is active on the same fd), -EBADF, -ENOMEM, -ENOSPC (epoll's
+ * max_user_watches), or any other errno of EPOLL_CTL_ADD.
+ */
+int hk_io_start(hk_io_t *io, unsigned events, hk_io_cb cb);
+
+/*
+ * Changes the interest of an active watcher. Inside callbacks this is the
+ * cheap path: nothing happens when the mask is unchanged, and changes are
+ * applied once, just before the loop next sleeps. Errors: -EINVAL (bad bits,
+ * or a different mode than the one started with), -ENOTCONN (not active).
+ */
+int hk_io_modify(hk_io_t *io, unsigned events);
+
+/*
+ * Stops watching. Events already fetched in the current batch for this fd are
+ * dropped (generation tag), so closing the fd right after, or even before,
+ * hk_io_stop is safe, and so is reusing the fd number in the same batch.
+ * Returns 0, or -EALREADY when the watcher was not active (nothing changes).
+ */
+int hk_io_stop(hk_io_t *io);
+
+/* ------------------------------------------------------------------------ */
+/* Timers                                                                   */
+/* ------------------------------------------------------------------------ */
+
+typedef struct hk_timer hk_timer_t;
+
+/*
+ * expirations: how many deadlines of the timer's grid have passed since the
+ * last call (1 when on time; more when the loop was late for a repeating timer,
+ * as timerfd counts them). The grid is kept: the next deadline is always
+ * first + k * period for the smallest k in the future.
+ */
+typedef void (*hk_timer_cb)(hk_timer_t *timer, uint64_t expirations);
+
+struct hk_timer {
+    hk_handle_t base;
+    hk_timer_cb _cb;
+    uint64_t _deadline;
+    uint64_t _period;
+    uint64_t _seq;
+    uint32_t _heap_index;
+};
+
+int hk_timer_init(hk_loop_t *loop, hk_timer_t *timer);
+
+/*
+ * Starts a timer due at the absolute CLOCK_MONOTONIC time deadline_ns (a time
+ * in the past fires on the next iteration). period_ns > 0 repeats on the grid
+ * deadline + k * period; 0 fires once. Errors: -EINVAL (period < 0, deadline
+ * >= HK_DEADLINE_MAX), -EBUSY (already active).
+ */
+int hk_timer_start(hk_timer_t *timer, hk_timer_cb cb, uint64_t deadline_ns, int64_t period_ns);
+
+/*
+ * As hk_timer_start with deadline hk_loop_now() + delay_ns.
+ * Errors: -EINVAL (delay or period < 0, or the deadline would be too far).
+ */
+int hk_timer_start_in(hk_timer_t *timer, hk_timer_cb cb, int64_t delay_ns, int64_t period_ns);
+
+/* Returns 0, or -EALREADY when the timer was not active. */
+int hk_timer_stop(hk_timer_t *timer);
+
+/* The next deadline of an active timer (undefined when inactive). */
+uint64_t hk_timer_deadline(const hk_timer_t *timer);
+
+/* ------------------------------------------------------------------------ */
+/* Signals (signalfd)                                                       */
+/* ------------------------------------------------------------------------ */
+
+/*
+ * Rule for several loops: signals are process-wide. Every loop with an active
+ * watcher for a signal sees each delivery of it (standard signals coalesce
+ * while pending, as the kernel does); a loop without a watcher for it never
+ * sees it. Whichever watching loop reads the signal from its signalfd forwards
+ * it to the others through their async wake-up. hk_signal_start blocks the
+ * signal in the calling thread; block it in every thread of the process (or
+ * start the watcher before creating threads) so that no thread takes the
+ * default action.
+ */
+typedef struct hk_signal hk_signal_t;
+typedef void (*hk_signal_cb)(hk_signal_t *sig, int signum);
+
+struct hk_signal {
+    hk_handle_t base;
+    int signum; /* read-only */
+    hk_signal_cb _cb;
+    hk_signal_t *_prev, *_next;
+};
+
+int hk_signal_init(hk_loop_t *loop, hk_signal_t *sig);
+
+/*
+ * Errors: -EINVAL (signum out of range, SIGKILL or SIGSTOP), -EBUSY (active).
+ * Several watchers, in one loop or several, may watch the same signal.
+ */
+int hk_signal_start(hk_signal_t *sig, hk_signal_cb cb, int signum);
+
+/* Returns 0, or -EALREADY when not active. */
+int hk_signal_stop(hk_signal_t *sig);
+
+/* ------------------------------------------------------------------------ */
+/* Child processes (pidfd)                                                  */
+/* ------------------------------------------------------------------------ */
+
+typedef struct hk_child hk_child_t;
+
+/*
+ * Called once when the child exits, after it has been reaped. exit_status is
+ * the exit code (or -1 if killed); term_signal is the signal that killed it
+ * (or 0). If someone else reaped it first, exit_status is -ECHILD and
+ * term_signal 0. The watcher is inactive when the callback runs.
+ */
+typedef void (*hk_child_cb)(hk_child_t *child, int exit_status, int term_signal);
+
+struct hk_child {
+    hk_handle_t base;
+    pid_t pid; /* read-only */
+    hk_child_cb _cb;
+    hk_io_t _io;
+};
+
+int hk_child_init(hk_loop_t *loop, hk_child_t *child);
+
+/*
+ * Watches child process pid (of this process) through a pidfd; no SIGCHLD
+ * handler is involved. Errors: -EINVAL (pid <= 0), -ESRCH (no such process),
+ * -EBUSY (active), -EMFILE, -ENOSYS (kernel without pidfd).
+ */
+int hk_child_start(hk_child_t *child, hk_child_cb cb, pid_t pid);
+
+/* Stops watching; the child is not reaped. 0 or -EALREADY. */
+int hk_child_stop(hk_child_t *child);
+
+/* ------------------------------------------------------------------------ */
+/* Async wake-ups (eventfd)                                                 */
+/* ------------------------------------------------------------------------ */
+
+typedef struct hk_async hk_async_t;
+typedef void (*hk_async_cb)(hk_async_t *async);
+
+struct hk_async {
+    hk_handle_t base;
+    hk_async_cb _cb;
+    int _pending; /* accessed atomically */
+    hk_async_t *_prev, *_next;
+};
+
+/* Initialises and starts an async handle (it is active until closed). */
+int hk_async_init(hk_loop_t *loop, hk_async_t *async, hk_async_cb cb);
+
+/*
+ * Thread-safe, async-signal-safe. Makes the loop run the callback soon.
+ * Sends made before the callback runs coalesce into one call; a send after
+ * the callback has started gives another call. Writes the loop's eventfd only
+ * when that loop is asleep (or about to be); otherwise no system call.
+ */
+int hk_async_send(hk_async_t *async);
+
+/* ------------------------------------------------------------------------ */
+/* Hooks: prepare (before sleeping), check (after waking), idle             */
+/* ------------------------------------------------------------------------ */
+
+typedef enum hk_hook_kind {
+    HK_HOOK_PREPARE = 1, /* runs every iteration just before the loop sleeps */
+    HK_HOOK_CHECK,       /* runs every iteration after io callbacks */
+    HK_HOOK_IDLE,        /* runs every iteration; while active the loop never sleeps */
+} hk_hook_kind_t;
+
+typedef struct hk_hook hk_hook_t;
+typedef void (*hk_hook_cb)(hk_hook_t *hook);
+
+struct hk_hook {
+    hk_handle_t base;
+    hk_hook_kind_t kind; /* read-only */
+    hk_hook_cb _cb;
+    hk_hook_t *_prev, *_next;
+};
+
+/* Errors: -EINVAL (unknown kind). */
+int hk_hook_init(hk_loop_t *loop, hk_hook_t *hook, hk_hook_kind_t kind);
+/* Errors: -EBUSY (active). */
+int hk_hook_start(hk_hook_t *hook, hk_hook_cb cb);
+/* Returns 0, or -EALREADY when not active. */
+int hk_hook_stop(hk_hook_t *hook);
+
+/* ------------------------------------------------------------------------ */
+/* Deferred callbacks                                                       */
+/* ------------------------------------------------------------------------ */
+
+/*
+ * A deferred callback runs once, on the loop thread, after the callback that
+ * queued it returns and before the loop next sleeps. Callbacks queued by a
+ * deferred callback run in a later round of the same iteration (after 64
+ * rounds, in the next iteration, which then does not sleep).
+ * The struct is owned by the caller and must stay valid until it runs or is
+ * cancelled.
+ */
+typedef struct hk_defer hk_defer_t;
+typedef void (*hk_defer_cb)(hk_defer_t *defer);
+
+struct hk_defer {
+    void *data; /* free for the caller */
+    hk_defer_cb _cb;
+    hk_defer_t *_prev, *_next;
+    int _queued;
+};
+
+/* Errors: -EBUSY (already queued). */
+int hk_defer(hk_loop_t *loop, hk_defer_t *defer, hk_defer_cb cb);
+/* Returns 0, or -EALREADY when not queued. */
+int hk_defer_cancel(hk_loop_t *loop, hk_defer_t *defer);
+
+/* ------------------------------------------------------------------------ */
+/* Metrics                                                                  */
+/* ------------------------------------------------------------------------ */
+
+/*
+ * Loop lag is how late a ready event or a due timer was served: for a timer,
+ * the time it ran minus its deadline; for io, the time the last callback of a
+ * batch started minus the time epoll_wait returned it. Kept in a log-linear
+ * histogram: 4 buckets per power of two, so quantiles are within 25 %.
+ */
+#define HK_LAG_BUCKETS 256
+
+typedef struct hk_loop_stats {
+    uint64_t iterations;      /* loop iterations */
+    uint64_t events;          /* io events dispatched to callbacks */
+    uint64_t stale_events;    /* events dropped by the generation tag */
+    uint64_t timers_fired;    /* timer callbacks run */
+    uint64_t callbacks;       /* every callback run (io, timer, hooks, ...) */
+    uint64_t epoll_ctl_calls; /* EPOLL_CTL_ADD/MOD/DEL issued */
+    uint64_t ns_in_callbacks; /* time awake between sleeps (callbacks + hark's bookkeeping) */
+    uint64_t ns_asleep;       /* time inside epoll_wait */
+    uint64_t lag_count;       /* samples in lag_hist */
+    uint64_t lag_sum_ns;
+    uint64_t lag_max_ns;
+    uint64_t lag_hist[HK_LAG_BUCKETS];
+} hk_loop_stats_t;
+
+/* Copies the loop's counters. Call on the loop's thread. */
+int hk_loop_stats(const hk_loop_t *loop, hk_loop_stats_t *out);
+
+/* Upper bound (ns) of lag quantile q in [0, 1] of the histogram in stats; 0 if empty. */
+uint64_t hk_loop_stats_lag_quantile(const hk_loop_stats_t *stats, double q);
+
+/* Histogram bucket of a lag value, and the largest value a bucket holds. */
+unsigned hk_lag_bucket(uint64_t ns);
+uint64_t hk_lag_bucket_max(unsigned bucket);
+
+#ifdef __cplusplus
+}
+#endif
+
+#endif
