@@ -9,6 +9,7 @@
 #ifndef HARK_ERROR_H
 #define HARK_ERROR_H
 
+#include "hark/api.h"
 #ifdef __cplusplus
 extern "C" {
 #endif
@@ -18,13 +19,13 @@ extern "C" {
  * ("bad file descriptor" for -EBADF). Positive values are accepted too.
  * Unknown codes give "unknown error". The string is static; never free it.
  */
-const char *hk_strerror(int err);
+HK_API const char *hk_strerror(int err);
 
 /*
  * Returns the symbolic name of a negative errno ("EBADF" for -EBADF), or
  * "UNKNOWN" when the code is not in hark's table. The string is static.
  */
-const char *hk_err_name(int err);
+HK_API const char *hk_err_name(int err);
 
 #ifdef __cplusplus
 }

@@ -22,6 +22,7 @@
 #ifndef HARK_LOOP_H
 #define HARK_LOOP_H
 
+#include "hark/api.h"
 #include <stddef.h>
 #include <stdint.h>
 #include <sys/types.h>
@@ -55,14 +56,14 @@ typedef enum hk_run_mode {
  * Creates a loop. On success stores it in *loopp and returns 0.
  * Errors: -EINVAL (unknown flag), -EMFILE/-ENFILE/-ENOMEM (no fd or memory).
  */
-int hk_loop_new(hk_loop_t **loopp, unsigned flags);
+HK_API int hk_loop_new(hk_loop_t **loopp, unsigned flags);
 
 /*
  * Frees a loop. Every handle must have been closed and its close callback run
  * (run the loop once after the last hk_close). Returns -EBUSY and frees nothing
  * while a handle is still open or a close is pending.
  */
-int hk_loop_free(hk_loop_t *loop);
+HK_API int hk_loop_free(hk_loop_t *loop);
 
 /*
  * Runs the loop in the given mode. Returns the number of active, referenced
@@ -70,25 +71,25 @@ int hk_loop_free(hk_loop_t *loop);
  * epoll itself failed (-EINVAL for an unknown mode, -EBUSY when called from
  * inside a callback of the same loop).
  */
-int hk_loop_run(hk_loop_t *loop, hk_run_mode_t mode);
+HK_API int hk_loop_run(hk_loop_t *loop, hk_run_mode_t mode);
 
 /* Makes hk_loop_run() return at the end of the current iteration. */
-void hk_loop_stop(hk_loop_t *loop);
+HK_API void hk_loop_stop(hk_loop_t *loop);
 
 /* Non-zero while the loop has active, referenced handles or pending work. */
-int hk_loop_alive(const hk_loop_t *loop);
+HK_API int hk_loop_alive(const hk_loop_t *loop);
 
 /*
  * The loop's cached time: CLOCK_MONOTONIC in ns, refreshed once per iteration
  * right after the loop wakes up. Cheap: no system call.
  */
-uint64_t hk_loop_now(const hk_loop_t *loop);
+HK_API uint64_t hk_loop_now(const hk_loop_t *loop);
 
 /* Refreshes the cached time now (for long callbacks). */
-void hk_loop_update_time(hk_loop_t *loop);
+HK_API void hk_loop_update_time(hk_loop_t *loop);
 
 /* CLOCK_MONOTONIC now, in ns (one vDSO call). */
-uint64_t hk_time_now(void);
+HK_API uint64_t hk_time_now(void);
 
 /*
  * Rebuilds the loop's kernel state (epoll set, eventfd, signalfd, timerfd) in a
@@ -96,10 +97,10 @@ uint64_t hk_time_now(void);
  * parent's loop is unaffected. Only the forking thread's loop survives a fork:
  * never touch the child's copies of other threads' loops.
  */
-int hk_loop_fork(hk_loop_t *loop);
+HK_API int hk_loop_fork(hk_loop_t *loop);
 
 /* The epoll fd, for embedding the loop in another poller (read-only use). */
-int hk_loop_backend_fd(const hk_loop_t *loop);
+HK_API int hk_loop_backend_fd(const hk_loop_t *loop);
 
 /* ------------------------------------------------------------------------ */
 /* Handles: the base of every watcher                                       */
@@ -117,12 +118,16 @@ typedef enum hk_handle_type {
 typedef struct hk_handle hk_handle_t;
 typedef void (*hk_close_cb)(hk_handle_t *handle);
 
+/* An intrusive list link; private to the loop. */
+struct hk__link {
+    struct hk__link *_prev, *_next;
+};
+
 struct hk_handle {
     hk_loop_t *loop; /* read-only */
     void *data;      /* free for the caller */
     hk_close_cb _close_cb;
     hk_handle_t *_next_closing;
-    hk_handle_t *_all_prev, *_all_next;
     uint16_t _type;
     uint16_t _flags;
 };
@@ -132,17 +137,17 @@ struct hk_handle {
  * callback phase. Until cb has run, the memory must stay valid. Closing a
  * handle twice is misuse (asserts in debug builds; ignored otherwise).
  */
-void hk_close(hk_handle_t *handle, hk_close_cb cb);
+HK_API void hk_close(hk_handle_t *handle, hk_close_cb cb);
 
-int hk_is_active(const hk_handle_t *handle);
-int hk_is_closing(const hk_handle_t *handle);
+HK_API int hk_is_active(const hk_handle_t *handle);
+HK_API int hk_is_closing(const hk_handle_t *handle);
 
 /*
  * An unreferenced handle does not keep hk_loop_run(HK_RUN_DEFAULT) going
  * (for example a metrics timer). Handles start referenced.
  */
-void hk_ref(hk_handle_t *handle);
-void hk_unref(hk_handle_t *handle);
+HK_API void hk_ref(hk_handle_t *handle);
+HK_API void hk_unref(hk_handle_t *handle);
 
 /* ------------------------------------------------------------------------ */
 /* io watchers                                                              */
@@ -177,7 +182,7 @@ struct hk_io {
     int fd; /* read-only */
     unsigned _events;
     hk_io_cb _cb;
-    hk_io_t *_next_ready; /* always-ready list (regular files) */
+    struct hk__link _file_link; /* always-ready list (regular files) */
 };
 
 /*
@@ -185,7 +190,7 @@ struct hk_io {
  * loop may be active at a time (it carries both read and write interest).
  * Errors: -EBADF (fd < 0).
  */
-int hk_io_init(hk_loop_t *loop, hk_io_t *io, int fd);
+HK_API int hk_io_init(hk_loop_t *loop, hk_io_t *io, int fd);
 
 /*
  * Starts watching for events (HK_READABLE and/or HK_WRITABLE, optionally one
@@ -195,7 +200,7 @@ int hk_io_init(hk_loop_t *loop, hk_io_t *io, int fd);
  * of this loop is active on the same fd), -EBADF, -ENOMEM, -ENOSPC (epoll's
  * max_user_watches), or any other errno of EPOLL_CTL_ADD.
  */
-int hk_io_start(hk_io_t *io, unsigned events, hk_io_cb cb);
+HK_API int hk_io_start(hk_io_t *io, unsigned events, hk_io_cb cb);
 
 /*
  * Changes the interest of an active watcher. Inside callbacks this is the
@@ -203,7 +208,7 @@ int hk_io_start(hk_io_t *io, unsigned events, hk_io_cb cb);
  * applied once, just before the loop next sleeps. Errors: -EINVAL (bad bits,
  * or a different mode than the one started with), -ENOTCONN (not active).
  */
-int hk_io_modify(hk_io_t *io, unsigned events);
+HK_API int hk_io_modify(hk_io_t *io, unsigned events);
 
 /*
  * Stops watching. Events already fetched in the current batch for this fd are
@@ -211,7 +216,7 @@ int hk_io_modify(hk_io_t *io, unsigned events);
  * hk_io_stop is safe, and so is reusing the fd number in the same batch.
  * Returns 0, or -EALREADY when the watcher was not active (nothing changes).
  */
-int hk_io_stop(hk_io_t *io);
+HK_API int hk_io_stop(hk_io_t *io);
 
 /* ------------------------------------------------------------------------ */
 /* Timers                                                                   */
@@ -236,7 +241,7 @@ struct hk_timer {
     uint32_t _heap_index;
 };
 
-int hk_timer_init(hk_loop_t *loop, hk_timer_t *timer);
+HK_API int hk_timer_init(hk_loop_t *loop, hk_timer_t *timer);
 
 /*
  * Starts a timer due at the absolute CLOCK_MONOTONIC time deadline_ns (a time
@@ -244,19 +249,21 @@ int hk_timer_init(hk_loop_t *loop, hk_timer_t *timer);
  * deadline + k * period; 0 fires once. Errors: -EINVAL (period < 0, deadline
  * >= HK_DEADLINE_MAX), -EBUSY (already active).
  */
-int hk_timer_start(hk_timer_t *timer, hk_timer_cb cb, uint64_t deadline_ns, int64_t period_ns);
+HK_API int hk_timer_start(hk_timer_t *timer, hk_timer_cb cb, uint64_t deadline_ns,
+                          int64_t period_ns);
 
 /*
  * As hk_timer_start with deadline hk_loop_now() + delay_ns.
  * Errors: -EINVAL (delay or period < 0, or the deadline would be too far).
  */
-int hk_timer_start_in(hk_timer_t *timer, hk_timer_cb cb, int64_t delay_ns, int64_t period_ns);
+HK_API int hk_timer_start_in(hk_timer_t *timer, hk_timer_cb cb, int64_t delay_ns,
+                             int64_t period_ns);
 
 /* Returns 0, or -EALREADY when the timer was not active. */
-int hk_timer_stop(hk_timer_t *timer);
+HK_API int hk_timer_stop(hk_timer_t *timer);
 
 /* The next deadline of an active timer (undefined when inactive). */
-uint64_t hk_timer_deadline(const hk_timer_t *timer);
+HK_API uint64_t hk_timer_deadline(const hk_timer_t *timer);
 
 /* ------------------------------------------------------------------------ */
 /* Signals (signalfd)                                                       */
@@ -279,19 +286,19 @@ struct hk_signal {
     hk_handle_t base;
     int signum; /* read-only */
     hk_signal_cb _cb;
-    hk_signal_t *_prev, *_next;
+    struct hk__link _link;
 };
 
-int hk_signal_init(hk_loop_t *loop, hk_signal_t *sig);
+HK_API int hk_signal_init(hk_loop_t *loop, hk_signal_t *sig);
 
 /*
  * Errors: -EINVAL (signum out of range, SIGKILL or SIGSTOP), -EBUSY (active).
  * Several watchers, in one loop or several, may watch the same signal.
  */
-int hk_signal_start(hk_signal_t *sig, hk_signal_cb cb, int signum);
+HK_API int hk_signal_start(hk_signal_t *sig, hk_signal_cb cb, int signum);
 
 /* Returns 0, or -EALREADY when not active. */
-int hk_signal_stop(hk_signal_t *sig);
+HK_API int hk_signal_stop(hk_signal_t *sig);
 
 /* ------------------------------------------------------------------------ */
 /* Child processes (pidfd)                                                  */
@@ -314,17 +321,17 @@ struct hk_child {
     hk_io_t _io;
 };
 
-int hk_child_init(hk_loop_t *loop, hk_child_t *child);
+HK_API int hk_child_init(hk_loop_t *loop, hk_child_t *child);
 
 /*
  * Watches child process pid (of this process) through a pidfd; no SIGCHLD
  * handler is involved. Errors: -EINVAL (pid <= 0), -ESRCH (no such process),
  * -EBUSY (active), -EMFILE, -ENOSYS (kernel without pidfd).
  */
-int hk_child_start(hk_child_t *child, hk_child_cb cb, pid_t pid);
+HK_API int hk_child_start(hk_child_t *child, hk_child_cb cb, pid_t pid);
 
 /* Stops watching; the child is not reaped. 0 or -EALREADY. */
-int hk_child_stop(hk_child_t *child);
+HK_API int hk_child_stop(hk_child_t *child);
 
 /* ------------------------------------------------------------------------ */
 /* Async wake-ups (eventfd)                                                 */
@@ -337,11 +344,11 @@ struct hk_async {
     hk_handle_t base;
     hk_async_cb _cb;
     int _pending; /* accessed atomically */
-    hk_async_t *_prev, *_next;
+    struct hk__link _link;
 };
 
 /* Initialises and starts an async handle (it is active until closed). */
-int hk_async_init(hk_loop_t *loop, hk_async_t *async, hk_async_cb cb);
+HK_API int hk_async_init(hk_loop_t *loop, hk_async_t *async, hk_async_cb cb);
 
 /*
  * Thread-safe, async-signal-safe. Makes the loop run the callback soon.
@@ -349,7 +356,7 @@ int hk_async_init(hk_loop_t *loop, hk_async_t *async, hk_async_cb cb);
  * the callback has started gives another call. Writes the loop's eventfd only
  * when that loop is asleep (or about to be); otherwise no system call.
  */
-int hk_async_send(hk_async_t *async);
+HK_API int hk_async_send(hk_async_t *async);
 
 /* ------------------------------------------------------------------------ */
 /* Hooks: prepare (before sleeping), check (after waking), idle             */
@@ -368,15 +375,15 @@ struct hk_hook {
     hk_handle_t base;
     hk_hook_kind_t kind; /* read-only */
     hk_hook_cb _cb;
-    hk_hook_t *_prev, *_next;
+    struct hk__link _link;
 };
 
 /* Errors: -EINVAL (unknown kind). */
-int hk_hook_init(hk_loop_t *loop, hk_hook_t *hook, hk_hook_kind_t kind);
+HK_API int hk_hook_init(hk_loop_t *loop, hk_hook_t *hook, hk_hook_kind_t kind);
 /* Errors: -EBUSY (active). */
-int hk_hook_start(hk_hook_t *hook, hk_hook_cb cb);
+HK_API int hk_hook_start(hk_hook_t *hook, hk_hook_cb cb);
 /* Returns 0, or -EALREADY when not active. */
-int hk_hook_stop(hk_hook_t *hook);
+HK_API int hk_hook_stop(hk_hook_t *hook);
 
 /* ------------------------------------------------------------------------ */
 /* Deferred callbacks                                                       */
@@ -396,14 +403,14 @@ typedef void (*hk_defer_cb)(hk_defer_t *defer);
 struct hk_defer {
     void *data; /* free for the caller */
     hk_defer_cb _cb;
-    hk_defer_t *_prev, *_next;
+    struct hk__link _link;
     int _queued;
 };
 
 /* Errors: -EBUSY (already queued). */
-int hk_defer(hk_loop_t *loop, hk_defer_t *defer, hk_defer_cb cb);
+HK_API int hk_defer(hk_loop_t *loop, hk_defer_t *defer, hk_defer_cb cb);
 /* Returns 0, or -EALREADY when not queued. */
-int hk_defer_cancel(hk_loop_t *loop, hk_defer_t *defer);
+HK_API int hk_defer_cancel(hk_loop_t *loop, hk_defer_t *defer);
 
 /* ------------------------------------------------------------------------ */
 /* Metrics                                                                  */
@@ -433,14 +440,14 @@ typedef struct hk_loop_stats {
 } hk_loop_stats_t;
 
 /* Copies the loop's counters. Call on the loop's thread. */
-int hk_loop_stats(const hk_loop_t *loop, hk_loop_stats_t *out);
+HK_API int hk_loop_stats(const hk_loop_t *loop, hk_loop_stats_t *out);
 
 /* Upper bound (ns) of lag quantile q in [0, 1] of the histogram in stats; 0 if empty. */
-uint64_t hk_loop_stats_lag_quantile(const hk_loop_stats_t *stats, double q);
+HK_API uint64_t hk_loop_stats_lag_quantile(const hk_loop_stats_t *stats, double q);
 
 /* Histogram bucket of a lag value, and the largest value a bucket holds. */
-unsigned hk_lag_bucket(uint64_t ns);
-uint64_t hk_lag_bucket_max(unsigned bucket);
+HK_API unsigned hk_lag_bucket(uint64_t ns);
+HK_API uint64_t hk_lag_bucket_max(unsigned bucket);
 
 #ifdef __cplusplus
 }

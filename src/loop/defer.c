@@ -1,0 +1,47 @@
+/*
+ * Deferred callbacks: "run this after the current callback, before sleeping".
+ * Rounds are bounded so that a callback deferring itself forever cannot keep
+ * the loop from polling; the rest waits for the next iteration, which does
+ * not sleep while the queue is non-empty.
+ */
+#include "loop/internal.h"
+
+#define HK__DEFER_ROUNDS 64
+
+int hk_defer(hk_loop_t *loop, hk_defer_t *defer, hk_defer_cb cb)
+{
+    if (!loop || !defer || !cb)
+        return -EINVAL;
+    if (defer->_queued)
+        return -EBUSY;
+    defer->_cb = cb;
+    defer->_queued = 1;
+    hk__list_insert_tail(&loop->defers, &defer->_link);
+    return 0;
+}
+
+int hk_defer_cancel(hk_loop_t *loop, hk_defer_t *defer)
+{
+    (void)loop;
+    if (!defer->_queued)
+        return -EALREADY;
+    hk__list_remove(&defer->_link);
+    defer->_queued = 0;
+    return 0;
+}
+
+void hk__defers_run(hk_loop_t *loop)
+{
+    for (int round = 0; round < HK__DEFER_ROUNDS && !hk__list_empty(&loop->defers); round++) {
+        struct hk__link tmp;
+        hk__list_move(&loop->defers, &tmp);
+        while (!hk__list_empty(&tmp)) {
+            struct hk__link *l = tmp._next;
+            hk__list_remove(l);
+            hk_defer_t *d = HK_CONTAINER_OF(l, hk_defer_t, _link);
+            d->_queued = 0;
+            loop->stats.callbacks++;
+            d->_cb(d);
+        }
+    }
+}

@@ -1,0 +1,193 @@
+/*
+ * Private parts of the loop module: the loop struct, the fd table, handle
+ * flags, the intrusive list, and the functions the loop's files share.
+ */
+#ifndef HK_LOOP_INTERNAL_H
+#define HK_LOOP_INTERNAL_H
+
+#include <assert.h>
+#include <errno.h>
+#include <signal.h>
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <sys/epoll.h>
+
+#include "hark/loop.h"
+
+#define HK_LIKELY(x) __builtin_expect(!!(x), 1)
+#define HK_UNLIKELY(x) __builtin_expect(!!(x), 0)
+#define HK_CONTAINER_OF(ptr, type, member) ((type *)((char *)(ptr)-offsetof(type, member)))
+
+/* Handle flags (hk_handle_t._flags). */
+enum {
+    HK__ACTIVE = 0x01,   /* started */
+    HK__REF = 0x02,      /* counts towards keeping the loop alive when active */
+    HK__CLOSING = 0x04,  /* hk_close called; close callback pending */
+    HK__CLOSED = 0x08,   /* close callback ran */
+    HK__INTERNAL = 0x10, /* owned by the loop or another watcher; never counted */
+    HK__FRESH = 0x20,    /* io: (re)initialised; the next start re-registers the fd */
+};
+
+/*
+ * epoll_data.u64 of every registration: generation << 32 | fd. The loop's own
+ * fds (eventfd, signalfd, timerfd) use fd values beyond any real fd, so the
+ * bounds check of the fd table routes them to the internal handler for free.
+ */
+#define HK__TAG_EVENTFD UINT64_C(0xFFFFFFFF)
+#define HK__TAG_SIGNALFD UINT64_C(0xFFFFFFFE)
+#define HK__TAG_TIMERFD UINT64_C(0xFFFFFFFD)
+
+/* One slot per fd number: which watcher owns it and what the kernel holds. */
+struct hk__fdslot {
+    hk_io_t *w;     /* the active watcher, or NULL */
+    hk_io_t *owner; /* the watcher whose registration the kernel holds */
+    uint32_t gen;   /* generation tag of the current registration */
+    uint32_t kmask; /* epoll events registered (0 with registered = disarmed ONESHOT) */
+    uint8_t registered;
+    uint8_t queued; /* in the change list */
+    uint8_t is_file;
+};
+
+struct hk__heap_entry {
+    uint64_t when;
+    hk_timer_t *timer;
+};
+
+struct hk_loop {
+    int epfd;
+    unsigned flags;
+    int running;
+    int stop_flag;
+    uint64_t now;
+    uint64_t woke_at; /* when the current iteration's epoll_wait returned */
+
+    /* io */
+    struct hk__fdslot *fds;
+    uint32_t fds_cap;
+    int *changes;
+    uint32_t nchanges, changes_cap;
+    struct hk__link files; /* always-ready regular-file watchers */
+    struct epoll_event *events;
+    int events_cap;
+
+    /* timers */
+    struct hk__heap_entry *heap;
+    uint32_t heap_len, heap_cap;
+    uint64_t timer_seq;
+    int use_timerfd;
+    int timerfd;
+    uint64_t timerfd_armed; /* absolute deadline armed, 0 = disarmed */
+
+    /* handles */
+    unsigned active_refs;  /* active, referenced, non-internal handles */
+    unsigned open_handles; /* initialised and not yet closed */
+    hk_handle_t *closing;
+    struct hk__link hooks[3]; /* by hk_hook_kind_t - 1 */
+    unsigned idle_active;
+    struct hk__link defers;
+
+    /* cross-thread wake-ups: accessed with __atomic builtins */
+    int eventfd;
+    int sleeping;
+    int wakeup_pending;
+    int work_pending; /* an async was sent or a signal forwarded */
+    struct hk__link asyncs;
+
+    /* signals */
+    int sigfd;
+    sigset_t sigmask;
+    unsigned sigcount[65];
+    struct hk__link signals;
+    uint64_t sig_forwarded; /* bit (signum - 1), set by other loops; atomic */
+    hk_loop_t *sig_next;    /* in the process-wide registry */
+    int sig_registered;
+
+    hk_loop_stats_t stats;
+};
+
+/* Intrusive circular list with a sentinel. */
+static inline void hk__list_init(struct hk__link *l)
+{
+    l->_prev = l->_next = l;
+}
+static inline bool hk__list_empty(const struct hk__link *l)
+{
+    return l->_next == l;
+}
+static inline void hk__list_insert_tail(struct hk__link *l, struct hk__link *n)
+{
+    n->_next = l;
+    n->_prev = l->_prev;
+    l->_prev->_next = n;
+    l->_prev = n;
+}
+static inline void hk__list_remove(struct hk__link *n)
+{
+    n->_prev->_next = n->_next;
+    n->_next->_prev = n->_prev;
+    n->_prev = n->_next = n;
+}
+/* Moves every element of from to the (empty) list to. */
+static inline void hk__list_move(struct hk__link *from, struct hk__link *to)
+{
+    if (hk__list_empty(from)) {
+        hk__list_init(to);
+        return;
+    }
+    to->_next = from->_next;
+    to->_prev = from->_prev;
+    to->_next->_prev = to;
+    to->_prev->_next = to;
+    hk__list_init(from);
+}
+
+/* handle.c */
+void hk__handle_init(hk_loop_t *loop, hk_handle_t *h, hk_handle_type_t type);
+void hk__handle_start(hk_handle_t *h);
+void hk__handle_stop(hk_handle_t *h);
+void hk__run_closing(hk_loop_t *loop);
+
+/* io.c */
+int hk__fdtable_reserve(hk_loop_t *loop, int fd);
+void hk__io_apply_changes(hk_loop_t *loop);
+void hk__io_dispatch(hk_loop_t *loop, int n);
+void hk__io_run_files(hk_loop_t *loop);
+void hk__io_close(hk_io_t *io);
+int hk__io_reregister_all(hk_loop_t *loop);
+int hk__epoll_ctl(hk_loop_t *loop, int op, int fd, uint32_t events, uint64_t data);
+
+/* timer.c, timer_heap.c */
+void hk__timers_run(hk_loop_t *loop);
+int hk__heap_push(hk_loop_t *loop, hk_timer_t *t);
+void hk__heap_remove(hk_loop_t *loop, hk_timer_t *t);
+void hk__heap_replace_top(hk_loop_t *loop, uint64_t when);
+
+/* sleep.c */
+int hk__sleep(hk_loop_t *loop, uint64_t deadline);
+int hk__timerfd_setup(hk_loop_t *loop);
+void hk__timerfd_drain(hk_loop_t *loop);
+
+/* async.c */
+int hk__async_setup(hk_loop_t *loop);
+void hk__async_wakeup(hk_loop_t *loop);
+void hk__async_on_eventfd(hk_loop_t *loop);
+void hk__async_process(hk_loop_t *loop);
+
+/* signal.c */
+void hk__signal_on_fd(hk_loop_t *loop);
+void hk__signal_process_forwarded(hk_loop_t *loop);
+void hk__signal_loop_free(hk_loop_t *loop);
+int hk__signal_fork(hk_loop_t *loop);
+
+/* hook.c, defer.c */
+void hk__hooks_run(hk_loop_t *loop, hk_hook_kind_t kind);
+void hk__defers_run(hk_loop_t *loop);
+
+/* stats.c */
+void hk__lag_record(hk_loop_t *loop, uint64_t lag_ns);
+
+/* loop.c */
+uint64_t hk__clock_now(void);
+
+#endif

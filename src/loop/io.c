@@ -1,0 +1,396 @@
+/*
+ * io watchers on epoll.
+ *
+ * What the kernel does: epoll keys its interest list by (open file
+ * description, fd number), not by fd number alone. Closing an fd removes the
+ * registration only when it was the last reference to the description; a
+ * dup'ed, fork-inherited or SCM_RIGHTS-passed copy keeps it alive, and the
+ * kernel keeps reporting events for a number we no longer watch. Events are
+ * fetched in batches, so a callback may close fd 7 and open a new fd 7 while
+ * an event for the old fd 7 is still waiting in the same batch.
+ *
+ * What we do: a table indexed by fd number records the active watcher, the
+ * watcher whose registration the kernel holds, and a generation number. The
+ * generation goes into epoll_data next to the fd and is bumped whenever a
+ * (re)initialised watcher takes the fd, so events for an old registration are
+ * recognised and dropped. Interest changes made in callbacks are recorded in
+ * a change list and applied once before the next sleep, after folding: a stop
+ * followed by a start, or a modify back to the old mask, costs no syscall.
+ * epoll refuses regular files with EPERM; they are always ready, so such
+ * watchers go on a list that is dispatched every iteration instead.
+ */
+#include <stdlib.h>
+#include <string.h>
+
+#include "loop/internal.h"
+
+#define HK__IO_INTEREST (HK_READABLE | HK_WRITABLE)
+#define HK__IO_MODES (HK_EDGE | HK_ONESHOT | HK_EXCLUSIVE)
+
+static uint32_t hk__to_epoll(unsigned events)
+{
+    uint32_t e = 0;
+    if (events & HK_READABLE)
+        e |= EPOLLIN;
+    if (events & HK_WRITABLE)
+        e |= EPOLLOUT;
+    if (events & HK_EDGE)
+        e |= EPOLLET;
+    if (events & HK_ONESHOT)
+        e |= EPOLLONESHOT;
+    if (events & HK_EXCLUSIVE)
+        e |= EPOLLEXCLUSIVE;
+    return e;
+}
+
+static int hk__io_validate(unsigned events)
+{
+    if (events & ~(HK__IO_INTEREST | HK__IO_MODES))
+        return -EINVAL;
+    if (!(events & HK__IO_INTEREST))
+        return -EINVAL;
+    if ((events & HK_EXCLUSIVE) && (events & HK_ONESHOT))
+        return -EINVAL;
+    return 0;
+}
+
+int hk__epoll_ctl(hk_loop_t *loop, int op, int fd, uint32_t events, uint64_t data)
+{
+    struct epoll_event ev = {.events = events, .data.u64 = data};
+    loop->stats.epoll_ctl_calls++;
+    return epoll_ctl(loop->epfd, op, fd, &ev) < 0 ? -errno : 0;
+}
+
+static uint64_t hk__tag(int fd, uint32_t gen)
+{
+    return (uint64_t)gen << 32 | (uint32_t)fd;
+}
+
+int hk__fdtable_reserve(hk_loop_t *loop, int fd)
+{
+    if ((uint32_t)fd < loop->fds_cap)
+        return 0;
+    uint64_t cap = loop->fds_cap ? loop->fds_cap : 64;
+    while (cap <= (uint64_t)fd)
+        cap *= 2;
+    if (cap > HK__TAG_TIMERFD)
+        return -EBADF;
+    struct hk__fdslot *fds = realloc(loop->fds, cap * sizeof *fds);
+    if (!fds)
+        return -ENOMEM;
+    memset(fds + loop->fds_cap, 0, (cap - loop->fds_cap) * sizeof *fds);
+    loop->fds = fds;
+    loop->fds_cap = (uint32_t)cap;
+    return 0;
+}
+
+static int hk__queue_change(hk_loop_t *loop, int fd)
+{
+    struct hk__fdslot *s = &loop->fds[fd];
+    if (s->queued)
+        return 0;
+    if (loop->nchanges == loop->changes_cap) {
+        uint32_t cap = loop->changes_cap ? loop->changes_cap * 2 : 64;
+        int *c = realloc(loop->changes, cap * sizeof *c);
+        if (!c)
+            return -ENOMEM;
+        loop->changes = c;
+        loop->changes_cap = cap;
+    }
+    loop->changes[loop->nchanges++] = fd;
+    s->queued = 1;
+    return 0;
+}
+
+/* A regular file: epoll said EPERM. Serve it from the always-ready list. */
+static void hk__io_make_file(hk_loop_t *loop, struct hk__fdslot *s, hk_io_t *io)
+{
+    s->is_file = 1;
+    s->registered = 0;
+    s->kmask = 0;
+    hk__list_insert_tail(&loop->files, &io->_file_link);
+}
+
+/*
+ * Puts fd into the epoll set with mask want and generation gen, whatever the
+ * set held before. EPOLLEXCLUSIVE registrations cannot be modified (the
+ * kernel allows the flag with ADD only), so they are replaced by DEL + ADD. A
+ * MOD that finds nothing (the old file was closed, the number reused) falls
+ * back to ADD. Returns 1 when the fd turned out to be a regular file.
+ */
+static int hk__register(hk_loop_t *loop, int fd, struct hk__fdslot *s, uint32_t want, uint32_t gen)
+{
+    int r;
+    uint64_t tag = hk__tag(fd, gen);
+    if (s->registered && !((s->kmask | want) & EPOLLEXCLUSIVE)) {
+        r = hk__epoll_ctl(loop, EPOLL_CTL_MOD, fd, want, tag);
+        if (r == -ENOENT)
+            r = hk__epoll_ctl(loop, EPOLL_CTL_ADD, fd, want, tag);
+    } else {
+        if (s->registered)
+            (void)hk__epoll_ctl(loop, EPOLL_CTL_DEL, fd, 0, 0);
+        r = hk__epoll_ctl(loop, EPOLL_CTL_ADD, fd, want, tag);
+    }
+    if (r == -EPERM)
+        return 1;
+    if (r < 0) {
+        s->registered = 0;
+        s->kmask = 0;
+        return r;
+    }
+    s->registered = 1;
+    s->kmask = want;
+    s->gen = gen;
+    return 0;
+}
+
+int hk_io_init(hk_loop_t *loop, hk_io_t *io, int fd)
+{
+    if (!loop || !io)
+        return -EINVAL;
+    if (fd < 0)
+        return -EBADF;
+    hk__handle_init(loop, &io->base, HK_HANDLE_IO);
+    io->base._flags |= HK__FRESH;
+    io->fd = fd;
+    io->_events = 0;
+    io->_cb = NULL;
+    hk__list_init(&io->_file_link);
+    return 0;
+}
+
+int hk_io_start(hk_io_t *io, unsigned events, hk_io_cb cb)
+{
+    int r = hk__io_validate(events);
+    if (r < 0 || !cb)
+        return -EINVAL;
+    if (io->base._flags & HK__ACTIVE)
+        return -EBUSY;
+    if (io->base._flags & (HK__CLOSING | HK__CLOSED))
+        return -EINVAL;
+    hk_loop_t *loop = io->base.loop;
+    int fd = io->fd;
+    r = hk__fdtable_reserve(loop, fd);
+    if (r < 0)
+        return r;
+    struct hk__fdslot *s = &loop->fds[fd];
+    if (s->w && s->w != io)
+        return -EEXIST;
+
+    uint32_t want = hk__to_epoll(events);
+    bool fresh = (io->base._flags & HK__FRESH) || s->owner != io;
+    if (fresh || !s->registered) {
+        /* A new file may sit behind this number: register now, new generation. */
+        if (fresh)
+            s->is_file = 0;
+        if (!s->is_file) {
+            r = hk__register(loop, fd, s, want, s->gen + 1);
+            if (r < 0)
+                return r;
+            if (r == 1)
+                hk__io_make_file(loop, s, io);
+        } else {
+            hk__list_insert_tail(&loop->files, &io->_file_link);
+        }
+        s->owner = io;
+        io->base._flags &= (uint16_t)~HK__FRESH;
+    } else if (s->is_file) {
+        hk__list_insert_tail(&loop->files, &io->_file_link);
+    } else if (want != s->kmask) {
+        r = hk__queue_change(loop, fd);
+        if (r < 0)
+            return r;
+    }
+    io->_events = events;
+    io->_cb = cb;
+    s->w = io;
+    hk__handle_start(&io->base);
+    return 0;
+}
+
+int hk_io_modify(hk_io_t *io, unsigned events)
+{
+    int r = hk__io_validate(events);
+    if (r < 0)
+        return r;
+    if (!(io->base._flags & HK__ACTIVE))
+        return -ENOTCONN;
+    if ((events & HK__IO_MODES) != (io->_events & HK__IO_MODES))
+        return -EINVAL;
+    if (events == io->_events)
+        return 0;
+    hk_loop_t *loop = io->base.loop;
+    struct hk__fdslot *s = &loop->fds[io->fd];
+    io->_events = events;
+    if (!s->is_file && hk__to_epoll(events) != s->kmask)
+        return hk__queue_change(loop, io->fd);
+    return 0;
+}
+
+int hk_io_stop(hk_io_t *io)
+{
+    if (!(io->base._flags & HK__ACTIVE))
+        return -EALREADY;
+    hk_loop_t *loop = io->base.loop;
+    struct hk__fdslot *s = &loop->fds[io->fd];
+    s->w = NULL;
+    if (s->is_file)
+        hk__list_remove(&io->_file_link);
+    else if (s->kmask != 0)
+        (void)hk__queue_change(loop, io->fd); /* on ENOMEM the DEL happens at close */
+    hk__handle_stop(&io->base);
+    return 0;
+}
+
+void hk__io_close(hk_io_t *io)
+{
+    hk_loop_t *loop = io->base.loop;
+    (void)hk_io_stop(io);
+    if ((uint32_t)io->fd < loop->fds_cap) {
+        struct hk__fdslot *s = &loop->fds[io->fd];
+        if (s->owner == io) {
+            s->owner = NULL;
+            if (s->kmask != 0 && !s->queued && hk__queue_change(loop, io->fd) < 0) {
+                (void)hk__epoll_ctl(loop, EPOLL_CTL_DEL, io->fd, 0, 0);
+                s->registered = 0;
+                s->kmask = 0;
+            }
+        }
+    }
+}
+
+/* A change could not be applied (ENOMEM, ENOSPC, EBADF...): tell the watcher. */
+static void hk__io_fail(hk_loop_t *loop, hk_io_t *w)
+{
+    (void)hk_io_stop(w);
+    loop->stats.callbacks++;
+    w->_cb(w, HK_ERROR);
+}
+
+void hk__io_apply_changes(hk_loop_t *loop)
+{
+    /* Callbacks run by hk__io_fail may queue more changes; take them too. */
+    for (uint32_t i = 0; i < loop->nchanges; i++) {
+        int fd = loop->changes[i];
+        struct hk__fdslot *s = &loop->fds[fd];
+        s->queued = 0;
+        if (s->is_file)
+            continue;
+        hk_io_t *w = s->w;
+        uint32_t want = w ? hk__to_epoll(w->_events) : 0;
+        if (want == s->kmask)
+            continue;
+        if (want == 0) {
+            /* EBADF/ENOENT: the fd was closed first; the kernel already forgot it. */
+            (void)hk__epoll_ctl(loop, EPOLL_CTL_DEL, fd, 0, 0);
+            s->registered = 0;
+            s->kmask = 0;
+            continue;
+        }
+        int r = hk__register(loop, fd, s, want, s->gen);
+        if (r == 1) {
+            hk__io_make_file(loop, s, w);
+        } else if (r < 0) {
+            hk__io_fail(loop, w);
+        }
+    }
+    loop->nchanges = 0;
+}
+
+static void hk__io_internal_event(hk_loop_t *loop, uint64_t tag)
+{
+    if (tag == HK__TAG_EVENTFD)
+        hk__async_on_eventfd(loop);
+    else if (tag == HK__TAG_SIGNALFD)
+        hk__signal_on_fd(loop);
+    else if (tag == HK__TAG_TIMERFD)
+        hk__timerfd_drain(loop);
+}
+
+/* Error and hang-up bits: also report the interest, so reads see EOF/errors. */
+static unsigned hk__io_error_bits(uint32_t e, unsigned interest)
+{
+    unsigned rev = interest & HK__IO_INTEREST;
+    if (e & EPOLLERR)
+        rev |= HK_ERROR;
+    if (e & EPOLLHUP)
+        rev |= HK_HANGUP;
+    return rev;
+}
+
+/* The hot path: keep it short. Everything unusual is behind one branch. */
+void hk__io_dispatch(hk_loop_t *loop, int n)
+{
+    const struct epoll_event *ev = loop->events;
+    uint64_t dispatched = 0;
+    for (int i = 0; i < n; i++) {
+        uint64_t tag = ev[i].data.u64;
+        uint32_t fd = (uint32_t)tag;
+        if (HK_UNLIKELY(fd >= loop->fds_cap)) {
+            hk__io_internal_event(loop, tag);
+            continue;
+        }
+        struct hk__fdslot *s = &loop->fds[fd];
+        hk_io_t *w = s->w;
+        if (HK_UNLIKELY(!w || s->gen != (uint32_t)(tag >> 32))) {
+            loop->stats.stale_events++;
+            continue;
+        }
+        uint32_t e = ev[i].events;
+        unsigned rev = (e & EPOLLIN) | ((e & EPOLLOUT) >> 1);
+        if (HK_UNLIKELY(e & (EPOLLERR | EPOLLHUP)))
+            rev |= hk__io_error_bits(e, w->_events);
+        rev &= w->_events | HK_HANGUP | HK_ERROR;
+        if (HK_UNLIKELY(!rev))
+            continue; /* interest dropped earlier in this batch */
+        if (HK_UNLIKELY(w->_events & HK_ONESHOT)) {
+            /* The kernel disarmed it; it stays registered for a cheap re-arm. */
+            s->kmask = 0;
+            s->w = NULL;
+            hk__handle_stop(&w->base);
+        }
+        if (HK_UNLIKELY(i == n - 1 && n > 1))
+            hk__lag_record(loop, hk__clock_now() - loop->woke_at);
+        dispatched++;
+        w->_cb(w, rev);
+    }
+    loop->stats.events += dispatched;
+    loop->stats.callbacks += dispatched;
+}
+
+void hk__io_run_files(hk_loop_t *loop)
+{
+    struct hk__link tmp;
+    hk__list_move(&loop->files, &tmp);
+    while (!hk__list_empty(&tmp)) {
+        struct hk__link *l = tmp._next;
+        hk__list_remove(l);
+        hk__list_insert_tail(&loop->files, l);
+        hk_io_t *w = HK_CONTAINER_OF(l, hk_io_t, _file_link);
+        unsigned rev = w->_events & HK__IO_INTEREST;
+        if (w->_events & HK_ONESHOT)
+            (void)hk_io_stop(w);
+        loop->stats.events++;
+        loop->stats.callbacks++;
+        w->_cb(w, rev);
+    }
+}
+
+int hk__io_reregister_all(hk_loop_t *loop)
+{
+    for (uint32_t fd = 0; fd < loop->fds_cap; fd++) {
+        struct hk__fdslot *s = &loop->fds[fd];
+        if (!s->registered)
+            continue;
+        if (s->kmask == 0) {
+            s->registered = 0; /* disarmed ONESHOT: the next start ADDs */
+            continue;
+        }
+        int r = hk__epoll_ctl(loop, EPOLL_CTL_ADD, (int)fd, s->kmask, hk__tag((int)fd, s->gen));
+        if (r < 0 && r != -EBADF)
+            return r;
+        if (r == -EBADF)
+            s->registered = 0;
+    }
+    return 0;
+}

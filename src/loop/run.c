@@ -1,0 +1,91 @@
+/*
+ * One iteration of the loop:
+ *
+ *   due timers -> idle hooks -> deferred -> prepare hooks -> apply interest
+ *   changes -> sleep in epoll -> io callbacks (and async, signals) -> check
+ *   hooks -> close callbacks -> deferred
+ *
+ * The sleep ends at the earliest timer deadline. Every step costs O(work
+ * done): the timer heap gives the next deadline in O(1), interest changes are
+ * a list of touched fds, and io dispatch walks only the ready events.
+ */
+#include <limits.h>
+
+#include "loop/internal.h"
+
+/* Whether the loop must not sleep: something is ready to run without epoll. */
+static bool hk__must_poll(const hk_loop_t *loop)
+{
+    return loop->idle_active > 0 || loop->closing || !hk__list_empty(&loop->defers) ||
+           !hk__list_empty(&loop->files) || loop->stop_flag ||
+           __atomic_load_n(&loop->work_pending, __ATOMIC_RELAXED);
+}
+
+static int hk__iterate(hk_loop_t *loop, hk_run_mode_t mode)
+{
+    hk__hooks_run(loop, HK_HOOK_PREPARE);
+    hk__defers_run(loop);
+    hk__io_apply_changes(loop);
+
+    uint64_t deadline;
+    if (mode == HK_RUN_NOWAIT || hk__must_poll(loop))
+        deadline = 0;
+    else if (loop->heap_len > 0)
+        deadline = loop->heap[0].when;
+    else
+        deadline = HK_FOREVER;
+
+    uint64_t before = hk__clock_now();
+    loop->stats.ns_in_callbacks += before - loop->woke_at;
+    int n = hk__sleep(loop, deadline);
+    if (n < 0)
+        return n;
+    loop->now = loop->woke_at = hk__clock_now();
+    loop->stats.ns_asleep += loop->now - before;
+    loop->stats.iterations++;
+
+    if (n > 0)
+        hk__io_dispatch(loop, n);
+    if (__atomic_load_n(&loop->work_pending, __ATOMIC_RELAXED))
+        hk__async_process(loop);
+    if (!hk__list_empty(&loop->files))
+        hk__io_run_files(loop);
+    hk__hooks_run(loop, HK_HOOK_CHECK);
+    hk__run_closing(loop);
+    hk__defers_run(loop);
+    return 0;
+}
+
+int hk_loop_run(hk_loop_t *loop, hk_run_mode_t mode)
+{
+    if (mode != HK_RUN_DEFAULT && mode != HK_RUN_ONCE && mode != HK_RUN_NOWAIT)
+        return -EINVAL;
+    if (loop->running)
+        return -EBUSY;
+    loop->running = 1;
+    loop->now = loop->woke_at = hk__clock_now();
+
+    int err = 0;
+    for (;;) {
+        hk__timers_run(loop);
+        hk__hooks_run(loop, HK_HOOK_IDLE);
+        hk__defers_run(loop);
+        hk__run_closing(loop);
+        if (loop->stop_flag || (mode == HK_RUN_DEFAULT && !hk_loop_alive(loop)))
+            break;
+        err = hk__iterate(loop, mode);
+        if (err < 0)
+            break;
+        if (mode != HK_RUN_DEFAULT) {
+            /* Timers that fell due while we slept belong to this iteration. */
+            hk__timers_run(loop);
+            hk__run_closing(loop);
+            break;
+        }
+    }
+    loop->stop_flag = 0;
+    loop->running = 0;
+    if (err < 0)
+        return err;
+    return loop->active_refs > INT_MAX ? INT_MAX : (int)loop->active_refs;
+}

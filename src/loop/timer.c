@@ -1,0 +1,101 @@
+/*
+ * Timers on an absolute CLOCK_MONOTONIC schedule.
+ *
+ * A repeating timer's deadlines form a grid, first + k * period. After a late
+ * run the next deadline is the first grid point after now, never now + period:
+ * computing from "now" lets each tick's lateness push all later ticks back,
+ * which is how libuv's repeating timers drift. The callback is told how many
+ * grid points passed (1 when on time), like a timerfd's expiration count.
+ */
+#include "loop/internal.h"
+
+int hk_timer_init(hk_loop_t *loop, hk_timer_t *timer)
+{
+    if (!loop || !timer)
+        return -EINVAL;
+    hk__handle_init(loop, &timer->base, HK_HANDLE_TIMER);
+    timer->_cb = NULL;
+    timer->_deadline = 0;
+    timer->_period = 0;
+    timer->_seq = 0;
+    timer->_heap_index = 0;
+    return 0;
+}
+
+int hk_timer_start(hk_timer_t *timer, hk_timer_cb cb, uint64_t deadline_ns, int64_t period_ns)
+{
+    if (!cb || period_ns < 0 || deadline_ns >= HK_DEADLINE_MAX)
+        return -EINVAL;
+    if (timer->base._flags & HK__ACTIVE)
+        return -EBUSY;
+    if (timer->base._flags & (HK__CLOSING | HK__CLOSED))
+        return -EINVAL;
+    hk_loop_t *loop = timer->base.loop;
+    timer->_cb = cb;
+    timer->_deadline = deadline_ns;
+    timer->_period = (uint64_t)period_ns;
+    timer->_seq = ++loop->timer_seq;
+    int r = hk__heap_push(loop, timer);
+    if (r < 0)
+        return r;
+    hk__handle_start(&timer->base);
+    return 0;
+}
+
+int hk_timer_start_in(hk_timer_t *timer, hk_timer_cb cb, int64_t delay_ns, int64_t period_ns)
+{
+    uint64_t now = timer->base.loop->now;
+    if (delay_ns < 0 || (uint64_t)delay_ns >= HK_DEADLINE_MAX - now)
+        return -EINVAL;
+    return hk_timer_start(timer, cb, now + (uint64_t)delay_ns, period_ns);
+}
+
+int hk_timer_stop(hk_timer_t *timer)
+{
+    if (!(timer->base._flags & HK__ACTIVE))
+        return -EALREADY;
+    hk__heap_remove(timer->base.loop, timer);
+    hk__handle_stop(&timer->base);
+    return 0;
+}
+
+uint64_t hk_timer_deadline(const hk_timer_t *timer)
+{
+    return timer->_deadline;
+}
+
+/*
+ * Runs every timer due at the loop's cached time. Timers started by these
+ * callbacks wait for the next iteration even when already due, so a callback
+ * that re-arms itself with delay 0 cannot starve the loop.
+ */
+void hk__timers_run(hk_loop_t *loop)
+{
+    uint64_t now = loop->now;
+    uint64_t seq_limit = loop->timer_seq;
+    while (loop->heap_len > 0 && loop->heap[0].when <= now) {
+        hk_timer_t *t = loop->heap[0].timer;
+        if (t->_seq > seq_limit)
+            break;
+        uint64_t late = now - t->_deadline;
+        uint64_t expirations = 1;
+        hk__lag_record(loop, late);
+        if (t->_period) {
+            uint64_t missed = late / t->_period;
+            uint64_t step = (missed + 1) * t->_period;
+            expirations += missed;
+            if (step >= HK_DEADLINE_MAX - t->_deadline) {
+                hk_timer_stop(t); /* the grid ran past any meaningful time */
+            } else {
+                t->_deadline += step;
+                hk__heap_replace_top(loop, t->_deadline);
+            }
+        } else {
+            hk__heap_remove(loop, t);
+            hk__handle_stop(&t->base);
+        }
+        loop->stats.timers_fired++;
+        loop->stats.callbacks++;
+        t->_cb(t, expirations);
+    }
+}
