@@ -62,7 +62,7 @@ static void echo_conn_on_io(hk_io_t *io, unsigned revents)
 {
     struct echo_conn *c = (struct echo_conn *)io;
     if ((revents & HK_WRITABLE) && c->end > c->start) {
-        ssize_t n = write(io->fd, c->buf + c->start, c->end - c->start);
+        ssize_t n = send(io->fd, c->buf + c->start, c->end - c->start, MSG_NOSIGNAL);
         if (n < 0 && errno != EAGAIN && errno != EINTR) {
             echo_conn_close(c);
             return;
@@ -80,7 +80,7 @@ static void echo_conn_on_io(hk_io_t *io, unsigned revents)
         }
         if (n > 0) {
             c->end += (size_t)n;
-            ssize_t w = write(io->fd, c->buf + c->start, c->end - c->start);
+            ssize_t w = send(io->fd, c->buf + c->start, c->end - c->start, MSG_NOSIGNAL);
             if (w > 0) {
                 c->start += (size_t)w;
                 c->server->bytes += (unsigned long long)w;

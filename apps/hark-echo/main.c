@@ -93,6 +93,9 @@ int main(int argc, char **argv)
         }
     }
 
+    /* A peer or a log reader that goes away must be an error code, not a crash. */
+    signal(SIGPIPE, SIG_IGN);
+
     hk_loop_t *loop;
     int r = hk_loop_new(&loop, 0);
     if (r < 0) {

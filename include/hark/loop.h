@@ -51,6 +51,12 @@ typedef enum hk_run_mode {
 
 /* Flags for hk_loop_new(). */
 #define HK_LOOP_TIMERFD 0x1u /* sleep with epoll_wait + one timerfd even if epoll_pwait2 exists */
+/*
+ * Skip the time accounting (ns_in_callbacks, ns_asleep) and the lag histogram:
+ * saves two or three clock reads per iteration. Counters stay. It exists to
+ * measure what the metrics cost (bench/pipes runs both); leave them on.
+ */
+#define HK_LOOP_NO_METRICS 0x2u
 
 /*
  * Creates a loop. On success stores it in *loopp and returns 0.

@@ -57,6 +57,7 @@ struct hk__heap_entry {
 struct hk_loop {
     int epfd;
     unsigned flags;
+    int metrics; /* time accounting and lag histogram on */
     int running;
     int stop_flag;
     uint64_t now;
@@ -164,7 +165,7 @@ void hk__heap_remove(hk_loop_t *loop, hk_timer_t *t);
 void hk__heap_replace_top(hk_loop_t *loop, uint64_t when);
 
 /* sleep.c */
-int hk__sleep(hk_loop_t *loop, uint64_t deadline);
+int hk__sleep(hk_loop_t *loop, uint64_t deadline, uint64_t now);
 int hk__timerfd_setup(hk_loop_t *loop);
 void hk__timerfd_drain(hk_loop_t *loop);
 

@@ -349,7 +349,7 @@ void hk__io_dispatch(hk_loop_t *loop, int n)
             s->w = NULL;
             hk__handle_stop(&w->base);
         }
-        if (HK_UNLIKELY(i == n - 1 && n > 1))
+        if (HK_UNLIKELY(i == n - 1 && n > 1) && loop->metrics)
             hk__lag_record(loop, hk__clock_now() - loop->woke_at);
         dispatched++;
         w->_cb(w, rev);

@@ -24,12 +24,13 @@ uint64_t hk_time_now(void)
 
 int hk_loop_new(hk_loop_t **loopp, unsigned flags)
 {
-    if (!loopp || (flags & ~HK_LOOP_TIMERFD))
+    if (!loopp || (flags & ~(HK_LOOP_TIMERFD | HK_LOOP_NO_METRICS)))
         return -EINVAL;
     hk_loop_t *loop = calloc(1, sizeof *loop);
     if (!loop)
         return -ENOMEM;
     loop->flags = flags;
+    loop->metrics = !(flags & HK_LOOP_NO_METRICS);
     loop->eventfd = -1;
     loop->sigfd = -1;
     loop->timerfd = -1;

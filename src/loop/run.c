@@ -35,13 +35,17 @@ static int hk__iterate(hk_loop_t *loop, hk_run_mode_t mode)
     else
         deadline = HK_FOREVER;
 
-    uint64_t before = hk__clock_now();
-    loop->stats.ns_in_callbacks += before - loop->woke_at;
-    int n = hk__sleep(loop, deadline);
+    uint64_t before = 0;
+    if (loop->metrics) {
+        before = hk__clock_now();
+        loop->stats.ns_in_callbacks += before - loop->woke_at;
+    }
+    int n = hk__sleep(loop, deadline, before);
     if (n < 0)
         return n;
     loop->now = loop->woke_at = hk__clock_now();
-    loop->stats.ns_asleep += loop->now - before;
+    if (loop->metrics)
+        loop->stats.ns_asleep += loop->now - before;
     loop->stats.iterations++;
 
     if (n > 0)

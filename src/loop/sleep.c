@@ -83,10 +83,11 @@ static int hk__epoll_wait_timerfd(hk_loop_t *loop, uint64_t deadline)
 
 /*
  * Sleeps until deadline (absolute ns; 0 = do not sleep, HK_FOREVER = no
- * deadline) or until events arrive. Returns the number of events in
+ * deadline) or until events arrive. now is the current time when the caller
+ * has just read it, or 0. Returns the number of events in
  * loop->events, or -errno. EINTR counts as zero events.
  */
-int hk__sleep(hk_loop_t *loop, uint64_t deadline)
+int hk__sleep(hk_loop_t *loop, uint64_t deadline, uint64_t now)
 {
     int n;
     /* Announce the sleep before the last check for async work (see async.c). */
@@ -97,7 +98,8 @@ int hk__sleep(hk_loop_t *loop, uint64_t deadline)
     if (!loop->use_timerfd) {
         struct timespec ts = {0}, *tsp = NULL;
         if (deadline != HK_FOREVER) {
-            uint64_t now = deadline ? hk__clock_now() : 0;
+            if (deadline && !now)
+                now = hk__clock_now();
             uint64_t rel = deadline > now ? deadline - now : 0;
             ts.tv_sec = (time_t)(rel / 1000000000u);
             ts.tv_nsec = (long)(rel % 1000000000u);

@@ -79,7 +79,8 @@ void hk__timers_run(hk_loop_t *loop)
             break;
         uint64_t late = now - t->_deadline;
         uint64_t expirations = 1;
-        hk__lag_record(loop, late);
+        if (loop->metrics)
+            hk__lag_record(loop, late);
         if (t->_period) {
             uint64_t missed = late / t->_period;
             uint64_t step = (missed + 1) * t->_period;
