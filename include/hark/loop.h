@@ -45,7 +45,7 @@ typedef struct hk_loop hk_loop_t;
 
 typedef enum hk_run_mode {
     HK_RUN_DEFAULT = 0, /* run until hk_loop_stop() or no active, referenced handle is left */
-    HK_RUN_ONCE = 1,    /* one iteration; sleep until something happens if nothing is ready */
+    HK_RUN_ONCE = 1,    /* one iteration; sleeps only if no timer was due when it started */
     HK_RUN_NOWAIT = 2,  /* one iteration that never sleeps */
 } hk_run_mode_t;
 

@@ -21,14 +21,18 @@ static bool hk__must_poll(const hk_loop_t *loop)
            __atomic_load_n(&loop->work_pending, __ATOMIC_RELAXED);
 }
 
-static int hk__iterate(hk_loop_t *loop, hk_run_mode_t mode)
+/*
+ * worked: timers already ran in this HK_RUN_ONCE call, so it
+ * has done its one round of work and only polls, without sleeping.
+ */
+static int hk__iterate(hk_loop_t *loop, hk_run_mode_t mode, bool worked)
 {
     hk__hooks_run(loop, HK_HOOK_PREPARE);
     hk__defers_run(loop);
     hk__io_apply_changes(loop);
 
     uint64_t deadline;
-    if (mode == HK_RUN_NOWAIT || hk__must_poll(loop))
+    if (mode == HK_RUN_NOWAIT || (mode == HK_RUN_ONCE && worked) || hk__must_poll(loop))
         deadline = 0;
     else if (loop->heap_len > 0)
         deadline = loop->heap[0].when;
@@ -70,6 +74,7 @@ int hk_loop_run(hk_loop_t *loop, hk_run_mode_t mode)
     loop->now = loop->woke_at = hk__clock_now();
 
     int err = 0;
+    uint64_t timers_before = loop->stats.timers_fired;
     for (;;) {
         hk__timers_run(loop);
         hk__hooks_run(loop, HK_HOOK_IDLE);
@@ -77,7 +82,7 @@ int hk_loop_run(hk_loop_t *loop, hk_run_mode_t mode)
         hk__run_closing(loop);
         if (loop->stop_flag || (mode == HK_RUN_DEFAULT && !hk_loop_alive(loop)))
             break;
-        err = hk__iterate(loop, mode);
+        err = hk__iterate(loop, mode, loop->stats.timers_fired != timers_before);
         if (err < 0)
             break;
         if (mode != HK_RUN_DEFAULT) {
