@@ -8,7 +8,7 @@ DESTDIR ?=
 JOBS ?= $(shell nproc)
 BUILD := build
 
-.PHONY: all deps build run test test-release test-asan test-tsan bench bench-pipes install clean format
+.PHONY: all deps build run test test-release test-asan test-tsan bench bench-build bench-pipes bench-log bench-fs install clean format
 
 all: build
 
@@ -43,10 +43,16 @@ bench-build:
 	@cmake -S . -B $(BUILD)/bench -DCMAKE_BUILD_TYPE=Release -DHK_BENCH=ON -DBUILD_TESTING=OFF >/dev/null
 	@cmake --build $(BUILD)/bench -j $(JOBS)
 
-bench: bench-pipes
+bench: bench-pipes bench-log bench-fs
 
 bench-pipes: bench-build
 	scripts/bench-pipes $(BUILD)/bench
+
+bench-log: bench-build
+	scripts/bench-log $(BUILD)/bench
+
+bench-fs: bench-build
+	scripts/bench-fs $(BUILD)/bench
 
 install: build
 	DESTDIR="$(DESTDIR)" cmake --install $(BUILD)/release --prefix $(PREFIX)

@@ -4,5 +4,6 @@
 
 #include "hark/error.h"
 #include "hark/loop.h"
+#include "hark/pool.h"
 
 #endif

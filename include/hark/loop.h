@@ -437,6 +437,7 @@ typedef struct hk_loop_stats {
     uint64_t timers_fired;    /* timer callbacks run */
     uint64_t callbacks;       /* every callback run (io, timer, hooks, ...) */
     uint64_t epoll_ctl_calls; /* EPOLL_CTL_ADD/MOD/DEL issued */
+    uint64_t stalls;          /* callbacks longer than the stall threshold (when enabled) */
     uint64_t ns_in_callbacks; /* time awake between sleeps (callbacks + hark's bookkeeping) */
     uint64_t ns_asleep;       /* time inside epoll_wait */
     uint64_t lag_count;       /* samples in lag_hist */
@@ -454,6 +455,38 @@ HK_API uint64_t hk_loop_stats_lag_quantile(const hk_loop_stats_t *stats, double 
 /* Histogram bucket of a lag value, and the largest value a bucket holds. */
 HK_API unsigned hk_lag_bucket(uint64_t ns);
 HK_API uint64_t hk_lag_bucket_max(unsigned bucket);
+
+/* ------------------------------------------------------------------------ */
+/* Stall detector                                                           */
+/* ------------------------------------------------------------------------ */
+
+/* What the stall detector saw: one callback that ran longer than the threshold. */
+typedef struct hk_stall_info {
+    uint64_t duration_ns;  /* how long the callback ran */
+    uint64_t cpu_ns;       /* CPU time the thread used meanwhile (far less: it blocked) */
+    uint64_t threshold_ns; /* the configured threshold */
+    const void *callback;  /* address of the callback that stalled */
+    const char *symbol;    /* its name (dladdr: link executables with -rdynamic), or NULL */
+    void *const *frames;   /* backtrace taken while it was still running */
+    int nframes;           /* 0 when none could be taken */
+    uint64_t suppressed;   /* stalls not reported since the last report (rate limit) */
+} hk_stall_info_t;
+
+typedef void (*hk_stall_cb)(hk_loop_t *loop, const hk_stall_info_t *info, void *arg);
+
+#define HK_STALL_DEFAULT_NS (UINT64_C(25) * 1000 * 1000)
+
+/*
+ * Turns the stall detector on (threshold_ns > 0; HK_STALL_DEFAULT_NS is 25 ms)
+ * or off (0). Every callback that runs longer than the threshold is counted in
+ * hk_loop_stats().stalls; at most one per second is reported to cb (NULL:
+ * a line on stderr; hark/log.h offers hk_log_stall_reporter), with a backtrace
+ * taken by a timer signal while the callback was still running. Call on the
+ * loop's thread. Costs, while on: two timer_settime calls per iteration that
+ * runs callbacks, and two clock reads per callback. Errors: -EAGAIN/-ENOMEM
+ * (no POSIX timer), -EINVAL (threshold below 1 ms).
+ */
+HK_API int hk_loop_stall_detect(hk_loop_t *loop, uint64_t threshold_ns, hk_stall_cb cb, void *arg);
 
 #ifdef __cplusplus
 }

@@ -17,7 +17,7 @@
 #include <sys/eventfd.h>
 #include <unistd.h>
 
-#include "loop/internal.h"
+#include "loop/stall.h"
 
 int hk__async_setup(hk_loop_t *loop)
 {
@@ -92,6 +92,8 @@ void hk__async_process(hk_loop_t *loop)
         if (!__atomic_exchange_n(&a->_pending, 0, __ATOMIC_SEQ_CST))
             continue;
         loop->stats.callbacks++;
+        hk__stall_enter(loop, (const void *)a->_cb);
         a->_cb(a);
+        hk__stall_leave(loop);
     }
 }

@@ -61,12 +61,9 @@ int hk_child_start(hk_child_t *child, hk_child_cb cb, pid_t pid)
     if (fd < 0)
         return -errno;
     /* The pidfd's watcher is the loop's business: it is not an open handle. */
-    int r = hk_io_init(loop, &child->_io, fd);
-    if (r == 0) {
-        loop->open_handles--;
-        child->_io.base._flags |= HK__INTERNAL;
+    int r = hk__io_init_internal(loop, &child->_io, fd);
+    if (r == 0)
         r = hk_io_start(&child->_io, HK_READABLE, hk__child_on_pidfd);
-    }
     if (r < 0) {
         close(fd);
         child->_io.fd = -1;

@@ -4,7 +4,7 @@
  * the loop from polling; the rest waits for the next iteration, which does
  * not sleep while the queue is non-empty.
  */
-#include "loop/internal.h"
+#include "loop/stall.h"
 
 #define HK__DEFER_ROUNDS 64
 
@@ -41,7 +41,9 @@ void hk__defers_run(hk_loop_t *loop)
             hk_defer_t *d = HK_CONTAINER_OF(l, hk_defer_t, _link);
             d->_queued = 0;
             loop->stats.callbacks++;
+            hk__stall_enter(loop, (const void *)d->_cb);
             d->_cb(d);
+            hk__stall_leave(loop);
         }
     }
 }

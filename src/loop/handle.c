@@ -3,7 +3,7 @@
  * hk_loop_run returns) and the close protocol. Closing is two-phase so that
  * memory stays valid while events for it may still be in the current batch.
  */
-#include "loop/internal.h"
+#include "loop/stall.h"
 
 void hk__handle_init(hk_loop_t *loop, hk_handle_t *h, hk_handle_type_t type)
 {
@@ -117,8 +117,11 @@ void hk__run_closing(hk_loop_t *loop)
             h->_flags = (uint16_t)((h->_flags & ~HK__CLOSING) | HK__CLOSED);
             loop->open_handles--;
             loop->stats.callbacks++;
-            if (h->_close_cb)
+            if (h->_close_cb) {
+                hk__stall_enter(loop, (const void *)h->_close_cb);
                 h->_close_cb(h);
+                hk__stall_leave(loop);
+            }
         }
     }
 }

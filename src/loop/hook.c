@@ -3,7 +3,7 @@
  * list is moved aside while it runs, so a hook may stop itself or any other
  * hook, or start new ones (which run from the next iteration on).
  */
-#include "loop/internal.h"
+#include "loop/stall.h"
 
 int hk_hook_init(hk_loop_t *loop, hk_hook_t *hook, hk_hook_kind_t kind)
 {
@@ -57,6 +57,8 @@ void hk__hooks_run(hk_loop_t *loop, hk_hook_kind_t kind)
         hk__list_insert_tail(list, l);
         hk_hook_t *h = HK_CONTAINER_OF(l, hk_hook_t, _link);
         loop->stats.callbacks++;
+        hk__stall_enter(loop, (const void *)h->_cb);
         h->_cb(h);
+        hk__stall_leave(loop);
     }
 }

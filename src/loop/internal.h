@@ -14,6 +14,7 @@
 #include <sys/epoll.h>
 
 #include "hark/loop.h"
+#include "loop/ext.h"
 
 #define HK_LIKELY(x) __builtin_expect(!!(x), 1)
 #define HK_UNLIKELY(x) __builtin_expect(!!(x), 0)
@@ -104,6 +105,14 @@ struct hk_loop {
     hk_loop_t *sig_next;    /* in the process-wide registry */
     int sig_registered;
 
+    /* modules layered on the loop (loop/ext.h) */
+    struct {
+        void *state;
+        hk__ext_free_fn free_fn;
+    } ext[HK__EXT_SLOTS];
+    unsigned pending_reqs;
+    struct hk__stall *stall; /* stall detector, or NULL (stall.c) */
+
     hk_loop_stats_t stats;
 };
 
@@ -187,6 +196,9 @@ void hk__defers_run(hk_loop_t *loop);
 
 /* stats.c */
 void hk__lag_record(hk_loop_t *loop, uint64_t lag_ns);
+
+/* ext.c */
+void hk__loop_ext_free_all(hk_loop_t *loop);
 
 /* loop.c */
 uint64_t hk__clock_now(void);

@@ -22,7 +22,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "loop/internal.h"
+#include "loop/stall.h"
 
 #define HK__IO_INTEREST (HK_READABLE | HK_WRITABLE)
 #define HK__IO_MODES (HK_EDGE | HK_ONESHOT | HK_EXCLUSIVE)
@@ -318,8 +318,13 @@ static unsigned hk__io_error_bits(uint32_t e, unsigned interest)
     return rev;
 }
 
-/* The hot path: keep it short. Everything unusual is behind one branch. */
-void hk__io_dispatch(hk_loop_t *loop, int n)
+/*
+ * The hot path: keep it short. Everything unusual is behind one branch. It is
+ * compiled twice, with and without the stall detector's per-callback hooks,
+ * so the detector costs nothing per event while it is off.
+ */
+static inline __attribute__((always_inline)) void hk__io_dispatch_impl(hk_loop_t *loop, int n,
+                                                                       const bool watched)
 {
     const struct epoll_event *ev = loop->events;
     uint64_t dispatched = 0;
@@ -352,10 +357,22 @@ void hk__io_dispatch(hk_loop_t *loop, int n)
         if (HK_UNLIKELY(i == n - 1 && n > 1) && loop->metrics)
             hk__lag_record(loop, hk__clock_now() - loop->woke_at);
         dispatched++;
+        if (watched)
+            hk__stall_begin(loop, (const void *)w->_cb);
         w->_cb(w, rev);
+        if (watched && loop->stall)
+            hk__stall_end(loop);
     }
     loop->stats.events += dispatched;
     loop->stats.callbacks += dispatched;
+}
+
+void hk__io_dispatch(hk_loop_t *loop, int n)
+{
+    if (HK_UNLIKELY(loop->stall != NULL))
+        hk__io_dispatch_impl(loop, n, true);
+    else
+        hk__io_dispatch_impl(loop, n, false);
 }
 
 void hk__io_run_files(hk_loop_t *loop)
@@ -372,7 +389,9 @@ void hk__io_run_files(hk_loop_t *loop)
             (void)hk_io_stop(w);
         loop->stats.events++;
         loop->stats.callbacks++;
+        hk__stall_enter(loop, (const void *)w->_cb);
         w->_cb(w, rev);
+        hk__stall_leave(loop);
     }
 }
 

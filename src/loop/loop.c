@@ -8,7 +8,7 @@
 #include <time.h>
 #include <unistd.h>
 
-#include "loop/internal.h"
+#include "loop/stall.h"
 
 uint64_t hk__clock_now(void)
 {
@@ -80,8 +80,10 @@ int hk_loop_free(hk_loop_t *loop)
 {
     if (!loop)
         return -EINVAL;
-    if (loop->running || loop->open_handles > 0 || loop->closing)
+    if (loop->running || loop->open_handles > 0 || loop->closing || loop->pending_reqs > 0)
         return -EBUSY;
+    hk__loop_ext_free_all(loop);
+    hk__stall_free(loop);
     hk__signal_loop_free(loop);
     close(loop->epfd);
     close(loop->eventfd);

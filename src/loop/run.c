@@ -11,7 +11,7 @@
  */
 #include <limits.h>
 
-#include "loop/internal.h"
+#include "loop/stall.h"
 
 /* Whether the loop must not sleep: something is ready to run without epoll. */
 static bool hk__must_poll(const hk_loop_t *loop)
@@ -44,10 +44,14 @@ static int hk__iterate(hk_loop_t *loop, hk_run_mode_t mode, bool worked)
         before = hk__clock_now();
         loop->stats.ns_in_callbacks += before - loop->woke_at;
     }
+    if (deadline != 0)
+        hk__stall_sleeping(loop);
     int n = hk__sleep(loop, deadline, before);
     if (n < 0)
         return n;
     loop->now = loop->woke_at = hk__clock_now();
+    if (loop->stall)
+        hk__stall_awake(loop);
     if (loop->metrics)
         loop->stats.ns_asleep += loop->now - before;
     loop->stats.iterations++;
@@ -75,6 +79,8 @@ int hk_loop_run(hk_loop_t *loop, hk_run_mode_t mode)
 
     int err = 0;
     uint64_t timers_before = loop->stats.timers_fired;
+    if (loop->stall)
+        hk__stall_awake(loop);
     for (;;) {
         hk__timers_run(loop);
         hk__hooks_run(loop, HK_HOOK_IDLE);
@@ -92,6 +98,7 @@ int hk_loop_run(hk_loop_t *loop, hk_run_mode_t mode)
             break;
         }
     }
+    hk__stall_sleeping(loop);
     loop->stop_flag = 0;
     loop->running = 0;
     if (err < 0)

@@ -21,7 +21,7 @@
 #include <sys/signalfd.h>
 #include <unistd.h>
 
-#include "loop/internal.h"
+#include "loop/stall.h"
 
 #define HK__NSIG 65
 
@@ -160,7 +160,9 @@ static void hk__signal_dispatch(hk_loop_t *loop, int signum)
         if (s->signum != signum)
             continue;
         loop->stats.callbacks++;
+        hk__stall_enter(loop, (const void *)s->_cb);
         s->_cb(s, signum);
+        hk__stall_leave(loop);
     }
 }
 

@@ -7,7 +7,7 @@
  * which is how libuv's repeating timers drift. The callback is told how many
  * grid points passed (1 when on time), like a timerfd's expiration count.
  */
-#include "loop/internal.h"
+#include "loop/stall.h"
 
 int hk_timer_init(hk_loop_t *loop, hk_timer_t *timer)
 {
@@ -97,6 +97,8 @@ void hk__timers_run(hk_loop_t *loop)
         }
         loop->stats.timers_fired++;
         loop->stats.callbacks++;
+        hk__stall_enter(loop, (const void *)t->_cb);
         t->_cb(t, expirations);
+        hk__stall_leave(loop);
     }
 }
