@@ -22,8 +22,9 @@ extern "C" {
 HK_API const char *hk_strerror(int err);
 
 /*
- * Returns the symbolic name of a negative errno ("EBADF" for -EBADF), or
- * "UNKNOWN" when the code is not in hark's table. The string is static.
+ * Returns the symbolic name of a negative errno ("EBADF" for -EBADF; positive
+ * values are accepted too), or "UNKNOWN" when the code is not in hark's
+ * table. The string is static.
  */
 HK_API const char *hk_err_name(int err);
 

@@ -45,7 +45,7 @@ typedef struct hk_loop hk_loop_t;
 
 typedef enum hk_run_mode {
     HK_RUN_DEFAULT = 0, /* run until hk_loop_stop() or no active, referenced handle is left */
-    HK_RUN_ONCE = 1,    /* one iteration; sleeps only if no timer was due when it started */
+    HK_RUN_ONCE = 1,    /* one iteration; sleeps only if no callback has run yet in this call */
     HK_RUN_NOWAIT = 2,  /* one iteration that never sleeps */
 } hk_run_mode_t;
 
@@ -199,11 +199,12 @@ struct hk_io {
 HK_API int hk_io_init(hk_loop_t *loop, hk_io_t *io, int fd);
 
 /*
- * Starts watching for events (HK_READABLE and/or HK_WRITABLE, optionally one
- * mode bit). A regular file, which epoll refuses with EPERM, is reported ready
- * on every iteration instead. Errors: -EINVAL (no interest, unknown bits, or
- * EXCLUSIVE with ONESHOT), -EBUSY (already active), -EEXIST (another watcher
- * of this loop is active on the same fd), -EBADF, -ENOMEM, -ENOSPC (epoll's
+ * Starts watching for events (HK_READABLE and/or HK_WRITABLE, plus mode bits:
+ * HK_EDGE and HK_ONESHOT combine; HK_EXCLUSIVE combines with HK_EDGE only).
+ * HK_HANGUP and HK_ERROR are readiness bits only: passing them gives -EINVAL. A regular file, which
+ * epoll refuses with EPERM, is reported ready on every iteration instead. Errors: -EINVAL (no
+ * interest, unknown bits, or EXCLUSIVE with ONESHOT), -EBUSY (already active), -EEXIST (another
+ * watcher of this loop is active on the same fd), -EBADF, -ENOMEM, -ENOSPC (epoll's
  * max_user_watches), or any other errno of EPOLL_CTL_ADD.
  */
 HK_API int hk_io_start(hk_io_t *io, unsigned events, hk_io_cb cb);
@@ -211,8 +212,10 @@ HK_API int hk_io_start(hk_io_t *io, unsigned events, hk_io_cb cb);
 /*
  * Changes the interest of an active watcher. Inside callbacks this is the
  * cheap path: nothing happens when the mask is unchanged, and changes are
- * applied once, just before the loop next sleeps. Errors: -EINVAL (bad bits,
- * or a different mode than the one started with), -ENOTCONN (not active).
+ * applied once, just before the loop next sleeps. events must repeat the mode
+ * bits the watcher was started with (HK_EDGE | HK_READABLE for an edge
+ * watcher); to change the mode, stop and start. Errors: -EINVAL (bad bits, or
+ * a different mode), -ENOTCONN (not active).
  */
 HK_API int hk_io_modify(hk_io_t *io, unsigned events);
 
@@ -220,6 +223,9 @@ HK_API int hk_io_modify(hk_io_t *io, unsigned events);
  * Stops watching. Events already fetched in the current batch for this fd are
  * dropped (generation tag), so closing the fd right after, or even before,
  * hk_io_stop is safe, and so is reusing the fd number in the same batch.
+ * To watch a new file (even one that got the same fd number), call
+ * hk_io_init again before hk_io_start: a plain stop + start of the same
+ * watcher is assumed to be the same file, and costs no system call.
  * Returns 0, or -EALREADY when the watcher was not active (nothing changes).
  */
 HK_API int hk_io_stop(hk_io_t *io);
@@ -268,7 +274,10 @@ HK_API int hk_timer_start_in(hk_timer_t *timer, hk_timer_cb cb, int64_t delay_ns
 /* Returns 0, or -EALREADY when the timer was not active. */
 HK_API int hk_timer_stop(hk_timer_t *timer);
 
-/* The next deadline of an active timer (undefined when inactive). */
+/*
+ * The next deadline of an active timer (undefined when inactive). Inside a
+ * repeating timer's callback it is already the next grid point.
+ */
 HK_API uint64_t hk_timer_deadline(const hk_timer_t *timer);
 
 /* ------------------------------------------------------------------------ */
@@ -398,8 +407,9 @@ HK_API int hk_hook_stop(hk_hook_t *hook);
 /*
  * A deferred callback runs once, on the loop thread, after the callback that
  * queued it returns and before the loop next sleeps. Callbacks queued by a
- * deferred callback run in a later round of the same iteration (after 64
- * rounds, in the next iteration, which then does not sleep).
+ * deferred callback run in a later round of the same iteration; after 64
+ * rounds in one iteration (counted over all its phases), the rest run in the
+ * next iteration, which then does not sleep.
  * The struct is owned by the caller and must stay valid until it runs or is
  * cancelled.
  */
@@ -425,7 +435,8 @@ HK_API int hk_defer_cancel(hk_loop_t *loop, hk_defer_t *defer);
 /*
  * Loop lag is how late a ready event or a due timer was served: for a timer,
  * the time it ran minus its deadline; for io, the time the last callback of a
- * batch started minus the time epoll_wait returned it. Kept in a log-linear
+ * batch started minus the time epoll_wait returned it (0 for a batch of one,
+ * served at once, without a clock read). Kept in a log-linear
  * histogram: 4 buckets per power of two, so quantiles are within 25 %.
  */
 #define HK_LAG_BUCKETS 256

@@ -30,9 +30,11 @@ int hk_defer_cancel(hk_loop_t *loop, hk_defer_t *defer)
     return 0;
 }
 
+/* The budget of rounds is per iteration: hk_loop_run resets it at each one. */
 void hk__defers_run(hk_loop_t *loop)
 {
-    for (int round = 0; round < HK__DEFER_ROUNDS && !hk__list_empty(&loop->defers); round++) {
+    for (; loop->defer_rounds < HK__DEFER_ROUNDS && !hk__list_empty(&loop->defers);
+         loop->defer_rounds++) {
         struct hk__link tmp;
         hk__list_move(&loop->defers, &tmp);
         while (!hk__list_empty(&tmp)) {

@@ -88,6 +88,7 @@ struct hk_loop {
     struct hk__link hooks[3]; /* by hk_hook_kind_t - 1 */
     unsigned idle_active;
     struct hk__link defers;
+    int defer_rounds; /* deferred rounds run in this iteration */
 
     /* cross-thread wake-ups: accessed with __atomic builtins */
     int eventfd;

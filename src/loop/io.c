@@ -354,8 +354,10 @@ static inline __attribute__((always_inline)) void hk__io_dispatch_impl(hk_loop_t
             s->w = NULL;
             hk__handle_stop(&w->base);
         }
-        if (HK_UNLIKELY(i == n - 1 && n > 1) && loop->metrics)
-            hk__lag_record(loop, hk__clock_now() - loop->woke_at);
+        if (HK_UNLIKELY(i == n - 1) && loop->metrics) {
+            /* A batch of one is served at once: no clock read for lag 0. */
+            hk__lag_record(loop, n > 1 ? hk__clock_now() - loop->woke_at : 0);
+        }
         dispatched++;
         if (watched)
             hk__stall_begin(loop, (const void *)w->_cb);

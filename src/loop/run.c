@@ -22,7 +22,7 @@ static bool hk__must_poll(const hk_loop_t *loop)
 }
 
 /*
- * worked: timers already ran in this HK_RUN_ONCE call, so it
+ * worked: callbacks already ran in this HK_RUN_ONCE call, so it
  * has done its one round of work and only polls, without sleeping.
  */
 static int hk__iterate(hk_loop_t *loop, hk_run_mode_t mode, bool worked)
@@ -78,17 +78,18 @@ int hk_loop_run(hk_loop_t *loop, hk_run_mode_t mode)
     loop->now = loop->woke_at = hk__clock_now();
 
     int err = 0;
-    uint64_t timers_before = loop->stats.timers_fired;
+    uint64_t callbacks_before = loop->stats.callbacks;
     if (loop->stall)
         hk__stall_awake(loop);
     for (;;) {
+        loop->defer_rounds = 0;
         hk__timers_run(loop);
         hk__hooks_run(loop, HK_HOOK_IDLE);
         hk__defers_run(loop);
         hk__run_closing(loop);
         if (loop->stop_flag || (mode == HK_RUN_DEFAULT && !hk_loop_alive(loop)))
             break;
-        err = hk__iterate(loop, mode, loop->stats.timers_fired != timers_before);
+        err = hk__iterate(loop, mode, loop->stats.callbacks != callbacks_before);
         if (err < 0)
             break;
         if (mode != HK_RUN_DEFAULT) {
