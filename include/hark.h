@@ -4,6 +4,7 @@
 
 #include "hark/error.h"
 #include "hark/loop.h"
+#include "hark/log.h"
 #include "hark/pool.h"
 
 #endif

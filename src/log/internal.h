@@ -1,0 +1,164 @@
+/*
+ * Private parts of the logger: the record layout shared by the producers
+ * (fmt.c, ring.c) and the writer (render.c, writer.c), the per-thread ring,
+ * and the process-wide state.
+ *
+ * A record in a ring is a 16-byte header, then the message and the fields,
+ * unescaped, each with its length:
+ *   u16 msg_len, msg bytes,
+ *   then per field: u8 flags, u16 key_len, u16 val_len, key bytes, value bytes.
+ * Records start on 8-byte boundaries and never wrap: when the space left at
+ * the end of the ring is too short, the producer fills it with a pad record
+ * and starts again at offset 0 (the space left is always a multiple of 8, so
+ * a pad header always fits).
+ */
+#ifndef HK_LOG_INTERNAL_H
+#define HK_LOG_INTERNAL_H
+
+#include "hark/log.h"
+
+#include <pthread.h>
+#include <stdatomic.h>
+#include <stdint.h>
+#include <sys/types.h>
+
+enum {
+    HK__REC_LINE = 1,
+    HK__REC_PAD = 2,
+};
+
+/* Record flags. */
+#define HK__REC_TRUNCATED 0x1u
+/* Field flags: the value is exactly one numeric conversion (a JSON number candidate). */
+#define HK__FIELD_NUMERIC 0x1u
+
+typedef struct hk__log_rec {
+    uint32_t size; /* header + payload, not padded (pad records: the bytes to skip) */
+    uint8_t kind;
+    uint8_t level;
+    uint8_t flags;
+    uint8_t _unused;
+    uint64_t ts_ns; /* CLOCK_REALTIME */
+} hk__log_rec_t;
+
+#define HK__REC_HDR ((uint32_t)sizeof(hk__log_rec_t))
+#define HK__REC_MAX (HK__REC_HDR + 2 + HK_LOG_LINE_MAX + 64)
+#define HK__FIELD_HDR 5u
+
+static inline uint32_t hk__align8(uint32_t n)
+{
+    return (n + 7u) & ~7u;
+}
+
+typedef struct hk__log_ring hk__log_ring_t;
+
+struct hk__log_ring {
+    /* Written by the producer (its thread) only. */
+    _Alignas(64) _Atomic uint64_t tail;
+    uint64_t head_cache;       /* the producer's last view of head */
+    _Atomic uint64_t accepted; /* single writer: load + store, no locked op */
+    _Atomic uint64_t dropped;
+    /* Written by the writer thread only. */
+    _Alignas(64) _Atomic uint64_t head;
+    uint64_t drops_reported;
+    /* Rare: set by the thread-exit destructor, read by the writer. */
+    _Alignas(64) _Atomic int dead;
+    hk__log_ring_t *next; /* in hk__log.rings, under hk__log.lock */
+    uint32_t cap;
+    uint32_t mask;
+    pid_t tid;
+    unsigned char *buf;
+    unsigned char scratch[HK__REC_MAX]; /* the producer formats here, then copies */
+};
+
+/* The process-wide logger. */
+typedef struct hk__log_state {
+    /* Read on every call. */
+    _Alignas(64) _Atomic int min_level;
+    _Atomic int open;
+    _Atomic int writer_sleeping; /* 1 while the writer sleeps without a timer of its own */
+    _Atomic int wake_pending;    /* someone wrote the eventfd since the writer drained it */
+    int eventfd;                 /* created once, never closed (see log.c) */
+
+    /* Counters of events outside any ring. */
+    _Alignas(64) _Atomic uint64_t dropped_closed;
+    _Atomic uint64_t dropped_nomem;
+    _Atomic uint64_t written;
+    _Atomic uint64_t lost;
+    _Atomic uint64_t drop_reports;
+    _Atomic uint64_t bytes;
+    _Atomic uint64_t write_errors;
+    _Atomic uint64_t reopens;
+    _Atomic uint64_t reopen_errors;
+
+    /* The ring list and the counters of freed rings; under lock. */
+    pthread_mutex_t lock;
+    hk__log_ring_t *rings;
+    uint64_t retired_accepted;
+    uint64_t retired_dropped;
+    uint64_t nrings;
+    int writer_running;
+    uint32_t ring_bytes; /* size of new rings */
+
+    /* Control from the API to the writer. */
+    pthread_mutex_t ctl_lock; /* open/close/reopen/flush; never taken by hk_log() */
+    pthread_cond_t flushed;
+    char *path;        /* the sink's path (NULL for an fd sink), under ctl_lock */
+    char *reopen_path; /* a pending reopen, under ctl_lock */
+    _Atomic uint64_t reopen_seq;
+    _Atomic uint64_t flush_req;
+    uint64_t flush_done; /* under ctl_lock */
+    _Atomic int stop;
+    _Atomic uint64_t stop_deadline; /* CLOCK_MONOTONIC ns */
+    int stop_result;                /* 0 or -ETIMEDOUT, set by the writer before it exits */
+    pthread_t writer;
+    int sink_fd;
+    int sink_kind;
+    int format;
+    uint64_t flush_interval_ns;
+    uint64_t exit_timeout_ns;
+} hk__log_state_t;
+
+/* Sink kinds: how the writer writes without blocking. */
+enum {
+    HK__SINK_FILE = 0, /* regular file: write(2), cannot block on space */
+    HK__SINK_PIPE = 1, /* pipe, fifo, tty: private O_NONBLOCK description */
+    HK__SINK_SOCK = 2, /* socket: send(MSG_DONTWAIT | MSG_NOSIGNAL) */
+};
+
+extern hk__log_state_t hk__log;
+
+/* ring.c */
+hk__log_ring_t *hk__log_ring_get(void);
+void hk__log_ring_free(hk__log_ring_t *r);
+int hk__log_ring_push(hk__log_ring_t *r, const void *rec, uint32_t size);
+void hk__log_wake(void);
+/* Consumer side: drops every record left in r, returns how many lines that was. */
+uint64_t hk__log_ring_discard(hk__log_ring_t *r);
+/*
+ * Consumer side, hk__log.lock held: unlinks and frees dead rings; only those
+ * drained and with their drops reported when only_drained, else all of them
+ * (what is left counts as lost).
+ */
+void hk__log_ring_reap_dead(int only_drained);
+void hk__log_wake_force(void);
+
+/* fmt.c: formats one record into buf (at least HK__REC_MAX bytes); returns its size. */
+uint32_t hk__log_format(unsigned char *buf, int level, uint64_t ts_ns, const char *msg,
+                        const char *fields, va_list *ap);
+
+/* render.c: one record as a line; out must hold HK__LINE_MAX bytes. Returns the length. */
+#define HK__LINE_MAX (6u * HK__REC_MAX + 256u)
+size_t hk__log_render(char *out, const hk__log_rec_t *rec, int format);
+/* A writer-made line (drop notices, reopen errors) with one numeric and one string field. */
+size_t hk__log_render_note(char *out, int format, int level, uint64_t ts_ns, const char *msg,
+                           const char *k1, uint64_t v1, const char *k2, const char *v2);
+
+/* writer.c */
+void *hk__log_writer_main(void *arg);
+int hk__log_sink_open_path(const char *path, int *kind);
+int hk__log_sink_from_fd(int fd, int *kind);
+
+uint64_t hk__log_mono_ns(void);
+
+#endif

@@ -1,0 +1,369 @@
+/*
+ * The logger's public face: open, close, reopen, flush, levels, counters and
+ * the log call itself.
+ *
+ * Why calls before open and after close are dropped (and counted) rather
+ * than written to stderr synchronously: a synchronous write is exactly the
+ * blocking this module exists to avoid, and a library call that sometimes
+ * blocks depending on start-up order is worse than one that never does.
+ *
+ * Why the eventfd is created once and never closed: a producer that saw the
+ * logger open may still be about to write the eventfd when another thread
+ * closes the logger; had we closed the fd, that write could land in an
+ * unrelated file that reused its number. One fd for the life of the process
+ * is the price of a lock-free hot path.
+ *
+ * Shutdown is bounded: hk_log_close gives the writer a deadline and joins
+ * it; the writer checks the deadline on every pass and sleeps no longer than
+ * what is left of it, and its sink never blocks (writer.c). An exit handler
+ * does the same with exit_timeout_ns. In a child after fork() there is no
+ * writer: the child starts with the logger closed (its lines are dropped)
+ * and may open it again.
+ */
+#include <errno.h>
+#include <signal.h>
+#include <stdarg.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/eventfd.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "log/internal.h"
+
+#define MIN_RING_BYTES (16u * 1024)
+#define MAX_RING_BYTES (256u * 1024 * 1024)
+
+hk__log_state_t hk__log = {
+    .lock = PTHREAD_MUTEX_INITIALIZER,
+    .ctl_lock = PTHREAD_MUTEX_INITIALIZER,
+    .eventfd = -1,
+    .sink_fd = -1,
+    .ring_bytes = HK_LOG_DEFAULT_RING_BYTES,
+};
+
+/* Serialises open and close (held while close joins the writer; the writer never takes it). */
+static pthread_mutex_t api_lock = PTHREAD_MUTEX_INITIALIZER;
+static pthread_once_t once = PTHREAD_ONCE_INIT;
+static int once_err;
+static char *writer_buf; /* the writer's output buffer, under api_lock */
+
+static void at_exit(void)
+{
+    if (atomic_load_explicit(&hk__log.open, memory_order_acquire))
+        (void)hk_log_close(hk__log.exit_timeout_ns);
+}
+
+static void fork_prepare(void)
+{
+    pthread_mutex_lock(&hk__log.ctl_lock);
+    pthread_mutex_lock(&hk__log.lock);
+}
+
+static void fork_parent(void)
+{
+    pthread_mutex_unlock(&hk__log.lock);
+    pthread_mutex_unlock(&hk__log.ctl_lock);
+}
+
+static void fork_child(void)
+{
+    pthread_mutex_unlock(&hk__log.lock);
+    pthread_mutex_unlock(&hk__log.ctl_lock);
+    pthread_mutex_init(&api_lock, NULL);
+    if (atomic_load_explicit(&hk__log.open, memory_order_relaxed) || hk__log.writer_running) {
+        /* The writer did not survive the fork: start closed, release what it held. */
+        atomic_store_explicit(&hk__log.open, 0, memory_order_relaxed);
+        hk__log.writer_running = 0;
+        if (hk__log.sink_fd >= 0)
+            close(hk__log.sink_fd);
+        hk__log.sink_fd = -1;
+        free(writer_buf);
+        writer_buf = NULL;
+        free(hk__log.path);
+        hk__log.path = NULL;
+        free(hk__log.reopen_path);
+        hk__log.reopen_path = NULL;
+    }
+}
+
+static void init_once(void)
+{
+    hk__log.eventfd = eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC);
+    if (hk__log.eventfd < 0) {
+        once_err = -errno;
+        return;
+    }
+    pthread_condattr_t ca;
+    pthread_condattr_init(&ca);
+    pthread_condattr_setclock(&ca, CLOCK_MONOTONIC);
+    pthread_cond_init(&hk__log.flushed, &ca);
+    pthread_condattr_destroy(&ca);
+    pthread_atfork(fork_prepare, fork_parent, fork_child);
+    if (atexit(at_exit) != 0)
+        once_err = -ENOMEM;
+}
+
+static uint32_t ring_size(size_t want)
+{
+    if (want == 0)
+        want = HK_LOG_DEFAULT_RING_BYTES;
+    if (want > MAX_RING_BYTES)
+        want = MAX_RING_BYTES;
+    uint32_t cap = MIN_RING_BYTES;
+    while (cap < want)
+        cap <<= 1;
+    return cap;
+}
+
+int hk_log_open(const hk_log_options_t *opts)
+{
+    static const hk_log_options_t defaults = {0};
+    if (!opts)
+        opts = &defaults;
+    if ((unsigned)opts->level > HK_LOG_ERROR || (unsigned)opts->format > HK_LOG_JSON ||
+        (!opts->path && opts->fd < 0))
+        return -EINVAL;
+    pthread_once(&once, init_once);
+    if (once_err)
+        return once_err;
+
+    pthread_mutex_lock(&api_lock);
+    int r = 0;
+    char *path = NULL;
+    char *buf = NULL;
+    int fd = -1, kind = 0;
+    if (atomic_load_explicit(&hk__log.open, memory_order_relaxed)) {
+        r = -EBUSY;
+        goto out;
+    }
+    if (opts->path && !(path = strdup(opts->path))) {
+        r = -ENOMEM;
+        goto out;
+    }
+    buf = malloc(6u * HK__REC_MAX + 256u * 1024);
+    if (!buf) {
+        r = -ENOMEM;
+        goto out;
+    }
+    fd = path ? hk__log_sink_open_path(path, &kind)
+              : hk__log_sink_from_fd(opts->fd ? opts->fd : STDERR_FILENO, &kind);
+    if (fd < 0) {
+        r = fd;
+        goto out;
+    }
+
+    pthread_mutex_lock(&hk__log.ctl_lock);
+    free(hk__log.path);
+    hk__log.path = path;
+    path = NULL;
+    free(hk__log.reopen_path);
+    hk__log.reopen_path = NULL;
+    pthread_mutex_unlock(&hk__log.ctl_lock);
+    hk__log.sink_fd = fd;
+    hk__log.sink_kind = kind;
+    hk__log.format = opts->format;
+    hk__log.flush_interval_ns =
+        opts->flush_interval_ns ? opts->flush_interval_ns : HK_LOG_DEFAULT_FLUSH_NS;
+    hk__log.exit_timeout_ns =
+        opts->exit_timeout_ns ? opts->exit_timeout_ns : HK_LOG_DEFAULT_EXIT_NS;
+    atomic_store(&hk__log.min_level, (int)opts->level);
+    atomic_store(&hk__log.stop, 0);
+    atomic_store(&hk__log.writer_sleeping, 0);
+    atomic_store(&hk__log.wake_pending, 0);
+    pthread_mutex_lock(&hk__log.lock);
+    hk__log.ring_bytes = ring_size(opts->ring_bytes);
+    hk__log.writer_running = 1;
+    pthread_mutex_unlock(&hk__log.lock);
+
+    /* The writer inherits a full signal mask: signals stay with the loops' signalfds. */
+    sigset_t all, old;
+    sigfillset(&all);
+    pthread_sigmask(SIG_SETMASK, &all, &old);
+    int e = pthread_create(&hk__log.writer, NULL, hk__log_writer_main, buf);
+    pthread_sigmask(SIG_SETMASK, &old, NULL);
+    if (e != 0) {
+        pthread_mutex_lock(&hk__log.lock);
+        hk__log.writer_running = 0;
+        pthread_mutex_unlock(&hk__log.lock);
+        close(fd);
+        hk__log.sink_fd = -1;
+        r = -EAGAIN;
+        goto out;
+    }
+    pthread_setname_np(hk__log.writer, "hk-log");
+    writer_buf = buf;
+    buf = NULL;
+    atomic_store_explicit(&hk__log.open, 1, memory_order_release);
+out:
+    pthread_mutex_unlock(&api_lock);
+    free(path);
+    free(buf);
+    return r;
+}
+
+int hk_log_close(uint64_t flush_timeout_ns)
+{
+    pthread_mutex_lock(&api_lock);
+    if (!atomic_load_explicit(&hk__log.open, memory_order_relaxed)) {
+        pthread_mutex_unlock(&api_lock);
+        return -EALREADY;
+    }
+    atomic_store_explicit(&hk__log.open, 0, memory_order_release);
+    uint64_t now = hk__log_mono_ns();
+    uint64_t deadline = flush_timeout_ns > UINT64_MAX - now ? UINT64_MAX : now + flush_timeout_ns;
+    atomic_store_explicit(&hk__log.stop_deadline, deadline, memory_order_relaxed);
+    atomic_store_explicit(&hk__log.stop, 1, memory_order_release);
+    hk__log_wake_force();
+    pthread_join(hk__log.writer, NULL);
+    int r = hk__log.stop_result;
+
+    pthread_mutex_lock(&hk__log.lock);
+    hk__log.writer_running = 0;
+    hk__log_ring_reap_dead(0);
+    pthread_mutex_unlock(&hk__log.lock);
+
+    close(hk__log.sink_fd);
+    hk__log.sink_fd = -1;
+    free(writer_buf);
+    writer_buf = NULL;
+    pthread_mutex_lock(&hk__log.ctl_lock);
+    free(hk__log.reopen_path);
+    hk__log.reopen_path = NULL;
+    pthread_cond_broadcast(&hk__log.flushed);
+    pthread_mutex_unlock(&hk__log.ctl_lock);
+    pthread_mutex_unlock(&api_lock);
+    return r;
+}
+
+int hk_log_reopen(const char *path)
+{
+    char *copy = NULL;
+    int r = 0;
+    pthread_mutex_lock(&hk__log.ctl_lock);
+    if (!atomic_load_explicit(&hk__log.open, memory_order_acquire)) {
+        r = -EBADF;
+    } else if (!path && !hk__log.path) {
+        r = -EINVAL;
+    } else if (!(copy = strdup(path ? path : hk__log.path))) {
+        r = -ENOMEM;
+    } else {
+        free(hk__log.reopen_path);
+        hk__log.reopen_path = copy;
+        atomic_fetch_add_explicit(&hk__log.reopen_seq, 1, memory_order_release);
+    }
+    pthread_mutex_unlock(&hk__log.ctl_lock);
+    if (r == 0)
+        hk__log_wake_force();
+    return r;
+}
+
+int hk_log_flush(uint64_t timeout_ns)
+{
+    if (!atomic_load_explicit(&hk__log.open, memory_order_acquire))
+        return -EBADF;
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    uint64_t sec = timeout_ns / 1000000000u;
+    ts.tv_sec += (time_t)(sec > (uint64_t)INT32_MAX ? INT32_MAX : sec);
+    ts.tv_nsec += (long)(timeout_ns % 1000000000u);
+    if (ts.tv_nsec >= 1000000000L) {
+        ts.tv_sec++;
+        ts.tv_nsec -= 1000000000L;
+    }
+    uint64_t mine = atomic_fetch_add(&hk__log.flush_req, 1) + 1;
+    hk__log_wake_force();
+    int r = 0;
+    pthread_mutex_lock(&hk__log.ctl_lock);
+    while (hk__log.flush_done < mine) {
+        if (!atomic_load_explicit(&hk__log.open, memory_order_acquire)) {
+            r = -ETIMEDOUT;
+            break;
+        }
+        if (pthread_cond_timedwait(&hk__log.flushed, &hk__log.ctl_lock, &ts) == ETIMEDOUT) {
+            r = hk__log.flush_done >= mine ? 0 : -ETIMEDOUT;
+            break;
+        }
+    }
+    pthread_mutex_unlock(&hk__log.ctl_lock);
+    return r;
+}
+
+int hk_log_set_level(hk_log_level_t level)
+{
+    if ((unsigned)level > HK_LOG_ERROR)
+        return -EINVAL;
+    atomic_store_explicit(&hk__log.min_level, (int)level, memory_order_relaxed);
+    return 0;
+}
+
+hk_log_level_t hk_log_level(void)
+{
+    return (hk_log_level_t)atomic_load_explicit(&hk__log.min_level, memory_order_relaxed);
+}
+
+const char *hk_log_level_name(hk_log_level_t level)
+{
+    static const char *const names[] = {"debug", "info", "warn", "error"};
+    return (unsigned)level <= HK_LOG_ERROR ? names[level] : "unknown";
+}
+
+int hk_logv(hk_log_level_t level, const char *msg, const char *fields, va_list ap)
+{
+    if ((int)level < atomic_load_explicit(&hk__log.min_level, memory_order_relaxed))
+        return 0;
+    if ((unsigned)level > HK_LOG_ERROR)
+        level = HK_LOG_ERROR;
+    if (__builtin_expect(!atomic_load_explicit(&hk__log.open, memory_order_acquire), 0)) {
+        atomic_fetch_add_explicit(&hk__log.dropped_closed, 1, memory_order_relaxed);
+        return -EBADF;
+    }
+    hk__log_ring_t *r = hk__log_ring_get();
+    if (__builtin_expect(!r, 0)) {
+        atomic_fetch_add_explicit(&hk__log.dropped_nomem, 1, memory_order_relaxed);
+        return -ENOMEM;
+    }
+    struct timespec ts;
+    clock_gettime(CLOCK_REALTIME, &ts);
+    uint64_t ns = (uint64_t)ts.tv_sec * 1000000000u + (uint64_t)ts.tv_nsec;
+    va_list cp;
+    va_copy(cp, ap);
+    uint32_t size = hk__log_format(r->scratch, (int)level, ns, msg, fields, &cp);
+    va_end(cp);
+    return hk__log_ring_push(r, r->scratch, size);
+}
+
+int hk_log(hk_log_level_t level, const char *msg, const char *fields, ...)
+{
+    va_list ap;
+    va_start(ap, fields);
+    int r = hk_logv(level, msg, fields, ap);
+    va_end(ap);
+    return r;
+}
+
+int hk_log_stats(hk_log_stats_t *out)
+{
+    if (!out)
+        return -EINVAL;
+    memset(out, 0, sizeof *out);
+    pthread_mutex_lock(&hk__log.lock);
+    out->logged = hk__log.retired_accepted;
+    out->dropped = hk__log.retired_dropped;
+    for (hk__log_ring_t *r = hk__log.rings; r; r = r->next) {
+        out->logged += atomic_load_explicit(&r->accepted, memory_order_relaxed);
+        out->dropped += atomic_load_explicit(&r->dropped, memory_order_relaxed);
+    }
+    out->rings = hk__log.nrings;
+    pthread_mutex_unlock(&hk__log.lock);
+    out->dropped += atomic_load_explicit(&hk__log.dropped_nomem, memory_order_relaxed);
+    out->dropped_closed = atomic_load_explicit(&hk__log.dropped_closed, memory_order_relaxed);
+    out->written = atomic_load_explicit(&hk__log.written, memory_order_relaxed);
+    out->lost = atomic_load_explicit(&hk__log.lost, memory_order_relaxed);
+    out->drop_reports = atomic_load_explicit(&hk__log.drop_reports, memory_order_relaxed);
+    out->bytes = atomic_load_explicit(&hk__log.bytes, memory_order_relaxed);
+    out->write_errors = atomic_load_explicit(&hk__log.write_errors, memory_order_relaxed);
+    out->reopens = atomic_load_explicit(&hk__log.reopens, memory_order_relaxed);
+    out->reopen_errors = atomic_load_explicit(&hk__log.reopen_errors, memory_order_relaxed);
+    return 0;
+}

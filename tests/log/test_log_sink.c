@@ -1,0 +1,257 @@
+/*
+ * Sinks: a pipe nobody reads cannot stop the loop, nor close, nor exit; log
+ * rotation moves the output to a new file.
+ *
+ * The headline test: a hark loop runs a 1 ms repeating timer, and every tick
+ * logs 1,000 lines into a pipe that nobody reads, 1,000,000 in all. A logger
+ * that blocked would hang on the first full pipe; this one drops and counts,
+ * the 1,000 ticks complete, and once someone reads the pipe the "N messages
+ * dropped" line shows up.
+ */
+#include "util.h"
+
+#include <poll.h>
+#include <pthread.h>
+#include <signal.h>
+#include <spawn.h>
+#include <sys/wait.h>
+
+extern char **environ;
+
+static tmpdir_t td;
+
+__attribute__((unused)) static void setup(void)
+{
+    tmpdir_make(&td);
+}
+
+__attribute__((unused)) static void teardown(void)
+{
+    tmpdir_clean(&td);
+}
+
+TestSuite(log_sink, .init = setup, .fini = teardown, .timeout = 120);
+
+enum { TICKS = 1000, PER_TICK = 1000 };
+
+typedef struct ticker {
+    hk_timer_t timer;
+    int ticks;
+    uint64_t refused;
+    uint64_t max_call_ns;
+} ticker_t;
+
+static void on_tick(hk_timer_t *t, uint64_t expirations)
+{
+    (void)expirations;
+    ticker_t *tk = (ticker_t *)t;
+    for (int i = 0; i < PER_TICK; i++) {
+        uint64_t t0 = mono_ns();
+        int r = hk_log(HK_LOG_INFO, "tick", "tick=%d i=%d", tk->ticks, i);
+        uint64_t dt = mono_ns() - t0;
+        if (dt > tk->max_call_ns && (tk->ticks || i)) /* the first call allocates the ring */
+            tk->max_call_ns = dt;
+        cr_assert(r == 0 || r == -EAGAIN);
+        tk->refused += r == -EAGAIN;
+    }
+    if (++tk->ticks == TICKS)
+        hk_close(&t->base, NULL);
+}
+
+static int contains_drop_line(const char *buf)
+{
+    return strstr(buf, " messages dropped\" dropped=") != NULL;
+}
+
+Test(log_sink, million_lines_into_unread_pipe_do_not_block_the_loop)
+{
+    int p[2];
+    cr_assert_eq(pipe2(p, O_CLOEXEC), 0);
+    hk_log_options_t o = {0};
+    o.fd = p[1];
+    cr_assert_eq(hk_log_open(&o), 0);
+    close(p[1]);
+
+    hk_loop_t *loop;
+    cr_assert_eq(hk_loop_new(&loop, 0), 0);
+    ticker_t tk = {0};
+    cr_assert_eq(hk_timer_init(loop, &tk.timer), 0);
+    cr_assert_eq(hk_timer_start_in(&tk.timer, on_tick, MSEC, MSEC), 0);
+    uint64_t t0 = mono_ns();
+    cr_assert_geq(hk_loop_run(loop, HK_RUN_DEFAULT), 0);
+    uint64_t elapsed = mono_ns() - t0;
+    cr_assert_eq(hk_loop_run(loop, HK_RUN_NOWAIT), 0);
+    cr_assert_eq(hk_loop_free(loop), 0);
+    cr_assert_eq(tk.ticks, TICKS);
+    cr_log_info("1000 ticks in %.0f ms, slowest log call %.1f us, %llu refused",
+                (double)elapsed / 1e6, (double)tk.max_call_ns / 1e3,
+                (unsigned long long)tk.refused);
+    cr_assert_lt(elapsed, 60 * SEC);
+
+    hk_log_stats_t st;
+    hk_log_stats(&st);
+    cr_assert_eq(st.logged + st.dropped, (uint64_t)TICKS * PER_TICK);
+    cr_assert_eq(st.dropped, tk.refused);
+    cr_assert_gt(st.dropped, 0, "an unread pipe must overflow");
+
+    /* Someone reads at last: space returns and the gap is reported. */
+    size_t cap = 4 << 20, len = 0;
+    char *buf = malloc(cap);
+    uint64_t until = mono_ns() + 20 * SEC;
+    while (mono_ns() < until) {
+        struct pollfd pfd = {.fd = p[0], .events = POLLIN};
+        if (poll(&pfd, 1, 100) <= 0)
+            continue;
+        if (len + 65536 > cap) /* keep the tail: the notice comes late */
+            len = 0;
+        ssize_t n = read(p[0], buf + len, cap - len - 1);
+        cr_assert_gt(n, 0);
+        len += (size_t)n;
+        buf[len] = '\0';
+        if (contains_drop_line(buf))
+            break;
+        if (len > 256 && !contains_drop_line(buf)) { /* keep a little overlap */
+            memmove(buf, buf + len - 256, 256);
+            len = 256;
+        }
+    }
+    cr_assert(contains_drop_line(buf), "no \"N messages dropped\" line once the pipe was read");
+    free(buf);
+
+    /* Stop reading again: close must still return within its bound. */
+    for (int i = 0; i < 20000; i++)
+        HK_LOGI("more", "i=%d pad=%s", i, "yyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyy");
+    uint64_t c0 = mono_ns();
+    int r = hk_log_close(200 * MSEC);
+    uint64_t took = mono_ns() - c0;
+    cr_assert_eq(r, -ETIMEDOUT);
+    cr_assert_lt(took, 2 * SEC, "close took %.0f ms", (double)took / 1e6);
+    hk_log_stats(&st);
+    cr_assert_gt(st.lost, 0);
+    close(p[0]);
+    tmpdir_clean(&td);
+}
+
+Test(log_sink, close_with_stalled_sink_is_bounded)
+{
+    int p[2];
+    cr_assert_eq(pipe2(p, O_CLOEXEC), 0);
+    hk_log_options_t o = {0};
+    o.fd = p[1];
+    o.ring_bytes = 1 << 20;
+    cr_assert_eq(hk_log_open(&o), 0);
+    for (int i = 0; i < 20000; i++)
+        HK_LOGW("stuck", "i=%d pad=%s", i, "zzzzzzzzzzzzzzzzzzzzzzzzzzzzzzzzzzzzzzzzzzzzzzzzzzzzz");
+    hk_log_stats_t st;
+    hk_log_stats(&st);
+    cr_assert_eq(hk_log_flush(50 * MSEC), -ETIMEDOUT);
+    uint64_t t0 = mono_ns();
+    cr_assert_eq(hk_log_close(300 * MSEC), -ETIMEDOUT);
+    uint64_t took = mono_ns() - t0;
+    cr_assert_geq(took, 250 * MSEC, "close gave up early: %.0f ms", (double)took / 1e6);
+    cr_assert_lt(took, 2 * SEC, "close took %.0f ms", (double)took / 1e6);
+    hk_log_stats_t st2;
+    hk_log_stats(&st2);
+    cr_assert_gt(st2.lost, 0);
+    /* Drop notices are lines too. */
+    cr_assert_eq(st2.written + st2.lost, st2.logged + st2.drop_reports,
+                 "written %llu + lost %llu != logged %llu + notices %llu",
+                 (unsigned long long)st2.written, (unsigned long long)st2.lost,
+                 (unsigned long long)st2.logged, (unsigned long long)st2.drop_reports);
+    /* The close released the sink: the pipe's write end is ours only. */
+    close(p[1]);
+    close(p[0]);
+
+    /* A zero timeout is one attempt, and the logger can be opened again. */
+    o.fd = 0;
+    o.path = tmpdir_path(&td, "again.log");
+    cr_assert_eq(hk_log_open(&o), 0);
+    HK_LOGI("again");
+    cr_assert_eq(hk_log_flush(5 * SEC), 0);
+    cr_assert_eq(hk_log_close(0), 0);
+    char *out = slurp(o.path, NULL);
+    cr_assert(strstr(out, "msg=\"again\""));
+    free(out);
+    tmpdir_clean(&td);
+}
+
+Test(log_sink, reopen_moves_output)
+{
+    char a[128], a1[128], b[128], bad[128];
+    snprintf(a, sizeof a, "%s", tmpdir_path(&td, "app.log"));
+    snprintf(a1, sizeof a1, "%s", tmpdir_path(&td, "app.log.1"));
+    snprintf(b, sizeof b, "%s", tmpdir_path(&td, "other.log"));
+    snprintf(bad, sizeof bad, "%s", tmpdir_path(&td, "no/such/dir.log"));
+    hk_log_options_t o = opts_path(a, HK_LOG_TEXT);
+    cr_assert_eq(hk_log_open(&o), 0);
+    HK_LOGI("one");
+    cr_assert_eq(hk_log_flush(5 * SEC), 0);
+
+    /* logrotate: rename, then reopen the same path. */
+    cr_assert_eq(rename(a, a1), 0);
+    cr_assert_eq(hk_log_reopen(NULL), 0);
+    HK_LOGI("two");
+    cr_assert_eq(hk_log_flush(5 * SEC), 0);
+
+    /* Another path. */
+    cr_assert_eq(hk_log_reopen(b), 0);
+    HK_LOGI("three");
+    cr_assert_eq(hk_log_flush(5 * SEC), 0);
+
+    /* A failed reopen keeps the current sink and says so there. */
+    cr_assert_eq(hk_log_reopen(bad), 0);
+    HK_LOGI("four");
+    cr_assert_eq(hk_log_flush(5 * SEC), 0);
+    hk_log_stats_t st;
+    hk_log_stats(&st);
+    cr_assert_eq(st.reopens, 2);
+    cr_assert_eq(st.reopen_errors, 1);
+    cr_assert_eq(hk_log_close(5 * SEC), 0);
+
+    char *s1 = slurp(a1, NULL), *s2 = slurp(a, NULL), *s3 = slurp(b, NULL);
+    cr_assert(strstr(s1, "msg=\"one\"") && !strstr(s1, "msg=\"two\""), "%s", s1);
+    cr_assert(strstr(s2, "msg=\"two\"") && !strstr(s2, "msg=\"three\""), "%s", s2);
+    cr_assert(strstr(s3, "msg=\"three\"") && strstr(s3, "msg=\"four\""), "%s", s3);
+    cr_assert(strstr(s3, "level=error msg=\"log reopen failed\" errno=2 path="), "%s", s3);
+    free(s1);
+    free(s2);
+    free(s3);
+
+    /* An fd sink has no path to reopen. */
+    o.path = NULL;
+    cr_assert_eq(hk_log_open(&o), 0);
+    cr_assert_eq(hk_log_reopen(NULL), -EINVAL);
+    cr_assert_eq(hk_log_close(SEC), 0);
+    tmpdir_clean(&td);
+}
+
+/* exit() with lines stuck in an unread pipe: the exit handler gives up in time. */
+Test(log_sink, exit_with_stalled_sink_does_not_hang)
+{
+    int p[2];
+    cr_assert_eq(pipe2(p, 0), 0);
+    char fdarg[16];
+    snprintf(fdarg, sizeof fdarg, "%d", p[1]);
+    char *argv[] = {(char *)LOG_EXIT_HELPER, fdarg, NULL};
+    pid_t pid;
+    uint64_t t0 = mono_ns();
+    cr_assert_eq(posix_spawn(&pid, LOG_EXIT_HELPER, NULL, NULL, argv, environ), 0);
+    close(p[1]);
+    int status = 0;
+    pid_t w = 0;
+    while (mono_ns() - t0 < 20 * SEC && (w = waitpid(pid, &status, WNOHANG)) == 0)
+        usleep(5000);
+    uint64_t took = mono_ns() - t0;
+    if (w == 0) {
+        kill(pid, SIGKILL);
+        waitpid(pid, &status, 0);
+        cr_assert_fail("the helper hung at exit");
+    }
+    cr_assert(WIFEXITED(status) && WEXITSTATUS(status) == 0, "helper status %#x", status);
+    cr_assert_lt(took, 10 * SEC, "exit took %.0f ms", (double)took / 1e6);
+    char buf[4096];
+    ssize_t n = read(p[0], buf, sizeof buf - 1); /* something reached the pipe */
+    cr_assert_gt(n, 0);
+    close(p[0]);
+    tmpdir_clean(&td);
+}
