@@ -6,5 +6,6 @@
 #include "hark/loop.h"
 #include "hark/log.h"
 #include "hark/pool.h"
+#include "hark/fs.h"
 
 #endif

@@ -45,7 +45,8 @@ typedef struct hk_loop hk_loop_t;
 
 typedef enum hk_run_mode {
     HK_RUN_DEFAULT = 0, /* run until hk_loop_stop() or no active, referenced handle is left */
-    HK_RUN_ONCE = 1,    /* one iteration; sleeps only if no callback has run yet in this call */
+    HK_RUN_ONCE = 1,    /* one iteration; sleeps only if no callback has run yet in this call
+                           and an active, referenced handle could wake it */
     HK_RUN_NOWAIT = 2,  /* one iteration that never sleeps */
 } hk_run_mode_t;
 
@@ -434,8 +435,9 @@ HK_API int hk_defer_cancel(hk_loop_t *loop, hk_defer_t *defer);
 
 /*
  * Loop lag is how late a ready event or a due timer was served: for a timer,
- * the time it ran minus its deadline; for io, the time the last callback of a
- * batch started minus the time epoll_wait returned it (0 for a batch of one,
+ * the time it ran minus its deadline; for io, one sample per batch: the time
+ * the batch's callbacks were done minus the time epoll_wait returned it, an
+ * upper bound on how late its last event was served (0 for a batch of one,
  * served at once, without a clock read). Kept in a log-linear
  * histogram: 4 buckets per power of two, so quantiles are within 25 %.
  */

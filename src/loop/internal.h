@@ -41,6 +41,7 @@ enum {
 
 /* One slot per fd number: which watcher owns it and what the kernel holds. */
 struct hk__fdslot {
+    uint64_t live;  /* the tag events must carry to reach w: gen << 32 | fd, or 0 */
     hk_io_t *w;     /* the active watcher, or NULL */
     hk_io_t *owner; /* the watcher whose registration the kernel holds */
     uint32_t gen;   /* generation tag of the current registration */

@@ -66,6 +66,23 @@ static uint64_t hk__tag(int fd, uint32_t gen)
     return (uint64_t)gen << 32 | (uint32_t)fd;
 }
 
+/* Generations skip 0, so that tag 0 never matches a live watcher. */
+static uint32_t hk__next_gen(uint32_t gen)
+{
+    return gen + 1 ? gen + 1 : 1;
+}
+
+/*
+ * Sets the slot's active watcher. The dispatcher accepts an event only if its
+ * tag equals slot->live: one 64-bit compare checks both "a watcher is active"
+ * and "the event belongs to the current registration".
+ */
+static void hk__slot_set(struct hk__fdslot *s, int fd, hk_io_t *w)
+{
+    s->w = w;
+    s->live = w ? hk__tag(fd, s->gen) : 0;
+}
+
 int hk__fdtable_reserve(hk_loop_t *loop, int fd)
 {
     if ((uint32_t)fd < loop->fds_cap)
@@ -184,7 +201,7 @@ int hk_io_start(hk_io_t *io, unsigned events, hk_io_cb cb)
         if (fresh)
             s->is_file = 0;
         if (!s->is_file) {
-            r = hk__register(loop, fd, s, want, s->gen + 1);
+            r = hk__register(loop, fd, s, want, hk__next_gen(s->gen));
             if (r < 0)
                 return r;
             if (r == 1)
@@ -203,7 +220,7 @@ int hk_io_start(hk_io_t *io, unsigned events, hk_io_cb cb)
     }
     io->_events = events;
     io->_cb = cb;
-    s->w = io;
+    hk__slot_set(s, fd, io);
     hk__handle_start(&io->base);
     return 0;
 }
@@ -233,7 +250,7 @@ int hk_io_stop(hk_io_t *io)
         return -EALREADY;
     hk_loop_t *loop = io->base.loop;
     struct hk__fdslot *s = &loop->fds[io->fd];
-    s->w = NULL;
+    hk__slot_set(s, io->fd, NULL);
     if (s->is_file)
         hk__list_remove(&io->_file_link);
     else if (s->kmask != 0)
@@ -321,52 +338,58 @@ static unsigned hk__io_error_bits(uint32_t e, unsigned interest)
 /*
  * The hot path: keep it short. Everything unusual is behind one branch. It is
  * compiled twice, with and without the stall detector's per-callback hooks,
- * so the detector costs nothing per event while it is off.
+ * so the detector costs nothing per event while it is off. loop->fds is
+ * re-read after every callback, which may grow the table.
  */
 static inline __attribute__((always_inline)) void hk__io_dispatch_impl(hk_loop_t *loop, int n,
                                                                        const bool watched)
 {
     const struct epoll_event *ev = loop->events;
-    uint64_t dispatched = 0;
+    int skipped = 0;
     for (int i = 0; i < n; i++) {
         uint64_t tag = ev[i].data.u64;
         uint32_t fd = (uint32_t)tag;
         if (HK_UNLIKELY(fd >= loop->fds_cap)) {
             hk__io_internal_event(loop, tag);
+            skipped++;
             continue;
         }
         struct hk__fdslot *s = &loop->fds[fd];
-        hk_io_t *w = s->w;
-        if (HK_UNLIKELY(!w || s->gen != (uint32_t)(tag >> 32))) {
-            loop->stats.stale_events++;
+        if (HK_UNLIKELY(s->live != tag)) {
+            loop->stats.stale_events++; /* stopped, or an old registration */
+            skipped++;
             continue;
         }
+        hk_io_t *w = s->w;
         uint32_t e = ev[i].events;
         unsigned rev = (e & EPOLLIN) | ((e & EPOLLOUT) >> 1);
+        unsigned interest = w->_events;
         if (HK_UNLIKELY(e & (EPOLLERR | EPOLLHUP)))
-            rev |= hk__io_error_bits(e, w->_events);
-        rev &= w->_events | HK_HANGUP | HK_ERROR;
-        if (HK_UNLIKELY(!rev))
-            continue; /* interest dropped earlier in this batch */
-        if (HK_UNLIKELY(w->_events & HK_ONESHOT)) {
+            rev |= hk__io_error_bits(e, interest);
+        rev &= interest | HK_HANGUP | HK_ERROR;
+        if (HK_UNLIKELY(!rev || (interest & HK_ONESHOT))) {
+            if (!rev) {
+                skipped++;
+                continue; /* interest dropped earlier in this batch */
+            }
             /* The kernel disarmed it; it stays registered for a cheap re-arm. */
             s->kmask = 0;
-            s->w = NULL;
+            hk__slot_set(s, (int)fd, NULL);
             hk__handle_stop(&w->base);
         }
-        if (HK_UNLIKELY(i == n - 1) && loop->metrics) {
-            /* A batch of one is served at once: no clock read for lag 0. */
-            hk__lag_record(loop, n > 1 ? hk__clock_now() - loop->woke_at : 0);
-        }
-        dispatched++;
         if (watched)
             hk__stall_begin(loop, (const void *)w->_cb);
         w->_cb(w, rev);
         if (watched && loop->stall)
             hk__stall_end(loop);
     }
+    uint64_t dispatched = (uint64_t)(n - skipped);
     loop->stats.events += dispatched;
     loop->stats.callbacks += dispatched;
+    if (loop->metrics && dispatched > 0) {
+        /* One sample per batch: a batch of one is served at once (no clock read). */
+        hk__lag_record(loop, n > 1 ? hk__clock_now() - loop->woke_at : 0);
+    }
 }
 
 void hk__io_dispatch(hk_loop_t *loop, int n)

@@ -31,8 +31,10 @@ static int hk__iterate(hk_loop_t *loop, hk_run_mode_t mode, bool worked)
     hk__defers_run(loop);
     hk__io_apply_changes(loop);
 
+    /* HK_RUN_ONCE with nothing alive behaves as HK_RUN_NOWAIT, as in libuv. */
     uint64_t deadline;
-    if (mode == HK_RUN_NOWAIT || (mode == HK_RUN_ONCE && worked) || hk__must_poll(loop))
+    if (mode == HK_RUN_NOWAIT || (mode == HK_RUN_ONCE && (worked || !hk_loop_alive(loop))) ||
+        hk__must_poll(loop))
         deadline = 0;
     else if (loop->heap_len > 0)
         deadline = loop->heap[0].when;

@@ -1,0 +1,344 @@
+/*
+ * fs operations end to end, every error path as -errno in the callback, and
+ * the submission contract: a call that fails never runs its callback, and a
+ * callback never runs inside the call that submitted it.
+ */
+#include <limits.h>
+#include <stdatomic.h>
+
+#include "util.h"
+
+static struct fx fx;
+
+static void setup_pool(void)
+{
+    fx_setup(&fx, HK_FS_BACKEND_POOL, 0);
+}
+
+static void teardown(void)
+{
+    fx_teardown(&fx);
+}
+
+/* Submits with the given expression (req, d in scope) and waits for the callback. */
+#define RUN(call)                                                                                  \
+    do {                                                                                           \
+        memset(&d, 0, sizeof(d));                                                                  \
+        req.data = &d;                                                                             \
+        int _rc = (call);                                                                          \
+        cr_assert_eq(_rc, 0, "%s: %s", #call, hk_strerror(_rc));                                   \
+        cr_assert_eq(d.calls, 0, "callback ran inside the call");                                  \
+        fx_wait(&fx, &d);                                                                          \
+    } while (0)
+
+Test(fs_ops, roundtrip)
+{
+    setup_pool();
+    hk_fs_req_t req;
+    struct done d;
+    char path[512], path2[512], sub[512];
+    fx_path(&fx, path, sizeof(path), "a.txt");
+    fx_path(&fx, path2, sizeof(path2), "b.txt");
+    fx_path(&fx, sub, sizeof(sub), "sub");
+
+    RUN(hk_fs_open(fx.fs, &req, path, O_RDWR | O_CREAT | O_TRUNC, 0600, fx_on_done));
+    cr_assert_geq(d.result, 0);
+    int fd = (int)d.result;
+    cr_assert(fcntl(fd, F_GETFD) & FD_CLOEXEC);
+
+    const char msg[] = "hello, hark";
+    RUN(hk_fs_write(fx.fs, &req, fd, msg, sizeof(msg) - 1, -1, fx_on_done));
+    cr_assert_eq(d.result, (int64_t)sizeof(msg) - 1);
+    RUN(hk_fs_write(fx.fs, &req, fd, "H", 1, 0, fx_on_done));
+    cr_assert_eq(d.result, 1);
+    RUN(hk_fs_fsync(fx.fs, &req, fd, fx_on_done));
+    cr_assert_eq(d.result, 0);
+    RUN(hk_fs_fdatasync(fx.fs, &req, fd, fx_on_done));
+    cr_assert_eq(d.result, 0);
+
+    struct stat st;
+    RUN(hk_fs_fstat(fx.fs, &req, fd, &st, fx_on_done));
+    cr_assert_eq(d.result, 0);
+    cr_assert_eq(st.st_size, (off_t)sizeof(msg) - 1);
+    cr_assert(S_ISREG(st.st_mode));
+
+    char buf[64] = {0};
+    RUN(hk_fs_read(fx.fs, &req, fd, buf, sizeof(buf), 0, fx_on_done));
+    cr_assert_eq(d.result, (int64_t)sizeof(msg) - 1);
+    cr_assert_str_eq(buf, "Hello, hark");
+
+    /* read at the file position: the position is at the end after the first write */
+    RUN(hk_fs_read(fx.fs, &req, fd, buf, sizeof(buf), -1, fx_on_done));
+    cr_assert_eq(d.result, 0);
+
+    RUN(hk_fs_close(fx.fs, &req, fd, fx_on_done));
+    cr_assert_eq(d.result, 0);
+    cr_assert_eq(fcntl(fd, F_GETFD), -1);
+
+    RUN(hk_fs_rename(fx.fs, &req, path, path2, fx_on_done));
+    cr_assert_eq(d.result, 0);
+    RUN(hk_fs_stat(fx.fs, &req, path2, &st, fx_on_done));
+    cr_assert_eq(d.result, 0);
+    cr_assert_eq(st.st_size, (off_t)sizeof(msg) - 1);
+    RUN(hk_fs_mkdir(fx.fs, &req, sub, 0700, fx_on_done));
+    cr_assert_eq(d.result, 0);
+    RUN(hk_fs_lstat(fx.fs, &req, sub, &st, fx_on_done));
+    cr_assert_eq(d.result, 0);
+    cr_assert(S_ISDIR(st.st_mode));
+    RUN(hk_fs_rmdir(fx.fs, &req, sub, fx_on_done));
+    cr_assert_eq(d.result, 0);
+    RUN(hk_fs_unlink(fx.fs, &req, path2, fx_on_done));
+    cr_assert_eq(d.result, 0);
+    cr_assert_eq(access(path2, F_OK), -1);
+
+    hk_fs_stats_t s;
+    cr_assert_eq(hk_fs_stats(fx.fs, &s), 0);
+    cr_assert_eq(s.in_flight, 0);
+    cr_assert_eq(s.backend, HK_FS_BACKEND_POOL);
+    cr_assert_eq(s.writes_pool, 2);
+    teardown();
+}
+
+/* Every kernel error reaches the callback as -errno; run on both backends. */
+static void error_paths(void)
+{
+    hk_fs_req_t req;
+    struct done d;
+    char path[512], file[512], sub[512], missing[512];
+    fx_path(&fx, missing, sizeof(missing), "missing");
+    fx_path(&fx, file, sizeof(file), "f");
+    fx_path(&fx, sub, sizeof(sub), "d");
+    fx_make_file(file, 100, 1);
+    cr_assert_eq(mkdir(sub, 0700), 0);
+    fx_path(&fx, path, sizeof(path), "d/x");
+    fx_make_file(path, 1, 1);
+
+    struct stat st;
+    char buf[16];
+    RUN(hk_fs_open(fx.fs, &req, missing, O_RDONLY, 0, fx_on_done));
+    cr_assert_eq(d.result, -ENOENT);
+    RUN(hk_fs_open(fx.fs, &req, sub, O_WRONLY, 0, fx_on_done));
+    cr_assert_eq(d.result, -EISDIR);
+    RUN(hk_fs_open(fx.fs, &req, file, O_RDONLY | O_CREAT | O_EXCL, 0600, fx_on_done));
+    cr_assert_eq(d.result, -EEXIST);
+    RUN(hk_fs_stat(fx.fs, &req, missing, &st, fx_on_done));
+    cr_assert_eq(d.result, -ENOENT);
+    RUN(hk_fs_unlink(fx.fs, &req, missing, fx_on_done));
+    cr_assert_eq(d.result, -ENOENT);
+    RUN(hk_fs_unlink(fx.fs, &req, sub, fx_on_done));
+    cr_assert_eq(d.result, -EISDIR);
+    RUN(hk_fs_rename(fx.fs, &req, missing, file, fx_on_done));
+    cr_assert_eq(d.result, -ENOENT);
+    RUN(hk_fs_mkdir(fx.fs, &req, sub, 0700, fx_on_done));
+    cr_assert_eq(d.result, -EEXIST);
+    RUN(hk_fs_rmdir(fx.fs, &req, sub, fx_on_done));
+    cr_assert_eq(d.result, -ENOTEMPTY);
+    RUN(hk_fs_rmdir(fx.fs, &req, file, fx_on_done));
+    cr_assert_eq(d.result, -ENOTDIR);
+    RUN(hk_fs_readdir(fx.fs, &req, file, fx_on_done));
+    cr_assert_eq(d.result, -ENOTDIR);
+    cr_assert_null(req.dirents);
+    RUN(hk_fs_readdir(fx.fs, &req, missing, fx_on_done));
+    cr_assert_eq(d.result, -ENOENT);
+    RUN(hk_fs_readfile(fx.fs, &req, missing, 0, fx_on_done));
+    cr_assert_eq(d.result, -ENOENT);
+    RUN(hk_fs_readfile(fx.fs, &req, sub, 0, fx_on_done));
+    cr_assert_eq(d.result, -EISDIR);
+    RUN(hk_fs_readfile(fx.fs, &req, file, 99, fx_on_done));
+    cr_assert_eq(d.result, -EFBIG);
+    cr_assert_null(req.file_data);
+
+    /* fds: a number that is not open, a directory, a read-only file */
+    int bad = 1000;
+    while (fcntl(bad, F_GETFD) != -1)
+        bad++;
+    RUN(hk_fs_read(fx.fs, &req, bad, buf, sizeof(buf), 0, fx_on_done));
+    cr_assert_eq(d.result, -EBADF);
+    RUN(hk_fs_read(fx.fs, &req, bad, buf, sizeof(buf), -1, fx_on_done));
+    cr_assert_eq(d.result, -EBADF);
+    RUN(hk_fs_write(fx.fs, &req, bad, buf, sizeof(buf), 0, fx_on_done));
+    cr_assert_eq(d.result, -EBADF);
+    RUN(hk_fs_fstat(fx.fs, &req, bad, &st, fx_on_done));
+    cr_assert_eq(d.result, -EBADF);
+    RUN(hk_fs_fsync(fx.fs, &req, bad, fx_on_done));
+    cr_assert_eq(d.result, -EBADF);
+    RUN(hk_fs_fdatasync(fx.fs, &req, bad, fx_on_done));
+    cr_assert_eq(d.result, -EBADF);
+    RUN(hk_fs_readahead(fx.fs, &req, bad, 0, 0, fx_on_done));
+    cr_assert_eq(d.result, -EBADF);
+    RUN(hk_fs_close(fx.fs, &req, bad, fx_on_done));
+    cr_assert_eq(d.result, -EBADF);
+
+    int dfd = open(sub, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+    RUN(hk_fs_read(fx.fs, &req, dfd, buf, sizeof(buf), 0, fx_on_done));
+    cr_assert_eq(d.result, -EISDIR);
+    struct iovec iov[2] = {{buf, 4}, {buf + 4, 4}};
+    RUN(hk_fs_readv(fx.fs, &req, dfd, iov, 2, -1, fx_on_done));
+    cr_assert_eq(d.result, -EISDIR);
+    close(dfd);
+    int rfd = open(file, O_RDONLY | O_CLOEXEC);
+    RUN(hk_fs_write(fx.fs, &req, rfd, "x", 1, 0, fx_on_done));
+    cr_assert_eq(d.result, -EBADF);
+    RUN(hk_fs_writev(fx.fs, &req, rfd, iov, 2, -1, fx_on_done));
+    cr_assert_eq(d.result, -EBADF);
+    close(rfd);
+
+    hk_fs_stats_t s;
+    hk_fs_stats(fx.fs, &s);
+    cr_assert_eq(s.in_flight, 0);
+}
+
+Test(fs_ops, errors_pool)
+{
+    setup_pool();
+    error_paths();
+    teardown();
+}
+
+static void setup_uring(void)
+{
+    fx_setup(&fx, HK_FS_BACKEND_URING, 0);
+}
+
+Test(fs_ops, errors_uring)
+{
+    setup_uring();
+    error_paths();
+    teardown();
+}
+
+static void setup_uring_nonowait(void)
+{
+    fx_setup(&fx, HK_FS_BACKEND_URING, HK_FS_NO_NOWAIT);
+}
+
+Test(fs_ops, errors_uring_no_nowait)
+{
+    setup_uring_nonowait();
+    error_paths();
+    teardown();
+}
+
+static int never_calls;
+static void never(hk_fs_req_t *req)
+{
+    (void)req;
+    never_calls++;
+}
+
+Test(fs_ops, failed_submission_never_calls_back)
+{
+    setup_pool();
+    hk_fs_req_t req;
+    struct stat st;
+    char buf[8];
+    struct iovec iov = {buf, sizeof(buf)};
+    char path[512];
+    fx_path(&fx, path, sizeof(path), "f");
+    fx_make_file(path, 16, 3);
+    int fd = open(path, O_RDWR | O_CLOEXEC);
+
+    cr_assert_eq(hk_fs_open(NULL, &req, path, O_RDONLY, 0, never), -EINVAL);
+    cr_assert_eq(hk_fs_open(fx.fs, NULL, path, O_RDONLY, 0, never), -EINVAL);
+    cr_assert_eq(hk_fs_open(fx.fs, &req, path, O_RDONLY, 0, NULL), -EINVAL);
+    cr_assert_eq(hk_fs_open(fx.fs, &req, NULL, O_RDONLY, 0, never), -EINVAL);
+    cr_assert_eq(hk_fs_stat(fx.fs, &req, path, NULL, never), -EINVAL);
+    cr_assert_eq(hk_fs_fstat(fx.fs, &req, -1, &st, never), -EBADF);
+    cr_assert_eq(hk_fs_close(fx.fs, &req, -1, never), -EBADF);
+    cr_assert_eq(hk_fs_fsync(fx.fs, &req, -3, never), -EBADF);
+    cr_assert_eq(hk_fs_read(fx.fs, &req, -1, buf, sizeof(buf), 0, never), -EBADF);
+    cr_assert_eq(hk_fs_read(fx.fs, &req, fd, buf, sizeof(buf), -2, never), -EINVAL);
+    cr_assert_eq(hk_fs_read(fx.fs, &req, fd, NULL, 8, 0, never), -EINVAL);
+    cr_assert_eq(hk_fs_readv(fx.fs, &req, fd, &iov, 0, 0, never), -EINVAL);
+    cr_assert_eq(hk_fs_readv(fx.fs, &req, fd, &iov, IOV_MAX + 1, 0, never), -EINVAL);
+    cr_assert_eq(hk_fs_readv(fx.fs, &req, fd, NULL, 1, 0, never), -EINVAL);
+    struct iovec huge[2] = {{buf, SSIZE_MAX}, {buf, 2}};
+    cr_assert_eq(hk_fs_writev(fx.fs, &req, fd, huge, 2, 0, never), -EINVAL);
+    cr_assert_eq(hk_fs_rename(fx.fs, &req, path, NULL, never), -EINVAL);
+    cr_assert_eq(hk_fs_readahead(fx.fs, &req, fd, -1, 0, never), -EINVAL);
+    cr_assert_eq(hk_fs_cancel(&req), -EINVAL);
+
+    /* A request in flight is refused, and its own callback still runs once. */
+    struct done d = {0};
+    req.data = &d;
+    cr_assert_eq(hk_fs_stat(fx.fs, &req, path, &st, fx_on_done), 0);
+    cr_assert_eq(hk_fs_stat(fx.fs, &req, path, &st, never), -EBUSY);
+    cr_assert_eq(hk_fs_read(fx.fs, &req, fd, buf, sizeof(buf), 0, never), -EBUSY);
+    cr_assert_eq(hk_fs_free(fx.fs), -EBUSY);
+    fx_wait(&fx, &d);
+    cr_assert_eq(d.result, 0);
+
+    /* A cached read completes inline, but still not inside the call. */
+    memset(&d, 0, sizeof(d));
+    cr_assert_eq(hk_fs_read(fx.fs, &req, fd, buf, sizeof(buf), 0, fx_on_done), 0);
+    cr_assert_eq(d.calls, 0);
+    cr_assert_eq(hk_fs_read(fx.fs, &req, fd, buf, sizeof(buf), 0, never), -EBUSY);
+    fx_wait(&fx, &d);
+    cr_assert_eq(d.result, 8);
+
+    for (int i = 0; i < 5; i++)
+        hk_loop_run(fx.loop, HK_RUN_NOWAIT);
+    cr_assert_eq(never_calls, 0);
+    close(fd);
+    teardown();
+}
+
+/* A zero-length read is served without a system call, still through the loop. */
+Test(fs_ops, zero_length)
+{
+    setup_pool();
+    hk_fs_req_t req;
+    struct done d;
+    RUN(hk_fs_read(fx.fs, &req, 0, NULL, 0, 0, fx_on_done));
+    cr_assert_eq(d.result, 0);
+    struct iovec e[2] = {{NULL, 0}, {NULL, 0}};
+    RUN(hk_fs_writev(fx.fs, &req, 1, e, 2, -1, fx_on_done));
+    cr_assert_eq(d.result, 0);
+    teardown();
+}
+
+/* Cancelling a request still queued behind a busy one-thread pool. */
+static atomic_int gate;
+static void block_fn(hk_work_t *w)
+{
+    (void)w;
+    while (!atomic_load(&gate))
+        usleep(1000);
+}
+static int blocker_done;
+static void block_done(hk_work_t *w, int status)
+{
+    (void)w;
+    (void)status;
+    blocker_done = 1;
+}
+
+Test(fs_ops, cancel)
+{
+    hk_loop_t *loop;
+    hk_pool_t *pool;
+    hk_fs_t *fs;
+    cr_assert_eq(hk_loop_new(&loop, 0), 0);
+    hk_pool_options_t po = {.threads = 1, .cap = {1, 1}};
+    cr_assert_eq(hk_pool_new(&pool, &po), 0);
+    hk_fs_options_t o = {.pool = pool};
+    cr_assert_eq(hk_fs_new(loop, &o, &fs), 0);
+
+    hk_work_t blocker;
+    memset(&blocker, 0, sizeof(blocker));
+    cr_assert_eq(hk_work_submit(loop, pool, &blocker, HK_WORK_FAST, block_fn, block_done), 0);
+    hk_fs_req_t req;
+    struct done d = {0};
+    struct stat st;
+    req.data = &d;
+    cr_assert_eq(hk_fs_stat(fs, &req, ".", &st, fx_on_done), 0);
+    cr_assert_eq(hk_fs_cancel(&req), 0);
+    atomic_store(&gate, 1);
+    cr_assert_eq(hk_loop_run(loop, HK_RUN_DEFAULT), 0);
+    cr_assert(blocker_done);
+    cr_assert_eq(d.calls, 1);
+    cr_assert_eq(d.result, -ECANCELED);
+    cr_assert_eq(hk_fs_free(fs), 0);
+    cr_assert_eq(hk_pool_free(pool), 0);
+    cr_assert_eq(hk_loop_free(loop), 0);
+}
