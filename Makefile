@@ -1,6 +1,6 @@
 # hark: a thin front for CMake. Every target installs missing Debian packages first.
 #   make run        build and start the demo (echo server on 127.0.0.1:7000)
-#   make test       build and run every test, then again under ASan+UBSan
+#   make test       build and run every test, again under ASan+UBSan, threaded ones under TSan
 #   make bench      build and run every benchmark (peers side by side)
 #   make install    install libhark, headers and hark.pc (PREFIX, DESTDIR)
 PREFIX ?= /usr/local
@@ -22,7 +22,7 @@ build: deps
 run: build
 	$(BUILD)/release/apps/hark-echo/hark-echo
 
-test: test-release test-asan
+test: test-release test-asan test-tsan
 
 test-release: build
 	cd $(BUILD)/release && ctest --output-on-failure -j $(JOBS)

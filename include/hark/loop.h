@@ -160,12 +160,16 @@ HK_API void hk_unref(hk_handle_t *handle);
 /* io watchers                                                              */
 /* ------------------------------------------------------------------------ */
 
-/* Interest (hk_io_start) and readiness (callback) bits. */
+/*
+ * Interest (hk_io_start) and readiness (callback) bits. Their values are
+ * epoll's own (EPOLLIN, EPOLLOUT, EPOLLERR, EPOLLHUP), so the dispatcher hands
+ * the kernel's bits to the callback with one AND, no translation.
+ */
 #define HK_READABLE 0x01u
-#define HK_WRITABLE 0x02u
-/* Readiness only: the peer hung up (EPOLLHUP/EPOLLRDHUP) or the fd has an error. */
-#define HK_HANGUP 0x04u
+#define HK_WRITABLE 0x04u
+/* Readiness only: the fd has an error (EPOLLERR), or the peer hung up (EPOLLHUP). */
 #define HK_ERROR 0x08u
+#define HK_HANGUP 0x10u
 /*
  * Modes (hk_io_start only). Level-triggered is the default.
  * HK_EDGE: EPOLLET; the callback runs once per change of state, so read or

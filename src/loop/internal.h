@@ -80,7 +80,7 @@ struct hk_loop {
     uint64_t timer_seq;
     int use_timerfd;
     int timerfd;
-    uint64_t timerfd_armed; /* absolute deadline armed, 0 = disarmed */
+    uint64_t timerfd_armed; /* absolute deadline armed, HK_FOREVER = disarmed */
 
     /* handles */
     unsigned active_refs;  /* active, referenced, non-internal handles */
@@ -113,6 +113,7 @@ struct hk_loop {
         hk__ext_free_fn free_fn;
     } ext[HK__EXT_SLOTS];
     unsigned pending_reqs;
+    uint64_t lag_zero;       /* lag samples of 0, folded into the histogram when read */
     struct hk__stall *stall; /* stall detector, or NULL (stall.c) */
 
     hk_loop_stats_t stats;

@@ -27,13 +27,13 @@
 #define HK__IO_INTEREST (HK_READABLE | HK_WRITABLE)
 #define HK__IO_MODES (HK_EDGE | HK_ONESHOT | HK_EXCLUSIVE)
 
+_Static_assert(HK_READABLE == EPOLLIN && HK_WRITABLE == EPOLLOUT && HK_ERROR == EPOLLERR &&
+                   HK_HANGUP == EPOLLHUP,
+               "hark's readiness bits are epoll's");
+
 static uint32_t hk__to_epoll(unsigned events)
 {
-    uint32_t e = 0;
-    if (events & HK_READABLE)
-        e |= EPOLLIN;
-    if (events & HK_WRITABLE)
-        e |= EPOLLOUT;
+    uint32_t e = events & HK__IO_INTEREST;
     if (events & HK_EDGE)
         e |= EPOLLET;
     if (events & HK_ONESHOT)
@@ -324,17 +324,6 @@ static void hk__io_internal_event(hk_loop_t *loop, uint64_t tag)
         hk__timerfd_drain(loop);
 }
 
-/* Error and hang-up bits: also report the interest, so reads see EOF/errors. */
-static unsigned hk__io_error_bits(uint32_t e, unsigned interest)
-{
-    unsigned rev = interest & HK__IO_INTEREST;
-    if (e & EPOLLERR)
-        rev |= HK_ERROR;
-    if (e & EPOLLHUP)
-        rev |= HK_HANGUP;
-    return rev;
-}
-
 /*
  * The hot path: keep it short. Everything unusual is behind one branch. It is
  * compiled twice, with and without the stall detector's per-callback hooks,
@@ -362,11 +351,11 @@ static inline __attribute__((always_inline)) void hk__io_dispatch_impl(hk_loop_t
         }
         hk_io_t *w = s->w;
         uint32_t e = ev[i].events;
-        unsigned rev = (e & EPOLLIN) | ((e & EPOLLOUT) >> 1);
         unsigned interest = w->_events;
+        unsigned rev = e & (interest | HK_ERROR | HK_HANGUP);
+        /* Errors and hang-ups also set the interest bits, so a read or write sees them. */
         if (HK_UNLIKELY(e & (EPOLLERR | EPOLLHUP)))
-            rev |= hk__io_error_bits(e, interest);
-        rev &= interest | HK_HANGUP | HK_ERROR;
+            rev |= interest & HK__IO_INTEREST;
         if (HK_UNLIKELY(!rev || (interest & HK_ONESHOT))) {
             if (!rev) {
                 skipped++;
@@ -388,7 +377,10 @@ static inline __attribute__((always_inline)) void hk__io_dispatch_impl(hk_loop_t
     loop->stats.callbacks += dispatched;
     if (loop->metrics && dispatched > 0) {
         /* One sample per batch: a batch of one is served at once (no clock read). */
-        hk__lag_record(loop, n > 1 ? hk__clock_now() - loop->woke_at : 0);
+        if (n > 1)
+            hk__lag_record(loop, hk__clock_now() - loop->woke_at);
+        else
+            loop->lag_zero++;
     }
 }
 

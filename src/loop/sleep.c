@@ -27,7 +27,7 @@ int hk__timerfd_setup(hk_loop_t *loop)
         return r;
     }
     loop->timerfd = fd;
-    loop->timerfd_armed = 0;
+    loop->timerfd_armed = HK_FOREVER;
     loop->use_timerfd = 1;
     return 0;
 }
@@ -39,7 +39,7 @@ void hk__timerfd_drain(hk_loop_t *loop)
     if (read(loop->timerfd, &expirations, sizeof expirations) < 0) {
         /* EAGAIN: already drained or re-armed; harmless. */
     }
-    loop->timerfd_armed = 0;
+    loop->timerfd_armed = HK_FOREVER; /* it fired: a one-shot timerfd is now disarmed */
 }
 
 static int hk__timerfd_arm(hk_loop_t *loop, uint64_t deadline)
@@ -47,13 +47,13 @@ static int hk__timerfd_arm(hk_loop_t *loop, uint64_t deadline)
     if (deadline == loop->timerfd_armed)
         return 0;
     struct itimerspec its = {0};
-    if (deadline != 0 && deadline != HK_FOREVER) {
+    if (deadline != HK_FOREVER) {
         its.it_value.tv_sec = (time_t)(deadline / 1000000000u);
         its.it_value.tv_nsec = (long)(deadline % 1000000000u);
     }
     if (timerfd_settime(loop->timerfd, TFD_TIMER_ABSTIME, &its, NULL) < 0)
         return -errno;
-    loop->timerfd_armed = deadline == HK_FOREVER ? 0 : deadline;
+    loop->timerfd_armed = deadline;
     return 0;
 }
 

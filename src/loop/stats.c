@@ -44,6 +44,9 @@ int hk_loop_stats(const hk_loop_t *loop, hk_loop_stats_t *out)
     if (!loop || !out)
         return -EINVAL;
     memcpy(out, &loop->stats, sizeof *out);
+    /* Batches of one are counted with one increment on the hot path. */
+    out->lag_hist[0] += loop->lag_zero;
+    out->lag_count += loop->lag_zero;
     return 0;
 }
 
