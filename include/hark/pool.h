@@ -39,6 +39,15 @@ typedef struct hk_pool_options {
      * HK_WORK_SLOW, so at least one worker is always free for fast work.
      */
     unsigned cap[HK_WORK_CLASSES];
+    /*
+     * Scheduling priority of the workers relative to the process (a nice
+     * increment, 0..19). Workers copying data compete with loop threads for
+     * the CPU; a loop thread that waits for a core delays every fd it serves,
+     * a worker that waits delays one request. 0 = the default, 5 (a loop
+     * thread then gets about three times a busy worker's share of a core);
+     * -1 keeps the process's priority.
+     */
+    int nice;
 } hk_pool_options_t;
 
 /*

@@ -26,6 +26,7 @@ struct hk_pool {
     unsigned cap[HK_WORK_CLASSES];
     unsigned running[HK_WORK_CLASSES];
     struct hk__work_queue queue[HK_WORK_CLASSES];
+    int nice; /* added to the workers' nice value; <= 0: unchanged */
     int shutdown;
     int is_default;
     hk_pool_stats_t stats;

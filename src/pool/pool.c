@@ -16,6 +16,7 @@
  */
 #include <errno.h>
 #include <signal.h>
+#include <sys/resource.h>
 #include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -70,6 +71,11 @@ static hk_work_t *hk__pool_take(hk_pool_t *pool)
 static void *hk__pool_worker(void *arg)
 {
     hk_pool_t *pool = arg;
+    /* Linux applies setpriority to one thread when given its tid. */
+    if (pool->nice > 0 &&
+        setpriority(PRIO_PROCESS, (id_t)gettid(), getpriority(PRIO_PROCESS, 0) + pool->nice) < 0) {
+        /* EACCES cannot happen when lowering priority; ignore the rest. */
+    }
     pthread_mutex_lock(&pool->lock);
     for (;;) {
         hk_work_t *w = hk__pool_take(pool);
@@ -123,6 +129,10 @@ int hk_pool_new(hk_pool_t **poolp, const hk_pool_options_t *opts)
         if (o.cap[c] > o.threads)
             return -EINVAL;
     }
+    if (o.nice < -1 || o.nice > 19)
+        return -EINVAL;
+    if (o.nice == 0)
+        o.nice = 5;
 
     hk_pool_t *pool = calloc(1, sizeof *pool);
     if (!pool)
@@ -135,6 +145,7 @@ int hk_pool_new(hk_pool_t **poolp, const hk_pool_options_t *opts)
     pthread_mutex_init(&pool->lock, NULL);
     pthread_cond_init(&pool->wake, NULL);
     memcpy(pool->cap, o.cap, sizeof pool->cap);
+    pool->nice = o.nice;
 
     /* Workers block every signal: signals belong to the loops' signalfds. */
     sigset_t all, old;
