@@ -84,10 +84,7 @@ void hk__async_process(hk_loop_t *loop)
     hk__signal_process_forwarded(loop);
     struct hk__link tmp;
     hk__list_move(&loop->asyncs, &tmp);
-    while (!hk__list_empty(&tmp)) {
-        struct hk__link *l = tmp._next;
-        hk__list_remove(l);
-        hk__list_insert_tail(&loop->asyncs, l);
+    for (struct hk__link *l; (l = hk__list_rotate(&tmp, &loop->asyncs));) {
         hk_async_t *a = HK_CONTAINER_OF(l, hk_async_t, _link);
         if (!__atomic_exchange_n(&a->_pending, 0, __ATOMIC_SEQ_CST))
             continue;

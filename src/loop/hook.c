@@ -51,10 +51,7 @@ void hk__hooks_run(hk_loop_t *loop, hk_hook_kind_t kind)
         return;
     struct hk__link tmp;
     hk__list_move(list, &tmp);
-    while (!hk__list_empty(&tmp)) {
-        struct hk__link *l = tmp._next;
-        hk__list_remove(l);
-        hk__list_insert_tail(list, l);
+    for (struct hk__link *l; (l = hk__list_rotate(&tmp, list));) {
         hk_hook_t *h = HK_CONTAINER_OF(l, hk_hook_t, _link);
         loop->stats.callbacks++;
         hk__stall_enter(loop, (const void *)h->_cb);

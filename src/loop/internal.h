@@ -155,6 +155,27 @@ static inline void hk__list_move(struct hk__link *from, struct hk__link *to)
     hk__list_init(from);
 }
 
+/*
+ * Safe iteration over a list whose callbacks may stop, close or start any
+ * element: move the whole list aside into pending, then take elements one by
+ * one, putting each back into home before its callback runs. An element
+ * removed meanwhile simply leaves pending; one added lands in home and waits
+ * for the next pass. Returns NULL when pending is empty.
+ *
+ *     struct hk__link pending;
+ *     hk__list_move(home, &pending);
+ *     for (struct hk__link *l; (l = hk__list_rotate(&pending, home));) ...
+ */
+static inline struct hk__link *hk__list_rotate(struct hk__link *pending, struct hk__link *home)
+{
+    if (hk__list_empty(pending))
+        return NULL;
+    struct hk__link *l = pending->_next;
+    hk__list_remove(l);
+    hk__list_insert_tail(home, l);
+    return l;
+}
+
 /* handle.c */
 void hk__handle_init(hk_loop_t *loop, hk_handle_t *h, hk_handle_type_t type);
 void hk__handle_start(hk_handle_t *h);

@@ -396,10 +396,7 @@ void hk__io_run_files(hk_loop_t *loop)
 {
     struct hk__link tmp;
     hk__list_move(&loop->files, &tmp);
-    while (!hk__list_empty(&tmp)) {
-        struct hk__link *l = tmp._next;
-        hk__list_remove(l);
-        hk__list_insert_tail(&loop->files, l);
+    for (struct hk__link *l; (l = hk__list_rotate(&tmp, &loop->files));) {
         hk_io_t *w = HK_CONTAINER_OF(l, hk_io_t, _file_link);
         unsigned rev = w->_events & HK__IO_INTEREST;
         if (w->_events & HK_ONESHOT)

@@ -152,10 +152,7 @@ static void hk__signal_dispatch(hk_loop_t *loop, int signum)
 {
     struct hk__link tmp;
     hk__list_move(&loop->signals, &tmp);
-    while (!hk__list_empty(&tmp)) {
-        struct hk__link *l = tmp._next;
-        hk__list_remove(l);
-        hk__list_insert_tail(&loop->signals, l);
+    for (struct hk__link *l; (l = hk__list_rotate(&tmp, &loop->signals));) {
         hk_signal_t *s = HK_CONTAINER_OF(l, hk_signal_t, _link);
         if (s->signum != signum)
             continue;
