@@ -7,5 +7,6 @@
 #include "hark/log.h"
 #include "hark/pool.h"
 #include "hark/fs.h"
+#include "hark/dns.h"
 
 #endif

@@ -58,6 +58,8 @@
     X(EALREADY, "already in that state")                                                           \
     X(EINPROGRESS, "operation in progress")                                                        \
     X(ECANCELED, "operation canceled")                                                             \
+    X(ENODATA, "no data of the requested kind")                                                    \
+    X(ESHUTDOWN, "shut down")                                                                      \
     X(EOWNERDEAD, "owner died")
 
 struct hk_errno_entry {
