@@ -364,6 +364,7 @@ struct hk_async {
     hk_handle_t base;
     hk_async_cb _cb;
     int _pending; /* accessed atomically */
+    int _senders; /* hk_async_send calls in progress (atomic) */
     struct hk__link _link;
 };
 
@@ -372,6 +373,9 @@ HK_API int hk_async_init(hk_loop_t *loop, hk_async_t *async, hk_async_cb cb);
 
 /*
  * Thread-safe, async-signal-safe. Makes the loop run the callback soon.
+ * Closing the handle waits (spins) for sends in progress on other threads to
+ * return, so the loop may be freed right after the close callback; a send
+ * that starts after hk_close is misuse.
  * Sends made before the callback runs coalesce into one call; a send after
  * the callback has started gives another call. Writes the loop's eventfd only
  * when that loop is asleep (or about to be); otherwise no system call.
@@ -480,7 +484,7 @@ HK_API uint64_t hk_lag_bucket_max(unsigned bucket);
 /* What the stall detector saw: one callback that ran longer than the threshold. */
 typedef struct hk_stall_info {
     uint64_t duration_ns;  /* how long the callback ran */
-    uint64_t cpu_ns;       /* CPU time the thread used meanwhile (far less: it blocked) */
+    uint64_t cpu_ns;       /* thread CPU time from the iteration's start to the callback's end */
     uint64_t threshold_ns; /* the configured threshold */
     const void *callback;  /* address of the callback that stalled */
     const char *symbol;    /* its name (dladdr: link executables with -rdynamic), or NULL */

@@ -36,7 +36,8 @@ typedef struct hk_pool_options {
     /*
      * Workers each class may occupy at once; 0 = the default: every worker for
      * HK_WORK_FAST, half of them (at least 1, at most threads - 1) for
-     * HK_WORK_SLOW, so at least one worker is always free for fast work.
+     * HK_WORK_SLOW, so with two or more workers at least one is always free
+     * for fast work (a pool of one worker cannot promise that).
      */
     unsigned cap[HK_WORK_CLASSES];
     /*
@@ -115,9 +116,11 @@ HK_API int hk_work_submit(hk_loop_t *loop, hk_pool_t *pool, hk_work_t *work, hk_
 
 /*
  * Cancels queued work: its done callback runs later on the loop with
- * -ECANCELED and work_fn never runs. Returns 0, or -EBUSY when the work is
- * already running or finished (its done callback will report 0), -EINVAL if
- * it was never submitted. Call on the submitting loop's thread.
+ * -ECANCELED and work_fn never runs. Returns 0; -EBUSY when the work is
+ * running, finished or already cancelled but its done callback has not run
+ * yet (done reports what happened: 0, or -ECANCELED); -EINVAL when it is not
+ * submitted (never, or its done callback has run). Safe after hk_pool_free.
+ * Call on the submitting loop's thread.
  */
 HK_API int hk_work_cancel(hk_work_t *work);
 

@@ -14,6 +14,7 @@
  * does not sleep, or the sender writes the eventfd.
  */
 #include <stdint.h>
+#include <sched.h>
 #include <sys/eventfd.h>
 #include <unistd.h>
 
@@ -63,17 +64,33 @@ int hk_async_init(hk_loop_t *loop, hk_async_t *async, hk_async_cb cb)
     hk__handle_init(loop, &async->base, HK_HANDLE_ASYNC);
     async->_cb = cb;
     async->_pending = 0;
+    async->_senders = 0;
     hk__list_insert_tail(&loop->asyncs, &async->_link);
     hk__handle_start(&async->base);
     return 0;
 }
 
+/*
+ * The sender announces itself in _senders before touching the handle and
+ * leaves after its last access to the loop. The moment _pending is set, the
+ * loop may run the callback, which may close the handle and free the loop;
+ * closing therefore waits until no sender is inside (as libuv's
+ * uv__async_spin does).
+ */
 int hk_async_send(hk_async_t *async)
 {
-    if (__atomic_exchange_n(&async->_pending, 1, __ATOMIC_SEQ_CST))
-        return 0; /* already pending: coalesced */
-    hk__async_wakeup(async->base.loop);
+    __atomic_fetch_add(&async->_senders, 1, __ATOMIC_SEQ_CST);
+    if (!__atomic_exchange_n(&async->_pending, 1, __ATOMIC_SEQ_CST))
+        hk__async_wakeup(async->base.loop);
+    __atomic_fetch_sub(&async->_senders, 1, __ATOMIC_SEQ_CST);
     return 0;
+}
+
+/* Loop thread: waits for sends in progress on other threads to finish. */
+void hk__async_quiesce(hk_async_t *async)
+{
+    while (__atomic_load_n(&async->_senders, __ATOMIC_SEQ_CST) != 0)
+        sched_yield();
 }
 
 /* Runs pending async callbacks and signals forwarded by other loops. */

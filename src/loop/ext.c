@@ -50,6 +50,7 @@ int hk__async_init_internal(hk_loop_t *loop, hk_async_t *async, hk_async_cb cb)
 void hk__async_release(hk_async_t *async)
 {
     hk__list_remove(&async->_link);
+    hk__async_quiesce(async);
     async->base._flags = HK__CLOSED | HK__INTERNAL;
 }
 

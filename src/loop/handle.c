@@ -84,6 +84,7 @@ void hk_close(hk_handle_t *h, hk_close_cb cb)
         hk_async_t *a = (hk_async_t *)h;
         hk__list_remove(&a->_link);
         hk__handle_stop(h);
+        hk__async_quiesce(a);
         break;
     }
     case HK_HANDLE_HOOK:

@@ -207,6 +207,7 @@ int hk__async_setup(hk_loop_t *loop);
 void hk__async_wakeup(hk_loop_t *loop);
 void hk__async_on_eventfd(hk_loop_t *loop);
 void hk__async_process(hk_loop_t *loop);
+void hk__async_quiesce(hk_async_t *async);
 
 /* signal.c */
 void hk__signal_on_fd(hk_loop_t *loop);

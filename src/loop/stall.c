@@ -21,6 +21,7 @@
  * suppressed). Nothing but the backtrace happens in the signal handler.
  */
 #include <dlfcn.h>
+#include <fcntl.h>
 #include <execinfo.h>
 #include <pthread.h>
 #include <stdio.h>
@@ -45,6 +46,9 @@ struct hk__stall {
     volatile uint64_t seen_seq;
     volatile uint64_t frames_seq;
     volatile int nframes;
+    volatile int paused; /* the handler stopped the ticks until this callback ends */
+    int in_callback;     /* begin ran for the current callback (end pairs with it) */
+    int errfd;           /* stderr reopened non-blocking for the default report, or -1 */
     void *frames[HK__STALL_FRAMES];
     const void *callback;
     uint64_t started;
@@ -75,6 +79,14 @@ static void hk__stall_on_signal(int signo, siginfo_t *info, void *uctx)
     if ((seq & 1) && seq == s->seen_seq && s->frames_seq != seq) {
         s->nframes = backtrace(s->frames, HK__STALL_FRAMES);
         s->frames_seq = seq;
+        /*
+         * One backtrace per stall is enough. Stop ticking until the callback
+         * returns, so that a callback blocked in a system call that SA_RESTART
+         * does not restart (nanosleep, poll) is interrupted at most twice.
+         */
+        struct itimerspec off = {0};
+        timer_settime(s->timer, 0, &off, NULL);
+        s->paused = 1;
     }
     s->seen_seq = seq;
     errno = saved;
@@ -116,6 +128,8 @@ void hk__stall_free(hk_loop_t *loop)
     if (!s)
         return;
     timer_delete(s->timer);
+    if (s->errfd >= 0)
+        close(s->errfd);
     if (hk__stall_tls == s)
         hk__stall_tls = NULL;
     loop->stall = NULL;
@@ -150,6 +164,8 @@ int hk_loop_stall_detect(hk_loop_t *loop, uint64_t threshold_ns, hk_stall_cb cb,
             free(s);
             return err;
         }
+        /* The default report must not block the loop on a full stderr pipe. */
+        s->errfd = open("/proc/self/fd/2", O_WRONLY | O_NONBLOCK | O_CLOEXEC);
         loop->stall = s;
     }
     s->threshold = threshold_ns;
@@ -181,6 +197,9 @@ void hk__stall_sleeping(hk_loop_t *loop)
 void hk__stall_begin(hk_loop_t *loop, const void *callback)
 {
     struct hk__stall *s = loop->stall;
+    if (!s)
+        return; /* turned off by an earlier callback of this batch */
+    s->in_callback = 1;
     s->callback = callback;
     s->started = hk__clock_now();
     __atomic_signal_fence(__ATOMIC_SEQ_CST);
@@ -189,8 +208,9 @@ void hk__stall_begin(hk_loop_t *loop, const void *callback)
 
 static void hk__stall_default_report(hk_loop_t *loop, const hk_stall_info_t *info, void *arg)
 {
-    (void)loop;
     (void)arg;
+    const struct hk__stall *s = loop->stall;
+    int fd = s && s->errfd >= 0 ? s->errfd : 2;
     char line[256];
     int len = snprintf(
         line, sizeof line,
@@ -198,10 +218,10 @@ static void hk__stall_default_report(hk_loop_t *loop, const hk_stall_info_t *inf
         "reported)\n",
         (unsigned long long)(info->duration_ns / 1000000), info->symbol ? info->symbol : "?",
         (unsigned long long)(info->cpu_ns / 1000000), (unsigned long long)info->suppressed);
-    if (len > 0 && write(2, line, (size_t)len) < 0)
-        return;
+    if (len > 0 && write(fd, line, (size_t)len) < 0)
+        return; /* EAGAIN: stderr is full; a stall report is not worth blocking for */
     if (info->nframes > 0)
-        backtrace_symbols_fd((void *const *)info->frames, info->nframes, 2);
+        backtrace_symbols_fd((void *const *)info->frames, info->nframes, fd);
 }
 
 static void hk__stall_report(hk_loop_t *loop, struct hk__stall *s, uint64_t seq, uint64_t dt,
@@ -236,6 +256,15 @@ static void hk__stall_report(hk_loop_t *loop, struct hk__stall *s, uint64_t seq,
 void hk__stall_end(hk_loop_t *loop)
 {
     struct hk__stall *s = loop->stall;
+    /* Turned on or off inside this callback: there is no matching begin. */
+    if (!s || !s->in_callback)
+        return;
+    s->in_callback = 0;
+    if (s->paused) {
+        s->paused = 0;
+        if (s->armed)
+            hk__stall_settime(s, s->threshold / 2);
+    }
     uint64_t seq = s->seq;
     s->seq = seq + 1; /* even: between callbacks */
     __atomic_signal_fence(__ATOMIC_SEQ_CST);

@@ -61,7 +61,7 @@ static hk_work_t *hk__pool_take(hk_pool_t *pool)
             hk_work_t *w = q->head;
             hk__queue_remove(q, w);
             pool->running[c]++;
-            w->_state = HK__WORK_RUNNING;
+            __atomic_store_n(&w->_state, HK__WORK_RUNNING, __ATOMIC_RELEASE);
             return w;
         }
     }
@@ -243,7 +243,7 @@ int hk_work_submit(hk_loop_t *loop, hk_pool_t *pool, hk_work_t *work, hk_work_cl
 {
     if (!loop || !work || !fn || !done || (unsigned)cls >= HK_WORK_CLASSES)
         return -EINVAL;
-    if (work->_state != HK__WORK_IDLE)
+    if (__atomic_load_n(&work->_state, __ATOMIC_ACQUIRE) != HK__WORK_IDLE)
         return -EBUSY;
     if (!pool)
         pool = hk_pool_default();
@@ -264,7 +264,7 @@ int hk_work_submit(hk_loop_t *loop, hk_pool_t *pool, hk_work_t *work, hk_work_cl
         pthread_mutex_unlock(&pool->lock);
         return -ESHUTDOWN;
     }
-    work->_state = HK__WORK_QUEUED;
+    __atomic_store_n(&work->_state, HK__WORK_QUEUED, __ATOMIC_RELEASE);
     hk__queue_push(&pool->queue[cls], work);
     pool->stats.submitted[cls]++;
     pthread_cond_signal(&pool->wake);
@@ -275,11 +275,21 @@ int hk_work_submit(hk_loop_t *loop, hk_pool_t *pool, hk_work_t *work, hk_work_cl
 
 int hk_work_cancel(hk_work_t *work)
 {
-    if (!work || !work->_pool || work->_state == HK__WORK_IDLE)
+    if (!work || !work->_pool)
         return -EINVAL;
+    /*
+     * Decide from the state alone before touching the pool: work that is
+     * posted (finished, cancelled, or cancelled by hk_pool_free) may belong to
+     * a pool that no longer exists.
+     */
+    int state = __atomic_load_n(&work->_state, __ATOMIC_ACQUIRE);
+    if (state == HK__WORK_IDLE)
+        return -EINVAL;
+    if (state == HK__WORK_POSTED)
+        return -EBUSY;
     hk_pool_t *pool = work->_pool;
     pthread_mutex_lock(&pool->lock);
-    if (work->_state != HK__WORK_QUEUED) {
+    if (__atomic_load_n(&work->_state, __ATOMIC_ACQUIRE) != HK__WORK_QUEUED) {
         pthread_mutex_unlock(&pool->lock);
         return -EBUSY;
     }

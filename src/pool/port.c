@@ -36,7 +36,7 @@ static void hk__port_on_async(hk_async_t *async)
         hk_work_t *w = fifo;
         fifo = w->_next;
         w->_next = w->_prev = NULL;
-        w->_state = HK__WORK_IDLE; /* the callback may submit it again */
+        __atomic_store_n(&w->_state, HK__WORK_IDLE, __ATOMIC_RELEASE); /* done may resubmit */
         hk_loop_t *loop = w->loop;
         w->_done(w, w->_status);
         hk__loop_req_done(loop);
@@ -82,7 +82,7 @@ int hk__port_post(hk_work_t *work, int status)
      * finished with the loop's async by then.
      */
     pthread_mutex_lock(&port->lock);
-    work->_state = HK__WORK_POSTED;
+    __atomic_store_n(&work->_state, HK__WORK_POSTED, __ATOMIC_RELEASE);
     work->_next = port->done;
     port->done = work;
     int r = hk_async_send(&port->async);

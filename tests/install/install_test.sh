@@ -47,7 +47,11 @@ check() {
     "$cc" $extra -o "$tmp/smoke-shared" "$src" $cflags $libs ||
         fail "$label: compiling against the shared library"
     LD_LIBRARY_PATH=$libdir "$tmp/smoke-shared" || fail "$label: shared smoke program failed"
-    LD_LIBRARY_PATH=$libdir ldd "$tmp/smoke-shared" | grep -q "$libdir/libhark.so" ||
+    # Capture first: with pipefail, grep -q closing the pipe early makes ldd die
+    # of SIGPIPE and the whole pipeline fail at random.
+    local deps
+    deps=$(LD_LIBRARY_PATH=$libdir ldd "$tmp/smoke-shared")
+    grep -q "$libdir/libhark.so" <<<"$deps" ||
         fail "$label: the shared smoke program did not load the installed libhark.so"
 
     # Static: libhark.a only, whatever else the system links dynamically.
@@ -58,7 +62,9 @@ check() {
     "$cc" $extra -o "$tmp/smoke-static" "$src" $cflags $libs_other \
         -Wl,-Bstatic -lhark -Wl,-Bdynamic $libs_l ||
         fail "$label: compiling against the static library"
-    if readelf -d "$tmp/smoke-static" | grep -q 'libhark\.so'; then
+    local dyn
+    dyn=$(readelf -d "$tmp/smoke-static")
+    if grep -q 'libhark\.so' <<<"$dyn"; then
         fail "$label: the static smoke program still needs libhark.so"
     fi
     env -u LD_LIBRARY_PATH "$tmp/smoke-static" || fail "$label: static smoke program failed"

@@ -13,6 +13,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
+#include <unistd.h>
 
 /* Exported (not static) so that the detector can name them. */
 void hk_test_stall_sleeper(hk_timer_t *t, uint64_t expirations);
@@ -136,5 +137,69 @@ Test(stall, quick_callbacks_and_a_disabled_detector_report_nothing)
     cr_assert_eq(st.stalls, 0);
     cr_assert_eq(r.count, 0);
     cr_assert_eq(hk_loop_stall_detect(loop, 1000, on_stall, &r), -EINVAL, "below 1 ms");
+    cr_assert_eq(hk_loop_free(loop), 0);
+}
+
+/* Turning the detector off inside the first callback of a batch must not crash the second. */
+static int g_off_calls;
+static void off_cb(hk_io_t *io, unsigned revents)
+{
+    (void)revents;
+    char b;
+    if (read(io->fd, &b, 1) < 0) {
+    }
+    if (g_off_calls++ == 0)
+        cr_assert_eq(hk_loop_stall_detect(io->base.loop, 0, NULL, NULL), 0);
+    hk_io_stop(io);
+}
+
+Test(stall, turned_off_inside_a_batch)
+{
+    hk_loop_t *loop;
+    cr_assert_eq(hk_loop_new(&loop, 0), 0);
+    report_t r = {0};
+    cr_assert_eq(hk_loop_stall_detect(loop, MS(25), on_stall, &r), 0);
+    int p1[2], p2[2];
+    cr_assert_eq(pipe(p1), 0);
+    cr_assert_eq(pipe(p2), 0);
+    cr_assert_eq(write(p1[1], "x", 1), 1);
+    cr_assert_eq(write(p2[1], "x", 1), 1);
+    hk_io_t a, b;
+    hk_io_init(loop, &a, p1[0]);
+    hk_io_init(loop, &b, p2[0]);
+    hk_io_start(&a, HK_READABLE, off_cb);
+    hk_io_start(&b, HK_READABLE, off_cb);
+    hk_loop_run(loop, HK_RUN_DEFAULT);
+    cr_assert_eq(g_off_calls, 2);
+    hk_close(&a.base, NULL);
+    hk_close(&b.base, NULL);
+    hk_loop_run(loop, HK_RUN_DEFAULT);
+    for (int i = 0; i < 2; i++) {
+        close(p1[i]);
+        close(p2[i]);
+    }
+    cr_assert_eq(r.count, 0);
+    cr_assert_eq(hk_loop_free(loop), 0);
+}
+
+/* Turned on from inside a callback: no bogus report for that callback, real ones later. */
+static report_t g_on_report;
+static void turn_on_cb(hk_timer_t *t, uint64_t expirations)
+{
+    (void)expirations;
+    cr_assert_eq(hk_loop_stall_detect(t->base.loop, MS(25), on_stall, &g_on_report), 0);
+}
+
+Test(stall, turned_on_inside_a_callback)
+{
+    hk_loop_t *loop;
+    cr_assert_eq(hk_loop_new(&loop, 0), 0);
+    run_one(loop, turn_on_cb);
+    cr_assert_eq(g_on_report.count, 0, "a bogus stall was reported for the enabling callback");
+    run_one(loop, hk_test_stall_spinner);
+    cr_assert_eq(g_on_report.count, 1);
+    cr_assert_str_eq(g_on_report.symbol, "hk_test_stall_spinner");
+    cr_assert_lt(g_on_report.info.duration_ns, (uint64_t)MS(1000));
+    cr_assert_gt(g_on_report.nframes, 0, "backtraces stopped after enabling inside a callback");
     cr_assert_eq(hk_loop_free(loop), 0);
 }
