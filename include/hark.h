@@ -8,5 +8,6 @@
 #include "hark/pool.h"
 #include "hark/fs.h"
 #include "hark/dns.h"
+#include "hark/net.h"
 
 #endif

@@ -1,0 +1,266 @@
+/*
+ * Streams: the write queue, the fd transport, half-close.
+ *
+ * Why requests point at the caller's bytes: copying every write would
+ * allocate on the hot path and double the memory a slow reader pins. The
+ * caller keeps the bytes until the request's callback, and bounds what it
+ * queues with the watermarks (hk_stream_write returns HK_STREAM_FULL, the
+ * drain callback says when to go on), so memory stays bounded by the high
+ * watermark plus one write, whatever the peer does.
+ *
+ * Why writev of the whole queue: one system call moves as much as the
+ * socket buffer takes, across request boundaries. A write to an empty queue
+ * is tried at once (most writes fit, and then no epoll_ctl is needed); only
+ * what is left waits for EPOLLOUT. Sockets are written with sendmsg and
+ * MSG_NOSIGNAL, so a reset peer gives -EPIPE instead of killing the process
+ * with SIGPIPE; other fds (pipes, ptys) with writev.
+ */
+#include <limits.h>
+#include <unistd.h>
+
+#include "net/internal.h"
+
+#define HK__FLUSH_IOV 64
+
+static ssize_t hk__fd_read(hk_stream_t *s, void *buf, size_t len)
+{
+    ssize_t n;
+    do
+        n = read(s->fd, buf, len);
+    while (n < 0 && errno == EINTR);
+    return n < 0 ? -errno : n;
+}
+
+static ssize_t hk__fd_writev(hk_stream_t *s, const struct iovec *iov, int iovcnt)
+{
+    ssize_t n;
+    do {
+        if (s->_flags & HK__S_SOCKET) {
+            struct msghdr msg = {.msg_iov = (struct iovec *)iov, .msg_iovlen = (size_t)iovcnt};
+            n = sendmsg(s->fd, &msg, MSG_NOSIGNAL);
+        } else {
+            n = writev(s->fd, iov, iovcnt);
+        }
+    } while (n < 0 && errno == EINTR);
+    return n < 0 ? -errno : n;
+}
+
+static int hk__fd_shutdown(hk_stream_t *s)
+{
+    if (!(s->_flags & HK__S_SOCKET))
+        return -ENOTSOCK;
+    return shutdown(s->fd, SHUT_WR) < 0 ? -errno : 0;
+}
+
+const hk_stream_transport_t hk__fd_transport = {
+    .read = hk__fd_read,
+    .writev = hk__fd_writev,
+    .shutdown = hk__fd_shutdown,
+    .pending = NULL,
+    .close = NULL,
+};
+
+static void hk__done_push(hk_stream_t *s, hk_write_req_t *req, int status)
+{
+    req->_status = status;
+    req->_next = NULL;
+    if (s->_done_tail)
+        s->_done_tail->_next = req;
+    else
+        s->_done = req;
+    s->_done_tail = req;
+}
+
+void hk__stream_run_done(hk_stream_t *s)
+{
+    hk_write_req_t *req;
+    while ((req = s->_done) != NULL) {
+        s->_done = req->_next;
+        if (!s->_done)
+            s->_done_tail = NULL;
+        req->_next = NULL;
+        if (req->_cb)
+            req->_cb(req, req->_status);
+    }
+}
+
+void hk__stream_fail_queue(hk_stream_t *s, int err)
+{
+    hk_write_req_t *req;
+    while ((req = s->_head) != NULL) {
+        s->_head = req->_next;
+        hk__done_push(s, req, err);
+    }
+    s->_tail = NULL;
+    s->_queued = 0;
+    if ((s->_flags & (HK__S_SHUT_WANT | HK__S_SHUT_DONE)) == HK__S_SHUT_WANT) {
+        s->_flags |= HK__S_SHUT_DONE;
+        s->_shut_status = err;
+    }
+}
+
+/* Marks n written bytes off the head of the queue; finished requests move to the done list. */
+static void hk__stream_advance(hk_stream_t *s, size_t n)
+{
+    s->_queued -= n;
+    hk_write_req_t *req;
+    while ((req = s->_head) != NULL) {
+        size_t take = n < req->_left ? n : req->_left;
+        req->_left -= take;
+        n -= take;
+        while (take > 0) {
+            size_t room = req->_iov[req->_idx].iov_len - req->_off;
+            if (take < room) {
+                req->_off += take;
+                break;
+            }
+            take -= room;
+            req->_idx++;
+            req->_off = 0;
+        }
+        if (req->_left > 0)
+            break;
+        s->_head = req->_next;
+        if (!s->_head)
+            s->_tail = NULL;
+        hk__done_push(s, req, 0);
+    }
+}
+
+void hk__stream_try_shutdown(hk_stream_t *s)
+{
+    if ((s->_flags & (HK__S_SHUT_WANT | HK__S_SHUT_DONE)) != HK__S_SHUT_WANT || s->_head)
+        return;
+    int r = s->_error;
+    if (!r && s->_transport->shutdown) {
+        r = s->_transport->shutdown(s);
+        if (r == -EAGAIN)
+            return; /* the transport waits for the fd (it said which with _want) */
+    }
+    s->_shut_status = r;
+    s->_flags |= HK__S_SHUT_DONE;
+}
+
+void hk__stream_flush(hk_stream_t *s)
+{
+    while (s->_head && !s->_error) {
+        struct iovec iov[HK__FLUSH_IOV];
+        int n = 0;
+        size_t total = 0;
+        for (hk_write_req_t *req = s->_head; req && n < HK__FLUSH_IOV; req = req->_next) {
+            for (int i = req->_idx; i < req->_iovcnt && n < HK__FLUSH_IOV; i++) {
+                size_t off = i == req->_idx ? req->_off : 0;
+                size_t len = req->_iov[i].iov_len - off;
+                if (!len)
+                    continue;
+                iov[n].iov_base = (char *)req->_iov[i].iov_base + off;
+                iov[n].iov_len = len;
+                total += len;
+                n++;
+            }
+        }
+        if (n == 0) { /* only empty requests left */
+            hk__stream_advance(s, 0);
+            continue;
+        }
+        ssize_t w = s->_transport->writev(s, iov, n);
+        if (w == -EAGAIN || w == -EWOULDBLOCK)
+            break;
+        if (w < 0) {
+            hk__stream_set_error(s, (int)w);
+            break;
+        }
+        s->bytes_written += (uint64_t)w;
+        hk__stream_advance(s, (size_t)w);
+        if ((size_t)w < total)
+            break; /* the kernel took less: it is full */
+    }
+    hk__stream_try_shutdown(s);
+}
+
+int hk_stream_write(hk_stream_t *s, hk_write_req_t *req, const struct iovec *iov, int iovcnt,
+                    hk_write_cb cb)
+{
+    if (!req || !iov || iovcnt < 1 || iovcnt > IOV_MAX)
+        return -EINVAL;
+    if (s->_flags & HK__S_CLOSING)
+        return -EBUSY;
+    if (s->_error)
+        return s->_error;
+    if (s->_flags & HK__S_SHUT_WANT)
+        return -EPIPE;
+    size_t total = 0;
+    for (int i = 0; i < iovcnt; i++) {
+        if (iov[i].iov_len > SIZE_MAX - total)
+            return -EINVAL;
+        total += iov[i].iov_len;
+    }
+    req->stream = s;
+    req->_iov = iov;
+    req->_iovcnt = iovcnt;
+    req->_idx = 0;
+    req->_off = 0;
+    req->_left = total;
+    req->_status = 0;
+    req->_cb = cb;
+    req->_next = NULL;
+    int was_empty = s->_head == NULL;
+    if (s->_tail)
+        s->_tail->_next = req;
+    else
+        s->_head = req;
+    s->_tail = req;
+    s->_queued += total;
+    if (was_empty)
+        hk__stream_flush(s);
+    if (s->_done || s->_error)
+        hk__stream_schedule(s);
+    hk__stream_update(s);
+    if (s->_queued >= s->_high) {
+        s->_flags |= HK__S_FULL;
+        return HK_STREAM_FULL;
+    }
+    return 0;
+}
+
+ssize_t hk_stream_try_write(hk_stream_t *s, const struct iovec *iov, int iovcnt)
+{
+    if (!iov || iovcnt < 1 || iovcnt > IOV_MAX)
+        return -EINVAL;
+    if (s->_flags & HK__S_CLOSING)
+        return -EBUSY;
+    if (s->_error)
+        return s->_error;
+    if (s->_flags & HK__S_SHUT_WANT)
+        return -EPIPE;
+    if (s->_head)
+        return -EAGAIN;
+    ssize_t w = s->_transport->writev(s, iov, iovcnt);
+    if (w == -EWOULDBLOCK)
+        w = -EAGAIN;
+    if (w >= 0)
+        s->bytes_written += (uint64_t)w;
+    else if (w != -EAGAIN) {
+        hk__stream_set_error(s, (int)w);
+        hk__stream_schedule(s);
+        hk__stream_update(s);
+    }
+    return w;
+}
+
+int hk_stream_shutdown(hk_stream_t *s, hk_stream_shutdown_cb cb)
+{
+    if (s->_flags & HK__S_CLOSING)
+        return -EBUSY;
+    if (s->_flags & HK__S_SHUT_WANT)
+        return -EALREADY;
+    if (s->_error)
+        return s->_error;
+    s->_flags |= HK__S_SHUT_WANT;
+    s->_shutdown_cb = cb;
+    hk__stream_try_shutdown(s);
+    if (s->_flags & HK__S_SHUT_DONE)
+        hk__stream_schedule(s);
+    hk__stream_update(s);
+    return 0;
+}

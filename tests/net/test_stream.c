@@ -1,0 +1,491 @@
+/*
+ * Stream tests on real peers: TCP pairs on loopback (ports from bind(0)),
+ * socketpairs and pipes. Backpressure with a reader that stops reading,
+ * half-close, peer reset, EOF and errors delivered once, close cancelling
+ * writes, caller buffers, and a transport installed through the seam.
+ */
+#include "util.h"
+
+#include <stdlib.h>
+#include <sys/uio.h>
+
+struct rx {
+    char data[1 << 16];
+    size_t len;
+    int eof, errors, last_err, again;
+    int closed;
+};
+
+static void on_read(hk_stream_t *s, ssize_t n, const hk_buf_t *buf)
+{
+    struct rx *rx = s->data;
+    if (n > 0) {
+        size_t room = sizeof rx->data - rx->len;
+        size_t k = (size_t)n < room ? (size_t)n : room;
+        memcpy(rx->data + rx->len, buf->base, k);
+        rx->len += k;
+    } else if (n == 0) {
+        rx->eof++;
+    } else if (n == -EAGAIN) {
+        rx->again++;
+    } else {
+        rx->errors++;
+        rx->last_err = (int)n;
+    }
+}
+
+static void on_closed(hk_stream_t *s)
+{
+    struct rx *rx = s->data;
+    rx->closed = 1;
+}
+
+struct wr {
+    int done, status;
+};
+
+static void on_written(hk_write_req_t *req, int status)
+{
+    struct wr *w = req->data;
+    w->done++;
+    w->status = status;
+}
+
+Test(stream, echo_library_buffers_socketpair)
+{
+    hk_loop_t *loop = new_loop();
+    int sv[2];
+    cr_assert_eq(socketpair(AF_UNIX, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0, sv), 0);
+    hk_stream_t a, b;
+    struct rx ra = {0}, rb = {0};
+    cr_assert_eq(hk_stream_init(loop, &a, sv[0]), 0);
+    cr_assert_eq(hk_stream_init(loop, &b, sv[1]), 0);
+    a.data = &ra;
+    b.data = &rb;
+    cr_assert_eq(hk_stream_read_start(&b, NULL, on_read), 0);
+
+    struct iovec iov[2] = {{"hello ", 6}, {"world", 5}};
+    hk_write_req_t req;
+    struct wr w = {0};
+    req.data = &w;
+    cr_assert_eq(hk_stream_write(&a, &req, iov, 2, on_written), 0);
+    cr_assert_eq(w.done, 0, "a write callback never runs from inside hk_stream_write");
+    while (rb.len < 11 || !w.done)
+        hk_loop_run(loop, HK_RUN_ONCE);
+    cr_assert_eq(w.status, 0);
+    cr_assert(memcmp(rb.data, "hello world", 11) == 0);
+    cr_assert_eq(a.bytes_written, 11);
+    cr_assert_eq(b.bytes_read, 11);
+
+    hk_stream_close(&a, on_closed);
+    hk_stream_close(&b, on_closed);
+    ra.closed = 0;
+    while (!ra.closed || !rb.closed)
+        hk_loop_run(loop, HK_RUN_ONCE);
+    finish_loop(loop);
+}
+
+static char user_buf[7];
+static void alloc_small(hk_stream_t *s, size_t suggested, hk_buf_t *buf)
+{
+    (void)s;
+    cr_assert_eq(suggested, HK_STREAM_READ_BUF);
+    buf->base = user_buf;
+    buf->len = sizeof user_buf;
+}
+
+Test(stream, caller_buffers)
+{
+    hk_loop_t *loop = new_loop();
+    int sv[2];
+    cr_assert_eq(socketpair(AF_UNIX, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0, sv), 0);
+    hk_stream_t b;
+    struct rx rb = {0};
+    cr_assert_eq(hk_stream_init(loop, &b, sv[1]), 0);
+    b.data = &rb;
+    cr_assert_eq(hk_stream_read_start(&b, alloc_small, on_read), 0);
+    cr_assert_eq(write(sv[0], "0123456789abcdefghij", 20), 20);
+    close(sv[0]);
+    while (!rb.eof)
+        hk_loop_run(loop, HK_RUN_ONCE);
+    cr_assert_eq(rb.len, 20, "read in 7-byte caller buffers: %zu", rb.len);
+    cr_assert(memcmp(rb.data, "0123456789abcdefghij", 20) == 0);
+    cr_assert_eq(rb.eof, 1);
+    cr_assert_eq(hk_stream_read_start(&b, alloc_small, on_read), -EPIPE,
+                 "EOF is delivered once; reading again is refused");
+    hk_stream_close(&b, on_closed);
+    while (!rb.closed)
+        hk_loop_run(loop, HK_RUN_ONCE);
+    finish_loop(loop);
+}
+
+/* Backpressure: the peer does not read; the writer must see HK_STREAM_FULL and stop. */
+#define CHUNK (64 * 1024)
+#define NREQ 256
+static char chunk[CHUNK];
+static struct iovec chunk_iov = {chunk, CHUNK};
+
+struct producer {
+    hk_stream_t *s;
+    hk_write_req_t reqs[NREQ];
+    int next, full_seen, drains, completed, stopped;
+    size_t max_queued;
+};
+
+static void prod_written(hk_write_req_t *req, int status)
+{
+    struct producer *p = req->data;
+    cr_assert_eq(status, 0);
+    p->completed++;
+}
+
+static void produce(struct producer *p)
+{
+    while (p->next < NREQ) {
+        hk_write_req_t *req = &p->reqs[p->next++];
+        req->data = p;
+        int r = hk_stream_write(p->s, req, &chunk_iov, 1, prod_written);
+        cr_assert_geq(r, 0, "write: %s", hk_err_name(r));
+        size_t q = hk_stream_queued(p->s);
+        if (q > p->max_queued)
+            p->max_queued = q;
+        if (r == HK_STREAM_FULL) {
+            p->full_seen++;
+            return; /* wait for the drain callback */
+        }
+    }
+}
+
+static void prod_drain(hk_stream_t *s)
+{
+    struct producer *p = s->data;
+    p->drains++;
+    cr_assert_leq(hk_stream_queued(s), 256 * 1024, "drain runs at the low watermark");
+    produce(p);
+}
+
+Test(stream, backpressure_reader_stops)
+{
+    hk_loop_t *loop = new_loop();
+    int fds[2];
+    tcp_pair(loop, "127.0.0.1:0", fds);
+    hk_stream_t w;
+    struct producer p = {0};
+    p.s = &w;
+    cr_assert_eq(hk_stream_init(loop, &w, fds[0]), 0);
+    w.data = &p;
+    cr_assert_eq(hk_stream_set_watermarks(&w, 1024 * 1024, 256 * 1024, prod_drain), 0);
+    cr_assert_eq(hk_stream_set_watermarks(&w, 10, 20, prod_drain), -EINVAL);
+    produce(&p);
+    /* The reader (fds[1]) reads nothing for a while: the writer must stop at the watermark. */
+    for (int i = 0; i < 50; i++)
+        hk_loop_run(loop, HK_RUN_NOWAIT);
+    cr_assert_eq(p.full_seen, 1, "the writer saw the high watermark");
+    cr_assert_lt(p.next, NREQ, "the writer stopped producing");
+    cr_assert_leq(p.max_queued, 1024 * 1024 + CHUNK, "memory bounded by high + one write: %zu",
+                  p.max_queued);
+    cr_assert_eq(p.drains, 0);
+    /* Now the reader drains everything; the producer resumes on each drain callback. */
+    size_t total = 0;
+    char buf[65536];
+    uint64_t end = hk_time_now() + (uint64_t)MS(20000);
+    while (total < (size_t)NREQ * CHUNK) {
+        cr_assert_lt(hk_time_now(), end);
+        ssize_t n = read(fds[1], buf, sizeof buf);
+        if (n > 0)
+            total += (size_t)n;
+        hk_loop_run(loop, HK_RUN_NOWAIT);
+    }
+    while (p.completed < NREQ)
+        hk_loop_run(loop, HK_RUN_ONCE);
+    cr_assert_geq(p.drains, 1);
+    cr_assert_geq(p.full_seen, 2);
+    cr_assert_leq(p.max_queued, 1024 * 1024 + CHUNK);
+    cr_assert_eq(hk_stream_queued(&w), 0);
+    close(fds[1]);
+    hk_stream_close(&w, NULL);
+    finish_loop(loop);
+}
+
+/* Half-close: the client writes and shuts down; the server reads, sees EOF, replies. */
+struct half {
+    hk_stream_t s;
+    struct rx rx;
+    hk_write_req_t req;
+    struct iovec iov;
+    int shut_cb, shut_status;
+};
+
+static void half_shut(hk_stream_t *s, int status)
+{
+    struct half *h = (struct half *)s;
+    h->shut_cb++;
+    h->shut_status = status;
+}
+
+static void server_read(hk_stream_t *s, ssize_t n, const hk_buf_t *buf)
+{
+    struct half *h = (struct half *)s;
+    on_read(s, n, buf);
+    if (n == 0) { /* reply after the peer finished: half-close lets us write */
+        h->iov = (struct iovec){"bye", 3};
+        cr_assert_eq(hk_stream_write(s, &h->req, &h->iov, 1, NULL), 0);
+        cr_assert_eq(hk_stream_shutdown(s, half_shut), 0);
+    }
+}
+
+Test(stream, half_close)
+{
+    hk_loop_t *loop = new_loop();
+    int fds[2];
+    tcp_pair(loop, "[::1]:0", fds);
+    struct half srv = {0}, cli = {0};
+    cr_assert_eq(hk_stream_init(loop, &srv.s, fds[0]), 0);
+    cr_assert_eq(hk_stream_init(loop, &cli.s, fds[1]), 0);
+    srv.s.data = &srv.rx;
+    cli.s.data = &cli.rx;
+    cr_assert_eq(hk_stream_read_start(&srv.s, NULL, server_read), 0);
+    cr_assert_eq(hk_stream_read_start(&cli.s, NULL, on_read), 0);
+    cli.iov = (struct iovec){"hello", 5};
+    cr_assert_eq(hk_stream_write(&cli.s, &cli.req, &cli.iov, 1, NULL), 0);
+    cr_assert_eq(hk_stream_shutdown(&cli.s, half_shut), 0);
+    cr_assert_eq(hk_stream_shutdown(&cli.s, half_shut), -EALREADY);
+    cr_assert_eq(hk_stream_write(&cli.s, &cli.req, &cli.iov, 1, NULL), -EPIPE);
+    uint64_t end = hk_time_now() + (uint64_t)MS(5000);
+    while (!cli.rx.eof || !srv.shut_cb) {
+        cr_assert_lt(hk_time_now(), end);
+        hk_loop_run(loop, HK_RUN_ONCE);
+    }
+    cr_assert_eq(srv.rx.len, 5);
+    cr_assert(memcmp(srv.rx.data, "hello", 5) == 0);
+    cr_assert_eq(srv.rx.eof, 1);
+    cr_assert_eq(cli.rx.len, 3);
+    cr_assert(memcmp(cli.rx.data, "bye", 3) == 0);
+    cr_assert_eq(cli.shut_cb, 1);
+    cr_assert_eq(cli.shut_status, 0);
+    cr_assert_eq(srv.shut_status, 0);
+    cr_assert_eq(cli.rx.errors + srv.rx.errors, 0);
+    hk_stream_close(&srv.s, NULL);
+    hk_stream_close(&cli.s, NULL);
+    finish_loop(loop);
+}
+
+/* Peer reset: the error reaches the read callback once; queued writes fail with it. */
+Test(stream, peer_reset)
+{
+    hk_loop_t *loop = new_loop();
+    int fds[2];
+    tcp_pair(loop, "127.0.0.1:0", fds);
+    hk_stream_t s;
+    struct rx rx = {0};
+    cr_assert_eq(hk_stream_init(loop, &s, fds[1]), 0);
+    s.data = &rx;
+    cr_assert_eq(hk_stream_read_start(&s, NULL, on_read), 0);
+    struct linger lg = {1, 0};
+    cr_assert_eq(setsockopt(fds[0], SOL_SOCKET, SO_LINGER, &lg, sizeof lg), 0);
+    close(fds[0]); /* RST */
+    uint64_t end = hk_time_now() + (uint64_t)MS(5000);
+    while (!rx.errors && !rx.eof) {
+        cr_assert_lt(hk_time_now(), end);
+        hk_loop_run(loop, HK_RUN_ONCE);
+    }
+    cr_assert_eq(rx.errors, 1);
+    cr_assert_eq(rx.last_err, -ECONNRESET, "got %s", hk_err_name(rx.last_err));
+    for (int i = 0; i < 5; i++)
+        hk_loop_run(loop, HK_RUN_NOWAIT);
+    cr_assert_eq(rx.errors, 1, "the error is delivered once");
+    cr_assert_eq(rx.eof, 0);
+    hk_write_req_t req;
+    struct iovec iov = {"x", 1};
+    cr_assert_eq(hk_stream_write(&s, &req, &iov, 1, on_written), -ECONNRESET,
+                 "writes after the error fail at once, without a callback");
+    hk_stream_close(&s, NULL);
+    finish_loop(loop);
+}
+
+/* A write into a reset connection: the queued request fails, the reader hears it once. */
+Test(stream, write_to_reset_peer)
+{
+    hk_loop_t *loop = new_loop();
+    int fds[2];
+    tcp_pair(loop, "127.0.0.1:0", fds);
+    hk_stream_t s;
+    struct rx rx = {0};
+    cr_assert_eq(hk_stream_init(loop, &s, fds[1]), 0);
+    s.data = &rx;
+    struct linger lg = {1, 0};
+    cr_assert_eq(setsockopt(fds[0], SOL_SOCKET, SO_LINGER, &lg, sizeof lg), 0);
+    close(fds[0]);
+    usleep(10000);
+    static hk_write_req_t reqs[64];
+    struct wr w = {0};
+    int r = 0, queued = 0;
+    for (int i = 0; i < 64 && r >= 0; i++) {
+        reqs[i].data = &w;
+        r = hk_stream_write(&s, &reqs[i], &chunk_iov, 1, on_written);
+        if (r >= 0)
+            queued++;
+    }
+    cr_assert_gt(queued, 0);
+    cr_assert_eq(hk_stream_read_start(&s, NULL, on_read), 0);
+    uint64_t end = hk_time_now() + (uint64_t)MS(5000);
+    while (w.done < queued || !rx.errors) {
+        cr_assert_lt(hk_time_now(), end);
+        hk_loop_run(loop, HK_RUN_ONCE);
+    }
+    cr_assert_eq(rx.errors, 1);
+    cr_assert(w.status == -EPIPE || w.status == -ECONNRESET, "write status %s",
+              hk_err_name(w.status));
+    hk_stream_close(&s, NULL);
+    finish_loop(loop);
+}
+
+Test(stream, close_cancels_writes)
+{
+    hk_loop_t *loop = new_loop();
+    int fds[2];
+    tcp_pair(loop, "127.0.0.1:0", fds);
+    hk_stream_t s;
+    struct rx rx = {0};
+    cr_assert_eq(hk_stream_init(loop, &s, fds[0]), 0);
+    s.data = &rx;
+    static hk_write_req_t reqs[64];
+    struct wr w = {0};
+    for (int i = 0; i < 64; i++) {
+        reqs[i].data = &w;
+        cr_assert_geq(hk_stream_write(&s, &reqs[i], &chunk_iov, 1, on_written), 0);
+    }
+    cr_assert_gt(hk_stream_queued(&s), 0, "the peer reads nothing, so writes queue");
+    hk_stream_close(&s, on_closed);
+    cr_assert_eq(w.done, 0);
+    while (!rx.closed)
+        hk_loop_run(loop, HK_RUN_ONCE);
+    cr_assert_eq(w.done, 64, "every request completes before the close callback");
+    cr_assert_eq(w.status, -ECANCELED);
+    close(fds[1]);
+    finish_loop(loop);
+}
+
+static void pipe_shut(hk_stream_t *s, int status);
+
+Test(stream, pipe_stream)
+{
+    hk_loop_t *loop = new_loop();
+    int p[2];
+    cr_assert_eq(pipe2(p, O_NONBLOCK | O_CLOEXEC), 0);
+    hk_stream_t rd, wr;
+    struct rx rx = {0};
+    cr_assert_eq(hk_stream_init(loop, &rd, p[0]), 0);
+    cr_assert_eq(hk_stream_init(loop, &wr, p[1]), 0);
+    rd.data = &rx;
+    cr_assert_eq(hk_stream_read_start(&rd, NULL, on_read), 0);
+    struct iovec iov = {"pipe", 4};
+    cr_assert_eq(hk_stream_try_write(&wr, &iov, 1), 4);
+    int st = 1;
+    wr.data = &st;
+    cr_assert_eq(hk_stream_shutdown(&wr, pipe_shut), 0);
+    while (rx.len < 4)
+        hk_loop_run(loop, HK_RUN_ONCE);
+    cr_assert(memcmp(rx.data, "pipe", 4) == 0);
+    hk_stream_close(&wr, NULL); /* the writer closes: the reader sees EOF */
+    while (!rx.eof)
+        hk_loop_run(loop, HK_RUN_ONCE);
+    cr_assert_eq(rx.eof, 1);
+    hk_stream_close(&rd, NULL);
+    finish_loop(loop);
+}
+
+static void pipe_shut(hk_stream_t *s, int status)
+{
+    *(int *)s->data = status;
+}
+
+Test(stream, pipe_shutdown_is_enotsock)
+{
+    hk_loop_t *loop = new_loop();
+    int p[2];
+    cr_assert_eq(pipe2(p, O_NONBLOCK | O_CLOEXEC), 0);
+    hk_stream_t wr;
+    int status = 1;
+    cr_assert_eq(hk_stream_init(loop, &wr, p[1]), 0);
+    wr.data = &status;
+    cr_assert_eq(hk_stream_shutdown(&wr, pipe_shut), 0);
+    cr_assert_eq(status, 1, "never from inside the call");
+    while (status == 1)
+        hk_loop_run(loop, HK_RUN_ONCE);
+    cr_assert_eq(status, -ENOTSOCK);
+    hk_stream_close(&wr, NULL);
+    close(p[0]);
+    finish_loop(loop);
+}
+
+/* The transport seam: a toy transport that XORs every byte both ways. */
+static ssize_t xor_read(hk_stream_t *s, void *buf, size_t len)
+{
+    ssize_t n = read(s->fd, buf, len);
+    if (n < 0)
+        return -errno;
+    for (ssize_t i = 0; i < n; i++)
+        ((char *)buf)[i] ^= 0x5a;
+    return n;
+}
+
+static ssize_t xor_writev(hk_stream_t *s, const struct iovec *iov, int n)
+{
+    char tmp[256];
+    size_t k = 0;
+    for (int i = 0; i < n && k < sizeof tmp; i++)
+        for (size_t j = 0; j < iov[i].iov_len && k < sizeof tmp; j++)
+            tmp[k++] = ((const char *)iov[i].iov_base)[j] ^ 0x5a;
+    (*(int *)s->transport_data)++;
+    ssize_t w = write(s->fd, tmp, k);
+    return w < 0 ? -errno : w;
+}
+
+static const hk_stream_transport_t xor_transport = {.read = xor_read, .writev = xor_writev};
+
+Test(stream, transport_seam)
+{
+    hk_loop_t *loop = new_loop();
+    int sv[2];
+    cr_assert_eq(socketpair(AF_UNIX, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0, sv), 0);
+    hk_stream_t a, b;
+    struct rx rb = {0};
+    int calls_a = 0, calls_b = 0;
+    cr_assert_eq(hk_stream_init(loop, &a, sv[0]), 0);
+    cr_assert_eq(hk_stream_init(loop, &b, sv[1]), 0);
+    cr_assert_eq(hk_stream_set_transport(&a, &xor_transport, &calls_a), 0);
+    cr_assert_eq(hk_stream_set_transport(&b, &xor_transport, &calls_b), 0);
+    b.data = &rb;
+    cr_assert_eq(hk_stream_read_start(&b, NULL, on_read), 0);
+    struct iovec iov = {"secret", 6};
+    hk_write_req_t req;
+    cr_assert_eq(hk_stream_write(&a, &req, &iov, 1, NULL), 0);
+    while (rb.len < 6)
+        hk_loop_run(loop, HK_RUN_ONCE);
+    cr_assert(memcmp(rb.data, "secret", 6) == 0);
+    cr_assert_eq(calls_a, 1);
+    hk_stream_close(&a, NULL);
+    hk_stream_close(&b, NULL);
+    finish_loop(loop);
+}
+
+Test(stream, errors)
+{
+    hk_loop_t *loop = new_loop();
+    hk_stream_t s;
+    cr_assert_eq(hk_stream_init(loop, &s, -1), -EBADF);
+    int sv[2];
+    cr_assert_eq(socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, sv), 0);
+    cr_assert_eq(hk_stream_init(loop, &s, sv[0]), 0);
+    cr_assert(fcntl(sv[0], F_GETFL) & O_NONBLOCK, "init makes the fd non-blocking");
+    cr_assert_eq(hk_stream_read_start(&s, NULL, NULL), -EINVAL);
+    cr_assert_eq(hk_stream_read_stop(&s), -EALREADY);
+    hk_write_req_t req;
+    struct iovec iov = {"x", 1};
+    cr_assert_eq(hk_stream_write(&s, &req, &iov, 0, NULL), -EINVAL);
+    hk_stream_close(&s, NULL);
+    cr_assert_eq(hk_stream_write(&s, &req, &iov, 1, NULL), -EBUSY);
+    close(sv[1]);
+    finish_loop(loop);
+}
