@@ -2,13 +2,14 @@
 #   make run        build and start the demo (echo server on 127.0.0.1:7000)
 #   make test       build and run every test, again under ASan+UBSan, threaded ones under TSan
 #   make bench      build and run every benchmark (peers side by side)
+#   make fuzz       build the libFuzzer drivers with clang and run each for 60 s
 #   make install    install libhark, headers and hark.pc (PREFIX, DESTDIR)
 PREFIX ?= /usr/local
 DESTDIR ?=
 JOBS ?= $(shell nproc)
 BUILD := build
 
-.PHONY: all deps build run test test-release test-asan test-tsan bench bench-build bench-pipes bench-log bench-fs install clean format
+.PHONY: all deps build run test test-release test-asan test-tsan bench bench-build bench-pipes bench-log bench-fs bench-herd bench-watch fuzz install clean format
 
 all: build
 
@@ -43,7 +44,7 @@ bench-build:
 	@cmake -S . -B $(BUILD)/bench -DCMAKE_BUILD_TYPE=Release -DHK_BENCH=ON -DBUILD_TESTING=OFF >/dev/null
 	@cmake --build $(BUILD)/bench -j $(JOBS)
 
-bench: bench-pipes bench-log bench-fs
+bench: bench-pipes bench-log bench-fs bench-watch bench-herd
 
 bench-pipes: bench-build
 	scripts/bench-pipes $(BUILD)/bench
@@ -53,6 +54,23 @@ bench-log: bench-build
 
 bench-fs: bench-build
 	scripts/bench-fs $(BUILD)/bench
+
+bench-herd: bench-build
+	scripts/bench-herd $(BUILD)/bench
+
+bench-watch: bench-build
+	scripts/bench-watch $(BUILD)/bench
+
+# libFuzzer drivers (fuzz/): built with clang in $(BUILD)/fuzz, each run for FUZZ_SECONDS
+# from the seed corpus in tests/apps/*/samples (copied, so the seeds stay untouched).
+FUZZ_SECONDS ?= 60
+fuzz: deps
+	@CC=clang cmake -S . -B $(BUILD)/fuzz -DCMAKE_BUILD_TYPE=Debug -DHK_FUZZ=ON -DBUILD_TESTING=OFF >/dev/null
+	@cmake --build $(BUILD)/fuzz -j $(JOBS) --target fuzzers
+	@mkdir -p $(BUILD)/fuzz/corpus/fdinfo
+	@cp tests/apps/hark-watch/samples/* $(BUILD)/fuzz/corpus/fdinfo/
+	$(BUILD)/fuzz/fuzz/fuzz-fdinfo -max_total_time=$(FUZZ_SECONDS) -max_len=65536 \
+	  $(BUILD)/fuzz/corpus/fdinfo
 
 install: build
 	DESTDIR="$(DESTDIR)" cmake --install $(BUILD)/release --prefix $(PREFIX)

@@ -9,5 +9,6 @@
 #include "hark/fs.h"
 #include "hark/dns.h"
 #include "hark/net.h"
+#include "hark/stats.h"
 
 #endif
