@@ -97,9 +97,9 @@ typedef struct hk_fs_options {
  * on). Asking for HK_FS_BACKEND_URING never fails because of io_uring: when
  * the ring cannot be set up, the context uses the pool and records the error
  * in hk_fs_stats().uring_error. The environment variable HARK_FS_URING=0
- * turns io_uring off in the same way (uring_error = -ENOTSUP).
- * Errors: -EINVAL (unknown backend or flag), -ENOMEM, or an errno of
- * hk_io_start for the ring's eventfd.
+ * turns io_uring off in the same way (uring_error = -ENOTSUP); so does a
+ * failure to watch the ring's eventfd (uring_error = that errno).
+ * Errors: -EINVAL (NULL loop or fsp, unknown backend or flag), -ENOMEM.
  */
 HK_API int hk_fs_new(hk_loop_t *loop, const hk_fs_options_t *opts, hk_fs_t **fsp);
 
@@ -190,7 +190,9 @@ struct hk_fs_req {
      * The outcome, valid in the callback: -errno on failure; on success the
      * new fd (open), bytes transferred (read, write), the number of entries
      * (readdir), the file size (readfile), 0 otherwise. A read returns fewer
-     * bytes than asked only at the end of the file; a cancelled request gives
+     * bytes than asked only at the end of the file, or when an error or a
+     * cancellation comes after some bytes were moved: then it is that count
+     * (as read(2) does). A cancelled request that moved nothing gives
      * -ECANCELED.
      */
     int64_t result;
@@ -236,7 +238,9 @@ HK_API void hk_fs_req_cleanup(hk_fs_req_t *req);
 /*
  * Cancels a request still queued in the pool: its callback runs later with
  * result -ECANCELED. Returns 0, -EBUSY when it is running, being served
- * inline or by io_uring (it will complete normally), -EINVAL when idle.
+ * inline or by io_uring, or when it is a read whose first part was already
+ * served inline (bytes are in the buffer, and for offset -1 the file position
+ * moved): it will complete normally. -EINVAL when idle.
  */
 HK_API int hk_fs_cancel(hk_fs_req_t *req);
 
@@ -298,7 +302,8 @@ HK_API int hk_fs_readdir(hk_fs_t *fs, hk_fs_req_t *req, const char *path, hk_fs_
  * success result is its size and req->file_data a malloc'd copy with a NUL
  * after the last byte (free it). A file larger than max_size (0 =
  * HK_FS_READFILE_DEFAULT_MAX) gives -EFBIG; files whose size stat does not
- * know (/proc) are read up to max_size + 1 bytes to decide.
+ * know (/proc) are read up to max_size + 1 bytes to decide. Returns -EINVAL
+ * (besides the common errors) when max_size > SIZE_MAX / 2.
  */
 HK_API int hk_fs_readfile(hk_fs_t *fs, hk_fs_req_t *req, const char *path, uint64_t max_size,
                           hk_fs_cb cb);

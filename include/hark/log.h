@@ -84,7 +84,11 @@ typedef struct hk_log_options {
     int fd;
     hk_log_level_t level;   /* minimum level written (default HK_LOG_DEBUG) */
     hk_log_format_t format; /* default HK_LOG_TEXT */
-    /* Bytes of each thread's ring, rounded up to a power of two, >= 8 KiB. */
+    /*
+     * Bytes of each thread's ring (0: HK_LOG_DEFAULT_RING_BYTES), rounded up
+     * to a power of two, at least 16 KiB and at most 256 MiB (larger values
+     * are capped).
+     */
     size_t ring_bytes;
     /* Longest time a line waits in a ring before the writer looks (latency). */
     uint64_t flush_interval_ns;
@@ -96,8 +100,10 @@ typedef struct hk_log_options {
  * Opens the process logger: opens or duplicates the sink and starts the
  * writer thread (it blocks every signal). opts may be NULL (text on stderr).
  * Registers an exit handler (once per process) that closes the logger with
- * exit_timeout_ns. Errors: -EBUSY (already open), -EINVAL (bad level, format
- * or fd), -errno of open(2) for path, -EMFILE, -ENOMEM, -EAGAIN (no thread).
+ * exit_timeout_ns. Errors: -EBUSY (already open), -EINVAL (bad level or
+ * format, or no path and a negative fd), -EBADF (fd is not an open file
+ * descriptor), -errno of open(2) for path, -EMFILE, -ENOMEM, -EAGAIN (no
+ * thread).
  */
 HK_API int hk_log_open(const hk_log_options_t *opts);
 

@@ -136,8 +136,14 @@ void hk__fs_finish_later(hk_fs_req_t *req)
 static void hk__fs_work_done(hk_work_t *work, int status)
 {
     hk_fs_req_t *req = work->data;
+    /*
+     * -ECANCELED: the work function never ran. A read begun inline has bytes
+     * in the buffer all the same: report them, as read(2) would.
+     */
     if (status < 0)
-        req->result = status; /* -ECANCELED: the work function never ran */
+        req->result = (req->type == HK_FS_READ || req->type == HK_FS_WRITE) && req->_done > 0
+                          ? (int64_t)req->_done
+                          : status;
     hk__fs_finish(req);
 }
 
@@ -158,6 +164,12 @@ int hk_fs_cancel(hk_fs_req_t *req)
     if (!req || req->_state != HK__FS_BUSY)
         return -EINVAL;
     if (req->_where != HK__FS_AT_POOL)
+        return -EBUSY;
+    /*
+     * Bytes already read inline (and maybe the file position moved): the read
+     * cannot be undone. _inline, not _done: a running worker writes _done.
+     */
+    if (req->type == HK_FS_READ && req->_inline > 0)
         return -EBUSY;
     return hk_work_cancel(&req->_work);
 }

@@ -148,11 +148,17 @@ static int hk__fs_rw_start(hk_fs_t *fs, hk_fs_req_t *req, hk_fs_type_t type, int
         hk__fs_finish_later(req);
         return 0;
     }
-    if (req->_inline > 0)
-        fs->stats.reads_partial++;
     err = hk__fs_rw_to_backend(req);
+    if (err < 0 && req->_done > 0) {
+        /* Bytes were read inline and cannot be unread: report them, as read(2) would. */
+        req->result = (int64_t)req->_done;
+        hk__fs_finish_later(req);
+        return 0;
+    }
     if (err < 0)
         hk__fs_abort(req);
+    else if (req->_inline > 0)
+        fs->stats.reads_partial++;
     return err;
 }
 

@@ -16,6 +16,17 @@
  * submission that later fails for good (anything but EAGAIN, EBUSY, EINTR)
  * marks the ring broken and reroutes its requests to the pool.
  *
+ * A temporary failure (EAGAIN: no kernel memory for requests; EBUSY:
+ * completions to reap first) leaves the SQEs in the ring to be submitted
+ * later. When requests are in the kernel, the next completion triggers the
+ * retry. When none are, no completion will ever come, so a short timer does
+ * it (else the loop would wait forever for requests the kernel never saw).
+ * The requests cannot simply go to the pool at that point: their SQEs stay in
+ * the submission ring and the next io_uring_submit would run them a second
+ * time, on requests already completed. So after URING_RETRY_MAX attempts in a
+ * row the ring is declared broken (never submitted again) and they go to the
+ * pool then.
+ *
  * An SQE is first tried inline, inside io_uring_submit on the loop thread,
  * which for a cold buffered read means submitting readahead there (tens to
  * hundreds of microseconds each). Our reads reach the ring only after
@@ -40,6 +51,9 @@
 #include <liburing.h>
 #include <sys/eventfd.h>
 
+#define URING_RETRY_NS 1000000 /* 1 ms between attempts when nothing is in the kernel */
+#define URING_RETRY_MAX 500
+
 struct hk__fs_uring {
     struct io_uring ring;
     hk_fs_t *fs; /* NULL once the context is freed */
@@ -49,9 +63,14 @@ struct hk__fs_uring {
     int cur_pos; /* IORING_FEAT_RW_CUR_POS: offset -1 means the file position */
     unsigned cq_entries;
     unsigned in_flight;        /* prepared or submitted, not reaped */
+    unsigned npending;         /* of which not yet submitted */
     hk_fs_req_t *pending_head; /* prepared, not yet submitted, in ring order */
     hk_fs_req_t **pending_tail;
+    unsigned retries; /* temporary submit failures in a row with nothing in the kernel */
+    int fail_submits; /* test hook (HARK_FS_URING_SUBMIT_EAGAIN): fake -EAGAIN this often */
+    int handles;      /* io and retry timer not yet closed: memory lives until 0 */
     hk_defer_t flush;
+    hk_timer_t retry;
     hk_io_t io;
 };
 
@@ -66,7 +85,18 @@ static void hk__fs_uring_release(struct hk__fs_uring *u)
 
 static void hk__fs_uring_closed(hk_handle_t *h)
 {
-    hk__fs_uring_release(h->data);
+    struct hk__fs_uring *u = h->data;
+    if (--u->handles == 0)
+        hk__fs_uring_release(u);
+}
+
+static int hk__fs_uring_submit_once(struct hk__fs_uring *u)
+{
+    if (u->fail_submits > 0) {
+        u->fail_submits--;
+        return -EAGAIN;
+    }
+    return io_uring_submit(&u->ring);
 }
 
 /* Moves requests whose SQEs the kernel will never see to the pool. */
@@ -79,6 +109,7 @@ static void hk__fs_uring_reroute(struct hk__fs_uring *u)
         hk_fs_req_t *next = req->_next;
         req->_next = NULL;
         u->in_flight--;
+        u->npending--;
         req->fs->stats.uring_fallbacks++;
         int err = hk__fs_rw_to_pool(req);
         if (err < 0) {
@@ -91,15 +122,32 @@ static void hk__fs_uring_reroute(struct hk__fs_uring *u)
         hk_unref(&u->io.base);
 }
 
+static void hk__fs_uring_submit(struct hk__fs_uring *u);
+
+static void hk__fs_uring_on_retry(hk_timer_t *t, uint64_t expirations)
+{
+    (void)expirations;
+    struct hk__fs_uring *u = t->base.data;
+    if (u->fs)
+        hk__fs_uring_submit(u);
+}
+
 static void hk__fs_uring_submit(struct hk__fs_uring *u)
 {
     while (u->pending_head) {
-        int n = io_uring_submit(&u->ring);
+        int n = hk__fs_uring_submit_once(u);
         if (n == -EINTR)
             continue;
         if (n == -EAGAIN || n == -EBUSY) {
-            /* Out of kernel memory or completions to reap first: retry after the next reap. */
-            return;
+            /* Requests in the kernel: their completions trigger the retry (on_event). */
+            if (u->in_flight > u->npending)
+                return;
+            /* Nothing will complete: retry on a timer, which keeps the loop running. */
+            if (++u->retries <= URING_RETRY_MAX &&
+                (hk_is_active(&u->retry.base) ||
+                 hk_timer_start_in(&u->retry, hk__fs_uring_on_retry, URING_RETRY_NS, 0) == 0))
+                return;
+            /* Give up on the ring, as for a hard error: see the top of the file. */
         }
         if (n < 0) {
             u->broken = 1;
@@ -110,11 +158,15 @@ static void hk__fs_uring_submit(struct hk__fs_uring *u)
             hk__fs_uring_reroute(u);
             return;
         }
+        u->retries = 0;
+        if (hk_is_active(&u->retry.base))
+            (void)hk_timer_stop(&u->retry);
         /* The kernel consumes SQEs in order: the first n pending requests are in. */
         for (int i = 0; i < n && u->pending_head; i++) {
             hk_fs_req_t *req = u->pending_head;
             u->pending_head = req->_next;
             req->_next = NULL;
+            u->npending--;
         }
         if (!u->pending_head)
             u->pending_tail = &u->pending_head;
@@ -146,6 +198,7 @@ static void hk__fs_uring_prep(struct hk__fs_uring *u, struct io_uring_sqe *sqe, 
     *u->pending_tail = req;
     u->pending_tail = &req->_next;
     req->_next = NULL;
+    u->npending++;
     if (u->in_flight++ == 0)
         hk_ref(&u->io.base);
     (void)hk_defer(req->loop, &u->flush, hk__fs_uring_flush); /* -EBUSY: already queued */
@@ -243,6 +296,9 @@ int hk__fs_uring_new(hk_fs_t *fs, unsigned entries)
         return -ENOMEM;
     u->efd = -1;
     u->fs = fs;
+    const char *fail = getenv("HARK_FS_URING_SUBMIT_EAGAIN");
+    if (fail)
+        u->fail_submits = atoi(fail);
     u->pending_tail = &u->pending_head;
     u->flush.data = u;
     struct io_uring_params p;
@@ -266,17 +322,25 @@ int hk__fs_uring_new(hk_fs_t *fs, unsigned entries)
         hk__fs_uring_release(u);
         return err;
     }
-    err = hk_io_init(fs->loop, &u->io, u->efd);
+    err = hk_timer_init(fs->loop, &u->retry);
     if (err < 0) {
         hk__fs_uring_release(u);
         return err;
     }
-    u->io.base.data = u;
-    err = hk_io_start(&u->io, HK_READABLE, hk__fs_uring_on_event);
+    u->retry.base.data = u;
+    u->handles = 1;
+    err = hk_io_init(fs->loop, &u->io, u->efd);
+    if (err == 0) {
+        u->handles = 2;
+        u->io.base.data = u;
+        err = hk_io_start(&u->io, HK_READABLE, hk__fs_uring_on_event);
+    }
     if (err < 0) {
-        /* The watcher is a handle now: its memory lives until its close callback. */
+        /* The watchers are handles now: their memory lives until their close callbacks. */
         u->fs = NULL;
-        hk_close(&u->io.base, hk__fs_uring_closed);
+        hk_close(&u->retry.base, hk__fs_uring_closed);
+        if (u->handles == 2)
+            hk_close(&u->io.base, hk__fs_uring_closed);
         return err;
     }
     hk_unref(&u->io.base);
@@ -292,6 +356,7 @@ void hk__fs_uring_free(hk_fs_t *fs)
     fs->uring = NULL;
     u->fs = NULL;
     (void)hk_defer_cancel(fs->loop, &u->flush); /* -EALREADY when not queued */
+    hk_close(&u->retry.base, hk__fs_uring_closed);
     hk_close(&u->io.base, hk__fs_uring_closed);
 }
 

@@ -47,6 +47,9 @@ static inline void put_mem(fbuf_t *b, const void *s, size_t n)
         n = room;
         b->trunc = 1;
     }
+    /* s may be NULL when n is 0 (a NULL message), and memcpy(p, NULL, 0) is undefined. */
+    if (n == 0)
+        return;
     memcpy(b->p, s, n);
     b->p += n;
 }

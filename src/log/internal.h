@@ -9,8 +9,9 @@
  *   then per field: u8 flags, u16 key_len, u16 val_len, key bytes, value bytes.
  * Records start on 8-byte boundaries and never wrap: when the space left at
  * the end of the ring is too short, the producer fills it with a pad record
- * and starts again at offset 0 (the space left is always a multiple of 8, so
- * a pad header always fits).
+ * and starts again at offset 0. The space left is a multiple of 8 but may be
+ * only 8 bytes, so a pad is just the first 8 bytes of a header (size and
+ * kind): the reader of a pad must look at nothing else.
  */
 #ifndef HK_LOG_INTERNAL_H
 #define HK_LOG_INTERNAL_H
@@ -78,7 +79,7 @@ typedef struct hk__log_state {
     _Atomic int open;
     _Atomic int writer_sleeping; /* 1 while the writer sleeps without a timer of its own */
     _Atomic int wake_pending;    /* someone wrote the eventfd since the writer drained it */
-    int eventfd;                 /* created once, never closed (see log.c) */
+    int eventfd;                 /* never closed but in a child after fork (see log.c) */
 
     /* Counters of events outside any ring. */
     _Alignas(64) _Atomic uint64_t dropped_closed;
@@ -142,6 +143,12 @@ uint64_t hk__log_ring_discard(hk__log_ring_t *r);
  */
 void hk__log_ring_reap_dead(int only_drained);
 void hk__log_wake_force(void);
+/*
+ * In a child after fork(), hk__log.lock held: frees the rings of the
+ * parent's other threads (they do not exist here) and empties the caller's,
+ * whose lines the parent writes.
+ */
+void hk__log_ring_fork_child(void);
 
 /* fmt.c: formats one record into buf (at least HK__REC_MAX bytes); returns its size. */
 uint32_t hk__log_format(unsigned char *buf, int level, uint64_t ts_ns, const char *msg,

@@ -11,14 +11,17 @@
  * logger open may still be about to write the eventfd when another thread
  * closes the logger; had we closed the fd, that write could land in an
  * unrelated file that reused its number. One fd for the life of the process
- * is the price of a lock-free hot path.
+ * is the price of a lock-free hot path. The one exception is a child after
+ * fork(), where no other thread exists: it gets an eventfd of its own.
  *
  * Shutdown is bounded: hk_log_close gives the writer a deadline and joins
  * it; the writer checks the deadline on every pass and sleeps no longer than
  * what is left of it, and its sink never blocks (writer.c). An exit handler
  * does the same with exit_timeout_ns. In a child after fork() there is no
  * writer: the child starts with the logger closed (its lines are dropped)
- * and may open it again.
+ * and may open it again. It keeps nothing of the parent's that a new writer
+ * could act on: a new eventfd, and no lines logged before the fork (the
+ * parent writes those; the rings of its other threads are freed).
  */
 #include <errno.h>
 #include <signal.h>
@@ -68,6 +71,21 @@ static void fork_parent(void)
 
 static void fork_child(void)
 {
+    /*
+     * Only this thread exists in the child, so nothing can be about to write
+     * the eventfd: it is safe to replace it here (and only here). Sharing the
+     * parent's would let two writers steal each other's wake-ups once the
+     * child opens the logger again.
+     */
+    if (hk__log.eventfd >= 0) {
+        close(hk__log.eventfd);
+        /* On failure producers write -1 (EBADF, harmless) and hk_log_open retries. */
+        hk__log.eventfd = eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC);
+    }
+    atomic_store_explicit(&hk__log.wake_pending, 0, memory_order_relaxed);
+    atomic_store_explicit(&hk__log.writer_sleeping, 0, memory_order_relaxed);
+    /* Drop what the parent's writer will write, so a new writer here cannot write it again. */
+    hk__log_ring_fork_child();
     pthread_mutex_unlock(&hk__log.lock);
     pthread_mutex_unlock(&hk__log.ctl_lock);
     pthread_mutex_init(&api_lock, NULL);
@@ -136,6 +154,14 @@ int hk_log_open(const hk_log_options_t *opts)
     if (atomic_load_explicit(&hk__log.open, memory_order_relaxed)) {
         r = -EBUSY;
         goto out;
+    }
+    if (hk__log.eventfd < 0) {
+        /* A child after fork() whose new eventfd could not be made: the writer needs one. */
+        hk__log.eventfd = eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC);
+        if (hk__log.eventfd < 0) {
+            r = -errno;
+            goto out;
+        }
     }
     if (opts->path && !(path = strdup(opts->path))) {
         r = -ENOMEM;

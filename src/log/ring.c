@@ -163,8 +163,13 @@ int hk__log_ring_push(hk__log_ring_t *r, const void *rec, uint32_t size)
         }
     }
     if (to_end < need) {
+        /*
+         * Records are 8-byte aligned, so the space left can be 8 bytes, less
+         * than a whole header: write only what fits. The reader looks at
+         * nothing of a pad but size and kind, which are in the first 8 bytes.
+         */
         hk__log_rec_t pad = {.size = to_end, .kind = HK__REC_PAD};
-        memcpy(r->buf + off, &pad, sizeof pad);
+        memcpy(r->buf + off, &pad, to_end < sizeof pad ? to_end : sizeof pad);
         tail += to_end;
         off = 0;
     }
@@ -217,6 +222,30 @@ void hk__log_ring_reap_dead(int only_drained)
             continue;
         }
         atomic_fetch_add_explicit(&hk__log.lost, hk__log_ring_discard(r), memory_order_relaxed);
+        unlink_ring(r); /* *pp now points past r */
+        hk__log_ring_free(r);
+    }
+}
+
+void hk__log_ring_fork_child(void)
+{
+    hk__log_ring_t *mine = tl_ring == RING_DEAD ? NULL : tl_ring;
+    hk__log_ring_t **pp = &hk__log.rings;
+    while (*pp) {
+        hk__log_ring_t *r = *pp;
+        /*
+         * What any ring holds was logged before the fork: the parent's writer
+         * writes it, so it is neither written again nor counted as lost here.
+         */
+        atomic_store_explicit(&r->head, atomic_load_explicit(&r->tail, memory_order_relaxed),
+                              memory_order_relaxed);
+        r->drops_reported = atomic_load_explicit(&r->dropped, memory_order_relaxed);
+        if (r == mine) {
+            r->head_cache = atomic_load_explicit(&r->tail, memory_order_relaxed);
+            pp = &r->next;
+            continue;
+        }
+        /* Its thread does not exist here, so its key destructor will never run. */
         unlink_ring(r); /* *pp now points past r */
         hk__log_ring_free(r);
     }

@@ -286,3 +286,134 @@ Test(fs_nowait, readahead_warms)
     cr_assert_eq(d.served, HK_FS_SERVED_INLINE);
     teardown();
 }
+
+/*
+ * A read begun inline whose rest waits in the pool: the bytes read inline are
+ * never lost. Cancelling it gives -EBUSY (they are in the buffer already); a
+ * cancellation by the pool itself (hk_pool_free) and a pool that refuses the
+ * rest both complete it with the inline count, as read(2) would.
+ */
+static int blocker_pipe[2];
+static int blocker_running;
+
+static void blocker_work(hk_work_t *w)
+{
+    (void)w;
+    __atomic_store_n(&blocker_running, 1, __ATOMIC_RELEASE);
+    char c;
+    while (read(blocker_pipe[0], &c, 1) < 0 && errno == EINTR)
+        ;
+}
+
+static void count_done(hk_work_t *w, int status)
+{
+    (void)status;
+    ++*(int *)w->data;
+}
+
+static void *pool_free_main(void *arg)
+{
+    hk_pool_free(arg);
+    return NULL;
+}
+
+/* Caches exactly page first (no readahead), the next 15 staying cold; 0 when it cannot. */
+static int cache_one_page(int page)
+{
+    int rfd = open(path, O_RDONLY | O_CLOEXEC);
+    posix_fadvise(rfd, 0, 0, POSIX_FADV_RANDOM);
+    char p[4096];
+    cr_assert_eq(pread(rfd, p, sizeof(p), (off_t)page * 4096), 4096);
+    unsigned char vec[256];
+    fx_resident(rfd, MiB, vec);
+    close(rfd);
+    int ok = (vec[page] & 1) != 0;
+    for (int i = page + 1; i < page + 16; i++)
+        ok = ok && !(vec[i] & 1);
+    return ok;
+}
+
+Test(fs_nowait, partial_inline_bytes_survive_cancel_and_refusal)
+{
+    fx_setup(&fx, HK_FS_BACKEND_POOL, 0);
+    hk_pool_t *pool;
+    hk_pool_options_t po = {.threads = 1};
+    cr_assert_eq(hk_pool_new(&pool, &po), 0);
+    hk_fs_free(fx.fs);
+    hk_fs_options_t o = {.backend = HK_FS_BACKEND_POOL, .pool = pool};
+    cr_assert_eq(hk_fs_new(fx.loop, &o, &fx.fs), 0);
+    fx_path(&fx, path, sizeof(path), "data");
+    fx_make_file(path, MiB, 5);
+    fd = open(path, O_RDONLY | O_CLOEXEC);
+    buf = malloc(MiB);
+    make_cold();
+    if (!cache_one_page(0) || !cache_one_page(128)) {
+        teardown();
+        cr_skip_test("could not cache exactly one page (readahead)");
+    }
+
+    /* The pool's only worker is busy: what goes to the pool stays queued. */
+    cr_assert_eq(pipe(blocker_pipe), 0);
+    int blocker_done = 0;
+    hk_work_t blocker = {.data = &blocker_done};
+    cr_assert_eq(hk_work_submit(fx.loop, pool, &blocker, HK_WORK_FAST, blocker_work, count_done),
+                 0);
+    /* Running, not queued: hk_pool_free must wait for it, so the pool outlives the probes. */
+    while (!__atomic_load_n(&blocker_running, __ATOMIC_ACQUIRE))
+        usleep(1000);
+
+    hk_fs_req_t req;
+    struct done d = {0};
+    req.data = &d;
+    cr_assert_eq(hk_fs_read(fx.fs, &req, fd, buf, 16 * 4096, 0, fx_on_done), 0);
+    if (!(req.served & HK_FS_SERVED_POOL)) {
+        /* Readahead landed between the two attempts: all of it was inline. */
+        cr_assert_eq(write(blocker_pipe[1], "x", 1), 1);
+        fx_wait(&fx, &d);
+        hk_pool_free(pool);
+        teardown();
+        cr_skip_test("the whole read was served inline");
+    }
+    cr_assert(req.served & HK_FS_SERVED_INLINE);
+    cr_assert_eq(hk_fs_cancel(&req), -EBUSY);
+
+    /* hk_pool_free cancels the queued rest, then waits for the blocked worker. */
+    pthread_t t;
+    cr_assert_eq(pthread_create(&t, NULL, pool_free_main, pool), 0);
+    static hk_work_t probes[5000];
+    int probes_done = 0, nprobes = 0, r = 0;
+    for (; nprobes < 5000; nprobes++) {
+        probes[nprobes].data = &probes_done;
+        r = hk_work_submit(fx.loop, pool, &probes[nprobes], HK_WORK_FAST, blocker_work, count_done);
+        if (r == -ESHUTDOWN)
+            break;
+        cr_assert_eq(r, 0);
+        usleep(1000);
+    }
+    cr_assert_eq(r, -ESHUTDOWN);
+
+    /* The pool refuses the rest of a second partly inline read. */
+    hk_fs_req_t req2;
+    struct done d2 = {0};
+    req2.data = &d2;
+    unsigned char *buf2 = malloc(16 * 4096);
+    cr_assert_eq(hk_fs_read(fx.fs, &req2, fd, buf2, 16 * 4096, 128 * 4096, fx_on_done), 0);
+
+    cr_assert_eq(write(blocker_pipe[1], "x", 1), 1);
+    pthread_join(t, NULL);
+    cr_assert_geq(hk_loop_run(fx.loop, HK_RUN_DEFAULT), 0);
+
+    cr_assert_eq(d.calls, 1);
+    cr_assert_gt(d.result, 0, "result %lld", (long long)d.result);
+    cr_assert_lt(d.result, 16 * 4096);
+    cr_assert(fx_check_pattern(buf, (size_t)d.result, 5, 0));
+    cr_assert_eq(d2.calls, 1);
+    cr_assert_gt(d2.result, 0, "result %lld", (long long)d2.result);
+    cr_assert(fx_check_pattern(buf2, (size_t)d2.result, 5, 128 * 4096));
+    cr_assert_eq(blocker_done, 1);
+    cr_assert_eq(probes_done, nprobes);
+    free(buf2);
+    close(blocker_pipe[0]);
+    close(blocker_pipe[1]);
+    teardown();
+}

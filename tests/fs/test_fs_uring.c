@@ -294,3 +294,74 @@ Test(fs_uring, pool_backend_reports_no_error)
     check_fallback(0);
     teardown();
 }
+
+/*
+ * io_uring_submit failing with EAGAIN (no kernel memory for requests) while
+ * nothing is in the kernel: no completion will come to trigger a retry, so
+ * the ring retries on a timer, and after enough failures in a row gives the
+ * requests to the pool. HARK_FS_URING_SUBMIT_EAGAIN=n fakes n failures.
+ * Without the retry, hk_loop_run would wait forever (the test times out).
+ */
+static void read_with_failing_submits(const char *fails, int64_t *result, unsigned *served)
+{
+    setenv("HARK_FS_URING_SUBMIT_EAGAIN", fails, 1);
+    fx_setup(&fx, HK_FS_BACKEND_URING, HK_FS_NO_NOWAIT);
+    unsetenv("HARK_FS_URING_SUBMIT_EAGAIN");
+    if (!uring_in_use()) {
+        teardown();
+        cr_skip_test("io_uring unavailable here");
+    }
+    char path[512];
+    fx_path(&fx, path, sizeof(path), "eagain");
+    fx_make_file(path, 3 * 4096, 6);
+    int fd = open(path, O_RDONLY | O_CLOEXEC);
+    cr_assert_geq(fd, 0);
+    static unsigned char buf[3][4096];
+    hk_fs_req_t reqs[3];
+    struct done ds[3] = {{0}};
+    for (int i = 0; i < 3; i++) {
+        reqs[i].data = &ds[i];
+        cr_assert_eq(hk_fs_read(fx.fs, &reqs[i], fd, buf[i], 4096, i * 4096, fx_on_done), 0);
+    }
+    cr_assert_eq(hk_loop_run(fx.loop, HK_RUN_DEFAULT), 0);
+    for (int i = 0; i < 3; i++) {
+        cr_assert_eq(ds[i].calls, 1);
+        cr_assert_eq(ds[i].result, 4096);
+        cr_assert(fx_check_pattern(buf[i], 4096, 6, (uint64_t)i * 4096));
+    }
+    *result = ds[0].result;
+    *served = ds[0].served;
+    close(fd);
+}
+
+Test(fs_uring, temporary_submit_failure_is_retried)
+{
+    int64_t result;
+    unsigned served;
+    read_with_failing_submits("3", &result, &served);
+    hk_fs_stats_t s;
+    hk_fs_stats(fx.fs, &s);
+    cr_assert_eq(s.backend, HK_FS_BACKEND_URING);
+    cr_assert_eq(s.reads_uring, 3);
+    cr_assert_eq(s.reads_pool, 0);
+    cr_assert_eq(s.in_flight, 0);
+    cr_assert(served & HK_FS_SERVED_URING);
+    teardown();
+}
+
+Test(fs_uring, lasting_submit_failure_falls_back_to_pool)
+{
+    int64_t result;
+    unsigned served;
+    read_with_failing_submits("1000000", &result, &served);
+    hk_fs_stats_t s;
+    hk_fs_stats(fx.fs, &s);
+    cr_assert_eq(s.backend, HK_FS_BACKEND_POOL);
+    cr_assert_eq(s.uring_error, -EAGAIN);
+    cr_assert_eq(s.reads_pool, 3);
+    cr_assert_eq(s.uring_fallbacks, 3);
+    cr_assert_eq(s.in_flight, 0);
+    cr_assert(served & HK_FS_SERVED_POOL);
+    /* The broken ring is never used again: later reads go to the pool at once. */
+    teardown();
+}
