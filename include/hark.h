@@ -10,5 +10,6 @@
 #include "hark/dns.h"
 #include "hark/net.h"
 #include "hark/stats.h"
+#include "hark/co.h"
 
 #endif

@@ -1,0 +1,289 @@
+/*
+ * Coroutines: spawn, exit, join, and the wait protocol every blocking call
+ * uses.
+ *
+ * Why the protocol looks like this: a parked coroutine can be woken by
+ * several parties at once (the event it waits for, its deadline, a scope
+ * cancellation, another channel of a select), possibly before it has even
+ * finished switching away. Each wait gets a sequence number; a waker must
+ * "claim" the coroutine's (seq, not yet woken) state under the coroutine's
+ * wait lock, and exactly one claim succeeds. The coroutine holds the same
+ * lock from its last check until its context is saved (the worker releases
+ * it after the switch), so a waker that finds it parked can schedule it
+ * without ever running it on two threads; a waker that comes earlier just
+ * marks it woken and the coroutine does not park at all.
+ */
+#include "co/internal.h"
+
+#include <errno.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+int hk__deadline_ok(uint64_t deadline)
+{
+    return deadline == HK_FOREVER || deadline < HK_DEADLINE_MAX;
+}
+
+int hk__co_begin(hk_co_t *co, int nocancel)
+{
+    hk__spin_lock(&co->wlock);
+    if (!nocancel && co->cancelled) {
+        hk__spin_unlock(&co->wlock);
+        return -ECANCELED;
+    }
+    co->seq++;
+    co->in_wait = 1;
+    co->woken = 0;
+    co->parked = 0;
+    co->nocancel = nocancel;
+    co->wake_result = 0;
+    hk__spin_unlock(&co->wlock);
+    return 0;
+}
+
+int hk__co_claim(hk_co_t *co, uint64_t seq)
+{
+    hk__spin_lock(&co->wlock);
+    if (co->in_wait && co->seq == seq && !co->woken)
+        return 1;
+    hk__spin_unlock(&co->wlock);
+    return 0;
+}
+
+void hk__co_commit(hk_co_t *co, int result)
+{
+    hk_co_runtime_t *rt = co->rt;
+    co->woken = 1;
+    co->wake_result = result;
+    int parked = co->parked;
+    co->parked = 0;
+    hk__spin_unlock(&co->wlock);
+    if (parked)
+        hk__sched_ready(rt, co, 1);
+}
+
+int hk__co_wake(hk_co_t *co, uint64_t seq, int result)
+{
+    if (!hk__co_claim(co, seq))
+        return 0;
+    hk__co_commit(co, result);
+    return 1;
+}
+
+int hk__co_park(hk_co_t *co, uint64_t deadline)
+{
+    hk__timer_t t = {.deadline = deadline, .co = co, .seq = co->seq, .index = UINT32_MAX};
+    int timed = 0;
+    if (deadline != HK_FOREVER) {
+        if (deadline <= hk_time_now())
+            hk__co_wake(co, co->seq, -ETIMEDOUT);
+        else
+            timed = hk__timer_add(co->rt, &t) == 0;
+    }
+    hk__spin_lock(&co->wlock);
+    if (!co->woken) {
+        co->parked = 1;
+        hk__worker_t *w = hk__worker_current();
+        w->post = HK__POST_PARK;
+        hk__ctx_switch(&co->ctx, &w->ctx, 0); /* the worker releases wlock */
+        hk__spin_lock(&co->wlock);
+    }
+    int r = co->wake_result;
+    co->in_wait = 0;
+    hk__spin_unlock(&co->wlock);
+    if (timed)
+        hk__timer_del(co->rt, &t);
+    return r;
+}
+
+void hk__co_cancel_locked(hk_co_t *co)
+{
+    hk__spin_lock(&co->wlock);
+    __atomic_store_n(&co->cancelled, 1, __ATOMIC_RELAXED);
+    if (co->in_wait && !co->woken && !co->nocancel)
+        hk__co_commit(co, -ECANCELED);
+    else
+        hk__spin_unlock(&co->wlock);
+}
+
+void hk_co_cancel(hk_co_t *co)
+{
+    hk__co_cancel_locked(co);
+}
+
+void hk__co_free(hk_co_t *co)
+{
+    free(co);
+}
+
+void hk__co_unref(hk_co_t *co)
+{
+    if (__atomic_sub_fetch(&co->refs, 1, __ATOMIC_ACQ_REL) == 0)
+        hk__co_free(co);
+}
+
+static void hk__co_entry(void *arg)
+{
+    hk_co_t *co = arg;
+    hk__ctx_started(&co->ctx);
+    co->result = co->fn(co->arg);
+    hk__worker_t *w = hk__worker_current();
+    w->post = HK__POST_EXIT;
+    hk__ctx_switch(&co->ctx, &w->ctx, 1);
+    __builtin_unreachable();
+}
+
+void hk__co_after_switch(hk__worker_t *w, hk_co_t *co, int post)
+{
+    if (post == HK__POST_PARK) {
+        hk__spin_unlock(&co->wlock);
+    } else if (post == HK__POST_YIELD) {
+        hk_co_t *over;
+        unsigned n;
+        if (hk__runq_push(&w->q, co, 0, &over, &n))
+            hk__global_push(w->rt, &over, n);
+    } else if (post == HK__POST_EXIT) {
+        hk__ctx_release(&co->ctx);
+        hk__stack_put(&co->stack);
+        hk__spin_lock(&co->jlock);
+        co->done = 1;
+        hk__waiter_t *jw;
+        while ((jw = hk__waitq_pop(&co->joiners)))
+            hk__co_wake(jw->co, jw->seq, 0);
+        hk__spin_unlock(&co->jlock);
+        hk__scope_remove(co->scope, co);
+        hk__co_unref(co);
+    }
+}
+
+int hk_co_spawn(hk_co_scope_t *scope, hk_co_fn fn, void *arg, const hk_co_attr_t *attr,
+                hk_co_t **cop)
+{
+    hk_co_t *self = hk__co_current();
+    if (!scope) {
+        if (!self)
+            return -EPERM;
+        scope = self->scope;
+    }
+    if (!fn || (attr && (attr->flags & ~HK_CO_UNGUARDED)))
+        return -EINVAL;
+    hk_co_runtime_t *rt = scope->rt;
+    size_t size = attr && attr->stack_size ? attr->stack_size : rt->stack_size;
+    if (size < HK_CO_STACK_MIN)
+        size = HK_CO_STACK_MIN;
+    hk_co_t *co = calloc(1, sizeof *co);
+    if (!co)
+        return -ENOMEM;
+    int guarded = !(attr && (attr->flags & HK_CO_UNGUARDED));
+    int r = hk__stack_get(&co->stack, size, guarded);
+    if (r < 0) {
+        free(co);
+        return r;
+    }
+    co->rt = rt;
+    co->fn = fn;
+    co->arg = arg;
+    co->refs = cop ? 2 : 1;
+    co->id = __atomic_add_fetch(&rt->next_id, 1, __ATOMIC_RELAXED);
+    if (attr && attr->name)
+        snprintf(co->name, sizeof co->name, "%s", attr->name);
+    else
+        snprintf(co->name, sizeof co->name, "co-%llu", (unsigned long long)co->id);
+    hk__ctx_make(&co->ctx, co->stack.lo, co->stack.size, hk__co_entry, co);
+    r = hk__scope_add(scope, co);
+    if (r < 0) {
+        hk__ctx_release(&co->ctx);
+        hk__stack_put(&co->stack);
+        free(co);
+        return r;
+    }
+    hk__stat_add(&rt->stats.spawned, 1);
+    if (cop)
+        *cop = co;
+    hk__sched_ready(rt, co, 0);
+    return 0;
+}
+
+int hk_co_join(hk_co_t *co, void **result, uint64_t deadline)
+{
+    hk_co_t *self = hk__co_current();
+    if (!self)
+        return -EPERM;
+    if (co == self)
+        return -EDEADLK;
+    if (!hk__deadline_ok(deadline))
+        return -EINVAL;
+    hk__spin_lock(&co->jlock);
+    if (!co->done) {
+        int r = deadline == 0 ? -ETIMEDOUT : hk__co_begin(self, 0);
+        if (r < 0) {
+            hk__spin_unlock(&co->jlock);
+            return r;
+        }
+        hk__waiter_t w = {.co = self, .seq = self->seq};
+        hk__waitq_push(&co->joiners, &w);
+        hk__spin_unlock(&co->jlock);
+        r = hk__co_park(self, deadline);
+        if (r < 0) {
+            hk__spin_lock(&co->jlock);
+            hk__waitq_remove(&co->joiners, &w);
+            hk__spin_unlock(&co->jlock);
+            return r;
+        }
+        hk__spin_lock(&co->jlock);
+    }
+    hk__spin_unlock(&co->jlock);
+    if (result)
+        *result = co->result;
+    hk__co_unref(co);
+    return 0;
+}
+
+void hk_co_detach(hk_co_t *co)
+{
+    hk__co_unref(co);
+}
+
+hk_co_t *hk_co_self(void)
+{
+    return hk__co_current();
+}
+
+const char *hk_co_name(const hk_co_t *co)
+{
+    return co->name;
+}
+
+int hk_co_cancelled(void)
+{
+    hk_co_t *co = hk__co_current();
+    return co ? __atomic_load_n(&co->cancelled, __ATOMIC_RELAXED) : 0;
+}
+
+int hk_co_yield(void)
+{
+    hk_co_t *co = hk__co_current();
+    if (!co)
+        return -EPERM;
+    hk__worker_t *w = hk__worker_current();
+    w->post = HK__POST_YIELD;
+    hk__ctx_switch(&co->ctx, &w->ctx, 0);
+    return 0;
+}
+
+int hk_co_sleep_until(uint64_t deadline)
+{
+    hk_co_t *co = hk__co_current();
+    if (!co)
+        return -EPERM;
+    if (!hk__deadline_ok(deadline))
+        return -EINVAL;
+    if (deadline == 0)
+        return 0;
+    int r = hk__co_begin(co, 0);
+    if (r < 0)
+        return r;
+    r = hk__co_park(co, deadline);
+    return r == -ETIMEDOUT ? 0 : r;
+}

@@ -1,0 +1,148 @@
+/*
+ * Execution contexts: the switch itself and what the sanitizers must be told.
+ *
+ * Why the announcements: AddressSanitizer keeps its own view of "the current
+ * stack" (for fake stacks and for unpoisoning on longjmp-like exits) and
+ * ThreadSanitizer keeps a shadow call stack and a vector clock per thread;
+ * both go wrong, with false reports or crashes, when the stack pointer moves to
+ * memory they do not know. So every switch is bracketed by
+ * __sanitizer_start_switch_fiber / __sanitizer_finish_switch_fiber (ASan) and
+ * preceded by __tsan_switch_to_fiber (TSan), and a coroutine that exits passes
+ * NULL so ASan drops its fake stack.
+ *
+ * The switch is hk__ctx_swap (switch_x86_64.S) on x86-64; elsewhere, or with
+ * the CMake option HK_CO_UCONTEXT, it is swapcontext(), which is correct
+ * everywhere but makes a system call per switch (the signal mask).
+ */
+#include "co/internal.h"
+
+#include <pthread.h>
+#include <stdint.h>
+#include <string.h>
+
+#ifdef HK_CO_ASAN
+void __sanitizer_start_switch_fiber(void **fake_stack_save, const void *bottom, size_t size);
+void __sanitizer_finish_switch_fiber(void *fake_stack_save, const void **bottom_old,
+                                     size_t *size_old);
+#endif
+#ifdef HK_CO_TSAN
+void *__tsan_get_current_fiber(void);
+void *__tsan_create_fiber(unsigned flags);
+void __tsan_destroy_fiber(void *fiber);
+void __tsan_switch_to_fiber(void *fiber, unsigned flags);
+#endif
+
+#ifndef HK_CO_UCONTEXT
+void hk__ctx_swap(void **save_sp, void *new_sp);
+void hk__ctx_boot(void);
+#endif
+
+void hk__ctx_init_thread(hk__ctx_t *ctx)
+{
+    memset(ctx, 0, sizeof *ctx);
+    pthread_attr_t attr;
+    if (pthread_getattr_np(pthread_self(), &attr) == 0) {
+        void *lo;
+        size_t size;
+        if (pthread_attr_getstack(&attr, &lo, &size) == 0) {
+            ctx->stack_lo = lo;
+            ctx->stack_size = size;
+        }
+        pthread_attr_destroy(&attr);
+    }
+#ifdef HK_CO_TSAN
+    ctx->tsan_fiber = __tsan_get_current_fiber();
+#endif
+}
+
+#ifdef HK_CO_UCONTEXT
+/* makecontext passes int arguments only: the pointers travel in halves. */
+static void hk__ctx_trampoline(unsigned fn_hi, unsigned fn_lo, unsigned arg_hi, unsigned arg_lo)
+{
+    void (*fn)(void *);
+    uintptr_t f = ((uintptr_t)fn_hi << 32) | fn_lo;
+    memcpy(&fn, &f, sizeof fn);
+    fn((void *)(((uintptr_t)arg_hi << 32) | arg_lo));
+}
+#endif
+
+void hk__ctx_make(hk__ctx_t *ctx, void *lo, size_t size, void (*fn)(void *), void *arg)
+{
+    memset(ctx, 0, sizeof *ctx);
+    ctx->stack_lo = lo;
+    ctx->stack_size = size;
+#ifdef HK_CO_UCONTEXT
+    getcontext(&ctx->uc);
+    ctx->uc.uc_stack.ss_sp = lo;
+    ctx->uc.uc_stack.ss_size = size;
+    ctx->uc.uc_link = NULL;
+    uintptr_t f;
+    memcpy(&f, &fn, sizeof f);
+    uintptr_t a = (uintptr_t)arg;
+    void (*tramp)(void);
+    void (*t4)(unsigned, unsigned, unsigned, unsigned) = hk__ctx_trampoline;
+    memcpy(&tramp, &t4, sizeof tramp);
+    makecontext(&ctx->uc, tramp, 4, (unsigned)(f >> 32), (unsigned)f, (unsigned)(a >> 32),
+                (unsigned)a);
+#else
+    /* The frame hk__ctx_swap pops: fpu words, r15..r12, rbx, rbp, return address. */
+    uintptr_t top = ((uintptr_t)lo + size) & ~(uintptr_t)15;
+    uint64_t *r = (uint64_t *)(top - 16); /* r[0]: a zero "return address" for unwinders */
+    r[0] = 0;
+    r[-1] = (uint64_t)(uintptr_t)hk__ctx_boot;
+    r[-2] = 0;                        /* rbp */
+    r[-3] = 0;                        /* rbx */
+    r[-4] = (uint64_t)(uintptr_t)fn;  /* r12 */
+    r[-5] = (uint64_t)(uintptr_t)arg; /* r13 */
+    r[-6] = 0;                        /* r14 */
+    r[-7] = 0;                        /* r15 */
+    /* The 16-byte fpu area: x87 control word at +0, MXCSR at +8 (the defaults). */
+    uint64_t *sp = &r[-9];
+    sp[0] = 0x037F;
+    sp[1] = 0x1F80;
+    ctx->sp = sp;
+#endif
+#ifdef HK_CO_TSAN
+    ctx->tsan_fiber = __tsan_create_fiber(0);
+    ctx->tsan_own = 1;
+#endif
+}
+
+void hk__ctx_release(hk__ctx_t *ctx)
+{
+#ifdef HK_CO_TSAN
+    if (ctx->tsan_own && ctx->tsan_fiber)
+        __tsan_destroy_fiber(ctx->tsan_fiber);
+    ctx->tsan_fiber = NULL;
+#else
+    (void)ctx;
+#endif
+}
+
+void hk__ctx_started(hk__ctx_t *self)
+{
+    (void)self;
+#ifdef HK_CO_ASAN
+    __sanitizer_finish_switch_fiber(NULL, NULL, NULL);
+#endif
+}
+
+void hk__ctx_switch(hk__ctx_t *from, hk__ctx_t *to, int exiting)
+{
+#ifdef HK_CO_ASAN
+    __sanitizer_start_switch_fiber(exiting ? NULL : &from->asan_fake, to->stack_lo, to->stack_size);
+#else
+    (void)exiting;
+#endif
+#ifdef HK_CO_TSAN
+    __tsan_switch_to_fiber(to->tsan_fiber, 0);
+#endif
+#ifdef HK_CO_UCONTEXT
+    swapcontext(&from->uc, &to->uc);
+#else
+    hk__ctx_swap(&from->sp, to->sp);
+#endif
+#ifdef HK_CO_ASAN
+    __sanitizer_finish_switch_fiber(from->asan_fake, NULL, NULL);
+#endif
+}

@@ -1,0 +1,293 @@
+/* src/co/internal.h: private parts of the coroutine runtime. */
+#ifndef HK_CO_INTERNAL_H
+#define HK_CO_INTERNAL_H
+
+#include "hark/co.h"
+#include "hark/pool.h"
+#include <pthread.h>
+#include <stdint.h>
+/* The assembly switch exists for x86-64; every other architecture uses ucontext. */
+#if !defined(__x86_64__) && !defined(HK_CO_UCONTEXT)
+#define HK_CO_UCONTEXT 1
+#endif
+#ifdef HK_CO_UCONTEXT
+#include <ucontext.h>
+#endif
+
+#if defined(__SANITIZE_ADDRESS__)
+#define HK_CO_ASAN 1
+#elif defined(__has_feature)
+#if __has_feature(address_sanitizer)
+#define HK_CO_ASAN 1
+#endif
+#endif
+#if defined(__SANITIZE_THREAD__)
+#define HK_CO_TSAN 1
+#elif defined(__has_feature)
+#if __has_feature(thread_sanitizer)
+#define HK_CO_TSAN 1
+#endif
+#endif
+
+/* ---- spin locks (short critical sections, never held across a switch) ---- */
+
+void hk__spin_lock(int *lock);
+void hk__spin_unlock(int *lock);
+
+/* ---- execution contexts (ctx.c, switch_*.S) ---- */
+
+typedef struct hk__ctx {
+#ifdef HK_CO_UCONTEXT
+    ucontext_t uc;
+#else
+    void *sp;
+#endif
+    const void *stack_lo; /* for the sanitizers */
+    size_t stack_size;
+    void *asan_fake;
+    void *tsan_fiber;
+    int tsan_own; /* the fiber was created by hk__ctx_make */
+} hk__ctx_t;
+
+/* The thread's own context (a worker's scheduler), with its stack bounds. */
+void hk__ctx_init_thread(hk__ctx_t *ctx);
+/* A new context that runs fn(arg) on [lo, lo + size); fn must never return. */
+void hk__ctx_make(hk__ctx_t *ctx, void *lo, size_t size, void (*fn)(void *), void *arg);
+void hk__ctx_release(hk__ctx_t *ctx);
+/* Saves the current context in from and resumes to; exiting: from never resumes. */
+void hk__ctx_switch(hk__ctx_t *from, hk__ctx_t *to, int exiting);
+/* First thing a new context does (sanitizer bookkeeping). */
+void hk__ctx_started(hk__ctx_t *self);
+
+/* ---- stacks (stack.c) ---- */
+
+typedef struct hk__stack {
+    char *map;     /* the mapping, guard page included */
+    size_t total;  /* its length */
+    char *lo;      /* lowest usable byte */
+    size_t size;   /* usable bytes */
+    unsigned vgid; /* Valgrind stack id */
+    int guarded;
+} hk__stack_t;
+
+int hk__stack_get(hk__stack_t *st, size_t size, int guarded);
+void hk__stack_put(hk__stack_t *st);
+/* Installs the SIGSEGV handler (once) and an alternate signal stack for this thread. */
+int hk__stack_thread_init(void **altp);
+void hk__stack_thread_fini(void *alt);
+size_t hk__page_size(void);
+
+/* ---- coroutines ---- */
+
+typedef struct hk__worker hk__worker_t;
+
+/* A coroutine waiting somewhere; lives on the waiting coroutine's stack. */
+typedef struct hk__waiter {
+    struct hk__waiter *prev, *next;
+    hk_co_t *co;
+    uint64_t seq;
+    void *elem;  /* channels: source or destination */
+    int index;   /* select: case index */
+    int status;  /* channels: 0 or -EPIPE */
+    int linked;  /* still in its queue */
+    int is_send; /* channels */
+} hk__waiter_t;
+
+void hk__waitq_push(struct hk__co_waitq *q, hk__waiter_t *w);
+hk__waiter_t *hk__waitq_pop(struct hk__co_waitq *q);
+void hk__waitq_remove(struct hk__co_waitq *q, hk__waiter_t *w);
+
+struct hk_co {
+    hk__ctx_t ctx;
+    hk__stack_t stack;
+    hk_co_runtime_t *rt;
+    hk_co_fn fn;
+    void *arg;
+    void *result;
+    hk_co_scope_t *scope;
+    hk_co_t *snext, *sprev; /* scope membership (scope lock) */
+    hk_co_t *qnext;         /* global queue link */
+    uint64_t id;
+    char name[32];
+    /* Wait state, under wlock (a leaf lock). */
+    int wlock;
+    uint64_t seq;
+    int in_wait, woken, parked, wake_result, cancelled, nocancel;
+    /* Join state, under jlock. */
+    int jlock;
+    int done;
+    struct hk__co_waitq joiners;
+    int refs; /* atomic */
+};
+
+/* What a coroutine asks its worker to do once it has switched away. */
+enum { HK__POST_NONE, HK__POST_YIELD, HK__POST_PARK, HK__POST_EXIT };
+
+hk__worker_t *hk__worker_current(void);
+hk_co_t *hk__co_current(void);
+
+/*
+ * The wait protocol. begin: opens a wait (-ECANCELED when cancelled, unless
+ * nocancel); park: sleeps until woken or the deadline passes and returns the
+ * waker's result (or -ETIMEDOUT / -ECANCELED). A waker holding the lock of the
+ * structure where it found the waiter calls claim (1: it won, wlock is held),
+ * writes its payload, then commit (sets the result, unlocks, schedules).
+ */
+int hk__co_begin(hk_co_t *co, int nocancel);
+int hk__co_park(hk_co_t *co, uint64_t deadline);
+int hk__co_claim(hk_co_t *co, uint64_t seq);
+void hk__co_commit(hk_co_t *co, int result);
+int hk__co_wake(hk_co_t *co, uint64_t seq, int result);
+int hk__deadline_ok(uint64_t deadline);
+
+/* Called by the worker after a coroutine has switched away. */
+void hk__co_after_switch(hk__worker_t *w, hk_co_t *co, int post);
+void hk__co_free(hk_co_t *co);
+void hk__co_unref(hk_co_t *co);
+
+/* ---- scheduler (sched.c, queue.c, worker.c) ---- */
+
+typedef struct hk__runq {
+    pthread_mutex_t lock;
+    hk_co_t *next; /* run next */
+    unsigned head, tail;
+    hk_co_t *ring[256];
+} hk__runq_t;
+
+#define HK__RUNQ_SIZE 256u
+
+struct hk__worker {
+    hk_co_runtime_t *rt;
+    unsigned index;
+    pthread_t thread;
+    hk__ctx_t ctx;
+    hk_co_t *current;
+    int post; /* HK__POST_* of current */
+    hk__runq_t q;
+    uint64_t tick;
+    uint64_t rng;
+    void *altstack;
+};
+
+typedef struct hk__timer {
+    uint64_t deadline;
+    hk_co_t *co;
+    uint64_t seq;
+    unsigned index; /* in the heap; UINT32_MAX when out */
+} hk__timer_t;
+
+typedef struct hk__pd hk__pd_t;
+
+/* Blocking work handed to the pool through the bridge loop thread. */
+typedef struct hk__blocking {
+    hk_work_t work;
+    hk_co_fn fn;
+    void *arg;
+    void *result;
+    int status;
+    hk_co_t *co;
+    uint64_t seq;
+    struct hk__blocking *next;
+} hk__blocking_t;
+
+struct hk_co_runtime {
+    unsigned nworkers;
+    size_t stack_size;
+    hk__worker_t *workers;
+    int stopping; /* atomic */
+    /* Global queue. */
+    pthread_mutex_t glock;
+    hk_co_t *ghead, *gtail;
+    unsigned glen; /* atomic reads */
+    /* Idle workers. */
+    pthread_mutex_t idle_lock;
+    pthread_cond_t idle_cond;
+    int nsleep;  /* atomic */
+    int fence;   /* hk__sched_fence */
+    int wakeups; /* idle_lock */
+    /* Netpoller. */
+    int epfd, evfd;
+    int poll_owner;      /* atomic: a worker holds the poller */
+    int poll_blocking;   /* atomic: ... and blocks in epoll_wait */
+    uint64_t poll_until; /* atomic: when the blocked poller wakes up */
+    hk__pd_t **pd_dir;   /* two-level table, by fd */
+    /* Timers. */
+    pthread_mutex_t tlock;
+    hk__timer_t **heap;
+    unsigned nheap, capheap;
+    uint64_t next_deadline; /* atomic */
+    /* Roots and counters. */
+    int runs; /* atomic: hk_co_run in progress */
+    uint64_t next_id;
+    hk_co_runtime_stats_t stats; /* atomic */
+    /* Blocking bridge. */
+    pthread_t bthread;
+    hk_loop_t *bloop;
+    hk_async_t basync;
+    pthread_mutex_t block;
+    hk__blocking_t *bhead;
+    int bstop;
+};
+
+/*
+ * A full barrier between publishing work (or a sleep) and checking the other
+ * side: an acquire-release RMW on one shared word orders both parties.
+ */
+void hk__sched_fence(hk_co_runtime_t *rt);
+void hk__sched_ready(hk_co_runtime_t *rt, hk_co_t *co, int next);
+void hk__sched_wake_idle(hk_co_runtime_t *rt);
+void *hk__worker_main(void *arg);
+void hk__runq_init(hk__runq_t *q);
+int hk__runq_push(hk__runq_t *q, hk_co_t *co, int next, hk_co_t **overflow, unsigned *noverflow);
+hk_co_t *hk__runq_pop(hk__runq_t *q);
+unsigned hk__runq_steal(hk__runq_t *victim, hk__runq_t *q);
+unsigned hk__runq_len(hk__runq_t *q);
+void hk__global_push(hk_co_runtime_t *rt, hk_co_t **cos, unsigned n);
+hk_co_t *hk__global_pop(hk_co_runtime_t *rt);
+void hk__stat_add(uint64_t *counter, uint64_t n);
+
+/* ---- timers (timer.c) ---- */
+
+int hk__timer_add(hk_co_runtime_t *rt, hk__timer_t *t);
+void hk__timer_del(hk_co_runtime_t *rt, hk__timer_t *t);
+/* Wakes the coroutines whose deadlines have passed; returns how many. */
+unsigned hk__timer_run(hk_co_runtime_t *rt, uint64_t now);
+
+/* ---- netpoller (poll.c) ---- */
+
+int hk__poll_init(hk_co_runtime_t *rt);
+void hk__poll_fini(hk_co_runtime_t *rt);
+/* Polls once; blocks up to the next timer if block. Returns coroutines made ready. */
+unsigned hk__poll_run(hk_co_runtime_t *rt, int block);
+void hk__poll_interrupt(hk_co_runtime_t *rt);
+int hk__pd_wait(hk_co_runtime_t *rt, int fd, unsigned events, uint64_t deadline, int fresh);
+
+/* ---- blocking bridge (blocking.c) ---- */
+
+int hk__blocking_init(hk_co_runtime_t *rt);
+void hk__blocking_fini(hk_co_runtime_t *rt);
+
+/* ---- scopes (scope.c) ---- */
+
+struct hk_co_scope {
+    hk_co_runtime_t *rt;
+    int lock;
+    hk_co_t *head;
+    unsigned count;
+    int cancelled;
+    int closing;
+    hk_co_scope_t *parent;
+    hk_co_scope_t *children, *sibling_next, *sibling_prev;
+    struct hk__co_waitq waiters;
+    void (*empty_cb)(void *arg); /* hk_co_run: called (under lock) when count drops to 0 */
+    void *empty_arg;
+};
+
+int hk__scope_create(hk_co_runtime_t *rt, hk_co_scope_t *parent, hk_co_scope_t **scopep);
+int hk__scope_add(hk_co_scope_t *scope, hk_co_t *co);
+void hk__scope_remove(hk_co_scope_t *scope, hk_co_t *co);
+int hk__scope_wait(hk_co_scope_t *scope, uint64_t deadline, int nocancel);
+void hk__scope_destroy(hk_co_scope_t *scope);
+void hk__co_cancel_locked(hk_co_t *co);
+
+#endif

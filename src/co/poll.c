@@ -1,0 +1,273 @@
+/*
+ * The netpoller: one epoll set per runtime, shared by all workers.
+ *
+ * Why edge-triggered, registered once: a coroutine that reads until EAGAIN
+ * needs to hear only about new data, and registering on first use and never
+ * again avoids an epoll_ctl per wait. Each fd has a descriptor (pd) that
+ * remembers readiness seen while nobody waited, so an edge is never lost
+ * between a failed read and the wait. epoll data carries the fd and a
+ * generation number bumped by hk_co_close(), so events of a closed fd, or of
+ * a new file that got the same number, are dropped.
+ *
+ * Whichever worker runs out of work polls (blocking up to the next deadline);
+ * busy workers poll without blocking now and then, so ready fds are noticed
+ * even when nobody is idle.
+ */
+#include "co/internal.h"
+
+#include <errno.h>
+#include <poll.h>
+#include <stdlib.h>
+#include <sys/epoll.h>
+#include <sys/eventfd.h>
+#include <unistd.h>
+
+struct hk__pd {
+    int lock;
+    uint32_t gen;
+    int registered;
+    unsigned ready; /* HK_READABLE / HK_WRITABLE / HK_ERROR / HK_HANGUP seen, unconsumed */
+    hk__waiter_t *rw, *ww;
+};
+
+#define HK__PD_CHUNK 1024u
+#define HK__PD_DIR 1024u /* fds below 1 << 20 */
+#define HK__EVFD_TAG UINT64_MAX
+
+int hk__poll_init(hk_co_runtime_t *rt)
+{
+    rt->pd_dir = calloc(HK__PD_DIR, sizeof *rt->pd_dir);
+    rt->epfd = epoll_create1(EPOLL_CLOEXEC);
+    rt->evfd = eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC);
+    if (!rt->pd_dir || rt->epfd < 0 || rt->evfd < 0) {
+        int err = rt->pd_dir ? -errno : -ENOMEM;
+        hk__poll_fini(rt);
+        return err;
+    }
+    struct epoll_event ev = {.events = EPOLLIN, .data.u64 = HK__EVFD_TAG};
+    if (epoll_ctl(rt->epfd, EPOLL_CTL_ADD, rt->evfd, &ev) < 0) {
+        int err = -errno;
+        hk__poll_fini(rt);
+        return err;
+    }
+    return 0;
+}
+
+void hk__poll_fini(hk_co_runtime_t *rt)
+{
+    if (rt->epfd >= 0)
+        close(rt->epfd);
+    if (rt->evfd >= 0)
+        close(rt->evfd);
+    rt->epfd = rt->evfd = -1;
+    if (rt->pd_dir) {
+        for (unsigned i = 0; i < HK__PD_DIR; i++)
+            free(rt->pd_dir[i]);
+        free(rt->pd_dir);
+        rt->pd_dir = NULL;
+    }
+}
+
+void hk__poll_interrupt(hk_co_runtime_t *rt)
+{
+    uint64_t one = 1;
+    ssize_t r = write(rt->evfd, &one, sizeof one);
+    (void)r; /* EAGAIN: the counter is already non-zero, the poller will wake */
+}
+
+static hk__pd_t *hk__pd_get(hk_co_runtime_t *rt, int fd, int create)
+{
+    if (fd < 0 || (unsigned)fd >= HK__PD_DIR * HK__PD_CHUNK)
+        return NULL;
+    hk__pd_t **slot = &rt->pd_dir[(unsigned)fd / HK__PD_CHUNK];
+    hk__pd_t *chunk = __atomic_load_n(slot, __ATOMIC_ACQUIRE);
+    if (!chunk) {
+        if (!create)
+            return NULL;
+        hk__pd_t *fresh = calloc(HK__PD_CHUNK, sizeof *fresh);
+        if (!fresh)
+            return NULL;
+        if (__atomic_compare_exchange_n(slot, &chunk, fresh, 0, __ATOMIC_ACQ_REL, __ATOMIC_ACQUIRE))
+            chunk = fresh;
+        else
+            free(fresh);
+    }
+    return &chunk[(unsigned)fd % HK__PD_CHUNK];
+}
+
+/* Under pd->lock: wakes the waiter of one direction if the bits concern it. */
+static unsigned hk__pd_notify(hk__pd_t *pd, hk__waiter_t **slot, unsigned bits, int result)
+{
+    hk__waiter_t *w = *slot;
+    if (!w)
+        return 0;
+    if (pd->rw == w)
+        pd->rw = NULL;
+    if (pd->ww == w)
+        pd->ww = NULL;
+    if (!hk__co_claim(w->co, w->seq))
+        return 0;
+    w->status = (int)bits;
+    hk__co_commit(w->co, result);
+    return 1;
+}
+
+unsigned hk__poll_run(hk_co_runtime_t *rt, int block)
+{
+    struct epoll_event evs[128];
+    int timeout = 0;
+    if (block) {
+        uint64_t next = __atomic_load_n(&rt->next_deadline, __ATOMIC_ACQUIRE);
+        __atomic_store_n(&rt->poll_until, next, __ATOMIC_SEQ_CST);
+        if (next == HK_FOREVER) {
+            timeout = -1;
+        } else {
+            uint64_t now = hk_time_now();
+            timeout = next <= now ? 0 : (int)((next - now + 999999) / 1000000);
+        }
+    }
+    int n = epoll_wait(rt->epfd, evs, 128, timeout);
+    hk__stat_add(&rt->stats.polls, 1);
+    unsigned woken = 0;
+    for (int i = 0; i < n; i++) {
+        if (evs[i].data.u64 == HK__EVFD_TAG) {
+            uint64_t v;
+            ssize_t r = read(rt->evfd, &v, sizeof v);
+            (void)r;
+            continue;
+        }
+        int fd = (int)(uint32_t)evs[i].data.u64;
+        uint32_t gen = (uint32_t)(evs[i].data.u64 >> 32);
+        hk__pd_t *pd = hk__pd_get(rt, fd, 0);
+        if (!pd)
+            continue;
+        uint32_t e = evs[i].events;
+        unsigned bits = 0;
+        if (e & (EPOLLIN | EPOLLRDHUP))
+            bits |= HK_READABLE;
+        if (e & EPOLLOUT)
+            bits |= HK_WRITABLE;
+        if (e & EPOLLERR)
+            bits |= HK_ERROR | HK_READABLE | HK_WRITABLE;
+        if (e & EPOLLHUP)
+            bits |= HK_HANGUP | HK_READABLE | HK_WRITABLE;
+        hk__spin_lock(&pd->lock);
+        if (pd->registered && pd->gen == gen) {
+            pd->ready |= bits;
+            if (bits & HK_READABLE)
+                woken += hk__pd_notify(pd, &pd->rw, pd->ready, 0);
+            if (bits & HK_WRITABLE)
+                woken += hk__pd_notify(pd, &pd->ww, pd->ready, 0);
+        }
+        hk__spin_unlock(&pd->lock);
+    }
+    uint64_t next = __atomic_load_n(&rt->next_deadline, __ATOMIC_ACQUIRE);
+    if (next != HK_FOREVER && next <= hk_time_now())
+        woken += hk__timer_run(rt, hk_time_now());
+    return woken;
+}
+
+static int hk__pd_register(hk_co_runtime_t *rt, hk__pd_t *pd, int fd)
+{
+    struct epoll_event ev = {.events = EPOLLIN | EPOLLOUT | EPOLLRDHUP | EPOLLET,
+                             .data.u64 = (uint64_t)(uint32_t)fd | ((uint64_t)pd->gen << 32)};
+    if (epoll_ctl(rt->epfd, EPOLL_CTL_ADD, fd, &ev) < 0) {
+        if (errno != EEXIST || epoll_ctl(rt->epfd, EPOLL_CTL_MOD, fd, &ev) < 0)
+            return -errno;
+    }
+    pd->registered = 1;
+    pd->ready = 0;
+    return 0;
+}
+
+int hk__pd_wait(hk_co_runtime_t *rt, int fd, unsigned events, uint64_t deadline, int fresh)
+{
+    hk_co_t *self = hk__co_current();
+    if (!self)
+        return -EPERM;
+    if (!hk__deadline_ok(deadline))
+        return -EINVAL;
+    unsigned want = events & (HK_READABLE | HK_WRITABLE);
+    if (!want || (events & ~want))
+        return -EINVAL;
+    hk__pd_t *pd = hk__pd_get(rt, fd, 1);
+    if (!pd)
+        return fd < 0 ? -EBADF : -ENOMEM;
+    hk__spin_lock(&pd->lock);
+    if (!pd->registered) {
+        int r = hk__pd_register(rt, pd, fd);
+        if (r < 0) {
+            hk__spin_unlock(&pd->lock);
+            return r;
+        }
+    }
+    if (fresh) {
+        /* Report the current state, not an edge that may be stale by now. */
+        pd->ready &= ~want;
+        hk__spin_unlock(&pd->lock);
+        struct pollfd p = {.fd = fd,
+                           .events = (short)((want & HK_READABLE ? POLLIN : 0) |
+                                             (want & HK_WRITABLE ? POLLOUT : 0))};
+        if (poll(&p, 1, 0) > 0) {
+            if (p.revents & POLLNVAL)
+                return -EBADF;
+            unsigned bits =
+                (p.revents & POLLIN ? HK_READABLE : 0) | (p.revents & POLLOUT ? HK_WRITABLE : 0) |
+                (p.revents & POLLERR ? HK_ERROR : 0) | (p.revents & POLLHUP ? HK_HANGUP : 0);
+            return (int)bits;
+        }
+        hk__spin_lock(&pd->lock);
+    }
+    if (pd->ready & want) {
+        unsigned bits = pd->ready & (want | HK_ERROR | HK_HANGUP);
+        pd->ready &= ~want;
+        hk__spin_unlock(&pd->lock);
+        return (int)bits;
+    }
+    int r = 0;
+    if (deadline == 0)
+        r = -ETIMEDOUT;
+    else if (((want & HK_READABLE) && pd->rw) || ((want & HK_WRITABLE) && pd->ww))
+        r = -EBUSY;
+    else
+        r = hk__co_begin(self, 0);
+    if (r < 0) {
+        hk__spin_unlock(&pd->lock);
+        return r;
+    }
+    hk__waiter_t w = {.co = self, .seq = self->seq};
+    if (want & HK_READABLE)
+        pd->rw = &w;
+    if (want & HK_WRITABLE)
+        pd->ww = &w;
+    hk__spin_unlock(&pd->lock);
+    r = hk__co_park(self, deadline);
+    hk__spin_lock(&pd->lock);
+    if (pd->rw == &w)
+        pd->rw = NULL;
+    if (pd->ww == &w)
+        pd->ww = NULL;
+    if (r == 0)
+        pd->ready &= ~want;
+    hk__spin_unlock(&pd->lock);
+    return r < 0 ? r : w.status;
+}
+
+int hk_co_close(int fd)
+{
+    hk__worker_t *wk = hk__worker_current();
+    hk__pd_t *pd = wk ? hk__pd_get(wk->rt, fd, 0) : NULL;
+    if (pd) {
+        hk__spin_lock(&pd->lock);
+        int was = pd->registered;
+        pd->gen++;
+        pd->registered = 0;
+        pd->ready = 0;
+        hk__pd_notify(pd, &pd->rw, 0, -EBADF);
+        hk__pd_notify(pd, &pd->ww, 0, -EBADF);
+        if (was)
+            epoll_ctl(wk->rt->epfd, EPOLL_CTL_DEL, fd, NULL);
+        hk__spin_unlock(&pd->lock);
+    }
+    return close(fd) < 0 ? -errno : 0;
+}
