@@ -36,7 +36,7 @@
     X(EPIPE, "broken pipe")                                                                        \
     X(ERANGE, "result out of range")                                                               \
     X(ENAMETOOLONG, "name too long")                                                               \
-    X(ENOSYS, "function not implemented")                                                          \
+    X(ENOSYS, "system call not available")                                                         \
     X(ENOTSUP, "operation not supported")                                                          \
     X(ELOOP, "too many levels of symbolic links")                                                  \
     X(EOVERFLOW, "value too large")                                                                \
