@@ -9,7 +9,7 @@ DESTDIR ?=
 JOBS ?= $(shell nproc)
 BUILD := build
 
-.PHONY: all deps build run test test-release test-asan test-tsan bench bench-build bench-pipes bench-log bench-fs bench-herd bench-watch fuzz install clean format
+.PHONY: all deps build run test test-release test-asan test-tsan bench bench-build bench-pipes bench-log bench-fs bench-herd bench-watch bench-co fuzz install clean format
 
 all: build
 
@@ -44,7 +44,7 @@ bench-build:
 	@cmake -S . -B $(BUILD)/bench -DCMAKE_BUILD_TYPE=Release -DHK_BENCH=ON -DBUILD_TESTING=OFF >/dev/null
 	@cmake --build $(BUILD)/bench -j $(JOBS)
 
-bench: bench-pipes bench-log bench-fs bench-watch bench-herd
+bench: bench-pipes bench-log bench-fs bench-watch bench-herd bench-co
 
 bench-pipes: bench-build
 	scripts/bench-pipes $(BUILD)/bench
@@ -60,6 +60,9 @@ bench-herd: bench-build
 
 bench-watch: bench-build
 	scripts/bench-watch $(BUILD)/bench
+
+bench-co: bench-build
+	scripts/bench-co $(BUILD)/bench
 
 # libFuzzer drivers (fuzz/): built with clang in $(BUILD)/fuzz, each run for FUZZ_SECONDS
 # from the seed corpus in tests/apps/*/samples (copied, so the seeds stay untouched).

@@ -49,15 +49,38 @@ typedef void *(*hk_co_fn)(void *arg);
 #define HK_CO_STACK_DEFAULT ((size_t)64 * 1024)
 #define HK_CO_STACK_MIN ((size_t)16 * 1024)
 
+/* hk_co_runtime_options_t.stall_ns: no stall monitor. */
+#define HK_CO_STALL_OFF UINT64_MAX
+
 typedef struct hk_co_runtime_options {
     unsigned workers;  /* worker threads; 0 = the number of online CPUs */
     size_t stack_size; /* default stack size; 0 = HK_CO_STACK_DEFAULT */
+    /*
+     * The stall monitor: a coroutine that runs longer than stall_ns without
+     * switching away (a long computation, a blocking call that was not
+     * offloaded) holds its worker; the other workers steal its queue, and
+     * the monitor reports it. 0 = HK_STALL_DEFAULT_NS (25 ms), at least 1 ms,
+     * HK_CO_STALL_OFF = no monitor.
+     */
+    uint64_t stall_ns;
+    /*
+     * Called on the monitor's thread, at most once a second (the rest are
+     * counted in suppressed), while the coroutine still runs: loop is NULL,
+     * symbol is the coroutine's name, callback its function, duration_ns a
+     * lower bound of how long it has run (reports come at most stall_ns / 4
+     * late), cpu_ns the worker's CPU time over that span (close to
+     * duration_ns: computing; small: blocked), no frames. Must not block for
+     * long. NULL: a line on stderr.
+     */
+    hk_stall_cb stall_cb;
+    void *stall_arg;
 } hk_co_runtime_options_t;
 
 /*
  * Creates a runtime and starts its workers. opts may be NULL. Call from any
  * thread that is not a worker. Errors: -EINVAL (stack size below
- * HK_CO_STACK_MIN), -ENOMEM, -EAGAIN (no threads), -EMFILE.
+ * HK_CO_STACK_MIN, stall_ns below 1 ms), -ENOMEM, -EAGAIN (no threads),
+ * -EMFILE.
  */
 HK_API int hk_co_runtime_new(hk_co_runtime_t **rtp, const hk_co_runtime_options_t *opts);
 
@@ -87,6 +110,7 @@ typedef struct hk_co_runtime_stats {
     uint64_t migrations; /* coroutines taken from another worker's queue */
     uint64_t polls;      /* netpoller calls */
     uint64_t parks;      /* times a worker went to sleep */
+    uint64_t stalls;     /* coroutines seen running longer than stall_ns (reported or not) */
 } hk_co_runtime_stats_t;
 
 HK_API int hk_co_runtime_stats(const hk_co_runtime_t *rt, hk_co_runtime_stats_t *out);

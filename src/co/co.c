@@ -144,6 +144,7 @@ void hk__co_after_switch(hk__worker_t *w, hk_co_t *co, int post)
         if (hk__runq_push(&w->q, co, 0, &over, &n))
             hk__global_push(w->rt, &over, n);
     } else if (post == HK__POST_EXIT) {
+        hk__monitor_exit(w->rt); /* it may be reading co's name */
         hk__ctx_release(&co->ctx);
         hk__stack_put(&co->stack);
         hk__spin_lock(&co->jlock);

@@ -148,7 +148,7 @@ void hk__co_unref(hk_co_t *co);
 /* ---- scheduler (sched.c, queue.c, worker.c) ---- */
 
 typedef struct hk__runq {
-    pthread_mutex_t lock;
+    int lock;      /* hk__spin_lock */
     hk_co_t *next; /* run next */
     unsigned head, tail;
     hk_co_t *ring[256];
@@ -167,6 +167,9 @@ struct hk__worker {
     uint64_t tick;
     uint64_t rng;
     void *altstack;
+    /* Read by the stall monitor (monitor.c). */
+    uint64_t slices; /* atomic: switches into a coroutine (the switches counter) */
+    int idled;       /* went idle since the last switch (own thread only) */
 };
 
 typedef struct hk__timer {
@@ -220,6 +223,18 @@ struct hk_co_runtime {
     int runs; /* atomic: hk_co_run in progress */
     uint64_t next_id;
     hk_co_runtime_stats_t stats; /* atomic */
+    /* Stall monitor (monitor.c). */
+    uint64_t stall_ns; /* 0: off */
+    hk_stall_cb stall_cb;
+    void *stall_arg;
+    int mon_started;
+    pthread_t mon_thread;
+    pthread_mutex_t mon_lock;
+    pthread_cond_t mon_cond;
+    int mon_stop;     /* mon_lock */
+    int mon_sleeping; /* atomic: the monitor waits for a worker to get busy */
+    int mon_reading;  /* atomic: the monitor reads a running coroutine */
+    int mon_fence;    /* read-modify-written to order the two above (monitor.c) */
     /* Blocking bridge. */
     pthread_t bthread;
     hk_loop_t *bloop;
@@ -240,6 +255,8 @@ void *hk__worker_main(void *arg);
 void hk__runq_init(hk__runq_t *q);
 int hk__runq_push(hk__runq_t *q, hk_co_t *co, int next, hk_co_t **overflow, unsigned *noverflow);
 hk_co_t *hk__runq_pop(hk__runq_t *q);
+/* Queues a yielding co and takes the next one under one lock; NULL (nothing done) when full. */
+hk_co_t *hk__runq_yield(hk__runq_t *q, hk_co_t *co);
 unsigned hk__runq_steal(hk__runq_t *victim, hk__runq_t *q);
 unsigned hk__runq_len(hk__runq_t *q);
 void hk__global_push(hk_co_runtime_t *rt, hk_co_t **cos, unsigned n);
@@ -261,6 +278,15 @@ void hk__poll_fini(hk_co_runtime_t *rt);
 unsigned hk__poll_run(hk_co_runtime_t *rt, int block);
 void hk__poll_interrupt(hk_co_runtime_t *rt);
 int hk__pd_wait(hk_co_runtime_t *rt, int fd, unsigned events, uint64_t deadline, int fresh);
+
+/* ---- stall monitor (monitor.c) ---- */
+
+int hk__monitor_start(hk_co_runtime_t *rt);
+void hk__monitor_stop(hk_co_runtime_t *rt);
+/* A worker that was idle starts running coroutines: wake the monitor if it sleeps. */
+void hk__monitor_busy(hk_co_runtime_t *rt);
+/* A coroutine exits: wait until the monitor no longer reads it. */
+void hk__monitor_exit(hk_co_runtime_t *rt);
 
 /* ---- blocking bridge (blocking.c) ---- */
 

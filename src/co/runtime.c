@@ -24,12 +24,12 @@ static void hk__runtime_stop_workers(hk_co_runtime_t *rt, unsigned started)
 static void hk__runtime_destroy(hk_co_runtime_t *rt)
 {
     hk__poll_fini(rt);
-    for (unsigned i = 0; i < rt->nworkers; i++)
-        pthread_mutex_destroy(&rt->workers[i].q.lock);
     pthread_mutex_destroy(&rt->glock);
     pthread_mutex_destroy(&rt->idle_lock);
     pthread_cond_destroy(&rt->idle_cond);
     pthread_mutex_destroy(&rt->tlock);
+    pthread_mutex_destroy(&rt->mon_lock);
+    pthread_cond_destroy(&rt->mon_cond);
     free(rt->heap);
     free(rt->workers);
     free(rt);
@@ -43,6 +43,11 @@ int hk_co_runtime_new(hk_co_runtime_t **rtp, const hk_co_runtime_options_t *opts
     size_t stack = opts && opts->stack_size ? opts->stack_size : HK_CO_STACK_DEFAULT;
     if (stack < HK_CO_STACK_MIN)
         return -EINVAL;
+    uint64_t stall = opts && opts->stall_ns ? opts->stall_ns : HK_STALL_DEFAULT_NS;
+    if (stall == HK_CO_STALL_OFF)
+        stall = 0;
+    else if (stall < UINT64_C(1000000) || stall >= HK_DEADLINE_MAX)
+        return -EINVAL;
     if (n == 0) {
         long c = sysconf(_SC_NPROCESSORS_ONLN);
         n = c > 0 ? (unsigned)c : 1;
@@ -52,12 +57,21 @@ int hk_co_runtime_new(hk_co_runtime_t **rtp, const hk_co_runtime_options_t *opts
         return -ENOMEM;
     rt->nworkers = n;
     rt->stack_size = stack;
+    rt->stall_ns = stall;
+    rt->stall_cb = opts ? opts->stall_cb : NULL;
+    rt->stall_arg = opts ? opts->stall_arg : NULL;
     rt->next_deadline = HK_FOREVER;
     rt->workers = calloc(n, sizeof *rt->workers);
     pthread_mutex_init(&rt->glock, NULL);
     pthread_mutex_init(&rt->idle_lock, NULL);
     pthread_cond_init(&rt->idle_cond, NULL);
     pthread_mutex_init(&rt->tlock, NULL);
+    pthread_mutex_init(&rt->mon_lock, NULL);
+    pthread_condattr_t ca;
+    pthread_condattr_init(&ca);
+    pthread_condattr_setclock(&ca, CLOCK_MONOTONIC);
+    pthread_cond_init(&rt->mon_cond, &ca);
+    pthread_condattr_destroy(&ca);
     for (unsigned i = 0; rt->workers && i < n; i++) {
         hk__runq_init(&rt->workers[i].q);
         rt->workers[i].rt = rt;
@@ -76,7 +90,8 @@ int hk_co_runtime_new(hk_co_runtime_t **rtp, const hk_co_runtime_options_t *opts
                            &rt->workers[started]) != 0)
             break;
     }
-    if (started < n || (r = hk__blocking_init(rt)) < 0) {
+    if (started < n || (r = hk__blocking_init(rt)) < 0 || (r = hk__monitor_start(rt)) < 0) {
+        hk__blocking_fini(rt);
         hk__runtime_stop_workers(rt, started);
         hk__runtime_destroy(rt);
         return r < 0 ? r : -EAGAIN;
@@ -91,6 +106,7 @@ int hk_co_runtime_free(hk_co_runtime_t *rt)
         return -EPERM;
     if (__atomic_load_n(&rt->runs, __ATOMIC_SEQ_CST))
         return -EBUSY;
+    hk__monitor_stop(rt);
     hk__blocking_fini(rt);
     hk__runtime_stop_workers(rt, rt->nworkers);
     hk__runtime_destroy(rt);
@@ -105,11 +121,14 @@ unsigned hk_co_runtime_workers(const hk_co_runtime_t *rt)
 int hk_co_runtime_stats(const hk_co_runtime_t *rt, hk_co_runtime_stats_t *out)
 {
     out->spawned = __atomic_load_n(&rt->stats.spawned, __ATOMIC_RELAXED);
-    out->switches = __atomic_load_n(&rt->stats.switches, __ATOMIC_RELAXED);
+    out->switches = 0;
+    for (unsigned i = 0; i < rt->nworkers; i++)
+        out->switches += __atomic_load_n(&rt->workers[i].slices, __ATOMIC_RELAXED);
     out->steals = __atomic_load_n(&rt->stats.steals, __ATOMIC_RELAXED);
     out->migrations = __atomic_load_n(&rt->stats.migrations, __ATOMIC_RELAXED);
     out->polls = __atomic_load_n(&rt->stats.polls, __ATOMIC_RELAXED);
     out->parks = __atomic_load_n(&rt->stats.parks, __ATOMIC_RELAXED);
+    out->stalls = __atomic_load_n(&rt->stats.stalls, __ATOMIC_RELAXED);
     return 0;
 }
 

@@ -143,6 +143,7 @@ static hk_co_t *hk__find(hk__worker_t *w)
     }
     if ((co = hk__steal(w)))
         return co;
+    w->idled = 1;
     hk__idle(w);
     return NULL;
 }
@@ -165,17 +166,37 @@ void *hk__worker_main(void *arg)
     hk__worker_signals();
     hk__ctx_init_thread(&w->ctx);
     hk__stack_thread_init(&w->altstack);
+    hk_co_t *co = NULL;
     while (!__atomic_load_n(&rt->stopping, __ATOMIC_ACQUIRE)) {
-        hk_co_t *co = hk__find(w);
-        if (!co)
+        if (!co && !(co = hk__find(w)))
             continue;
-        w->current = co;
+        /* The counter first: a monitor that sees the new current sees the new slice. */
+        __atomic_store_n(&w->slices, w->slices + 1, __ATOMIC_RELAXED);
+        __atomic_store_n(&w->current, co, __ATOMIC_RELEASE);
+        if (w->idled) {
+            w->idled = 0;
+            hk__monitor_busy(rt);
+        }
         w->post = HK__POST_NONE;
-        hk__stat_add(&rt->stats.switches, 1);
         hk__ctx_switch(&w->ctx, &co->ctx, 0);
-        w->current = NULL;
+        __atomic_store_n(&w->current, NULL, __ATOMIC_RELEASE);
+        /*
+         * A yield swaps with the head of the queue under one lock, skipping
+         * the search; every 61st tick goes through hk__find for fairness
+         * (global queue, netpoller, timers).
+         */
+        if (w->post == HK__POST_YIELD && ++w->tick % 61 != 0) {
+            hk_co_t *next = hk__runq_yield(&w->q, co);
+            if (next) {
+                co = next;
+                continue;
+            }
+        }
         hk__co_after_switch(w, co, w->post);
+        co = NULL;
     }
+    if (co)
+        hk__co_after_switch(w, co, HK__POST_YIELD);
     hk__stack_thread_fini(w->altstack);
     hk__tls_worker = NULL;
     return NULL;

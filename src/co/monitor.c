@@ -1,0 +1,261 @@
+/*
+ * The stall monitor: which coroutine holds a worker, and for how long.
+ *
+ * A coroutine that computes for 100 ms, or calls a blocking function that
+ * was not offloaded with hk_co_blocking, keeps its worker thread: nothing
+ * preempts it. The other workers steal its queue, so the rest of the program
+ * goes on with one worker less, but someone has to say which coroutine did
+ * it, while it still runs (a stuck one may never return).
+ *
+ * As Go's sysmon does, a thread of the runtime samples the workers every
+ * stall_ns / 4. Each worker bumps a counter whenever it switches into a
+ * coroutine and publishes the coroutine it runs; both are plain stores to
+ * its own memory, so the hot path pays nothing more. A worker whose counter
+ * has not moved since the monitor first saw that coroutine running has run
+ * it the whole time in between; after stall_ns the monitor counts a stall
+ * and reports the coroutine's name (at most once a second).
+ *
+ * Reading the name is the delicate part: the coroutine may exit and be freed
+ * at that very moment. The monitor raises mon_reading, then checks that the
+ * worker still runs the same slice; the worker of an exiting coroutine has
+ * cleared `current` and waits while mon_reading is up before freeing
+ * anything. Between the store and the load each side does an acquire-release
+ * read-modify-write of one shared word (mon_fence, as hk__sched_fence does;
+ * TSan understands it, unlike a fence): whichever comes second sees the
+ * other's store. That costs one atomic operation per coroutine exit, none
+ * per switch.
+ *
+ * When no worker runs anything for a whole tick, the monitor sleeps until a
+ * worker that was idle switches into a coroutine (the same pairing, on
+ * mon_sleeping and the counters), so an idle runtime causes no wake-ups.
+ */
+#include "co/internal.h"
+
+#include <errno.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+#include <unistd.h>
+
+#define HK__MONITOR_REPORT_INTERVAL_NS UINT64_C(1000000000)
+
+typedef struct hk__watch {
+    uint64_t slices; /* the worker's counter when last sampled */
+    uint64_t since;  /* when this slice was first seen running */
+    uint64_t cpu_since;
+    clockid_t cpu; /* the worker thread's CPU clock */
+    int has_cpu;
+    int running;  /* the slice was seen running */
+    int reported; /* this slice was counted already */
+} hk__watch_t;
+
+typedef struct hk__monitor {
+    hk_co_runtime_t *rt;
+    hk__watch_t *watch;
+    uint64_t last_report;
+    uint64_t suppressed;
+} hk__monitor_t;
+
+static void hk__monitor_fence(hk_co_runtime_t *rt)
+{
+    __atomic_fetch_add(&rt->mon_fence, 1, __ATOMIC_SEQ_CST);
+}
+
+static uint64_t hk__monitor_cpu(const hk__watch_t *wt)
+{
+    struct timespec ts;
+    if (!wt->has_cpu || clock_gettime(wt->cpu, &ts) < 0)
+        return 0;
+    return (uint64_t)ts.tv_sec * UINT64_C(1000000000) + (uint64_t)ts.tv_nsec;
+}
+
+static void hk__monitor_default_report(hk_loop_t *loop, const hk_stall_info_t *info, void *arg)
+{
+    (void)loop;
+    (void)arg;
+    char line[256];
+    int len = snprintf(
+        line, sizeof line,
+        "hark: coroutine '%s' has held its worker for %llu ms (cpu %llu ms, %llu "
+        "more not reported)\n",
+        info->symbol ? info->symbol : "?", (unsigned long long)(info->duration_ns / 1000000),
+        (unsigned long long)(info->cpu_ns / 1000000), (unsigned long long)info->suppressed);
+    if (len > 0 && write(2, line, (size_t)len) < 0)
+        return; /* nowhere to report that stderr failed */
+}
+
+static void hk__monitor_report(hk__monitor_t *m, hk__worker_t *w, hk__watch_t *wt, uint64_t now)
+{
+    hk_co_runtime_t *rt = m->rt;
+    hk__stat_add(&rt->stats.stalls, 1);
+    if (m->last_report && now - m->last_report < HK__MONITOR_REPORT_INTERVAL_NS) {
+        m->suppressed++;
+        return;
+    }
+    char name[sizeof((hk_co_t *)0)->name];
+    const void *fn = NULL;
+    int found = 0;
+    __atomic_store_n(&rt->mon_reading, 1, __ATOMIC_RELAXED);
+    hk__monitor_fence(rt);
+    hk_co_t *co = __atomic_load_n(&w->current, __ATOMIC_ACQUIRE);
+    if (co && __atomic_load_n(&w->slices, __ATOMIC_RELAXED) == wt->slices) {
+        memcpy(name, co->name, sizeof name);
+        name[sizeof name - 1] = '\0';
+        fn = (const void *)(uintptr_t)co->fn;
+        found = 1;
+    }
+    __atomic_store_n(&rt->mon_reading, 0, __ATOMIC_RELEASE);
+    if (!found)
+        return; /* it switched away meanwhile: counted, nothing left to name */
+    hk_stall_info_t info = {
+        .duration_ns = now - wt->since,
+        .cpu_ns = hk__monitor_cpu(wt) - wt->cpu_since,
+        .threshold_ns = rt->stall_ns,
+        .callback = fn,
+        .symbol = name,
+        .frames = NULL,
+        .nframes = 0,
+        .suppressed = m->suppressed,
+    };
+    m->last_report = now;
+    m->suppressed = 0;
+    hk_stall_cb cb = rt->stall_cb ? rt->stall_cb : hk__monitor_default_report;
+    cb(NULL, &info, rt->stall_arg);
+}
+
+/* Samples every worker once; returns whether any of them ran a coroutine. */
+static int hk__monitor_sample(hk__monitor_t *m, uint64_t now)
+{
+    hk_co_runtime_t *rt = m->rt;
+    int busy = 0;
+    for (unsigned i = 0; i < rt->nworkers; i++) {
+        hk__worker_t *w = &rt->workers[i];
+        hk__watch_t *wt = &m->watch[i];
+        uint64_t s = __atomic_load_n(&w->slices, __ATOMIC_RELAXED);
+        int running = __atomic_load_n(&w->current, __ATOMIC_RELAXED) != NULL;
+        if (s != wt->slices || !running || !wt->running) {
+            busy |= s != wt->slices || running;
+            wt->slices = s;
+            wt->running = running;
+            wt->since = now;
+            wt->cpu_since = running ? hk__monitor_cpu(wt) : 0;
+            wt->reported = 0;
+            continue;
+        }
+        busy = 1;
+        if (!wt->reported && now - wt->since >= rt->stall_ns) {
+            wt->reported = 1;
+            hk__monitor_report(m, w, wt, now);
+        }
+    }
+    return busy;
+}
+
+/* No worker ran anything for a tick: sleep until one does (unless it just did). */
+static void hk__monitor_sleep(hk__monitor_t *m)
+{
+    hk_co_runtime_t *rt = m->rt;
+    __atomic_store_n(&rt->mon_sleeping, 1, __ATOMIC_SEQ_CST);
+    hk__monitor_fence(rt);
+    for (unsigned i = 0; i < rt->nworkers; i++) {
+        hk__worker_t *w = &rt->workers[i];
+        if (__atomic_load_n(&w->slices, __ATOMIC_SEQ_CST) != m->watch[i].slices ||
+            __atomic_load_n(&w->current, __ATOMIC_SEQ_CST) != NULL) {
+            __atomic_store_n(&rt->mon_sleeping, 0, __ATOMIC_SEQ_CST);
+            return;
+        }
+    }
+    while (__atomic_load_n(&rt->mon_sleeping, __ATOMIC_SEQ_CST) && !rt->mon_stop)
+        pthread_cond_wait(&rt->mon_cond, &rt->mon_lock);
+}
+
+static void *hk__monitor_main(void *arg)
+{
+    hk__monitor_t *m = arg;
+    hk_co_runtime_t *rt = m->rt;
+    sigset_t set;
+    sigfillset(&set);
+    pthread_sigmask(SIG_BLOCK, &set, NULL);
+    uint64_t tick = rt->stall_ns / 4;
+    pthread_mutex_lock(&rt->mon_lock);
+    while (!rt->mon_stop) {
+        pthread_mutex_unlock(&rt->mon_lock);
+        int busy = hk__monitor_sample(m, hk_time_now());
+        pthread_mutex_lock(&rt->mon_lock);
+        if (rt->mon_stop)
+            break;
+        if (!busy) {
+            hk__monitor_sleep(m);
+            continue;
+        }
+        uint64_t until = hk_time_now() + tick;
+        struct timespec ts = {.tv_sec = (time_t)(until / 1000000000u),
+                              .tv_nsec = (long)(until % 1000000000u)};
+        while (!rt->mon_stop && hk_time_now() < until)
+            pthread_cond_timedwait(&rt->mon_cond, &rt->mon_lock, &ts);
+    }
+    pthread_mutex_unlock(&rt->mon_lock);
+    free(m->watch);
+    free(m);
+    return NULL;
+}
+
+int hk__monitor_start(hk_co_runtime_t *rt)
+{
+    if (!rt->stall_ns)
+        return 0;
+    hk__monitor_t *m = calloc(1, sizeof *m);
+    hk__watch_t *watch = calloc(rt->nworkers, sizeof *watch);
+    if (!m || !watch) {
+        free(m);
+        free(watch);
+        return -ENOMEM;
+    }
+    m->rt = rt;
+    m->watch = watch;
+    for (unsigned i = 0; i < rt->nworkers; i++)
+        watch[i].has_cpu = pthread_getcpuclockid(rt->workers[i].thread, &watch[i].cpu) == 0;
+    if (pthread_create(&rt->mon_thread, NULL, hk__monitor_main, m) != 0) {
+        free(watch);
+        free(m);
+        return -EAGAIN;
+    }
+    rt->mon_started = 1;
+    return 0;
+}
+
+void hk__monitor_stop(hk_co_runtime_t *rt)
+{
+    if (rt->mon_started) {
+        pthread_mutex_lock(&rt->mon_lock);
+        rt->mon_stop = 1;
+        pthread_cond_signal(&rt->mon_cond);
+        pthread_mutex_unlock(&rt->mon_lock);
+        pthread_join(rt->mon_thread, NULL);
+        rt->mon_started = 0;
+    }
+}
+
+void hk__monitor_busy(hk_co_runtime_t *rt)
+{
+    if (!rt->stall_ns)
+        return;
+    hk__monitor_fence(rt);
+    if (!__atomic_load_n(&rt->mon_sleeping, __ATOMIC_SEQ_CST))
+        return;
+    pthread_mutex_lock(&rt->mon_lock);
+    __atomic_store_n(&rt->mon_sleeping, 0, __ATOMIC_SEQ_CST);
+    pthread_cond_signal(&rt->mon_cond);
+    pthread_mutex_unlock(&rt->mon_lock);
+}
+
+void hk__monitor_exit(hk_co_runtime_t *rt)
+{
+    if (!rt->stall_ns)
+        return;
+    hk__monitor_fence(rt);
+    while (__atomic_load_n(&rt->mon_reading, __ATOMIC_ACQUIRE))
+        sched_yield();
+}
