@@ -11,5 +11,6 @@
 #include "hark/net.h"
 #include "hark/stats.h"
 #include "hark/co.h"
+#include "hark/tls.h"
 
 #endif

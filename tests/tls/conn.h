@@ -1,0 +1,99 @@
+/* A TLS connection for the tests: a stream, its handshake result, what it read. */
+#ifndef HK_TEST_TLS_CONN_H
+#define HK_TEST_TLS_CONN_H
+
+#include "util.h"
+
+typedef struct conn {
+    hk_stream_t s; /* first member: the stream callbacks cast back */
+    int hs_done, hs_status;
+    char hs_error[512];
+    char text[8192]; /* the first bytes read, as text */
+    size_t tlen;
+    uint64_t nread, sum; /* all bytes read, and their checksum */
+    int eof, rerr, closed;
+} conn_t;
+
+static inline void conn_on_hs(hk_stream_t *s, int status, const char *error)
+{
+    conn_t *c = (conn_t *)s;
+    c->hs_done = 1;
+    c->hs_status = status;
+    snprintf(c->hs_error, sizeof c->hs_error, "%s", error ? error : "");
+}
+
+static inline void conn_on_read(hk_stream_t *s, ssize_t n, const hk_buf_t *buf)
+{
+    conn_t *c = (conn_t *)s;
+    if (n > 0) {
+        for (ssize_t i = 0; i < n; i++)
+            c->sum = c->sum * 31 + (unsigned char)buf->base[i];
+        c->nread += (uint64_t)n;
+        size_t room = sizeof c->text - 1 - c->tlen;
+        size_t take = (size_t)n < room ? (size_t)n : room;
+        memcpy(c->text + c->tlen, buf->base, take);
+        c->tlen += take;
+        c->text[c->tlen] = '\0';
+    } else if (n == 0) {
+        c->eof = 1;
+    } else if (n != -EAGAIN) {
+        c->rerr = (int)n;
+    }
+}
+
+static inline void conn_on_close(hk_stream_t *s)
+{
+    ((conn_t *)s)->closed = 1;
+}
+
+/* Wraps fd and starts TLS on it. */
+static inline void conn_start(hk_loop_t *loop, conn_t *c, int fd, hk_tls_ctx_t *ctx,
+                              hk_tls_role_t role, const char *sni)
+{
+    memset(c, 0, sizeof *c);
+    cr_assert_eq(hk_stream_init(loop, &c->s, fd), 0);
+    int r = hk_tls_stream_start(&c->s, ctx, role, sni, conn_on_hs);
+    cr_assert_eq(r, 0, "hk_tls_stream_start: %s (%s)", hk_err_name(r), hk_tls_last_error());
+}
+
+static inline void conn_handshake(hk_loop_t *loop, conn_t *c)
+{
+    run_until(loop, &c->hs_done, 10000, "handshake");
+    cr_assert_eq(c->hs_status, 0, "handshake: %s (%s)", hk_err_name(c->hs_status), c->hs_error);
+    cr_assert_eq(hk_stream_read_start(&c->s, NULL, conn_on_read), 0);
+}
+
+struct text_arg {
+    conn_t *c;
+    const char *needle;
+};
+
+static inline int text_cond(void *arg)
+{
+    struct text_arg *a = arg;
+    cr_assert_eq(a->c->rerr, 0, "read error %s (%s)", hk_err_name(a->c->rerr), hk_tls_last_error());
+    return strstr(a->c->text, a->needle) != NULL;
+}
+
+static inline void conn_wait_text(hk_loop_t *loop, conn_t *c, const char *needle)
+{
+    struct text_arg a = {c, needle};
+    run_until_cond(loop, text_cond, &a, 10000, needle);
+}
+
+static inline void conn_write_text(conn_t *c, hk_write_req_t *req, struct iovec *iov,
+                                   const char *text)
+{
+    iov->iov_base = (void *)text;
+    iov->iov_len = strlen(text);
+    int r = hk_stream_write(&c->s, req, iov, 1, NULL);
+    cr_assert_geq(r, 0, "write: %s", hk_err_name(r));
+}
+
+static inline void conn_close(hk_loop_t *loop, conn_t *c)
+{
+    hk_stream_close(&c->s, conn_on_close);
+    run_until(loop, &c->closed, 5000, "close");
+}
+
+#endif
