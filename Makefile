@@ -9,7 +9,7 @@ DESTDIR ?=
 JOBS ?= $(shell nproc)
 BUILD := build
 
-.PHONY: all deps build run test test-release test-asan test-tsan bench bench-build bench-pipes bench-log bench-fs bench-herd bench-watch bench-co fuzz install clean format
+.PHONY: all deps build run test test-release test-asan test-tsan bench bench-build bench-pipes bench-log bench-fs bench-herd bench-watch bench-co bench-tls fuzz install clean format
 
 all: build
 
@@ -44,7 +44,7 @@ bench-build:
 	@cmake -S . -B $(BUILD)/bench -DCMAKE_BUILD_TYPE=Release -DHK_BENCH=ON -DBUILD_TESTING=OFF >/dev/null
 	@cmake --build $(BUILD)/bench -j $(JOBS)
 
-bench: bench-pipes bench-log bench-fs bench-watch bench-herd bench-co
+bench: bench-pipes bench-log bench-fs bench-watch bench-herd bench-co bench-tls
 
 bench-pipes: bench-build
 	scripts/bench-pipes $(BUILD)/bench
@@ -63,6 +63,9 @@ bench-watch: bench-build
 
 bench-co: bench-build
 	scripts/bench-co $(BUILD)/bench
+
+bench-tls: bench-build
+	scripts/bench-tls $(BUILD)/bench
 
 # libFuzzer drivers (fuzz/): built with clang in $(BUILD)/fuzz, each run for FUZZ_SECONDS
 # from the seed corpus in tests/apps/*/samples (copied, so the seeds stay untouched).

@@ -104,4 +104,7 @@ int hk__tls_file_write(hk__tls_conn_t *c, const void *p, size_t left, size_t *wr
 hk__tls_conn_t *hk__tls_conn(const hk_stream_t *stream);
 void hk__tls_update_want(hk__tls_conn_t *c);
 
+/* bio.c: a socket BIO that sends with MSG_NOSIGNAL (never SIGPIPE). */
+BIO *hk__tls_bio_new(int fd);
+
 #endif

@@ -24,6 +24,7 @@
  * callback runs from a deferred callback (never from inside a transport
  * call). A failure travels as the read error the stream delivers once.
  */
+#include <stdbool.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/socket.h>
@@ -269,7 +270,12 @@ static int hk__tls_conn_new(hk_stream_t *s, hk_tls_ctx_t *ctx, hk_tls_role_t rol
         return -ENOMEM;
     ERR_clear_error();
     c->ssl = SSL_new(ctx->ssl_ctx);
-    if (!c->ssl || SSL_set_fd(c->ssl, s->fd) != 1) {
+    /* kTLS needs OpenSSL's socket BIO; otherwise ours, which never raises SIGPIPE. */
+    BIO *bio = NULL;
+    bool own_bio = c->ssl && !(ctx->flags & HK_TLS_KTLS);
+    if (own_bio && (bio = hk__tls_bio_new(s->fd)) != NULL)
+        SSL_set_bio(c->ssl, bio, bio);
+    if (!c->ssl || (own_bio && !bio) || (!own_bio && SSL_set_fd(c->ssl, s->fd) != 1)) {
         hk__tls_set_error("SSL_new", NULL);
         SSL_free(c->ssl);
         free(c);

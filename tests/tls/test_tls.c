@@ -7,6 +7,7 @@
 #include "conn.h"
 
 #include <netinet/tcp.h>
+#include <signal.h>
 
 static hk_loop_t *loop;
 static hk_tls_ctx_t *sctx, *cctx;
@@ -257,4 +258,66 @@ Test(tls, option_errors)
     close(fds[1]);
     hk_tls_ctx_free(ctx);
     finish_loop(loop);
+}
+
+/* A peer that resets the connection must cost one stream an error, not the process a SIGPIPE. */
+static int g_reset_status = 1;
+static void on_reset_written(hk_write_req_t *req, int status)
+{
+    (void)req;
+    g_reset_status = status;
+}
+
+static int reset_seen(void *arg)
+{
+    (void)arg;
+    return g_reset_status != 1;
+}
+
+static int reset_read(void *arg)
+{
+    conn_t *c = arg;
+    return c->rerr != 0 || c->eof;
+}
+
+Test(tls, peer_reset_is_an_error_not_a_sigpipe)
+{
+    char crt[128], key[128];
+    cert_path(crt, sizeof crt, "localhost", "crt");
+    cert_path(key, sizeof key, "localhost", "key");
+    hk_tls_ctx_t *s_ctx, *c_ctx; /* no HK_TLS_KTLS: hark's own socket BIO */
+    hk_tls_ctx_options_t so = {.cert_file = crt, .key_file = key};
+    cr_assert_eq(hk_tls_ctx_new(&so, &s_ctx), 0, "%s", hk_tls_last_error());
+    hk_tls_ctx_options_t co = {.ca_file = crt};
+    cr_assert_eq(hk_tls_ctx_new(&co, &c_ctx), 0, "%s", hk_tls_last_error());
+    signal(SIGPIPE, SIG_DFL); /* a SIGPIPE would kill this test */
+
+    int fds[2];
+    tcp_pair(fds);
+    conn_t srv, cli;
+    conn_start(loop, &srv, fds[0], s_ctx, HK_TLS_SERVER, NULL);
+    conn_start(loop, &cli, fds[1], c_ctx, HK_TLS_CLIENT, "localhost");
+    conn_handshake(loop, &srv);
+    conn_handshake(loop, &cli);
+
+    struct linger lg = {.l_onoff = 1, .l_linger = 0};
+    cr_assert_eq(setsockopt(fds[1], SOL_SOCKET, SO_LINGER, &lg, sizeof lg), 0);
+    conn_close(loop, &cli); /* RST */
+    /* The server's read side sees the reset first; the write after it is the one that raises
+     * SIGPIPE with a plain write(2). */
+    run_until_cond(loop, reset_read, &srv, 10000, "the server to see the reset");
+
+    enum { SIZE = 4 << 20 };
+    char *data = calloc(1, SIZE);
+    struct iovec iov = {.iov_base = data, .iov_len = SIZE};
+    hk_write_req_t req;
+    int r = hk_stream_write(&srv.s, &req, &iov, 1, on_reset_written);
+    cr_assert(r >= 0 || r == -EPIPE || r == -ECONNRESET, "write: %s", hk_err_name(r));
+    if (r >= 0)
+        run_until_cond(loop, reset_seen, NULL, 10000, "the write to a reset peer to fail");
+    cr_assert(r < 0 || g_reset_status < 0, "writing to a reset peer succeeded");
+    conn_close(loop, &srv);
+    free(data);
+    hk_tls_ctx_free(s_ctx);
+    hk_tls_ctx_free(c_ctx);
 }
