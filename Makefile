@@ -77,6 +77,8 @@ fuzz: deps
 	@cp tests/apps/hark-watch/samples/* $(BUILD)/fuzz/corpus/fdinfo/
 	$(BUILD)/fuzz/fuzz/fuzz-fdinfo -max_total_time=$(FUZZ_SECONDS) -max_len=65536 \
 	  $(BUILD)/fuzz/corpus/fdinfo
+	@for f in net_addr tls dns_answer; do mkdir -p $(BUILD)/fuzz/corpus/$$f; \
+	  $(BUILD)/fuzz/fuzz/fuzz-$$f -max_total_time=$(FUZZ_SECONDS) $(BUILD)/fuzz/corpus/$$f || exit 1; done
 
 install: build
 	DESTDIR="$(DESTDIR)" cmake --install $(BUILD)/release --prefix $(PREFIX)
