@@ -12,5 +12,6 @@
 #include "hark/stats.h"
 #include "hark/co.h"
 #include "hark/tls.h"
+#include "hark/co_net.h"
 
 #endif

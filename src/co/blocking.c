@@ -7,6 +7,8 @@
  * coroutines queue requests and poke it with hk_async_send (thread-safe); it
  * submits them to the pool, and each completion wakes its coroutine, which
  * waits without cancellation because the request lives on its stack.
+ * The same loop drives the runtime's resolver for hk_co_resolve (net.c):
+ * each wake-up starts queued lookups and cancels abandoned ones.
  */
 #include "co/internal.h"
 
@@ -38,8 +40,11 @@ static void hk__blocking_async(hk_async_t *async)
     pthread_mutex_lock(&rt->block);
     hk__blocking_t *list = rt->bhead;
     rt->bhead = NULL;
+    struct hk__dnsop *dstart = rt->dhead, *dcancel = rt->dcancel;
+    rt->dhead = rt->dtail = rt->dcancel = NULL;
     int stop = rt->bstop;
     pthread_mutex_unlock(&rt->block);
+    hk__dns_bridge_run(rt, dstart, dcancel, stop);
     while (list) {
         hk__blocking_t *b = list;
         list = b->next;
@@ -51,8 +56,10 @@ static void hk__blocking_async(hk_async_t *async)
             hk__blocking_wake(b);
         }
     }
-    if (stop)
+    if (stop) {
+        hk__dns_bridge_stop(rt);
         hk_close(&rt->basync.base, NULL);
+    }
 }
 
 static void *hk__blocking_main(void *arg)
@@ -98,6 +105,7 @@ void hk__blocking_fini(hk_co_runtime_t *rt)
     hk_loop_free(rt->bloop);
     rt->bloop = NULL;
     pthread_mutex_destroy(&rt->block);
+    hk__dns_bridge_fini(rt);
 }
 
 int hk_co_blocking(hk_co_fn fn, void *arg, void **result)

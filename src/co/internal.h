@@ -242,6 +242,12 @@ struct hk_co_runtime {
     pthread_mutex_t block;
     hk__blocking_t *bhead;
     int bstop;
+    /* The resolver of hk_co_resolve (net.c), driven by the bridge loop. */
+    struct hk__dnsop *dhead, *dtail;      /* block: lookups to start, oldest first */
+    struct hk__dnsop *dcancel;            /* block: lookups to cancel */
+    struct hk_resolver_options *dns_opts; /* block: hk_co_resolver_configure's copy */
+    int dns_used;                         /* block: a lookup was queued (options are fixed) */
+    struct hk_resolver *resolver;         /* the bridge thread only; created on first use */
 };
 
 /*
@@ -292,6 +298,16 @@ void hk__monitor_exit(hk_co_runtime_t *rt);
 
 int hk__blocking_init(hk_co_runtime_t *rt);
 void hk__blocking_fini(hk_co_runtime_t *rt);
+
+/* ---- names on the bridge loop (net.c) ---- */
+
+/* On the bridge thread: starts (or fails, when stopping), then cancels, queued lookups. */
+void hk__dns_bridge_run(hk_co_runtime_t *rt, struct hk__dnsop *start, struct hk__dnsop *cancel,
+                        int stop);
+/* On the bridge thread, when it stops: frees the resolver. */
+void hk__dns_bridge_stop(hk_co_runtime_t *rt);
+/* When the runtime is freed: frees the resolver options. */
+void hk__dns_bridge_fini(hk_co_runtime_t *rt);
 
 /* ---- scopes (scope.c) ---- */
 
