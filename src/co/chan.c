@@ -151,12 +151,6 @@ int hk_chan_recv(hk_chan_t *ch, void *elem, uint64_t deadline)
     return hk__chan_one(ch, HK_CHAN_RECV, elem, deadline);
 }
 
-static int hk__chan_cmp(const void *a, const void *b)
-{
-    uintptr_t x = (uintptr_t) * (hk_chan_t *const *)a, y = (uintptr_t) * (hk_chan_t *const *)b;
-    return x < y ? -1 : x > y;
-}
-
 /* The distinct channels of the cases, sorted by address; returns how many. */
 static size_t hk__chan_order(hk_chan_case_t *cases, size_t n, hk_chan_t **locks)
 {
@@ -164,7 +158,14 @@ static size_t hk__chan_order(hk_chan_case_t *cases, size_t n, hk_chan_t **locks)
     for (size_t i = 0; i < n; i++)
         if (cases[i].chan)
             locks[k++] = cases[i].chan;
-    qsort(locks, k, sizeof *locks, hk__chan_cmp);
+    /* Insertion sort: a select has few cases, and a plain send or receive has one. */
+    for (size_t i = 1; i < k; i++) {
+        hk_chan_t *c = locks[i];
+        size_t j = i;
+        for (; j > 0 && (uintptr_t)locks[j - 1] > (uintptr_t)c; j--)
+            locks[j] = locks[j - 1];
+        locks[j] = c;
+    }
     size_t u = 0;
     for (size_t i = 0; i < k; i++)
         if (u == 0 || locks[u - 1] != locks[i])
@@ -233,11 +234,18 @@ int hk_chan_select(hk_chan_case_t *cases, size_t n, uint64_t deadline)
     }
     hk__chan_lock_all(locks, nl, 0);
     r = hk__co_park(self, deadline);
-    hk__chan_lock_all(locks, nl, 1);
-    for (size_t i = 0; i < n; i++)
-        if (cases[i].chan)
-            hk__waitq_remove(w[i].is_send ? &cases[i].chan->sendq : &cases[i].chan->recvq, &w[i]);
-    hk__chan_lock_all(locks, nl, 0);
+    /*
+     * A single case woken by its channel (r >= 0) was unlinked by the waker under the
+     * channel lock, which happened before the wake-up: nothing to remove, no lock to take.
+     */
+    if (n > 1 || r < 0) {
+        hk__chan_lock_all(locks, nl, 1);
+        for (size_t i = 0; i < n; i++)
+            if (cases[i].chan)
+                hk__waitq_remove(w[i].is_send ? &cases[i].chan->sendq : &cases[i].chan->recvq,
+                                 &w[i]);
+        hk__chan_lock_all(locks, nl, 0);
+    }
     if (r >= 0)
         cases[r].status = w[r].status;
     if (w != ws)

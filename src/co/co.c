@@ -158,6 +158,21 @@ void hk__co_after_switch(hk__worker_t *w, hk_co_t *co, int post)
     }
 }
 
+/* "co-<id>" without snprintf, which cost a fifth of a spawn. */
+static void hk__co_default_name(char *name, uint64_t id)
+{
+    char digits[20];
+    unsigned n = 0;
+    do {
+        digits[n++] = (char)('0' + id % 10);
+        id /= 10;
+    } while (id);
+    memcpy(name, "co-", 3);
+    for (unsigned i = 0; i < n; i++)
+        name[3 + i] = digits[n - 1 - i];
+    name[3 + n] = '\0';
+}
+
 int hk_co_spawn(hk_co_scope_t *scope, hk_co_fn fn, void *arg, const hk_co_attr_t *attr,
                 hk_co_t **cop)
 {
@@ -190,7 +205,7 @@ int hk_co_spawn(hk_co_scope_t *scope, hk_co_fn fn, void *arg, const hk_co_attr_t
     if (attr && attr->name)
         snprintf(co->name, sizeof co->name, "%s", attr->name);
     else
-        snprintf(co->name, sizeof co->name, "co-%llu", (unsigned long long)co->id);
+        hk__co_default_name(co->name, co->id);
     hk__ctx_make(&co->ctx, co->stack.lo, co->stack.size, hk__co_entry, co);
     r = hk__scope_add(scope, co);
     if (r < 0) {
@@ -264,10 +279,10 @@ int hk_co_cancelled(void)
 
 int hk_co_yield(void)
 {
-    hk_co_t *co = hk__co_current();
+    hk__worker_t *w = hk__worker_current();
+    hk_co_t *co = w ? w->current : NULL;
     if (!co)
         return -EPERM;
-    hk__worker_t *w = hk__worker_current();
     w->post = HK__POST_YIELD;
     hk__ctx_switch(&co->ctx, &w->ctx, 0);
     return 0;

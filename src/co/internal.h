@@ -144,6 +144,8 @@ int hk__deadline_ok(uint64_t deadline);
 void hk__co_after_switch(hk__worker_t *w, hk_co_t *co, int post);
 void hk__co_free(hk_co_t *co);
 void hk__co_unref(hk_co_t *co);
+/* A worker stops: its cached stacks go to the shared pool (stack.c). */
+void hk__stack_cache_flush(hk__worker_t *w);
 
 /* ---- scheduler (sched.c, queue.c, worker.c) ---- */
 
@@ -167,6 +169,9 @@ struct hk__worker {
     uint64_t tick;
     uint64_t rng;
     void *altstack;
+    /* Freed stacks kept by this worker (stack.c): no lock, only its own thread touches them. */
+    void *stack_cache;
+    unsigned nstack_cache;
     /* Read by the stall monitor (monitor.c). */
     uint64_t slices; /* atomic: switches into a coroutine (the switches counter) */
     int idled;       /* went idle since the last switch (own thread only) */

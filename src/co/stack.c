@@ -73,10 +73,49 @@ static int hk__stack_from_pool(hk__stack_t *st, size_t size, int guarded)
     return 0;
 }
 
+/*
+ * Why a cache per worker in front of the shared pool: a coroutine that exits
+ * gives its stack back on its worker, and spawns on a worker are the common
+ * case, so most stacks go round without the pool's mutex. Only the worker's
+ * own thread touches its cache.
+ */
+#define HK__STACK_CACHE_MAX 64u
+
+static int hk__stack_from_cache(hk__worker_t *w, hk__stack_t *st, size_t size, int guarded)
+{
+    hk__stack_node_t **pp = (hk__stack_node_t **)&w->stack_cache;
+    for (unsigned i = 0; *pp && i < 8; i++, pp = &(*pp)->next) {
+        hk__stack_node_t *n = *pp;
+        if (n->st.size == size && n->st.guarded == guarded) {
+            *pp = n->next;
+            w->nstack_cache--;
+            *st = n->st;
+            return 1;
+        }
+    }
+    return 0;
+}
+
+void hk__stack_cache_flush(hk__worker_t *w)
+{
+    hk__stack_node_t *n = w->stack_cache;
+    w->stack_cache = NULL;
+    w->nstack_cache = 0;
+    while (n) {
+        hk__stack_node_t *next = n->next;
+        hk__stack_t st = n->st;
+        hk__stack_put(&st); /* no worker on this thread any more: to the shared pool */
+        n = next;
+    }
+}
+
 int hk__stack_get(hk__stack_t *st, size_t size, int guarded)
 {
     size_t page = hk__page_size();
     size = (size + page - 1) & ~(page - 1);
+    hk__worker_t *w = hk__worker_current();
+    if (w && hk__stack_from_cache(w, st, size, guarded))
+        return 0;
     if (hk__stack_from_pool(st, size, guarded))
         return 0;
     size_t guard = guarded ? page : 0;
@@ -100,6 +139,15 @@ int hk__stack_get(hk__stack_t *st, size_t size, int guarded)
 
 void hk__stack_put(hk__stack_t *st)
 {
+    hk__worker_t *w = hk__worker_current();
+    if (w && w->nstack_cache < HK__STACK_CACHE_MAX) {
+        hk__stack_node_t *n = hk__stack_node(st);
+        n->st = *st;
+        n->next = w->stack_cache;
+        w->stack_cache = n;
+        w->nstack_cache++;
+        return;
+    }
     pthread_mutex_lock(&hk__stack_lock);
     if (hk__stack_npool < HK__STACK_POOL_MAX) {
         hk__stack_node_t *n = hk__stack_node(st);

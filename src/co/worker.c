@@ -197,7 +197,8 @@ void *hk__worker_main(void *arg)
     }
     if (co)
         hk__co_after_switch(w, co, HK__POST_YIELD);
-    hk__stack_thread_fini(w->altstack);
     hk__tls_worker = NULL;
+    hk__stack_cache_flush(w);
+    hk__stack_thread_fini(w->altstack);
     return NULL;
 }
