@@ -5,9 +5,11 @@
  * option errors.
  */
 #include "conn.h"
+#include "tls/internal.h"
 
 #include <netinet/tcp.h>
 #include <signal.h>
+#include <sys/socket.h>
 
 static hk_loop_t *loop;
 static hk_tls_ctx_t *sctx, *cctx;
@@ -260,7 +262,7 @@ Test(tls, option_errors)
     finish_loop(loop);
 }
 
-/* A peer that resets the connection must cost one stream an error, not the process a SIGPIPE. */
+/* A peer that resets the connection costs one stream an error; the process lives on. */
 static int g_reset_status = 1;
 static void on_reset_written(hk_write_req_t *req, int status)
 {
@@ -303,8 +305,7 @@ Test(tls, peer_reset_is_an_error_not_a_sigpipe)
     struct linger lg = {.l_onoff = 1, .l_linger = 0};
     cr_assert_eq(setsockopt(fds[1], SOL_SOCKET, SO_LINGER, &lg, sizeof lg), 0);
     conn_close(loop, &cli); /* RST */
-    /* The server's read side sees the reset first; the write after it is the one that raises
-     * SIGPIPE with a plain write(2). */
+    /* The server's read side sees the reset first; then the write must fail cleanly. */
     run_until_cond(loop, reset_read, &srv, 10000, "the server to see the reset");
 
     enum { SIZE = 4 << 20 };
@@ -320,4 +321,26 @@ Test(tls, peer_reset_is_an_error_not_a_sigpipe)
     free(data);
     hk_tls_ctx_free(s_ctx);
     hk_tls_ctx_free(c_ctx);
+}
+
+/*
+ * The BIO itself: writing to a socket whose peer is gone raises SIGPIPE with
+ * OpenSSL's socket BIO (write(2)); hark's BIO must return EPIPE instead. With
+ * SIGPIPE at its default action, a plain socket BIO would kill this test.
+ */
+Test(tls, bio_write_to_a_closed_peer_is_epipe_not_sigpipe)
+{
+    signal(SIGPIPE, SIG_DFL);
+    int sv[2];
+    cr_assert_eq(socketpair(AF_UNIX, SOCK_STREAM, 0, sv), 0);
+    close(sv[1]);
+    BIO *b = hk__tls_bio_new(sv[0]);
+    cr_assert_not_null(b);
+    errno = 0;
+    int n = BIO_write(b, "x", 1);
+    cr_assert_lt(n, 1, "a write to a closed peer succeeded");
+    cr_assert_eq(errno, EPIPE, "errno %d", errno);
+    cr_assert(!BIO_should_retry(b), "EPIPE is not a retry");
+    BIO_free(b);
+    close(sv[0]);
 }
