@@ -8,10 +8,11 @@
  * finished switching away. Each wait gets a sequence number; a waker must
  * "claim" the coroutine's (seq, not yet woken) state under the coroutine's
  * wait lock, and exactly one claim succeeds. The coroutine holds the same
- * lock from its last check until its context is saved (the worker releases
- * it after the switch), so a waker that finds it parked can schedule it
- * without ever running it on two threads; a waker that comes earlier just
- * marks it woken and the coroutine does not park at all.
+ * lock from its last check until its context is saved (whichever context
+ * runs next on the worker releases it after the switch), so a waker that
+ * finds it parked can schedule it without ever running it on two threads; a
+ * waker that comes earlier just marks it woken and the coroutine does not
+ * park at all.
  */
 #include "co/internal.h"
 
@@ -33,7 +34,7 @@ int hk__co_begin(hk_co_t *co, int nocancel)
         return -ECANCELED;
     }
     co->seq++;
-    co->in_wait = 1;
+    __atomic_store_n(&co->in_wait, 1, __ATOMIC_RELAXED);
     co->woken = 0;
     co->parked = 0;
     co->nocancel = nocancel;
@@ -45,7 +46,7 @@ int hk__co_begin(hk_co_t *co, int nocancel)
 int hk__co_claim(hk_co_t *co, uint64_t seq)
 {
     hk__spin_lock(&co->wlock);
-    if (co->in_wait && co->seq == seq && !co->woken)
+    if (__atomic_load_n(&co->in_wait, __ATOMIC_RELAXED) && co->seq == seq && !co->woken)
         return 1;
     hk__spin_unlock(&co->wlock);
     return 0;
@@ -71,6 +72,46 @@ int hk__co_wake(hk_co_t *co, uint64_t seq, int result)
     return 1;
 }
 
+void hk__co_resumed(void)
+{
+    hk__worker_t *w = hk__worker_current();
+    hk_co_t *prev = w->prev;
+    if (prev) {
+        w->prev = NULL;
+        hk__co_after_switch(w, prev, w->post);
+    }
+}
+
+/*
+ * co, running on w, switches away asking for post. Why directly to the next
+ * local coroutine when there is one: going through the worker's scheduler
+ * context costs a second switch per yield, park or exit. The post (queueing
+ * a yielder, unlocking a parker's wlock, freeing an exited coroutine) must
+ * still wait until co's context is saved, so it travels in w->prev / w->post
+ * and the context that runs next carries it out (hk__co_resumed or the
+ * worker loop). Every 61st tick, and when stopping, the scheduler runs
+ * instead, for the global queue, the netpoller and the timers.
+ */
+static void hk__co_leave(hk__worker_t *w, hk_co_t *co, int post)
+{
+    int exiting = post == HK__POST_EXIT;
+    hk__ctx_t *to = &w->ctx;
+    if (++w->tick % 61 != 0 && !__atomic_load_n(&w->rt->stopping, __ATOMIC_RELAXED)) {
+        hk_co_t *next = hk__runq_pop(&w->q);
+        if (next) {
+            /* As in the worker loop: the counter first, for the stall monitor. */
+            __atomic_store_n(&w->slices, w->slices + 1, __ATOMIC_RELAXED);
+            __atomic_store_n(&w->current, next, __ATOMIC_RELEASE);
+            to = &next->ctx;
+        }
+    }
+    w->prev = co;
+    w->post = post;
+    hk__ctx_switch(&co->ctx, to, exiting);
+    if (!exiting)
+        hk__co_resumed();
+}
+
 int hk__co_park(hk_co_t *co, uint64_t deadline)
 {
     hk__timer_t t = {.deadline = deadline, .co = co, .seq = co->seq, .index = UINT32_MAX};
@@ -81,17 +122,25 @@ int hk__co_park(hk_co_t *co, uint64_t deadline)
         else
             timed = hk__timer_add(co->rt, &t) == 0;
     }
+    int r;
     hk__spin_lock(&co->wlock);
     if (!co->woken) {
         co->parked = 1;
-        hk__worker_t *w = hk__worker_current();
-        w->post = HK__POST_PARK;
-        hk__ctx_switch(&co->ctx, &w->ctx, 0); /* the worker releases wlock */
-        hk__spin_lock(&co->wlock);
+        hk__co_leave(hk__worker_current(), co, HK__POST_PARK); /* the next context unlocks wlock */
+        /*
+         * Why no lock here: the waker that scheduled us set woken and
+         * wake_result under wlock before queueing us (the queue's release /
+         * acquire orders them before this read), and while woken stays set no
+         * claim succeeds, so nobody writes them any more. Claims still read
+         * in_wait under the lock, hence the atomic store.
+         */
+        r = co->wake_result;
+        __atomic_store_n(&co->in_wait, 0, __ATOMIC_RELAXED);
+    } else {
+        r = co->wake_result;
+        __atomic_store_n(&co->in_wait, 0, __ATOMIC_RELAXED);
+        hk__spin_unlock(&co->wlock);
     }
-    int r = co->wake_result;
-    co->in_wait = 0;
-    hk__spin_unlock(&co->wlock);
     if (timed)
         hk__timer_del(co->rt, &t);
     return r;
@@ -101,7 +150,7 @@ void hk__co_cancel_locked(hk_co_t *co)
 {
     hk__spin_lock(&co->wlock);
     __atomic_store_n(&co->cancelled, 1, __ATOMIC_RELAXED);
-    if (co->in_wait && !co->woken && !co->nocancel)
+    if (__atomic_load_n(&co->in_wait, __ATOMIC_RELAXED) && !co->woken && !co->nocancel)
         hk__co_commit(co, -ECANCELED);
     else
         hk__spin_unlock(&co->wlock);
@@ -114,7 +163,8 @@ void hk_co_cancel(hk_co_t *co)
 
 void hk__co_free(hk_co_t *co)
 {
-    free(co);
+    hk__stack_t st = co->stack; /* co lives on it, and hk__stack_put writes there */
+    hk__stack_put(&st);
 }
 
 void hk__co_unref(hk_co_t *co)
@@ -127,10 +177,9 @@ static void hk__co_entry(void *arg)
 {
     hk_co_t *co = arg;
     hk__ctx_started(&co->ctx);
+    hk__co_resumed();
     co->result = co->fn(co->arg);
-    hk__worker_t *w = hk__worker_current();
-    w->post = HK__POST_EXIT;
-    hk__ctx_switch(&co->ctx, &w->ctx, 1);
+    hk__co_leave(hk__worker_current(), co, HK__POST_EXIT);
     __builtin_unreachable();
 }
 
@@ -146,7 +195,17 @@ void hk__co_after_switch(hk__worker_t *w, hk_co_t *co, int post)
     } else if (post == HK__POST_EXIT) {
         hk__monitor_exit(w->rt); /* it may be reading co's name */
         hk__ctx_release(&co->ctx);
-        hk__stack_put(&co->stack);
+        /*
+         * No handle left (refs 1: ours): nobody can join, or touch co at all
+         * except through the scope, so skip the join lock and the atomic
+         * decrement. The acquire pairs with the acq_rel decrement of the last
+         * handle holder (join or detach), which is then done with co.
+         */
+        if (__atomic_load_n(&co->refs, __ATOMIC_ACQUIRE) == 1) {
+            hk__scope_remove(co->scope, co);
+            hk__co_free(co);
+            return;
+        }
         hk__spin_lock(&co->jlock);
         co->done = 1;
         hk__waiter_t *jw;
@@ -188,15 +247,23 @@ int hk_co_spawn(hk_co_scope_t *scope, hk_co_fn fn, void *arg, const hk_co_attr_t
     size_t size = attr && attr->stack_size ? attr->stack_size : rt->stack_size;
     if (size < HK_CO_STACK_MIN)
         size = HK_CO_STACK_MIN;
-    hk_co_t *co = calloc(1, sizeof *co);
-    if (!co)
-        return -ENOMEM;
     int guarded = !(attr && (attr->flags & HK_CO_UNGUARDED));
-    int r = hk__stack_get(&co->stack, size, guarded);
-    if (r < 0) {
-        free(co);
+    hk__stack_t st;
+    int r = hk__stack_get(&st, size, guarded);
+    if (r < 0)
         return r;
-    }
+    /*
+     * Why the coroutine lives at the top of its own stack: one allocation
+     * instead of two (with many coroutines alive, malloc's per-thread cache
+     * runs dry and each spawn and exit went through its slow paths), and one
+     * page touched fewer. The stack proper is what lies below, so the frames
+     * of an earlier owner of the stack never overlapped this spot (it matters
+     * to ASan's stack poisoning); the stack stays until the last reference
+     * goes (hk__co_free).
+     */
+    hk_co_t *co = (hk_co_t *)(((uintptr_t)(st.lo + st.size) - sizeof *co) & ~(uintptr_t)63);
+    memset(co, 0, sizeof *co);
+    co->stack = st;
     co->rt = rt;
     co->fn = fn;
     co->arg = arg;
@@ -206,12 +273,11 @@ int hk_co_spawn(hk_co_scope_t *scope, hk_co_fn fn, void *arg, const hk_co_attr_t
         snprintf(co->name, sizeof co->name, "%s", attr->name);
     else
         hk__co_default_name(co->name, co->id);
-    hk__ctx_make(&co->ctx, co->stack.lo, co->stack.size, hk__co_entry, co);
+    hk__ctx_make(&co->ctx, st.lo, (size_t)((char *)co - st.lo), hk__co_entry, co);
     r = hk__scope_add(scope, co);
     if (r < 0) {
         hk__ctx_release(&co->ctx);
-        hk__stack_put(&co->stack);
-        free(co);
+        hk__stack_put(&st);
         return r;
     }
     hk__stat_add(&rt->stats.spawned, 1);
@@ -283,8 +349,7 @@ int hk_co_yield(void)
     hk_co_t *co = w ? w->current : NULL;
     if (!co)
         return -EPERM;
-    w->post = HK__POST_YIELD;
-    hk__ctx_switch(&co->ctx, &w->ctx, 0);
+    hk__co_leave(w, co, HK__POST_YIELD);
     return 0;
 }
 

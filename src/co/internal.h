@@ -31,8 +31,21 @@
 
 /* ---- spin locks (short critical sections, never held across a switch) ---- */
 
-void hk__spin_lock(int *lock);
-void hk__spin_unlock(int *lock);
+/* The contended path of hk__spin_lock (sched.c). */
+void hk__spin_lock_slow(int *lock);
+
+/* Inline: channel and wait operations take several of them; a call each showed up in profiles. */
+static inline void hk__spin_lock(int *lock)
+{
+    if (__builtin_expect(!__atomic_exchange_n(lock, 1, __ATOMIC_ACQUIRE), 1))
+        return;
+    hk__spin_lock_slow(lock);
+}
+
+static inline void hk__spin_unlock(int *lock)
+{
+    __atomic_store_n(lock, 0, __ATOMIC_RELEASE);
+}
 
 /* ---- execution contexts (ctx.c, switch_*.S) ---- */
 
@@ -109,7 +122,7 @@ struct hk_co {
     hk_co_t *qnext;         /* global queue link */
     uint64_t id;
     char name[32];
-    /* Wait state, under wlock (a leaf lock). */
+    /* Wait state, under wlock (a leaf lock); in_wait is atomic: park clears it unlocked. */
     int wlock;
     uint64_t seq;
     int in_wait, woken, parked, wake_result, cancelled, nocancel;
@@ -140,8 +153,10 @@ void hk__co_commit(hk_co_t *co, int result);
 int hk__co_wake(hk_co_t *co, uint64_t seq, int result);
 int hk__deadline_ok(uint64_t deadline);
 
-/* Called by the worker after a coroutine has switched away. */
+/* Called on the worker after a coroutine has switched away. */
 void hk__co_after_switch(hk__worker_t *w, hk_co_t *co, int post);
+/* A coroutine resumes: carries out the post of the one that switched to it (w->prev). */
+void hk__co_resumed(void);
 void hk__co_free(hk_co_t *co);
 void hk__co_unref(hk_co_t *co);
 /* A worker stops: its cached stacks go to the shared pool (stack.c). */
@@ -149,11 +164,12 @@ void hk__stack_cache_flush(hk__worker_t *w);
 
 /* ---- scheduler (sched.c, queue.c, worker.c) ---- */
 
+/* Single owner, lock-free (sched.c): the owner pushes; owner and thieves CAS the head. */
 typedef struct hk__runq {
-    int lock;      /* hk__spin_lock */
-    hk_co_t *next; /* run next */
-    unsigned head, tail;
-    hk_co_t *ring[256];
+    hk_co_t *next;      /* atomic: run next */
+    unsigned head;      /* atomic: consumers CAS it */
+    unsigned tail;      /* atomic: written by the owner only */
+    hk_co_t *ring[256]; /* atomic (relaxed) slots */
 } hk__runq_t;
 
 #define HK__RUNQ_SIZE 256u
@@ -164,7 +180,13 @@ struct hk__worker {
     pthread_t thread;
     hk__ctx_t ctx;
     hk_co_t *current;
-    int post; /* HK__POST_* of current */
+    /*
+     * The coroutine that switched away last and what it asked for (HK__POST_*):
+     * whichever context runs next on this thread (the scheduler, or a coroutine
+     * switched to directly) carries it out by hk__co_resumed / the worker loop.
+     */
+    hk_co_t *prev;
+    int post;
     hk__runq_t q;
     uint64_t tick;
     uint64_t rng;
@@ -266,12 +288,11 @@ void *hk__worker_main(void *arg);
 void hk__runq_init(hk__runq_t *q);
 int hk__runq_push(hk__runq_t *q, hk_co_t *co, int next, hk_co_t **overflow, unsigned *noverflow);
 hk_co_t *hk__runq_pop(hk__runq_t *q);
-/* Queues a yielding co and takes the next one under one lock; NULL (nothing done) when full. */
-hk_co_t *hk__runq_yield(hk__runq_t *q, hk_co_t *co);
 unsigned hk__runq_steal(hk__runq_t *victim, hk__runq_t *q);
 unsigned hk__runq_len(hk__runq_t *q);
 void hk__global_push(hk_co_runtime_t *rt, hk_co_t **cos, unsigned n);
-hk_co_t *hk__global_pop(hk_co_runtime_t *rt);
+/* The first of the global queue; with q (the caller's own queue), a batch more goes to q. */
+hk_co_t *hk__global_pop(hk_co_runtime_t *rt, hk__runq_t *q);
 void hk__stat_add(uint64_t *counter, uint64_t n);
 
 /* ---- timers (timer.c) ---- */

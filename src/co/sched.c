@@ -2,36 +2,38 @@
  * Run queues: per-worker bounded rings with a "run next" slot, and a global
  * queue for overflow and for coroutines made ready outside the workers.
  *
- * Why locks and not a lock-free deque: every queue operation here is a few
- * pointer moves (so the lock is a spin lock, half the cost of a mutex), a worker touches mostly its
- * own queue, and a lock per queue is easy to prove correct (TSan checks it). The counts are also
- * kept in atomics so an idle worker can look for work without taking every lock.
+ * Why single-owner rings without a lock (Go's runq): only the owning worker
+ * pushes (at the tail) and it pops at the head; thieves take half from the
+ * head too. So the tail has one writer (plain store-release after the slot),
+ * and every consumer, owner or thief, claims slots by a CAS on the head. A
+ * consumer reads the slots before its CAS; a slot it read may have been
+ * reused meanwhile, but then the head has moved and its CAS fails. Slots are
+ * accessed with relaxed atomics (a stale read is harmless, but must not be a
+ * data race); the release store of the tail / acquire load by a consumer is
+ * what makes a pushed coroutine's saved context visible to a thief. A push,
+ * the common operation, is then two plain stores and a pop one CAS, where a
+ * spin lock cost an exchange and a store for each.
  *
  * Why "run next": a coroutine woken by the running one (a channel partner) is
  * likely to run soon and to touch the same data; it runs next on this worker
  * instead of going to the back of the queue. A worker that is stuck loses it
- * too: thieves take "run next" when the ring is empty.
+ * too: thieves take "run next" (an atomic exchange) when the ring is empty.
  */
 #include "co/internal.h"
 
 #include <stdlib.h>
 
-void hk__spin_lock(int *lock)
+void hk__spin_lock_slow(int *lock)
 {
     unsigned spins = 0;
-    while (__atomic_exchange_n(lock, 1, __ATOMIC_ACQUIRE)) {
+    do {
         while (__atomic_load_n(lock, __ATOMIC_RELAXED)) {
             if (++spins > 100) {
                 sched_yield();
                 spins = 0;
             }
         }
-    }
-}
-
-void hk__spin_unlock(int *lock)
-{
-    __atomic_store_n(lock, 0, __ATOMIC_RELEASE);
+    } while (__atomic_exchange_n(lock, 1, __ATOMIC_ACQUIRE));
 }
 
 void hk__stat_add(uint64_t *counter, uint64_t n)
@@ -41,7 +43,6 @@ void hk__stat_add(uint64_t *counter, uint64_t n)
 
 void hk__runq_init(hk__runq_t *q)
 {
-    q->lock = 0;
     q->next = NULL;
     q->head = q->tail = 0;
 }
@@ -50,105 +51,97 @@ unsigned hk__runq_len(hk__runq_t *q)
 {
     unsigned head = __atomic_load_n(&q->head, __ATOMIC_ACQUIRE);
     unsigned tail = __atomic_load_n(&q->tail, __ATOMIC_ACQUIRE);
-    return tail - head + (__atomic_load_n(&q->next, __ATOMIC_ACQUIRE) != NULL);
+    unsigned n = tail - head;
+    if (n > HK__RUNQ_SIZE) /* head moved on after we read it: racing, not empty */
+        n = HK__RUNQ_SIZE;
+    return n + (__atomic_load_n(&q->next, __ATOMIC_ACQUIRE) != NULL);
 }
 
-/* Pushes co; on a full ring, half of it goes to the global queue. Returns 1 then. */
+/* Owner only: pushes co; on a full ring, half of it goes to *overflow (a qnext chain). */
 int hk__runq_push(hk__runq_t *q, hk_co_t *co, int next, hk_co_t **overflow, unsigned *noverflow)
 {
     *noverflow = 0;
-    hk__spin_lock(&q->lock);
     if (next) {
-        hk_co_t *old = q->next;
-        __atomic_store_n(&q->next, co, __ATOMIC_RELEASE);
-        co = old;
+        /* acq_rel: publishes co to a thief's exchange, and takes back the kicked one. */
+        co = __atomic_exchange_n(&q->next, co, __ATOMIC_ACQ_REL);
+        if (!co)
+            return 0;
     }
-    if (co) {
-        if (q->tail - q->head < HK__RUNQ_SIZE) {
-            q->ring[q->tail % HK__RUNQ_SIZE] = co;
-            __atomic_store_n(&q->tail, q->tail + 1, __ATOMIC_RELEASE);
-        } else {
-            hk_co_t *first = co, *last = co;
-            unsigned n = 1;
-            for (unsigned i = 0; i < HK__RUNQ_SIZE / 2; i++) {
-                hk_co_t *c = q->ring[q->head % HK__RUNQ_SIZE];
-                __atomic_store_n(&q->head, q->head + 1, __ATOMIC_RELEASE);
-                last->qnext = c;
-                last = c;
-                n++;
-            }
-            last->qnext = NULL;
-            *overflow = first;
-            *noverflow = n;
+    unsigned tail = __atomic_load_n(&q->tail, __ATOMIC_RELAXED); /* our own writes */
+    for (;;) {
+        unsigned head = __atomic_load_n(&q->head, __ATOMIC_ACQUIRE);
+        if (tail - head < HK__RUNQ_SIZE) {
+            __atomic_store_n(&q->ring[tail % HK__RUNQ_SIZE], co, __ATOMIC_RELAXED);
+            __atomic_store_n(&q->tail, tail + 1, __ATOMIC_RELEASE);
+            return 0;
         }
+        /* Full: claim the older half like a thief would, then chain it with co. */
+        hk_co_t *batch[HK__RUNQ_SIZE / 2];
+        for (unsigned i = 0; i < HK__RUNQ_SIZE / 2; i++)
+            batch[i] = __atomic_load_n(&q->ring[(head + i) % HK__RUNQ_SIZE], __ATOMIC_RELAXED);
+        if (!__atomic_compare_exchange_n(&q->head, &head, head + HK__RUNQ_SIZE / 2, 0,
+                                         __ATOMIC_ACQ_REL, __ATOMIC_RELAXED))
+            continue; /* a thief took some: there may be room now */
+        for (unsigned i = 0; i + 1 < HK__RUNQ_SIZE / 2; i++)
+            batch[i]->qnext = batch[i + 1];
+        batch[HK__RUNQ_SIZE / 2 - 1]->qnext = co;
+        co->qnext = NULL;
+        *overflow = batch[0];
+        *noverflow = HK__RUNQ_SIZE / 2 + 1;
+        return 1;
     }
-    hk__spin_unlock(&q->lock);
-    return *noverflow != 0;
 }
 
+/* Owner only: "run next" first, then the head of the ring. */
 hk_co_t *hk__runq_pop(hk__runq_t *q)
 {
-    if (hk__runq_len(q) == 0)
-        return NULL;
-    hk__spin_lock(&q->lock);
-    hk_co_t *co = q->next;
-    if (co) {
-        __atomic_store_n(&q->next, NULL, __ATOMIC_RELEASE);
-    } else if (q->head != q->tail) {
-        co = q->ring[q->head % HK__RUNQ_SIZE];
-        __atomic_store_n(&q->head, q->head + 1, __ATOMIC_RELEASE);
+    hk_co_t *co = __atomic_load_n(&q->next, __ATOMIC_RELAXED);
+    if (co && (co = __atomic_exchange_n(&q->next, NULL, __ATOMIC_ACQUIRE)))
+        return co;
+    unsigned head = __atomic_load_n(&q->head, __ATOMIC_ACQUIRE);
+    for (;;) {
+        if (head == __atomic_load_n(&q->tail, __ATOMIC_RELAXED))
+            return NULL;
+        co = __atomic_load_n(&q->ring[head % HK__RUNQ_SIZE], __ATOMIC_RELAXED);
+        /* On failure head is reloaded (acquire): a thief took it, try the next one. */
+        if (__atomic_compare_exchange_n(&q->head, &head, head + 1, 0, __ATOMIC_ACQ_REL,
+                                        __ATOMIC_ACQUIRE))
+            return co;
     }
-    hk__spin_unlock(&q->lock);
-    return co;
 }
 
-hk_co_t *hk__runq_yield(hk__runq_t *q, hk_co_t *co)
-{
-    hk__spin_lock(&q->lock);
-    if (q->tail - q->head >= HK__RUNQ_SIZE) {
-        hk__spin_unlock(&q->lock);
-        return NULL;
-    }
-    q->ring[q->tail % HK__RUNQ_SIZE] = co;
-    __atomic_store_n(&q->tail, q->tail + 1, __ATOMIC_RELEASE);
-    hk_co_t *next = q->next;
-    if (next) {
-        __atomic_store_n(&q->next, NULL, __ATOMIC_RELEASE);
-    } else {
-        next = q->ring[q->head % HK__RUNQ_SIZE];
-        __atomic_store_n(&q->head, q->head + 1, __ATOMIC_RELEASE);
-    }
-    hk__spin_unlock(&q->lock);
-    return next;
-}
-
+/* Run by the owner of q, whose ring is empty: moves half of victim's ring (or its run next). */
 unsigned hk__runq_steal(hk__runq_t *victim, hk__runq_t *q)
 {
-    hk_co_t *got[HK__RUNQ_SIZE / 2 + 1];
-    unsigned n = 0;
-    if (hk__runq_len(victim) == 0)
-        return 0;
-    hk__spin_lock(&victim->lock);
-    unsigned avail = victim->tail - victim->head;
-    unsigned take = avail - avail / 2;
-    for (; n < take; n++) {
-        got[n] = victim->ring[victim->head % HK__RUNQ_SIZE];
-        __atomic_store_n(&victim->head, victim->head + 1, __ATOMIC_RELEASE);
+    unsigned mytail = __atomic_load_n(&q->tail, __ATOMIC_RELAXED);
+    for (;;) {
+        unsigned head = __atomic_load_n(&victim->head, __ATOMIC_ACQUIRE);
+        unsigned tail = __atomic_load_n(&victim->tail, __ATOMIC_ACQUIRE);
+        unsigned n = tail - head;
+        n -= n / 2;
+        if (n == 0) {
+            if (!__atomic_load_n(&victim->next, __ATOMIC_RELAXED))
+                return 0;
+            hk_co_t *co = __atomic_exchange_n(&victim->next, NULL, __ATOMIC_ACQ_REL);
+            if (!co)
+                return 0;
+            __atomic_store_n(&q->ring[mytail % HK__RUNQ_SIZE], co, __ATOMIC_RELAXED);
+            __atomic_store_n(&q->tail, mytail + 1, __ATOMIC_RELEASE);
+            return 1;
+        }
+        if (n > HK__RUNQ_SIZE / 2)
+            continue; /* head and tail read at different times: inconsistent */
+        for (unsigned i = 0; i < n; i++) {
+            hk_co_t *co =
+                __atomic_load_n(&victim->ring[(head + i) % HK__RUNQ_SIZE], __ATOMIC_RELAXED);
+            __atomic_store_n(&q->ring[(mytail + i) % HK__RUNQ_SIZE], co, __ATOMIC_RELAXED);
+        }
+        if (__atomic_compare_exchange_n(&victim->head, &head, head + n, 0, __ATOMIC_ACQ_REL,
+                                        __ATOMIC_RELAXED)) {
+            __atomic_store_n(&q->tail, mytail + n, __ATOMIC_RELEASE);
+            return n;
+        }
     }
-    if (n == 0 && victim->next) {
-        got[n++] = victim->next;
-        __atomic_store_n(&victim->next, NULL, __ATOMIC_RELEASE);
-    }
-    hk__spin_unlock(&victim->lock);
-    if (n == 0)
-        return 0;
-    hk__spin_lock(&q->lock);
-    for (unsigned i = 0; i < n; i++) {
-        q->ring[q->tail % HK__RUNQ_SIZE] = got[i];
-        __atomic_store_n(&q->tail, q->tail + 1, __ATOMIC_RELEASE);
-    }
-    hk__spin_unlock(&q->lock);
-    return n;
 }
 
 void hk__global_push(hk_co_runtime_t *rt, hk_co_t **cos, unsigned n)
@@ -169,18 +162,43 @@ void hk__global_push(hk_co_runtime_t *rt, hk_co_t **cos, unsigned n)
     pthread_mutex_unlock(&rt->glock);
 }
 
-hk_co_t *hk__global_pop(hk_co_runtime_t *rt)
+/*
+ * Takes the first coroutine of the global queue and, when q (the caller's own
+ * queue) is given, a fair share more into q (as Go does): one lock for a batch
+ * instead of one per coroutine, which matters when a spawner overflows its ring.
+ */
+hk_co_t *hk__global_pop(hk_co_runtime_t *rt, hk__runq_t *q)
 {
     if (!__atomic_load_n(&rt->glen, __ATOMIC_ACQUIRE))
         return NULL;
     pthread_mutex_lock(&rt->glock);
     hk_co_t *co = rt->ghead;
     if (co) {
-        rt->ghead = co->qnext;
+        unsigned n = 1;
+        if (q) {
+            unsigned want = rt->glen / rt->nworkers + 1;
+            unsigned used = __atomic_load_n(&q->tail, __ATOMIC_RELAXED) -
+                            __atomic_load_n(&q->head, __ATOMIC_ACQUIRE);
+            unsigned room = used < HK__RUNQ_SIZE ? HK__RUNQ_SIZE - used : 0;
+            if (want > HK__RUNQ_SIZE / 2)
+                want = HK__RUNQ_SIZE / 2;
+            if (want > room + 1)
+                want = room + 1;
+            unsigned tail = __atomic_load_n(&q->tail, __ATOMIC_RELAXED);
+            hk_co_t *c = co->qnext;
+            for (; n < want && c; n++, c = c->qnext) {
+                __atomic_store_n(&q->ring[tail % HK__RUNQ_SIZE], c, __ATOMIC_RELAXED);
+                tail++;
+            }
+            rt->ghead = c;
+            __atomic_store_n(&q->tail, tail, __ATOMIC_RELEASE);
+        } else {
+            rt->ghead = co->qnext;
+        }
         if (!rt->ghead)
             rt->gtail = NULL;
         co->qnext = NULL;
-        __atomic_store_n(&rt->glen, rt->glen - 1, __ATOMIC_RELEASE);
+        __atomic_store_n(&rt->glen, rt->glen - n, __ATOMIC_RELEASE);
     }
     pthread_mutex_unlock(&rt->glock);
     return co;
@@ -215,6 +233,13 @@ void hk__sched_ready(hk_co_runtime_t *rt, hk_co_t *co, int next)
         unsigned n;
         if (hk__runq_push(&w->q, co, next, &over, &n))
             hk__global_push(rt, &over, n);
+        /*
+         * The only worker is this one and it is running: nobody sleeps on
+         * idle_cond nor blocks in the poller (only workers do, in hk__idle),
+         * so there is nobody to wake and the fence can be skipped.
+         */
+        if (rt->nworkers == 1)
+            return;
     } else {
         hk__global_push(rt, &co, 1);
     }

@@ -118,7 +118,7 @@ static hk_co_t *hk__find(hk__worker_t *w)
     hk_co_t *co;
     w->tick++;
     if (w->tick % 61 == 0) {
-        if ((co = hk__global_pop(rt)))
+        if ((co = hk__global_pop(rt, &w->q)))
             return co;
         if (hk__poll_try(rt)) {
             hk__poll_run(rt, 0);
@@ -133,7 +133,7 @@ static hk_co_t *hk__find(hk__worker_t *w)
         if ((co = hk__runq_pop(&w->q)))
             return co;
     }
-    if ((co = hk__global_pop(rt)))
+    if ((co = hk__global_pop(rt, &w->q)))
         return co;
     if (hk__poll_try(rt)) {
         hk__poll_run(rt, 0);
@@ -177,26 +177,22 @@ void *hk__worker_main(void *arg)
             w->idled = 0;
             hk__monitor_busy(rt);
         }
-        w->post = HK__POST_NONE;
+        w->prev = NULL;
         hk__ctx_switch(&w->ctx, &co->ctx, 0);
         __atomic_store_n(&w->current, NULL, __ATOMIC_RELEASE);
         /*
-         * A yield swaps with the head of the queue under one lock, skipping
-         * the search; every 61st tick goes through hk__find for fairness
-         * (global queue, netpoller, timers).
+         * Coroutines switch to each other directly (co.c, hk__co_leave) while
+         * the local queue has work: the one that came back here is w->prev,
+         * not necessarily co. A yield lands here with an empty queue or on
+         * every 61st tick, and hk__find (fairness: global queue, netpoller,
+         * timers) runs next.
          */
-        if (w->post == HK__POST_YIELD && ++w->tick % 61 != 0) {
-            hk_co_t *next = hk__runq_yield(&w->q, co);
-            if (next) {
-                co = next;
-                continue;
-            }
-        }
-        hk__co_after_switch(w, co, w->post);
+        hk_co_t *prev = w->prev;
+        w->prev = NULL;
+        if (prev)
+            hk__co_after_switch(w, prev, w->post);
         co = NULL;
     }
-    if (co)
-        hk__co_after_switch(w, co, HK__POST_YIELD);
     hk__tls_worker = NULL;
     hk__stack_cache_flush(w);
     hk__stack_thread_fini(w->altstack);
