@@ -162,6 +162,7 @@ typedef enum hk_fs_type {
     HK_FS_READDIR,
     HK_FS_READFILE,
     HK_FS_READAHEAD,
+    HK_FS_OPENAT,
 } hk_fs_type_t;
 
 /* Bits of req->served: which paths did the work of a read or write. */
@@ -202,6 +203,7 @@ struct hk_fs_req {
     int fd;
     int flags;
     mode_t mode;
+    uint64_t resolve; /* openat: RESOLVE_* flags of openat2(2) */
     const char *path;
     const char *new_path;
     const struct iovec *iov;
@@ -253,6 +255,18 @@ HK_API int hk_fs_cancel(hk_fs_req_t *req);
 /* open(2): result is the fd. O_CLOEXEC is added to flags. */
 HK_API int hk_fs_open(hk_fs_t *fs, hk_fs_req_t *req, const char *path, int flags, mode_t mode,
                       hk_fs_cb cb);
+/*
+ * openat2(2) relative to dirfd with RESOLVE_* flags (e.g. RESOLVE_BENEATH so
+ * that "..", absolute symlinks or symlinks leading out of dirfd fail with
+ * -EXDEV). Tried first on the loop thread with RESOLVE_CACHED, which the
+ * kernel serves only from its dentry cache and refuses with EAGAIN rather
+ * than read a directory block: a warm path opens without a pool round trip
+ * (req->served has HK_FS_SERVED_INLINE), a cold one goes to the pool. flags
+ * with O_CREAT, O_TRUNC or O_TMPFILE always go to the pool (RESOLVE_CACHED
+ * refuses them). O_CLOEXEC is added. Extra error: -ENOSYS before Linux 5.6.
+ */
+HK_API int hk_fs_openat(hk_fs_t *fs, hk_fs_req_t *req, int dirfd, const char *path, int flags,
+                        mode_t mode, uint64_t resolve, hk_fs_cb cb);
 HK_API int hk_fs_close(hk_fs_t *fs, hk_fs_req_t *req, int fd, hk_fs_cb cb);
 
 /* stat(2), lstat(2), fstat(2) into *st. */

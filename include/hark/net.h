@@ -129,6 +129,8 @@ struct hk_write_req {
     size_t _off;  /* bytes of _iov[_idx] already written */
     size_t _left; /* bytes not yet written */
     int _status;
+    int _file_fd;      /* hk_stream_sendfile: the file, else -1 */
+    int64_t _file_off; /* its next offset */
     hk_write_cb _cb;
     hk_write_req_t *_next;
 };
@@ -195,6 +197,18 @@ HK_API int hk_stream_read_stop(hk_stream_t *stream);
  */
 HK_API int hk_stream_write(hk_stream_t *stream, hk_write_req_t *req, const struct iovec *iov,
                            int iovcnt, hk_write_cb cb);
+
+/*
+ * Queues len bytes of the file fd from offset, sent with sendfile(2) in order
+ * with the other writes: the kernel moves page-cache pages to the socket, no
+ * copy through user space. fd must stay open until cb. Counted by the
+ * watermarks like any write. For the fd's own transport only (a TLS stream
+ * has hk_tls_sendfile). A file shorter than offset + len fails the request
+ * with -EIO. Returns 0 or HK_STREAM_FULL. Errors: -EINVAL (len 0, fd < 0),
+ * -ENOTSUP (another transport), and those of hk_stream_write.
+ */
+HK_API int hk_stream_sendfile(hk_stream_t *stream, hk_write_req_t *req, int fd, int64_t offset,
+                              size_t len, hk_write_cb cb);
 
 /*
  * Writes what the fd takes now, without queueing: returns the bytes written

@@ -45,6 +45,8 @@ int hk__fs_pool_submit(hk_fs_req_t *req, hk_work_class_t cls, hk_work_fn fn);
 
 /* ops.c: the work function of every operation but reads and writes. */
 void hk__fs_op_work(hk_work_t *work);
+/* openat2(2) of an HK_FS_OPENAT request with extra RESOLVE_* bits: fd or -1 and errno. */
+int hk__fs_openat2(const hk_fs_req_t *req, uint64_t extra_resolve);
 
 /* dir.c: the bodies of readdir and readfile, run on a worker. */
 void hk__fs_readdir_work(hk_fs_req_t *req);

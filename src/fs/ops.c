@@ -11,6 +11,8 @@
  * reads need.
  */
 #include <fcntl.h>
+#include <linux/openat2.h>
+#include <sys/syscall.h>
 #include <stdio.h>
 #include <unistd.h>
 
@@ -23,6 +25,9 @@ void hk__fs_op_work(hk_work_t *work)
     switch (req->type) {
     case HK_FS_OPEN:
         r = open(req->path, req->flags | O_CLOEXEC, req->mode);
+        break;
+    case HK_FS_OPENAT:
+        r = hk__fs_openat2(req, 0);
         break;
     case HK_FS_CLOSE:
         r = close(req->fd);
@@ -115,6 +120,44 @@ int hk_fs_open(hk_fs_t *fs, hk_fs_req_t *req, const char *path, int flags, mode_
         return err;
     req->flags = flags;
     req->mode = mode;
+    return hk__fs_op_submit(req, HK_WORK_FAST);
+}
+
+int hk__fs_openat2(const hk_fs_req_t *req, uint64_t extra_resolve)
+{
+    struct open_how how = {
+        .flags = (uint64_t)(unsigned)(req->flags | O_CLOEXEC),
+        .mode = (req->flags & (O_CREAT | O_TMPFILE)) ? req->mode : 0,
+        .resolve = req->resolve | extra_resolve,
+    };
+    long r;
+    do
+        r = syscall(SYS_openat2, req->fd, req->path, &how, sizeof(how));
+    while (r < 0 && errno == EINTR);
+    return (int)r;
+}
+
+int hk_fs_openat(hk_fs_t *fs, hk_fs_req_t *req, int dirfd, const char *path, int flags,
+                 mode_t mode, uint64_t resolve, hk_fs_cb cb)
+{
+    int err = hk__fs_path_op(fs, req, HK_FS_OPENAT, path, cb);
+    if (err < 0)
+        return err;
+    req->fd = dirfd;
+    req->flags = flags;
+    req->mode = mode;
+    req->resolve = resolve;
+    if (!(flags & (O_CREAT | O_TRUNC | O_TMPFILE))) {
+        int r = hk__fs_openat2(req, RESOLVE_CACHED);
+        if (r >= 0 || (errno != EAGAIN && errno != EINVAL)) {
+            /* Done from the dentry cache (or a definite error): no pool round trip. */
+            req->result = r < 0 ? -errno : r;
+            req->served = HK_FS_SERVED_INLINE;
+            hk__fs_finish_later(req);
+            return 0;
+        }
+        /* EAGAIN: not all cached. EINVAL: a kernel without RESOLVE_CACHED. */
+    }
     return hk__fs_op_submit(req, HK_WORK_FAST);
 }
 

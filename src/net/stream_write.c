@@ -14,8 +14,14 @@
  * what is left waits for EPOLLOUT. Sockets are written with sendmsg and
  * MSG_NOSIGNAL, so a reset peer gives -EPIPE instead of killing the process
  * with SIGPIPE; other fds (pipes, ptys) with writev.
+ *
+ * Why file requests (hk_stream_sendfile) are barriers in the queue: sendfile
+ * cannot be gathered with iovecs in one call, so the byte requests before a
+ * file range go out first, then the range with sendfile, then the rest.
+ * Order is what HTTP needs: headers, then the body from the page cache.
  */
 #include <limits.h>
+#include <sys/sendfile.h>
 #include <unistd.h>
 
 #include "net/internal.h"
@@ -99,6 +105,26 @@ void hk__stream_fail_queue(hk_stream_t *s, int err)
     }
 }
 
+/* Moves a request's progress on by take bytes (take <= its _left). */
+static void hk__req_advance(hk_write_req_t *req, size_t take)
+{
+    req->_left -= take;
+    if (req->_file_fd >= 0) {
+        req->_file_off += (int64_t)take;
+        return;
+    }
+    while (take > 0) {
+        size_t room = req->_iov[req->_idx].iov_len - req->_off;
+        if (take < room) {
+            req->_off += take;
+            return;
+        }
+        take -= room;
+        req->_idx++;
+        req->_off = 0;
+    }
+}
+
 /* Marks n written bytes off the head of the queue; finished requests move to the done list. */
 static void hk__stream_advance(hk_stream_t *s, size_t n)
 {
@@ -106,18 +132,8 @@ static void hk__stream_advance(hk_stream_t *s, size_t n)
     hk_write_req_t *req;
     while ((req = s->_head) != NULL) {
         size_t take = n < req->_left ? n : req->_left;
-        req->_left -= take;
+        hk__req_advance(req, take);
         n -= take;
-        while (take > 0) {
-            size_t room = req->_iov[req->_idx].iov_len - req->_off;
-            if (take < room) {
-                req->_off += take;
-                break;
-            }
-            take -= room;
-            req->_idx++;
-            req->_off = 0;
-        }
         if (req->_left > 0)
             break;
         s->_head = req->_next;
@@ -125,6 +141,23 @@ static void hk__stream_advance(hk_stream_t *s, size_t n)
             s->_tail = NULL;
         hk__done_push(s, req, 0);
     }
+}
+
+/*
+ * Sends the head request's file range. Returns the bytes sent, -EAGAIN, or
+ * -errno; a file that ends before the range does is -EIO (the peer would
+ * otherwise wait for bytes that never come).
+ */
+static ssize_t hk__stream_sendfile(hk_stream_t *s, hk_write_req_t *req)
+{
+    off_t off = (off_t)req->_file_off;
+    ssize_t w;
+    do
+        w = sendfile(s->fd, req->_file_fd, &off, req->_left);
+    while (w < 0 && errno == EINTR);
+    if (w < 0)
+        return errno == EWOULDBLOCK ? -EAGAIN : -errno;
+    return w == 0 ? -EIO : w;
 }
 
 void hk__stream_try_shutdown(hk_stream_t *s)
@@ -147,23 +180,31 @@ void hk__stream_flush(hk_stream_t *s)
         struct iovec iov[HK__FLUSH_IOV];
         int n = 0;
         size_t total = 0;
-        for (hk_write_req_t *req = s->_head; req && n < HK__FLUSH_IOV; req = req->_next) {
-            for (int i = req->_idx; i < req->_iovcnt && n < HK__FLUSH_IOV; i++) {
-                size_t off = i == req->_idx ? req->_off : 0;
-                size_t len = req->_iov[i].iov_len - off;
-                if (!len)
-                    continue;
-                iov[n].iov_base = (char *)req->_iov[i].iov_base + off;
-                iov[n].iov_len = len;
-                total += len;
-                n++;
+        ssize_t w;
+        if (s->_head->_file_fd >= 0) {
+            total = s->_head->_left;
+            w = hk__stream_sendfile(s, s->_head);
+        } else {
+            /* Gather the byte requests up to the first file request. */
+            for (hk_write_req_t *req = s->_head; req && req->_file_fd < 0 && n < HK__FLUSH_IOV;
+                 req = req->_next) {
+                for (int i = req->_idx; i < req->_iovcnt && n < HK__FLUSH_IOV; i++) {
+                    size_t off = i == req->_idx ? req->_off : 0;
+                    size_t len = req->_iov[i].iov_len - off;
+                    if (!len)
+                        continue;
+                    iov[n].iov_base = (char *)req->_iov[i].iov_base + off;
+                    iov[n].iov_len = len;
+                    total += len;
+                    n++;
+                }
             }
+            if (n == 0) { /* only empty requests left */
+                hk__stream_advance(s, 0);
+                continue;
+            }
+            w = s->_transport->writev(s, iov, n);
         }
-        if (n == 0) { /* only empty requests left */
-            hk__stream_advance(s, 0);
-            continue;
-        }
-        ssize_t w = s->_transport->writev(s, iov, n);
         if (w == -EAGAIN || w == -EWOULDBLOCK)
             break;
         if (w < 0) {
@@ -178,29 +219,16 @@ void hk__stream_flush(hk_stream_t *s)
     hk__stream_try_shutdown(s);
 }
 
-int hk_stream_write(hk_stream_t *s, hk_write_req_t *req, const struct iovec *iov, int iovcnt,
-                    hk_write_cb cb)
+/* Checks the stream can take a write, then appends req (set up by the caller) and flushes. */
+static int hk__stream_enqueue(hk_stream_t *s, hk_write_req_t *req, hk_write_cb cb)
 {
-    if (!req || !iov || iovcnt < 1 || iovcnt > IOV_MAX)
-        return -EINVAL;
     if (s->_flags & HK__S_CLOSING)
         return -EBUSY;
     if (s->_error)
         return s->_error;
     if (s->_flags & HK__S_SHUT_WANT)
         return -EPIPE;
-    size_t total = 0;
-    for (int i = 0; i < iovcnt; i++) {
-        if (iov[i].iov_len > SIZE_MAX - total)
-            return -EINVAL;
-        total += iov[i].iov_len;
-    }
     req->stream = s;
-    req->_iov = iov;
-    req->_iovcnt = iovcnt;
-    req->_idx = 0;
-    req->_off = 0;
-    req->_left = total;
     req->_status = 0;
     req->_cb = cb;
     req->_next = NULL;
@@ -210,7 +238,7 @@ int hk_stream_write(hk_stream_t *s, hk_write_req_t *req, const struct iovec *iov
     else
         s->_head = req;
     s->_tail = req;
-    s->_queued += total;
+    s->_queued += req->_left;
     if (was_empty)
         hk__stream_flush(s);
     if (s->_done || s->_error)
@@ -221,6 +249,43 @@ int hk_stream_write(hk_stream_t *s, hk_write_req_t *req, const struct iovec *iov
         return HK_STREAM_FULL;
     }
     return 0;
+}
+
+int hk_stream_write(hk_stream_t *s, hk_write_req_t *req, const struct iovec *iov, int iovcnt,
+                    hk_write_cb cb)
+{
+    if (!req || !iov || iovcnt < 1 || iovcnt > IOV_MAX)
+        return -EINVAL;
+    size_t total = 0;
+    for (int i = 0; i < iovcnt; i++) {
+        if (iov[i].iov_len > SIZE_MAX - total)
+            return -EINVAL;
+        total += iov[i].iov_len;
+    }
+    req->_iov = iov;
+    req->_iovcnt = iovcnt;
+    req->_idx = 0;
+    req->_off = 0;
+    req->_left = total;
+    req->_file_fd = -1;
+    return hk__stream_enqueue(s, req, cb);
+}
+
+int hk_stream_sendfile(hk_stream_t *s, hk_write_req_t *req, int fd, int64_t offset, size_t len,
+                       hk_write_cb cb)
+{
+    if (!req || fd < 0 || offset < 0 || len == 0)
+        return -EINVAL;
+    if (s->_transport != &hk__fd_transport || !(s->_flags & HK__S_SOCKET))
+        return -ENOTSUP;
+    req->_iov = NULL;
+    req->_iovcnt = 0;
+    req->_idx = 0;
+    req->_off = 0;
+    req->_left = len;
+    req->_file_fd = fd;
+    req->_file_off = offset;
+    return hk__stream_enqueue(s, req, cb);
 }
 
 ssize_t hk_stream_try_write(hk_stream_t *s, const struct iovec *iov, int iovcnt)

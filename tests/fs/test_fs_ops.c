@@ -4,6 +4,8 @@
  * callback never runs inside the call that submitted it.
  */
 #include <limits.h>
+#include <linux/openat2.h>
+#include <sys/stat.h>
 #include <stdatomic.h>
 
 #include "util.h"
@@ -341,4 +343,61 @@ Test(fs_ops, cancel)
     cr_assert_eq(hk_fs_free(fs), 0);
     cr_assert_eq(hk_pool_free(pool), 0);
     cr_assert_eq(hk_loop_free(loop), 0);
+}
+
+/*
+ * openat with RESOLVE_BENEATH: a warm path opens inline (served from the
+ * dentry cache, no pool round trip), a cold one through the pool, and every
+ * escape out of the directory fails with -EXDEV.
+ */
+Test(fs_ops, openat_beneath)
+{
+    setup_pool();
+    hk_fs_req_t req;
+    struct done d;
+    char path[512], outside[512];
+    fx_path(&fx, path, sizeof(path), "root");
+    cr_assert_eq(mkdir(path, 0700), 0);
+    fx_path(&fx, path, sizeof(path), "root/f.txt");
+    int w = open(path, O_WRONLY | O_CREAT, 0600);
+    cr_assert_geq(w, 0);
+    cr_assert_eq(write(w, "x", 1), 1);
+    close(w);
+    fx_path(&fx, outside, sizeof(outside), "secret");
+    w = open(outside, O_WRONLY | O_CREAT, 0600);
+    close(w);
+    fx_path(&fx, path, sizeof(path), "root/out");
+    cr_assert_eq(symlink("../secret", path), 0);
+    fx_path(&fx, path, sizeof(path), "root/abs");
+    cr_assert_eq(symlink("/etc/passwd", path), 0);
+    fx_path(&fx, path, sizeof(path), "root");
+    int dirfd = open(path, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+    cr_assert_geq(dirfd, 0);
+
+    RUN(hk_fs_openat(fx.fs, &req, dirfd, "f.txt", O_RDONLY, 0, RESOLVE_BENEATH, fx_on_done));
+    cr_assert_geq(d.result, 0, "%s", hk_strerror((int)d.result));
+    cr_assert(fcntl((int)d.result, F_GETFD) & FD_CLOEXEC);
+    close((int)d.result);
+    /* The path was just walked: the second open is all in the dentry cache. */
+    RUN(hk_fs_openat(fx.fs, &req, dirfd, "f.txt", O_RDONLY, 0, RESOLVE_BENEATH, fx_on_done));
+    cr_assert_geq(d.result, 0);
+    cr_assert_eq(d.served, HK_FS_SERVED_INLINE);
+    close((int)d.result);
+
+    const char *escapes[] = {"../secret", "out", "abs", "/etc/passwd"};
+    for (size_t i = 0; i < sizeof(escapes) / sizeof(escapes[0]); i++) {
+        RUN(hk_fs_openat(fx.fs, &req, dirfd, escapes[i], O_RDONLY, 0, RESOLVE_BENEATH,
+                         fx_on_done));
+        cr_assert_eq(d.result, -EXDEV, "%s: %s", escapes[i], hk_err_name((int)d.result));
+    }
+    RUN(hk_fs_openat(fx.fs, &req, dirfd, "missing", O_RDONLY, 0, RESOLVE_BENEATH, fx_on_done));
+    cr_assert_eq(d.result, -ENOENT);
+    /* O_CREAT never tries the cached path: it goes to the pool. */
+    RUN(hk_fs_openat(fx.fs, &req, dirfd, "new", O_WRONLY | O_CREAT, 0600, RESOLVE_BENEATH,
+                     fx_on_done));
+    cr_assert_geq(d.result, 0);
+    cr_assert_eq(d.served, 0);
+    close((int)d.result);
+    close(dirfd);
+    teardown();
 }

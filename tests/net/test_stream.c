@@ -489,3 +489,71 @@ Test(stream, errors)
     close(sv[1]);
     finish_loop(loop);
 }
+
+/*
+ * sendfile requests keep their place among byte writes: header, file range,
+ * trailer arrive in order; a range past the end of the file fails with -EIO;
+ * other transports refuse it.
+ */
+Test(stream, sendfile_in_order)
+{
+    hk_loop_t *loop = new_loop();
+    int sv[2];
+    cr_assert_eq(socketpair(AF_UNIX, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0, sv), 0);
+    char tmpl[] = "/tmp/hk-sendfile-XXXXXX";
+    int fd = mkstemp(tmpl);
+    cr_assert_geq(fd, 0);
+    unlink(tmpl);
+    static char content[40000];
+    for (size_t i = 0; i < sizeof content; i++)
+        content[i] = (char)('a' + i % 26);
+    cr_assert_eq(write(fd, content, sizeof content), (ssize_t)sizeof content);
+
+    hk_stream_t a, b;
+    struct rx ra = {0}, rb = {0};
+    cr_assert_eq(hk_stream_init(loop, &a, sv[0]), 0);
+    cr_assert_eq(hk_stream_init(loop, &b, sv[1]), 0);
+    a.data = &ra;
+    b.data = &rb;
+    cr_assert_eq(hk_stream_read_start(&b, NULL, on_read), 0);
+    struct iovec head = {"HEAD", 4}, tail = {"TAIL", 4};
+    hk_write_req_t r1, r2, r3, r4;
+    struct wr w1 = {0}, w2 = {0}, w3 = {0}, w4 = {0};
+    r1.data = &w1;
+    r2.data = &w2;
+    r3.data = &w3;
+    r4.data = &w4;
+    cr_assert_eq(hk_stream_write(&a, &r1, &head, 1, on_written), 0);
+    cr_assert_eq(hk_stream_sendfile(&a, &r2, fd, 10, 30000, on_written), 0);
+    cr_assert_eq(hk_stream_write(&a, &r3, &tail, 1, on_written), 0);
+    while (rb.len < 30008 || !w3.done)
+        hk_loop_run(loop, HK_RUN_ONCE);
+    cr_assert_eq(w1.status + w2.status + w3.status, 0);
+    cr_assert_eq(rb.len, 30008);
+    cr_assert(memcmp(rb.data, "HEAD", 4) == 0);
+    cr_assert(memcmp(rb.data + 4, content + 10, 30000) == 0);
+    cr_assert(memcmp(rb.data + 30004, "TAIL", 4) == 0);
+
+    /* A range beyond the end of the file: the request fails, the stream with it. */
+    cr_assert_eq(hk_stream_sendfile(&a, &r4, fd, sizeof content - 5, 100, on_written), 0);
+    while (!w4.done)
+        hk_loop_run(loop, HK_RUN_ONCE);
+    cr_assert_eq(w4.status, -EIO);
+    cr_assert_eq(hk_stream_sendfile(&a, &r4, -1, 0, 1, on_written), -EINVAL);
+
+    hk_stream_close(&a, on_closed);
+    hk_stream_close(&b, on_closed);
+    while (!ra.closed || !rb.closed)
+        hk_loop_run(loop, HK_RUN_ONCE);
+
+    /* A pipe is not a socket: sendfile requests are refused. */
+    int p[2];
+    cr_assert_eq(pipe2(p, O_NONBLOCK | O_CLOEXEC), 0);
+    hk_stream_t ps;
+    cr_assert_eq(hk_stream_init(loop, &ps, p[1]), 0);
+    cr_assert_eq(hk_stream_sendfile(&ps, &r1, fd, 0, 1, on_written), -ENOTSUP);
+    hk_stream_close(&ps, NULL);
+    close(p[0]);
+    close(fd);
+    finish_loop(loop);
+}
