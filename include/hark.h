@@ -13,5 +13,6 @@
 #include "hark/co.h"
 #include "hark/tls.h"
 #include "hark/co_net.h"
+#include "hark/publish.h"
 
 #endif

@@ -18,6 +18,16 @@ void hk__loop_ext_set(hk_loop_t *loop, enum hk__ext_slot slot, void *state, hk__
     loop->ext[slot].free_fn = fn;
 }
 
+void hk__loop_set_sleep_fn(hk_loop_t *loop, hk__sleep_fn fn)
+{
+    loop->sleep_fn = fn;
+}
+
+int hk__loop_running(const hk_loop_t *loop)
+{
+    return loop->running;
+}
+
 void hk__loop_req_start(hk_loop_t *loop)
 {
     loop->pending_reqs++;

@@ -12,6 +12,7 @@
 enum hk__ext_slot {
     HK__EXT_POOL = 0,
     HK__EXT_FS = 1,
+    HK__EXT_PUBLISH = 2,
     HK__EXT_SLOTS = 4,
 };
 
@@ -20,6 +21,18 @@ typedef void (*hk__ext_free_fn)(hk_loop_t *loop, void *state);
 
 void *hk__loop_ext_get(const hk_loop_t *loop, enum hk__ext_slot slot);
 void hk__loop_ext_set(hk_loop_t *loop, enum hk__ext_slot slot, void *state, hk__ext_free_fn fn);
+
+/*
+ * A function the loop calls with asleep = 1 just before it blocks in epoll
+ * and when hk_loop_run returns, and with asleep = 0 when it wakes and when
+ * hk_loop_run starts (publish: an RCU reader is offline while it sleeps). The
+ * loop tests for it once per iteration; NULL (the default) costs nothing more.
+ */
+typedef void (*hk__sleep_fn)(hk_loop_t *loop, int asleep);
+void hk__loop_set_sleep_fn(hk_loop_t *loop, hk__sleep_fn fn);
+
+/* Whether hk_loop_run is executing (the caller is inside one of its callbacks). */
+int hk__loop_running(const hk_loop_t *loop);
 
 /*
  * Requests in flight (pool work, file operations): each keeps the loop alive

@@ -113,6 +113,7 @@ struct hk_loop {
         hk__ext_free_fn free_fn;
     } ext[HK__EXT_SLOTS];
     unsigned pending_reqs;
+    hk__sleep_fn sleep_fn;   /* called around each sleep, or NULL (loop/ext.h) */
     uint64_t lag_zero;       /* lag samples of 0, folded into the histogram when read */
     struct hk__stall *stall; /* stall detector, or NULL (stall.c) */
 

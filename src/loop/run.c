@@ -49,6 +49,15 @@ static bool hk__must_poll(const hk_loop_t *loop)
            __atomic_load_n(&loop->work_pending, __ATOMIC_RELAXED);
 }
 
+/* A module (publish) brackets the sleep; without one, the loop pays one test per iteration. */
+static int hk__sleep_bracketed(hk_loop_t *loop, uint64_t deadline, uint64_t before)
+{
+    loop->sleep_fn(loop, 1);
+    int n = hk__sleep(loop, deadline, before);
+    loop->sleep_fn(loop, 0);
+    return n;
+}
+
 /*
  * worked: callbacks already ran in this HK_RUN_ONCE call, so it
  * has done its one round of work and only polls, without sleeping.
@@ -77,7 +86,8 @@ static int hk__iterate(hk_loop_t *loop, hk_run_mode_t mode, bool worked)
     }
     if (loop->stall && deadline != 0)
         hk__stall_sleeping(loop);
-    int n = hk__sleep(loop, deadline, before);
+    int n = HK_UNLIKELY(loop->sleep_fn != NULL) ? hk__sleep_bracketed(loop, deadline, before)
+                                                : hk__sleep(loop, deadline, before);
     if (n < 0)
         return n;
     loop->now = loop->woke_at = hk__clock_now();
@@ -107,6 +117,8 @@ int hk_loop_run(hk_loop_t *loop, hk_run_mode_t mode)
         return -EBUSY;
     loop->running = 1;
     loop->now = loop->woke_at = hk__clock_now();
+    if (loop->sleep_fn)
+        loop->sleep_fn(loop, 0);
 
     int err = 0;
     uint64_t callbacks_before = loop->stats.callbacks;
@@ -132,6 +144,8 @@ int hk_loop_run(hk_loop_t *loop, hk_run_mode_t mode)
     }
     if (loop->stall)
         hk__stall_sleeping(loop);
+    if (loop->sleep_fn)
+        loop->sleep_fn(loop, 1);
     loop->stop_flag = 0;
     loop->running = 0;
     if (err < 0)
