@@ -37,18 +37,23 @@ static ssize_t hk__fd_read(hk_stream_t *s, void *buf, size_t len)
     return n < 0 ? -errno : n;
 }
 
-static ssize_t hk__fd_writev(hk_stream_t *s, const struct iovec *iov, int iovcnt)
+static ssize_t hk__fd_send(hk_stream_t *s, const struct iovec *iov, int iovcnt, int flags)
 {
     ssize_t n;
     do {
         if (s->_flags & HK__S_SOCKET) {
             struct msghdr msg = {.msg_iov = (struct iovec *)iov, .msg_iovlen = (size_t)iovcnt};
-            n = sendmsg(s->fd, &msg, MSG_NOSIGNAL);
+            n = sendmsg(s->fd, &msg, MSG_NOSIGNAL | flags);
         } else {
             n = writev(s->fd, iov, iovcnt);
         }
     } while (n < 0 && errno == EINTR);
     return n < 0 ? -errno : n;
+}
+
+static ssize_t hk__fd_writev(hk_stream_t *s, const struct iovec *iov, int iovcnt)
+{
+    return hk__fd_send(s, iov, iovcnt, 0);
 }
 
 static int hk__fd_shutdown(hk_stream_t *s)
@@ -186,8 +191,8 @@ void hk__stream_flush(hk_stream_t *s)
             w = hk__stream_sendfile(s, s->_head);
         } else {
             /* Gather the byte requests up to the first file request. */
-            for (hk_write_req_t *req = s->_head; req && req->_file_fd < 0 && n < HK__FLUSH_IOV;
-                 req = req->_next) {
+            hk_write_req_t *req = s->_head;
+            for (; req && req->_file_fd < 0 && n < HK__FLUSH_IOV; req = req->_next) {
                 for (int i = req->_idx; i < req->_iovcnt && n < HK__FLUSH_IOV; i++) {
                     size_t off = i == req->_idx ? req->_off : 0;
                     size_t len = req->_iov[i].iov_len - off;
@@ -203,7 +208,15 @@ void hk__stream_flush(hk_stream_t *s)
                 hk__stream_advance(s, 0);
                 continue;
             }
-            w = s->_transport->writev(s, iov, n);
+            /*
+             * Bytes followed by a file range (an HTTP header before its body): MSG_MORE
+             * lets TCP put them in one segment with the file's first bytes instead of
+             * sending a small packet of their own (TCP_NODELAY would).
+             */
+            if (req && req->_file_fd >= 0 && s->_transport == &hk__fd_transport)
+                w = hk__fd_send(s, iov, n, MSG_MORE);
+            else
+                w = s->_transport->writev(s, iov, n);
         }
         if (w == -EAGAIN || w == -EWOULDBLOCK)
             break;

@@ -1,0 +1,197 @@
+/*
+ * The open-file cache: a chained hash table plus an LRU list, one per worker
+ * (no locks: only the worker's thread touches it).
+ */
+#include "fcache.h"
+
+#include <hark.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "httpd.h"
+
+struct httpd_fcache {
+    unsigned cap, count, mask;
+    uint64_t ttl;
+    httpd_file_t **buckets;
+    httpd_file_t *lru_head, *lru_tail;
+};
+
+static uint32_t fc_hash(int root_fd, const char *path, size_t len)
+{
+    uint32_t h = 2166136261u ^ (uint32_t)root_fd; /* FNV-1a */
+    for (size_t i = 0; i < len; i++)
+        h = (h ^ (unsigned char)path[i]) * 16777619u;
+    return h;
+}
+
+httpd_fcache_t *httpd_fcache_new(unsigned cap, uint64_t ttl_ns)
+{
+    httpd_fcache_t *c = calloc(1, sizeof(*c));
+    if (!c)
+        return NULL;
+    unsigned n = 16;
+    while (n < cap * 2u && n < (1u << 20))
+        n <<= 1;
+    c->buckets = calloc(n, sizeof(*c->buckets));
+    if (!c->buckets) {
+        free(c);
+        return NULL;
+    }
+    c->mask = n - 1;
+    c->cap = cap;
+    c->ttl = ttl_ns;
+    return c;
+}
+
+static void fc_unlink(httpd_fcache_t *c, httpd_file_t *f)
+{
+    httpd_file_t **pp = &c->buckets[f->hash & c->mask];
+    while (*pp != f)
+        pp = &(*pp)->hnext;
+    *pp = f->hnext;
+    if (f->lprev)
+        f->lprev->lnext = f->lnext;
+    else
+        c->lru_head = f->lnext;
+    if (f->lnext)
+        f->lnext->lprev = f->lprev;
+    else
+        c->lru_tail = f->lprev;
+    f->hnext = f->lprev = f->lnext = NULL;
+    f->cached = false;
+    c->count--;
+    httpd_file_unref(f);
+}
+
+void httpd_fcache_free(httpd_fcache_t *c)
+{
+    if (!c)
+        return;
+    while (c->lru_head)
+        fc_unlink(c, c->lru_head);
+    free(c->buckets);
+    free(c);
+}
+
+httpd_file_t *httpd_fcache_get(httpd_fcache_t *c, int root_fd, const char *path, size_t len,
+                               uint64_t now, bool *fresh)
+{
+    *fresh = false;
+    if (!c->cap)
+        return NULL;
+    uint32_t h = fc_hash(root_fd, path, len);
+    for (httpd_file_t *f = c->buckets[h & c->mask]; f; f = f->hnext) {
+        if (f->hash != h || f->root_fd != root_fd || f->path_len != len ||
+            memcmp(f->path, path, len) != 0)
+            continue;
+        *fresh = now - f->validated <= c->ttl; /* stale: the caller revalidates */
+        if (f != c->lru_head) {     /* move to the front */
+            f->lprev->lnext = f->lnext;
+            if (f->lnext)
+                f->lnext->lprev = f->lprev;
+            else
+                c->lru_tail = f->lprev;
+            f->lprev = NULL;
+            f->lnext = c->lru_head;
+            c->lru_head->lprev = f;
+            c->lru_head = f;
+        }
+        return httpd_file_ref(f);
+    }
+    return NULL;
+}
+
+static void fc_etag(httpd_file_t *f, const struct stat *st)
+{
+    /* Weak enough to be cheap, strong enough for a static file: mtime and size, as nginx does. */
+    int n = snprintf(f->etag, sizeof(f->etag), "\"%llx-%llx\"", (unsigned long long)st->st_mtime,
+                     (unsigned long long)st->st_size);
+    f->etag_len = n > 0 && (size_t)n < sizeof(f->etag) ? (unsigned)n : 0;
+    hk_http_date_format(st->st_mtime, f->lastmod);
+}
+
+httpd_file_t *httpd_file_new(int root_fd, const char *path, size_t len, int fd,
+                             const struct stat *st, uint64_t now)
+{
+    httpd_file_t *f = calloc(1, sizeof(*f) + len + 1);
+    if (!f) {
+        close(fd);
+        return NULL;
+    }
+    f->refs = 1;
+    f->root_fd = root_fd;
+    f->hash = fc_hash(root_fd, path, len);
+    f->fd = fd;
+    f->size = (uint64_t)st->st_size;
+    f->mtime = st->st_mtime;
+    f->ino = st->st_ino;
+    f->dev = st->st_dev;
+    f->validated = now;
+    f->path_len = len;
+    memcpy(f->path, path, len);
+    f->mime = httpd_mime_type(path, len);
+    fc_etag(f, st);
+    return f;
+}
+
+bool httpd_file_same(const httpd_file_t *f, const struct stat *st)
+{
+    return f->ino == st->st_ino && f->dev == st->st_dev && f->size == (uint64_t)st->st_size &&
+           f->mtime == st->st_mtime;
+}
+
+void httpd_fcache_put(httpd_fcache_t *c, httpd_file_t *f)
+{
+    if (!c->cap || f->cached)
+        return;
+    httpd_file_t **pp = &c->buckets[f->hash & c->mask];
+    for (httpd_file_t *o = *pp; o; o = o->hnext) {
+        if (o->hash == f->hash && o->root_fd == f->root_fd && o->path_len == f->path_len &&
+            memcmp(o->path, f->path, f->path_len) == 0) {
+            fc_unlink(c, o);
+            break;
+        }
+    }
+    while (c->count >= c->cap && c->lru_tail)
+        fc_unlink(c, c->lru_tail);
+    f->refs++;
+    f->cached = true;
+    f->hnext = c->buckets[f->hash & c->mask];
+    c->buckets[f->hash & c->mask] = f;
+    f->lprev = NULL;
+    f->lnext = c->lru_head;
+    if (c->lru_head)
+        c->lru_head->lprev = f;
+    else
+        c->lru_tail = f;
+    c->lru_head = f;
+    c->count++;
+}
+
+void httpd_fcache_touch(httpd_file_t *f, uint64_t now)
+{
+    f->validated = now;
+}
+
+httpd_file_t *httpd_file_ref(httpd_file_t *f)
+{
+    f->refs++;
+    return f;
+}
+
+void httpd_file_unref(httpd_file_t *f)
+{
+    if (!f || --f->refs > 0)
+        return;
+    if (f->fd >= 0)
+        close(f->fd);
+    free(f->data);
+    free(f);
+}
+
+unsigned httpd_fcache_count(const httpd_fcache_t *c)
+{
+    return c->count;
+}

@@ -1,0 +1,81 @@
+/*
+ * The open-file cache of one worker: open fds of recently served files with
+ * what their responses need (size, ETag, Last-Modified, MIME type) and, for
+ * small files, their bytes, so that a hot file costs no open, no stat and
+ * for small ones no sendfile: the response is one write of header + body.
+ *
+ * Entries are reference counted: a response in flight keeps its file open
+ * even if the entry is evicted or replaced meanwhile. Freshness: an entry is
+ * trusted for ttl after it was validated; then the next request opens the
+ * path again (off the loop when the dentry is cold) and keeps the entry if
+ * the inode, size and mtime are unchanged.
+ */
+#ifndef HTTPD_FCACHE_H
+#define HTTPD_FCACHE_H
+
+#include <stdbool.h>
+#include <stdint.h>
+#include <sys/stat.h>
+#include <sys/types.h>
+
+/* Files up to this size are kept in memory and sent with the header in one write. */
+#define HTTPD_SMALL_FILE 16384
+
+typedef struct httpd_file {
+    struct httpd_file *hnext;        /* hash chain */
+    struct httpd_file *lprev, *lnext; /* LRU list, most recent first */
+    unsigned refs;
+    bool cached;
+    int root_fd;
+    uint32_t hash;
+    int fd;
+    uint64_t size;
+    time_t mtime;
+    ino_t ino;
+    dev_t dev;
+    uint64_t validated; /* loop time of the last check */
+    const char *mime;
+    char *data; /* the bytes of a small file, NULL for larger ones */
+    unsigned etag_len;
+    char etag[40];
+    char lastmod[32];
+    size_t path_len;
+    char path[]; /* relative to root_fd, NUL-terminated */
+} httpd_file_t;
+
+typedef struct httpd_fcache httpd_fcache_t;
+
+/* cap 0: nothing is kept (every file is opened per request). */
+httpd_fcache_t *httpd_fcache_new(unsigned cap, uint64_t ttl_ns);
+void httpd_fcache_free(httpd_fcache_t *c);
+
+/*
+ * The entry for (root_fd, path) with a new reference, or NULL; *fresh says
+ * whether it was validated within the ttl (a stale one must be revalidated).
+ */
+httpd_file_t *httpd_fcache_get(httpd_fcache_t *c, int root_fd, const char *path, size_t len,
+                               uint64_t now, bool *fresh);
+
+/*
+ * A new file from an open fd (taken over) and its stat: refs 1, not cached.
+ * NULL on ENOMEM (fd is then closed).
+ */
+httpd_file_t *httpd_file_new(int root_fd, const char *path, size_t len, int fd,
+                             const struct stat *st, uint64_t now);
+
+/* Same inode, size and mtime: the cached copy is still right. */
+bool httpd_file_same(const httpd_file_t *f, const struct stat *st);
+
+/* Caches f (the cache takes its own reference), replacing an entry with the same key. */
+void httpd_fcache_put(httpd_fcache_t *c, httpd_file_t *f);
+
+/* Marks a cached entry fresh again. */
+void httpd_fcache_touch(httpd_file_t *f, uint64_t now);
+
+httpd_file_t *httpd_file_ref(httpd_file_t *f);
+void httpd_file_unref(httpd_file_t *f);
+
+/* Entries cached now. */
+unsigned httpd_fcache_count(const httpd_fcache_t *c);
+
+#endif

@@ -1,0 +1,200 @@
+/*
+ * hark-httpd: command line, logging, and the control loop that turns
+ * signals into reload (SIGHUP), drain (SIGTERM, SIGINT) and log reopening
+ * (SIGUSR1). The workers do all the serving (server.c, worker.c).
+ */
+#include <getopt.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/resource.h>
+
+#include "httpd.h"
+
+#define EXIT_CONFIG 2
+#define EXIT_START 3
+
+static void usage(FILE *f)
+{
+    fputs("usage: hark-httpd [options]\n"
+          "  -c, --config FILE    configuration file (docs/httpd-config.md)\n"
+          "  -t, --test           check the configuration, then exit (0 ok, 2 bad)\n"
+          "  -r, --root DIR       serve DIR (default: the current directory)\n"
+          "  -l, --listen ADDR    listen on ADDR:PORT (default 127.0.0.1:8080)\n"
+          "  -n, --threads N      worker threads (default 1)\n"
+          "  -h, --help           this text\n"
+          "  -V, --version        the version\n"
+          "Signals: HUP reloads the configuration file, TERM or INT drains and exits,\n"
+          "USR1 reopens the logs. Status page /_hark/status, metrics /metrics.\n"
+          "Exit codes: 0 ok, 1 usage, 2 configuration error, 3 could not start.\n",
+          f);
+}
+
+typedef struct control {
+    httpd_t *srv;
+    const char *config_path;
+    hk_loop_t *loop;
+    hk_signal_t hup, term, intr, usr1;
+    hk_timer_t drain_deadline, drain_poll;
+    bool draining;
+    uint64_t drain_timeout;
+} control_t;
+
+static void control_done(control_t *ctl)
+{
+    hk_close(&ctl->hup.base, NULL);
+    hk_close(&ctl->term.base, NULL);
+    hk_close(&ctl->intr.base, NULL);
+    hk_close(&ctl->usr1.base, NULL);
+    hk_close(&ctl->drain_deadline.base, NULL);
+    hk_close(&ctl->drain_poll.base, NULL);
+}
+
+static void on_drain_poll(hk_timer_t *t, uint64_t expirations)
+{
+    (void)expirations;
+    control_t *ctl = t->base.data;
+    if (httpd_server_open_conns(ctl->srv) == 0)
+        control_done(ctl);
+}
+
+static void on_drain_deadline(hk_timer_t *t, uint64_t expirations)
+{
+    (void)expirations;
+    control_t *ctl = t->base.data;
+    hk_log(HK_LOG_WARN, "drain deadline passed: closing the remaining connections", "open=%llu",
+           (unsigned long long)httpd_server_open_conns(ctl->srv));
+    httpd_server_drain(ctl->srv);
+    control_done(ctl);
+}
+
+static void on_signal(hk_signal_t *sig, int signum)
+{
+    control_t *ctl = sig->base.data;
+    if (signum == SIGHUP) {
+        if (!ctl->config_path) {
+            hk_log(HK_LOG_WARN, "SIGHUP ignored: no configuration file (-c) to reload", NULL);
+            return;
+        }
+        httpd_server_reload(ctl->srv, ctl->config_path);
+    } else if (signum == SIGUSR1) {
+        hk_log_reopen(NULL);
+    } else if (!ctl->draining) {
+        ctl->draining = true;
+        hk_log(HK_LOG_INFO, "draining: no new connections, finishing requests in flight",
+               "signal=%d", signum);
+        httpd_server_drain(ctl->srv);
+        hk_timer_start_in(&ctl->drain_deadline, on_drain_deadline, (int64_t)ctl->drain_timeout, 0);
+        hk_timer_start_in(&ctl->drain_poll, on_drain_poll, 20000000, 20000000);
+    }
+}
+
+static int control_init(control_t *ctl)
+{
+    int r = hk_loop_new(&ctl->loop, 0);
+    if (r < 0)
+        return r;
+    hk_signal_t *sigs[] = {&ctl->hup, &ctl->term, &ctl->intr, &ctl->usr1};
+    int nums[] = {SIGHUP, SIGTERM, SIGINT, SIGUSR1};
+    for (int i = 0; i < 4; i++) {
+        hk_signal_init(ctl->loop, sigs[i]);
+        sigs[i]->base.data = ctl;
+        if ((r = hk_signal_start(sigs[i], on_signal, nums[i])) < 0)
+            return r;
+    }
+    hk_timer_init(ctl->loop, &ctl->drain_deadline);
+    hk_timer_init(ctl->loop, &ctl->drain_poll);
+    ctl->drain_deadline.base.data = ctl;
+    ctl->drain_poll.base.data = ctl;
+    return 0;
+}
+
+int main(int argc, char **argv)
+{
+    static const struct option opts[] = {
+        {"config", required_argument, NULL, 'c'}, {"test", no_argument, NULL, 't'},
+        {"root", required_argument, NULL, 'r'},   {"listen", required_argument, NULL, 'l'},
+        {"threads", required_argument, NULL, 'n'}, {"help", no_argument, NULL, 'h'},
+        {"version", no_argument, NULL, 'V'},      {NULL, 0, NULL, 0}};
+    const char *config_path = NULL, *root = NULL, *listen = NULL;
+    unsigned threads = 1;
+    bool test = false;
+    int ch;
+    while ((ch = getopt_long(argc, argv, "c:tr:l:n:hV", opts, NULL)) != -1) {
+        switch (ch) {
+        case 'c': config_path = optarg; break;
+        case 't': test = true; break;
+        case 'r': root = optarg; break;
+        case 'l': listen = optarg; break;
+        case 'n': {
+            char *end;
+            unsigned long n = strtoul(optarg, &end, 10);
+            if (*end || n < 1 || n > 256) {
+                fprintf(stderr, "hark-httpd: --threads: expected 1..256, got \"%s\"\n", optarg);
+                return 1;
+            }
+            threads = (unsigned)n;
+            break;
+        }
+        case 'h': usage(stdout); return 0;
+        case 'V': puts("hark-httpd 0.1"); return 0;
+        default: usage(stderr); return 1;
+        }
+    }
+    if (optind < argc) {
+        fprintf(stderr, "hark-httpd: unexpected argument \"%s\"\n", argv[optind]);
+        usage(stderr);
+        return 1;
+    }
+    char err[1024] = "";
+    httpd_config_t *cfg = config_path ? httpd_config_load(config_path, err, sizeof(err))
+                                      : httpd_config_defaults(root ? root : ".", listen, threads);
+    if (!cfg) {
+        fprintf(stderr, "hark-httpd: %s\n", err[0] ? err : "out of memory");
+        return EXIT_CONFIG;
+    }
+    httpd_gen_t *gen = httpd_gen_new(cfg, 1, err, sizeof(err));
+    if (!gen) {
+        fprintf(stderr, "hark-httpd: %s\n", err);
+        return EXIT_CONFIG;
+    }
+    if (test) {
+        printf("hark-httpd: configuration %s is valid\n", config_path ? config_path : "(command line)");
+        httpd_gen_unref(gen);
+        return 0;
+    }
+    /* Every connection is an fd: take the hard limit, as nginx's worker_rlimit_nofile does. */
+    struct rlimit rl;
+    if (getrlimit(RLIMIT_NOFILE, &rl) == 0 && rl.rlim_cur < rl.rlim_max) {
+        rl.rlim_cur = rl.rlim_max;
+        setrlimit(RLIMIT_NOFILE, &rl);
+    }
+    hk_log_options_t lo = {.level = HK_LOG_INFO};
+    if (gen->cfg->error_log && strcmp(gen->cfg->error_log, "-") != 0)
+        lo.path = gen->cfg->error_log;
+    if (hk_log_open(&lo) < 0)
+        fprintf(stderr, "hark-httpd: cannot open the error log; logging to stderr\n");
+    control_t ctl = {.config_path = config_path, .drain_timeout = gen->cfg->drain_timeout};
+    static httpd_t srv;
+    ctl.srv = &srv;
+    /* Signals first: hk_signal_start blocks them here, and the workers inherit the mask. */
+    int r = control_init(&ctl);
+    if (r == 0)
+        r = httpd_server_start(&srv, gen);
+    if (r < 0) {
+        fprintf(stderr, "hark-httpd: cannot start: %s\n", hk_strerror(r));
+        return EXIT_START;
+    }
+    for (size_t i = 0; i < srv.listen_cfg->nlistens; i++)
+        hk_log(HK_LOG_INFO, "listening", "addr=%s tls=%d port=%d threads=%u",
+               srv.listen_cfg->listens[i].addr, srv.listen_cfg->listens[i].tls, srv.groups[i].port,
+               srv.nworkers);
+    fprintf(stderr, "hark-httpd: listening on %s (port %d)\n", srv.listen_cfg->listens[0].addr,
+            srv.groups[0].port);
+    hk_loop_run(ctl.loop, HK_RUN_DEFAULT);
+    httpd_server_stop(&srv);
+    hk_loop_free(ctl.loop);
+    hk_log(HK_LOG_INFO, "stopped", NULL);
+    hk_log_close(1000000000);
+    return 0;
+}

@@ -1,0 +1,342 @@
+/*
+ * Static files: path to file through the open-file cache, conditional
+ * requests (304), single ranges (206/416), HEAD, and the body from memory
+ * (small files) or with sendfile.
+ *
+ * Why openat2 with RESOLVE_BENEATH: the decoded path is already normalised
+ * (no ".." above the root), but a symlink inside the root could still point
+ * outside it. Resolving beneath the root's directory fd makes the kernel
+ * refuse any escape (EXDEV), whatever the path or the links say. The open
+ * goes through hark/fs.h: from the dentry cache on the loop when warm, on
+ * the pool when cold, so a slow disk delays that request and no other.
+ */
+#include <fcntl.h>
+#include <linux/openat2.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "conn.h"
+
+struct httpd_open {
+    hk_fs_req_t req;
+    httpd_conn_t *conn;
+    httpd_file_t *stale; /* a cached entry being revalidated */
+    httpd_file_t *file;  /* the result (own reference) */
+    int err;             /* or the error */
+    bool done;
+    int root_fd;
+    size_t path_len;
+    char path[4352];
+};
+
+void httpd_conn_fs_done(httpd_conn_t *c); /* conn.c */
+
+static void open_finish(httpd_open_t *o)
+{
+    httpd_conn_t *c = o->conn;
+    httpd_file_unref(o->stale);
+    o->stale = NULL;
+    o->done = true;
+    c->flags &= ~HTTPD_C_FS_BUSY;
+    if (c->flags & HTTPD_C_CLOSING) {
+        httpd_conn_fs_done(c);
+        return;
+    }
+    httpd_conn_resume(c);
+}
+
+static void on_small_read(hk_fs_req_t *req)
+{
+    httpd_open_t *o = req->data;
+    httpd_file_t *f = o->file;
+    if (req->result != (int64_t)f->size) {
+        /* Changed under us, or unreadable now: send it with sendfile, which checks the length. */
+        free(f->data);
+        f->data = NULL;
+    }
+    if (!(o->conn->flags & HTTPD_C_CLOSING))
+        httpd_fcache_put(o->conn->w->fcache, f);
+    open_finish(o);
+}
+
+static void on_opened(hk_fs_req_t *req)
+{
+    httpd_open_t *o = req->data;
+    httpd_conn_t *c = o->conn;
+    int fd = (int)req->result;
+    if (fd < 0) {
+        o->err = fd;
+        open_finish(o);
+        return;
+    }
+    struct stat st;
+    if ((c->flags & HTTPD_C_CLOSING) || fstat(fd, &st) < 0) {
+        o->err = -EIO;
+        close(fd);
+        open_finish(o);
+        return;
+    }
+    if (!S_ISREG(st.st_mode)) {
+        o->err = S_ISDIR(st.st_mode) ? -EISDIR : -EACCES;
+        close(fd);
+        open_finish(o);
+        return;
+    }
+    uint64_t now = hk_loop_now(c->w->loop);
+    if (o->stale && httpd_file_same(o->stale, &st)) {
+        close(fd);
+        httpd_fcache_touch(o->stale, now);
+        o->file = httpd_file_ref(o->stale);
+        open_finish(o);
+        return;
+    }
+    httpd_file_t *f = httpd_file_new(o->root_fd, o->path, o->path_len, fd, &st, now);
+    if (!f) {
+        o->err = -ENOMEM;
+        open_finish(o);
+        return;
+    }
+    o->file = f;
+    if (f->size > 0 && f->size <= HTTPD_SMALL_FILE && (f->data = malloc(f->size)) != NULL &&
+        hk_fs_read(c->w->fs, &o->req, fd, f->data, f->size, 0, on_small_read) == 0)
+        return;
+    free(f->data);
+    f->data = NULL;
+    httpd_fcache_put(c->w->fcache, f);
+    open_finish(o);
+}
+
+/* Starts the open of path beneath root_fd. Returns 1 (waiting) or -errno. */
+static int static_open(httpd_conn_t *c, int root_fd, const char *path, size_t len,
+                       httpd_file_t *stale)
+{
+    httpd_open_t *o = c->open;
+    if (!o) {
+        o = malloc(sizeof(*o));
+        if (!o)
+            return -ENOMEM;
+        memset(&o->req, 0, sizeof(o->req));
+        c->open = o;
+    }
+    if (len >= sizeof(o->path))
+        return -ENAMETOOLONG;
+    o->conn = c;
+    o->stale = stale;
+    o->file = NULL;
+    o->err = 0;
+    o->done = false;
+    o->root_fd = root_fd;
+    o->path_len = len;
+    memcpy(o->path, path, len);
+    o->path[len] = '\0';
+    o->req.data = o;
+    int r = hk_fs_openat(c->w->fs, &o->req, root_fd, o->path, O_RDONLY | O_NOCTTY, 0,
+                         RESOLVE_BENEATH | RESOLVE_NO_MAGICLINKS, on_opened);
+    if (r < 0) {
+        o->stale = NULL;
+        return r;
+    }
+    httpd_count(&c->w->counters.cache_misses, 1);
+    c->flags |= HTTPD_C_WAITING | HTTPD_C_FS_BUSY;
+    return 1;
+}
+
+void httpd_static_cancel(httpd_conn_t *c)
+{
+    if (c->open && (c->flags & HTTPD_C_FS_BUSY))
+        hk_fs_cancel(&c->open->req); /* the callback still runs, and sees the closing flag */
+}
+
+void httpd_static_free(httpd_conn_t *c)
+{
+    if (!c->open)
+        return;
+    httpd_file_unref(c->open->file);
+    httpd_file_unref(c->open->stale);
+    free(c->open);
+    c->open = NULL;
+}
+
+static int open_error_status(int err)
+{
+    switch (err) {
+    case -EACCES:
+    case -EPERM:
+        return 403;
+    case -EMFILE:
+    case -ENFILE:
+    case -ENOMEM:
+        return 503;
+    case -ENAMETOOLONG:
+        return 414;
+    case -ENOENT:
+    case -ENOTDIR:
+    case -EXDEV: /* a symlink out of the root: as if it did not exist */
+    case -ELOOP:
+    case -EINVAL:
+        return 404;
+    default:
+        return 500;
+    }
+}
+
+/* Does an If-None-Match list match the ETag (weak comparison, RFC 9110 section 13.1.2)? */
+static bool etag_matches(const char *v, size_t vlen, const httpd_file_t *f)
+{
+    size_t i = 0;
+    while (i < vlen) {
+        while (i < vlen && (v[i] == ' ' || v[i] == '\t' || v[i] == ','))
+            i++;
+        if (i < vlen && v[i] == '*')
+            return true;
+        if (i + 2 < vlen && v[i] == 'W' && v[i + 1] == '/')
+            i += 2;
+        size_t s = i;
+        while (i < vlen && v[i] != ',')
+            i++;
+        size_t e = i;
+        while (e > s && (v[e - 1] == ' ' || v[e - 1] == '\t'))
+            e--;
+        if (e - s == f->etag_len && memcmp(v + s, f->etag, e - s) == 0)
+            return true;
+    }
+    return false;
+}
+
+static int static_serve(httpd_conn_t *c, const hk_http_request_t *req, httpd_file_t *f, bool ka)
+{
+    bool head = req->method_id == HK_HTTP_HEAD;
+    char extra[256];
+    int n = snprintf(extra, sizeof(extra), "ETag: %.*s\r\nLast-Modified: %s\r\nAccept-Ranges: bytes\r\n",
+                     (int)f->etag_len, f->etag, f->lastmod);
+    httpd_resp_t r = {.status = 200, .keep_alive = ka, .head = head, .type = f->mime,
+                      .length = f->size, .extra = extra, .extra_len = (size_t)n};
+    uint64_t first = 0, last = f->size ? f->size - 1 : 0;
+    const hk_http_header_t *h;
+    const hk_http_header_t *inm = hk_http_find_header(req->headers, req->num_headers, "if-none-match");
+    if (inm) {
+        if (etag_matches(inm->value, inm->value_len, f))
+            r.status = 304;
+    } else if ((h = hk_http_find_header(req->headers, req->num_headers, "if-modified-since"))) {
+        time_t t;
+        if (hk_http_date_parse(h->value, h->value_len, &t) == 0 && f->mtime <= t)
+            r.status = 304;
+    }
+    if (r.status == 200 && req->method_id == HK_HTTP_GET &&
+        (h = hk_http_find_header(req->headers, req->num_headers, "range"))) {
+        const hk_http_header_t *ifr = hk_http_find_header(req->headers, req->num_headers, "if-range");
+        bool use = !ifr || (ifr->value_len == f->etag_len &&
+                            memcmp(ifr->value, f->etag, f->etag_len) == 0) ||
+                   (ifr->value_len == strlen(f->lastmod) &&
+                    memcmp(ifr->value, f->lastmod, ifr->value_len) == 0);
+        int rr = use ? hk_http_range_parse(h->value, h->value_len, f->size, &first, &last) : -EINVAL;
+        if (rr == 0) {
+            r.status = 206;
+            r.length = last - first + 1;
+            n += snprintf(extra + n, sizeof(extra) - (size_t)n, "Content-Range: bytes %llu-%llu/%llu\r\n",
+                          (unsigned long long)first, (unsigned long long)last,
+                          (unsigned long long)f->size);
+        } else if (rr == -ERANGE) {
+            r.status = 416;
+            r.length = 0;
+            n += snprintf(extra + n, sizeof(extra) - (size_t)n, "Content-Range: bytes */%llu\r\n",
+                          (unsigned long long)f->size);
+        }
+        r.extra_len = (size_t)n;
+    }
+    if (r.status == 304 || r.status == 416)
+        r.length = 0;
+    if (httpd_resp_head(c, &r) == -ENOSPC) {
+        httpd_batch_flush(c);
+        if (httpd_resp_head(c, &r) < 0)
+            return 0;
+    }
+    if (head || r.length == 0)
+        return 0;
+    if (f->data) {
+        if (httpd_resp_body_mem(c, f->data + first, r.length, f) == 0)
+            return 0;
+        /* No iovec left: fall back to sendfile for this body. */
+    }
+    httpd_resp_body_file(c, f, first, r.length);
+    httpd_batch_flush(c); /* a file range ends a batch */
+    return 0;
+}
+
+int httpd_static_handle(httpd_conn_t *c, const hk_http_request_t *req,
+                        const httpd_location_t *loc, int root_fd, const char *path, size_t len,
+                        bool ka)
+{
+    (void)loc;
+    bool head = req->method_id == HK_HTTP_HEAD;
+    const httpd_config_t *cfg = c->gen->cfg;
+    /* The path beneath the root: no leading '/', the index file for a directory. */
+    char rel[4352];
+    size_t rlen = len > 0 ? len - 1 : 0;
+    if (rlen + strlen(cfg->index) + 1 >= sizeof(rel)) {
+        httpd_resp_error(c, 414, ka, head);
+        return 0;
+    }
+    memcpy(rel, path + 1, rlen);
+    if (rlen == 0 || rel[rlen - 1] == '/') {
+        size_t il = strlen(cfg->index);
+        memcpy(rel + rlen, cfg->index, il);
+        rlen += il;
+    }
+    rel[rlen] = '\0';
+
+    httpd_file_t *f = NULL;
+    int err = 0;
+    httpd_open_t *o = c->open;
+    if (o && o->done) {
+        /* The open this request waited for (unless the route changed meanwhile). */
+        o->done = false;
+        if (o->root_fd == root_fd && o->path_len == rlen && memcmp(o->path, rel, rlen) == 0) {
+            f = o->file;
+            err = o->err;
+        } else {
+            httpd_file_unref(o->file);
+        }
+        o->file = NULL;
+    }
+    if (!f && !err) {
+        uint64_t now = hk_loop_now(c->w->loop);
+        bool fresh;
+        f = httpd_fcache_get(c->w->fcache, root_fd, rel, rlen, now, &fresh);
+        if (f && fresh) {
+            httpd_count(&c->w->counters.cache_hits, 1);
+        } else {
+            /* Not cached, or stale: the open revalidates a stale entry (kept if unchanged). */
+            int r = static_open(c, root_fd, rel, rlen, f);
+            if (r == 1)
+                return 1;
+            httpd_file_unref(f);
+            f = NULL;
+            err = r;
+        }
+    }
+    if (!f) {
+        if (err == -EISDIR && (len == 0 || path[len - 1] != '/')) {
+            /* A directory named without its slash: send the client to the right URL. */
+            char extra[4500];
+            int n = snprintf(extra, sizeof(extra), "Location: %.*s/%s%.*s\r\n", (int)len, path,
+                             req->query ? "?" : "", req->query ? (int)req->query_len : 0,
+                             req->query ? req->query : "");
+            if (n > 0 && (size_t)n < sizeof(extra)) {
+                httpd_resp_t r = {.status = 301, .keep_alive = ka, .head = head,
+                                  .length = 0, .extra = extra, .extra_len = (size_t)n};
+                if (httpd_resp_head(c, &r) == -ENOSPC) {
+                    httpd_batch_flush(c);
+                    httpd_resp_head(c, &r);
+                }
+                return 0;
+            }
+        }
+        httpd_resp_error(c, err == -EISDIR ? 404 : open_error_status(err), ka, head);
+        return 0;
+    }
+    static_serve(c, req, f, ka);
+    httpd_file_unref(f);
+    return 0;
+}

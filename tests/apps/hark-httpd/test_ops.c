@@ -1,0 +1,225 @@
+/*
+ * hark-httpd operations end to end: -t and --help, HTTPS (curl and
+ * openssl s_client, ALPN), graceful reload (a broken config rejected, the
+ * old one kept; ten reloads under wrk with zero failed requests and zero
+ * dropped connections), SIGTERM drain finishing a response in flight, and
+ * 10,000 idle keep-alive connections held by a client in another process.
+ */
+#include "httpd_util.h"
+
+#include <sys/resource.h>
+
+static server_t srv;
+static char out[1 << 16];
+
+static void setup(void)
+{
+    make_tmpdir(&srv);
+    char www[300];
+    snprintf(www, sizeof(www), "%s/www", srv.dir);
+    cr_assert_eq(mkdir(www, 0755), 0);
+    write_file(www, "a.txt", "version-one", 11);
+    snprintf(www, sizeof(www), "%s/www2", srv.dir);
+    cr_assert_eq(mkdir(www, 0755), 0);
+    write_file(www, "a.txt", "version-two", 11);
+}
+
+static void teardown(void)
+{
+    if (srv.pid > 0)
+        server_stop(&srv, SIGKILL);
+    cleanup_dir(&srv);
+}
+
+TestSuite(httpd_ops, .init = setup, .fini = teardown, .timeout = 120);
+
+static void write_conf(const char *body)
+{
+    snprintf(srv.conf, sizeof(srv.conf), "%s/hark.conf", srv.dir);
+    FILE *f = fopen(srv.conf, "w");
+    cr_assert_not_null(f);
+    fputs(body, f);
+    fclose(f);
+}
+
+Test(httpd_ops, check_mode_and_help)
+{
+    char conf[1024];
+    snprintf(conf, sizeof(conf), "listen 127.0.0.1:0;\nroot %s/www;\n", srv.dir);
+    write_conf(conf);
+    cr_assert_eq(run(out, sizeof(out), "%s -t -c %s 2>&1", HARK_HTTPD_BIN, srv.conf), 0, "%s", out);
+    write_conf("listen 127.0.0.1:0;\nroot /nonexistent-dir;\nthreads ten;\n");
+    cr_assert_eq(run(out, sizeof(out), "%s -t -c %s 2>&1", HARK_HTTPD_BIN, srv.conf), 2);
+    cr_assert(strstr(out, "hark.conf:"), "the error names the file and line: %s", out);
+    cr_assert_eq(run(out, sizeof(out), "%s --help", HARK_HTTPD_BIN), 0);
+    cr_assert(strstr(out, "--root"));
+    cr_assert_eq(run(out, sizeof(out), "%s --bogus 2>&1", HARK_HTTPD_BIN), 1);
+}
+
+Test(httpd_ops, https_with_alpn)
+{
+    cr_assert_eq(run(NULL, 0,
+                     "cd %s && openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:P-256 "
+                     "-nodes -keyout key.pem -out cert.pem -days 2 -subj /CN=localhost "
+                     ">/dev/null 2>&1",
+                     srv.dir),
+                 0);
+    char conf[2048];
+    snprintf(conf, sizeof(conf),
+             "listen 127.0.0.1:0 { tls on; cert %s/cert.pem; key %s/key.pem; }\n"
+             "root %s/www;\naccess_log off;\n",
+             srv.dir, srv.dir, srv.dir);
+    write_conf(conf);
+    const char *args[] = {"-c", srv.conf, NULL};
+    server_start_argv(&srv, args);
+    run(out, sizeof(out), "curl -s -k https://127.0.0.1:%d/a.txt", srv.port);
+    cr_assert_str_eq(out, "version-one");
+    run(out, sizeof(out),
+        "echo | openssl s_client -connect 127.0.0.1:%d -alpn http/1.1 2>/dev/null | "
+        "grep -i 'ALPN protocol'",
+        srv.port);
+    cr_assert(strstr(out, "http/1.1"), "%s", out);
+    /* A 1 MiB file over TLS: sendfile through the TLS stream. */
+    run(NULL, 0, "head -c 1048576 /dev/urandom > %s/www/big.bin", srv.dir);
+    cr_assert_eq(run(NULL, 0, "curl -s -k https://127.0.0.1:%d/big.bin | cmp -s - %s/www/big.bin",
+                     srv.port, srv.dir),
+                 0);
+    cr_assert_eq(server_stop(&srv, SIGTERM), 0);
+}
+
+static int wrk_failures(const char *text)
+{
+    /* wrk prints "Non-2xx or 3xx responses: N" and "Socket errors: connect A, read B, ..." */
+    int bad = 0;
+    const char *p = strstr(text, "Non-2xx or 3xx responses:");
+    if (p)
+        bad += atoi(p + strlen("Non-2xx or 3xx responses:"));
+    p = strstr(text, "Socket errors:");
+    if (p) {
+        int a = 0, b = 0, c = 0, d = 0;
+        sscanf(p, "Socket errors: connect %d, read %d, write %d, timeout %d", &a, &b, &c, &d);
+        bad += a + b + c + d;
+    }
+    return bad;
+}
+
+Test(httpd_ops, reload_under_load)
+{
+    char conf[1024];
+    snprintf(conf, sizeof(conf), "threads 2;\nlisten 127.0.0.1:0;\naccess_log off;\nroot %s/www;\n",
+             srv.dir);
+    write_conf(conf);
+    const char *args[] = {"-c", srv.conf, NULL};
+    server_start_argv(&srv, args);
+    run(out, sizeof(out), "curl -s http://127.0.0.1:%d/a.txt", srv.port);
+    cr_assert_str_eq(out, "version-one");
+
+    /* A broken config is refused; the old one keeps serving. */
+    write_conf("listen 127.0.0.1:0;\nroot /does/not/exist;\n");
+    kill(srv.pid, SIGHUP);
+    usleep(300 * 1000);
+    run(out, sizeof(out), "curl -s http://127.0.0.1:%d/a.txt", srv.port);
+    cr_assert_str_eq(out, "version-one");
+
+    /* Ten reloads while wrk keeps 20 keep-alive connections busy. */
+    FILE *w = NULL;
+    char cmd[512];
+    snprintf(cmd, sizeof(cmd), "wrk -t1 -c20 -d4s http://127.0.0.1:%d/a.txt 2>&1", srv.port);
+    w = popen(cmd, "r");
+    cr_assert_not_null(w);
+    usleep(500 * 1000);
+    for (int i = 0; i < 10; i++) {
+        snprintf(conf, sizeof(conf), "threads 2;\nlisten 127.0.0.1:0;\naccess_log off;\nroot %s/%s;\n",
+                 srv.dir, i % 2 ? "www" : "www2");
+        write_conf(conf);
+        kill(srv.pid, SIGHUP);
+        usleep(250 * 1000);
+    }
+    size_t len = fread(out, 1, sizeof(out) - 1, w);
+    out[len] = '\0';
+    pclose(w);
+    cr_assert(strstr(out, "requests in"), "wrk ran: %s", out);
+    cr_assert_eq(wrk_failures(out), 0, "failed requests or dropped connections: %s", out);
+    /* The last reload (i = 9) points at www. */
+    run(out, sizeof(out), "curl -s http://127.0.0.1:%d/a.txt", srv.port);
+    cr_assert_str_eq(out, "version-one");
+    run(out, sizeof(out), "curl -s http://127.0.0.1:%d/metrics | grep '^hark_config_generation'",
+        srv.port);
+    cr_assert(strstr(out, "hark_config_generation 11"), "%s", out);
+    cr_assert_eq(server_stop(&srv, SIGTERM), 0);
+}
+
+Test(httpd_ops, drain_finishes_in_flight)
+{
+    run(NULL, 0, "head -c 33554432 /dev/zero > %s/www/huge.bin", srv.dir);
+    char conf[1024];
+    snprintf(conf, sizeof(conf), "listen 127.0.0.1:0;\naccess_log off;\nroot %s/www;\n", srv.dir);
+    write_conf(conf);
+    const char *args[] = {"-c", srv.conf, NULL};
+    server_start_argv(&srv, args);
+    /* A slow reader (1 MB/s) of 32 MiB: still downloading when SIGTERM comes... */
+    char cmd[512];
+    snprintf(cmd, sizeof(cmd),
+             "curl -s --limit-rate 8M -o /dev/null -w '%%{http_code} %%{size_download}' "
+             "http://127.0.0.1:%d/huge.bin",
+             srv.port);
+    FILE *c = popen(cmd, "r");
+    usleep(500 * 1000);
+    kill(srv.pid, SIGTERM);
+    usleep(200 * 1000);
+    /* ...new connections are refused meanwhile... */
+    cr_assert_neq(run(NULL, 0, "curl -s -m 2 http://127.0.0.1:%d/a.txt", srv.port), 0);
+    /* ...and the download completes before the server exits 0. */
+    size_t len = fread(out, 1, sizeof(out) - 1, c);
+    out[len] = '\0';
+    pclose(c);
+    cr_assert_str_eq(out, "200 33554432");
+    int st = 0;
+    for (int i = 0; i < 500 && waitpid(srv.pid, &st, WNOHANG) == 0; i++)
+        usleep(10000);
+    cr_assert(WIFEXITED(st) && WEXITSTATUS(st) == 0);
+    srv.pid = 0;
+    close(srv.err_fd);
+}
+
+Test(httpd_ops, ten_thousand_idle_connections)
+{
+    char conf[1024];
+    snprintf(conf, sizeof(conf), "listen 127.0.0.1:0;\naccess_log off;\nroot %s/www;\n", srv.dir);
+    write_conf(conf);
+    const char *args[] = {"-c", srv.conf, NULL};
+    server_start_argv(&srv, args);
+    enum { N = 10000 };
+    int ready[2];
+    cr_assert_eq(pipe(ready), 0);
+    pid_t child = fork();
+    if (child == 0) {
+        /* The client: its own process, so each side stays under the 20000 fd limit. */
+        static int fds[N];
+        const char req[] = "GET /a.txt HTTP/1.1\r\nHost: a\r\n\r\n";
+        char buf[512];
+        int ok = 0;
+        for (int i = 0; i < N; i++) {
+            fds[i] = connect_port(srv.port);
+            if (write(fds[i], req, sizeof(req) - 1) == (ssize_t)sizeof(req) - 1 &&
+                read(fds[i], buf, sizeof(buf)) > 0)
+                ok++;
+        }
+        char msg = ok == N ? 'y' : 'n';
+        if (write(ready[1], &msg, 1) != 1)
+            _exit(2);
+        pause(); /* hold them until killed */
+        _exit(0);
+    }
+    char msg = 0;
+    cr_assert_eq(read(ready[0], &msg, 1), 1);
+    cr_assert_eq(msg, 'y', "every connection got its response");
+    run(out, sizeof(out), "curl -s http://127.0.0.1:%d/metrics | grep '^hark_http_connections_open'",
+        srv.port);
+    int open_now = 0;
+    sscanf(out, "hark_http_connections_open %d", &open_now);
+    kill(child, SIGKILL);
+    waitpid(child, NULL, 0);
+    cr_assert_eq(open_now, N + 1, "all held (plus the metrics request): %s", out);
+    cr_assert_eq(server_stop(&srv, SIGTERM), 0);
+}

@@ -1,0 +1,141 @@
+/*
+ * hark-httpd against hostile clients: path escapes out of the root
+ * (.., encoded dots, symlinks, NUL), request smuggling framings (each
+ * answered 400/501 and the connection closed), oversized heads, and
+ * slowloris cut at the header timeout.
+ */
+#include "httpd_util.h"
+
+static server_t srv;
+static char out[1 << 16];
+
+static void setup(void)
+{
+    make_tmpdir(&srv);
+    char root[300], secret[300], link[350];
+    snprintf(root, sizeof(root), "%s/root", srv.dir);
+    cr_assert_eq(mkdir(root, 0755), 0);
+    write_file(root, "ok.txt", "fine", 4);
+    write_file(srv.dir, "secret.txt", "TOPSECRET", 9);
+    snprintf(secret, sizeof(secret), "%s/secret.txt", srv.dir);
+    snprintf(link, sizeof(link), "%s/escape.txt", root);
+    cr_assert_eq(symlink(secret, link), 0);
+    snprintf(link, sizeof(link), "%s/rel.txt", root);
+    cr_assert_eq(symlink("../secret.txt", link), 0);
+    server_start_conf(&srv,
+                      "threads 1;\nlisten 127.0.0.1:0;\naccess_log off;\nroot %s;\n"
+                      "header_timeout 1s;\n",
+                      root);
+}
+
+static void teardown(void)
+{
+    cr_assert_eq(server_stop(&srv, SIGTERM), 0, "clean exit (ASan would report here)");
+    cleanup_dir(&srv);
+}
+
+TestSuite(httpd_protect, .init = setup, .fini = teardown, .timeout = 60);
+
+/* Sends one raw request; returns the status code and whether the connection was closed. */
+static int status_of(const char *req, int *closed)
+{
+    raw_exchange(srv.port, req, strlen(req), out, sizeof(out), 2000, closed);
+    int st = 0;
+    if (sscanf(out, "HTTP/1.1 %d", &st) != 1)
+        return -1;
+    return st;
+}
+
+Test(httpd_protect, path_escapes_refused)
+{
+    int closed;
+    cr_assert_eq(status_of("GET /ok.txt HTTP/1.1\r\nHost: a\r\n\r\n", &closed), 200);
+    const char *bad[] = {
+        "GET /../secret.txt HTTP/1.1\r\nHost: a\r\n\r\n",
+        "GET /%2e%2e/secret.txt HTTP/1.1\r\nHost: a\r\n\r\n",
+        "GET /%2E%2E%2Fsecret.txt HTTP/1.1\r\nHost: a\r\n\r\n",
+        "GET /escape.txt HTTP/1.1\r\nHost: a\r\n\r\n",
+        "GET /rel.txt HTTP/1.1\r\nHost: a\r\n\r\n",
+        "GET /ok.txt%00.png HTTP/1.1\r\nHost: a\r\n\r\n",
+        "GET /a/../../secret.txt HTTP/1.1\r\nHost: a\r\n\r\n",
+    };
+    for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
+        int st = status_of(bad[i], &closed);
+        cr_assert(st == 400 || st == 404, "%s -> %d", bad[i], st);
+        cr_assert(strstr(out, "TOPSECRET") == NULL, "leaked the file outside the root: %s", bad[i]);
+    }
+    /* curl without its own normalisation, as an attacker would send it. */
+    run(out, sizeof(out), "curl -s --path-as-is http://127.0.0.1:%d/../secret.txt", srv.port);
+    cr_assert(strstr(out, "TOPSECRET") == NULL);
+}
+
+Test(httpd_protect, smuggling_rejected_and_closed)
+{
+    struct {
+        const char *req;
+        int status;
+    } cases[] = {
+        {"POST /ok.txt HTTP/1.1\r\nHost: a\r\nContent-Length: 3\r\nTransfer-Encoding: chunked\r\n\r\n0\r\n\r\n", 400},
+        {"POST /ok.txt HTTP/1.1\r\nHost: a\r\nContent-Length: 3\r\nContent-Length: 4\r\n\r\nabcd", 400},
+        {"POST /ok.txt HTTP/1.1\r\nHost: a\r\nTransfer-Encoding: chunked, identity\r\n\r\n0\r\n\r\n", 501},
+        {"GET /ok.txt HTTP/1.1\r\nHost: a\r\nX-A: b\r\n c\r\n\r\n", 400},
+        {"POST /ok.txt HTTP/1.0\r\nTransfer-Encoding: chunked\r\n\r\n0\r\n\r\n", 400},
+        {"GET /ok.txt HTTP/1.1\r\n\r\n", 400},
+        {"GET /ok.txt HTTP/1.1\r\nHost: a\r\nContent-Length: -1\r\n\r\n", 400},
+        {"GET /ok.txt HTTP/1.1\r\nHost : a\r\n\r\n", 400},
+    };
+    for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
+        int closed;
+        int st = status_of(cases[i].req, &closed);
+        cr_assert_eq(st, cases[i].status, "case %zu: got %d: %s", i, st, out);
+        cr_assert(closed, "case %zu: the connection must be closed", i);
+        cr_assert(strstr(out, "fine") == NULL, "case %zu: no request was served", i);
+    }
+}
+
+Test(httpd_protect, oversized_head)
+{
+    static char req[70000];
+    int n = snprintf(req, sizeof(req), "GET /ok.txt HTTP/1.1\r\nHost: a\r\n");
+    while (n < 60000)
+        n += snprintf(req + n, sizeof(req) - (size_t)n, "X-Pad: %0200d\r\n", 0);
+    snprintf(req + n, sizeof(req) - (size_t)n, "\r\n");
+    int closed;
+    int st = status_of(req, &closed);
+    cr_assert_eq(st, 431, "%s", out);
+    cr_assert(closed);
+    static char line[20000];
+    n = snprintf(line, sizeof(line), "GET /");
+    memset(line + n, 'a', 12000);
+    snprintf(line + n + 12000, sizeof(line) - (size_t)n - 12000, " HTTP/1.1\r\nHost: a\r\n\r\n");
+    cr_assert_eq(status_of(line, &closed), 414);
+}
+
+Test(httpd_protect, slowloris_cut_at_header_timeout)
+{
+    int fd = connect_port(srv.port);
+    const char *req = "GET /ok.txt HTTP/1.1\r\nHost: a\r\nX-Slow: ";
+    cr_assert_eq(write(fd, req, strlen(req)), (ssize_t)strlen(req));
+    /* One byte every 200 ms: a head that never ends. The timeout (1 s) counts from its start. */
+    int closed = 0;
+    for (int i = 0; i < 30 && !closed; i++) {
+        usleep(200 * 1000);
+        if (write(fd, "a", 1) != 1)
+            closed = 1;
+        struct pollfd pfd = {.fd = fd, .events = POLLIN};
+        if (poll(&pfd, 1, 0) > 0) {
+            ssize_t n = read(fd, out, sizeof(out) - 1);
+            if (n <= 0)
+                closed = 1;
+            else {
+                out[n] = '\0';
+                cr_assert(strstr(out, "HTTP/1.1 408"), "%s", out);
+            }
+        }
+    }
+    cr_assert(closed, "the slow client was cut off");
+    close(fd);
+    run(out, sizeof(out), "curl -s http://127.0.0.1:%d/metrics | grep '^hark_http_header_timeouts_total'",
+        srv.port);
+    cr_assert(strstr(out, "hark_http_header_timeouts_total 1"), "%s", out);
+}
