@@ -14,5 +14,6 @@
 #include "hark/tls.h"
 #include "hark/co_net.h"
 #include "hark/publish.h"
+#include "hark/conf.h"
 
 #endif

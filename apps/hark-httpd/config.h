@@ -113,13 +113,19 @@ typedef struct httpd_config {
 httpd_config_t *httpd_config_defaults(const char *root, const char *listen, unsigned threads);
 
 /*
- * Loads and validates a config file. On failure returns NULL and writes a
- * message naming the file, line and what was expected into err
- * ("hark.conf:12: expected a duration such as 10s, got \"ten\"").
+ * Loads and validates a config file (docs/httpd-config.md). On failure
+ * returns NULL and writes a message naming the file, line, column and what
+ * was expected into err ("hark.conf:12:16: expected a duration such as 10s
+ * ..., got \"ten\""). Reads files with blocking calls: not on a loop thread.
  */
 httpd_config_t *httpd_config_load(const char *path, char *err, size_t errlen);
 
-/* Finds the location for a decoded path (longest prefix); never NULL for a valid config. */
+/*
+ * Finds the location for a decoded path: the longest prefix matching at a
+ * segment boundary ("/img" takes "/img/a" but not "/imgs"); a prefix ending
+ * in '/' also takes the path without that slash ("/api/" takes "/api"),
+ * below an exact "/api". Never NULL for a valid config ("/" takes the rest).
+ */
 const httpd_location_t *httpd_config_route(const httpd_config_t *cfg, const char *path,
                                            size_t len);
 
