@@ -144,12 +144,12 @@ struct hk_subscriber {
 };
 
 /*
- * Starts a subscription (init + start): after each later publication, cb
- * runs on loop with the newest version (publications made before the
- * callback runs coalesce into one call; a version is never delivered twice).
- * The version current at subscription time is not delivered: read it with
- * hk_publish_get. Attaches loop (hk_publish_attach). On the loop's thread.
- * Errors: -EINVAL (NULL argument), -EXDEV, -ENOMEM.
+ * Starts a subscription (init + start): cb runs on loop with the current
+ * version (if one was published), then again after each publication, always
+ * with the newest version: publications made before the callback runs
+ * coalesce into one call, and a version is never delivered twice. version is
+ * NULL only if the writer published NULL. Attaches loop (hk_publish_attach).
+ * On the loop's thread. Errors: -EINVAL (NULL argument), -EXDEV, -ENOMEM.
  */
 HK_API int hk_publish_subscribe(hk_publish_t *pub, hk_loop_t *loop, hk_subscriber_t *sub,
                                 hk_subscriber_cb cb);

@@ -110,22 +110,3 @@ void hk__publish_call_rcu(struct rcu_head *head, void (*fn)(struct rcu_head *hea
         call_rcu(head, fn);
     }
 }
-
-/*
- * The sequence number of the current version, read on an attached thread
- * that may be offline (subscribing before hk_loop_run): online for the read,
- * or the record could be reclaimed under us.
- */
-uint64_t hk__publish_current_seq(hk_publish_t *pub)
-{
-    bool was_online = rcu_read_ongoing();
-    if (!was_online)
-        rcu_thread_online();
-    struct hk__version *v = __atomic_load_n(&pub->current, __ATOMIC_ACQUIRE);
-    uint64_t seq = v ? v->seq : 0;
-    if (!was_online) {
-        hk__tsan_release(&hk__gp_token);
-        rcu_thread_offline();
-    }
-    return seq;
-}

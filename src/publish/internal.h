@@ -75,7 +75,6 @@ static inline void hk__tsan_acquire(void *addr)
 void *hk__publish_gp_token(void);
 bool hk__publish_online(void);
 void hk__publish_call_rcu(struct rcu_head *head, void (*fn)(struct rcu_head *head));
-uint64_t hk__publish_current_seq(hk_publish_t *pub);
 
 /* subscribe.c */
 void hk__publish_notify(hk_publish_t *pub);

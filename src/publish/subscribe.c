@@ -50,17 +50,16 @@ int hk_publish_subscribe(hk_publish_t *pub, hk_loop_t *loop, hk_subscriber_t *su
     sub->_cb = cb;
     sub->_close_cb = NULL;
     sub->_prev = NULL;
-    /*
-     * Linked before reading the current sequence: a publication that swapped
-     * earlier counts as seen; any later one finds us in the list.
-     */
+    sub->_seen = 0;
     pthread_mutex_lock(&pub->lock);
     sub->_next = pub->subs;
     if (pub->subs)
         pub->subs->_prev = sub;
     pub->subs = sub;
-    sub->_seen = hk__publish_current_seq(pub);
     pthread_mutex_unlock(&pub->lock);
+    /* The version current now, if any, is the first one delivered. */
+    if (hk_publish_count(pub) > 0)
+        hk_async_send(&sub->_async);
     return 0;
 }
 
