@@ -34,6 +34,14 @@
  * Before hk_log_open() and after hk_log_close(), log calls are dropped and
  * counted (hk_log_stats().dropped_closed); they never write anywhere.
  *
+ * Access log: a second channel for lines the caller formats itself (an HTTP
+ * server's access log in nginx's formats or as JSON), written verbatim, with
+ * no timestamp or level, to a second sink (hk_log_access_open). Its lines go
+ * through the same thread rings as hk_log() lines, tagged with the channel,
+ * so each thread's lines of both channels stay in order; the writer routes
+ * them. A consequence: a stalled sink of either channel holds back both, and
+ * callers of both drop (they never block).
+ *
  * Threads: every function here is thread-safe. hk_log() and its macros are
  * also safe on loop threads (they never block); hk_log_open, hk_log_close and
  * hk_log_flush wait (with bounds) and belong to start-up, shutdown and tests.
@@ -120,13 +128,16 @@ HK_API int hk_log_open(const hk_log_options_t *opts);
 HK_API int hk_log_close(uint64_t flush_timeout_ns);
 
 /*
- * Log rotation: makes the writer open path (NULL: the path given to
- * hk_log_open) and swap it in for the current sink, after writing what it
- * already holds to the old one. Returns once the request is queued, without
- * waiting for the writer: 0, or -EBADF (not open), -EINVAL (path NULL and the
- * sink is not a path), -ENOMEM. If the open fails the writer keeps the old
- * sink, counts hk_log_stats().reopen_errors and logs an error line there.
- * Call hk_log_flush() to wait until the swap is done.
+ * Log rotation: makes the writer open path and swap it in for the main sink,
+ * after writing what it already holds to the old one. path NULL reopens
+ * every sink that was opened from a path, the main sink and the access sink
+ * alike (what logrotate's rename-then-signal needs); a given path moves the
+ * main sink only (hk_log_access_reopen moves the access sink). Returns once
+ * the request is queued, without waiting for the writer: 0, or -EBADF (not
+ * open), -EINVAL (path NULL and no sink is a path), -ENOMEM. If an open
+ * fails the writer keeps that old sink, counts hk_log_stats().reopen_errors
+ * and logs an error line to the main sink. Call hk_log_flush() to wait until
+ * the swap is done.
  */
 HK_API int hk_log_reopen(const char *path);
 
@@ -136,6 +147,42 @@ HK_API int hk_log_reopen(const char *path);
  * timeout_ns passed. Returns 0, -ETIMEDOUT or -EBADF (not open).
  */
 HK_API int hk_log_flush(uint64_t timeout_ns);
+
+/* Longest access line, its newline included. */
+#define HK_LOG_ACCESS_LINE_MAX 8000
+
+/*
+ * Opens the access sink, after hk_log_open: path is opened for appending
+ * (created 0644), or "-" for standard output (a private non-blocking
+ * description of it, as for the main sink). It stays open until
+ * hk_log_close, which flushes and closes it with the main sink. Errors:
+ * -EBADF (the logger is not open), -EBUSY (already open), -EINVAL (path
+ * NULL), -errno of open(2), -ENOMEM.
+ */
+HK_API int hk_log_access_open(const char *path);
+
+/*
+ * Moves the access sink to path (NULL: opens its own path again, for
+ * rotation), like hk_log_reopen does for the main sink: queued, done by the
+ * writer, a failed open keeps the old sink and is logged to the main sink.
+ * Returns 0, -EBADF (no access sink), -EINVAL (path NULL and the access sink
+ * is standard output), -ENOMEM.
+ */
+HK_API int hk_log_access_reopen(const char *path);
+
+/*
+ * Queues one access line: line[0 .. len) is written verbatim to the access
+ * sink, with a '\n' added when it does not end in one. It must not contain
+ * another newline: escaping is the caller's (one call, one line). Same
+ * promises as hk_log(): never blocks, no lock (but once per thread), no
+ * system call but to wake an idle writer. Returns 0 when queued; -EAGAIN
+ * (the thread's ring is full), -EMSGSIZE (longer than
+ * HK_LOG_ACCESS_LINE_MAX), -ENOMEM (no ring): dropped and counted in
+ * hk_log_stats().access_dropped, and reported by an "N access lines
+ * dropped" warning in the main sink; -EBADF (no access sink) and -EINVAL
+ * (an embedded newline, or line NULL with len > 0): not counted.
+ */
+HK_API int hk_log_access(const char *line, size_t len);
 
 /* The minimum level; lines below it cost one load and a compare. */
 HK_API int hk_log_set_level(hk_log_level_t level); /* 0 or -EINVAL */
@@ -181,9 +228,24 @@ typedef struct hk_log_stats {
     uint64_t drop_reports;   /* "N messages dropped" lines produced */
     uint64_t bytes;          /* bytes written to the sink */
     uint64_t write_errors;   /* write(2) failures other than EAGAIN */
-    uint64_t reopens;        /* successful hk_log_reopen swaps */
-    uint64_t reopen_errors;  /* failed hk_log_reopen opens */
+    uint64_t reopens;        /* successful swaps of the main sink */
+    uint64_t reopen_errors;  /* failed reopen opens, of either sink */
     uint64_t rings;          /* thread rings alive now */
+    /*
+     * The access channel. The main sink's counters above do not count its
+     * lines; its drop reports and failed reopens are main-sink lines, so that,
+     * once flushed, written + lost = logged + drop_reports +
+     * access_drop_reports + reopen_errors, and access_written + access_lost =
+     * access_lines.
+     */
+    uint64_t access_lines;        /* access lines accepted into a ring */
+    uint64_t access_dropped;      /* refused: full ring, too long, no ring memory */
+    uint64_t access_written;      /* access lines written to the access sink */
+    uint64_t access_lost;         /* accepted, never written: close deadline, sink error */
+    uint64_t access_drop_reports; /* "N access lines dropped" lines in the main sink */
+    uint64_t access_bytes;        /* bytes written to the access sink */
+    uint64_t access_write_errors; /* its write(2) failures other than EAGAIN */
+    uint64_t access_reopens;      /* successful access sink swaps */
 } hk_log_stats_t;
 
 /* Copies the counters (a consistent-enough snapshot while threads log). Returns 0. */

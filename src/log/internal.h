@@ -12,6 +12,11 @@
  * and starts again at offset 0. The space left is a multiple of 8 but may be
  * only 8 bytes, so a pad is just the first 8 bytes of a header (size and
  * kind): the reader of a pad must look at nothing else.
+ *
+ * Each line record carries its channel (chan): main lines are laid out as
+ * above; an access line is the header followed by the line's bytes, its
+ * '\n' included, written out as they are. The channel also indexes the
+ * per-channel counters and, in the writer, the sink.
  */
 #ifndef HK_LOG_INTERNAL_H
 #define HK_LOG_INTERNAL_H
@@ -28,6 +33,13 @@ enum {
     HK__REC_PAD = 2,
 };
 
+/* Channels: where a line goes. */
+enum {
+    HK__CHAN_MAIN = 0,   /* hk_log(): rendered with timestamp and level */
+    HK__CHAN_ACCESS = 1, /* hk_log_access(): verbatim, to the access sink */
+    HK__CHANS = 2,
+};
+
 /* Record flags. */
 #define HK__REC_TRUNCATED 0x1u
 /* Field flags: the value is exactly one numeric conversion (a JSON number candidate). */
@@ -38,13 +50,15 @@ typedef struct hk__log_rec {
     uint8_t kind;
     uint8_t level;
     uint8_t flags;
-    uint8_t _unused;
-    uint64_t ts_ns; /* CLOCK_REALTIME */
+    uint8_t chan;   /* HK__CHAN_*; 0 (main) unless set */
+    uint64_t ts_ns; /* CLOCK_REALTIME; 0 for access lines */
 } hk__log_rec_t;
 
 #define HK__REC_HDR ((uint32_t)sizeof(hk__log_rec_t))
 #define HK__REC_MAX (HK__REC_HDR + 2 + HK_LOG_LINE_MAX + 64)
 #define HK__FIELD_HDR 5u
+/* The writer's output buffer per sink; it takes lines while HK__LINE_MAX bytes are free. */
+#define HK__OUT_CAP (256u * 1024)
 
 static inline uint32_t hk__align8(uint32_t n)
 {
@@ -56,12 +70,12 @@ typedef struct hk__log_ring hk__log_ring_t;
 struct hk__log_ring {
     /* Written by the producer (its thread) only. */
     _Alignas(64) _Atomic uint64_t tail;
-    uint64_t head_cache;       /* the producer's last view of head */
-    _Atomic uint64_t accepted; /* single writer: load + store, no locked op */
-    _Atomic uint64_t dropped;
+    uint64_t head_cache;                  /* the producer's last view of head */
+    _Atomic uint64_t accepted[HK__CHANS]; /* single writer: load + store, no locked op */
+    _Atomic uint64_t dropped[HK__CHANS];
     /* Written by the writer thread only. */
     _Alignas(64) _Atomic uint64_t head;
-    uint64_t drops_reported;
+    uint64_t drops_reported[HK__CHANS];
     /* Rare: set by the thread-exit destructor, read by the writer. */
     _Alignas(64) _Atomic int dead;
     hk__log_ring_t *next; /* in hk__log.rings, under hk__log.lock */
@@ -72,40 +86,56 @@ struct hk__log_ring {
     unsigned char scratch[HK__REC_MAX]; /* the producer formats here, then copies */
 };
 
+/* Whether the writer has reported every drop of r (both channels). */
+static inline int hk__log_ring_reported(const hk__log_ring_t *r)
+{
+    for (int ch = 0; ch < HK__CHANS; ch++)
+        if (atomic_load_explicit(&r->dropped[ch], memory_order_relaxed) != r->drops_reported[ch])
+            return 0;
+    return 1;
+}
+
+/* Counters of one channel kept outside the rings. */
+typedef struct hk__log_chan_stats {
+    _Atomic uint64_t dropped_nomem;
+    _Atomic uint64_t written; /* lines written to the channel's sink */
+    _Atomic uint64_t lost;
+    _Atomic uint64_t drop_reports; /* notices for this channel's drops (in the main sink) */
+    _Atomic uint64_t bytes;
+    _Atomic uint64_t write_errors;
+    _Atomic uint64_t reopens;
+} hk__log_chan_stats_t;
+
 /* The process-wide logger. */
 typedef struct hk__log_state {
     /* Read on every call. */
     _Alignas(64) _Atomic int min_level;
     _Atomic int open;
+    _Atomic int access_open;     /* hk_log_access may queue lines */
     _Atomic int writer_sleeping; /* 1 while the writer sleeps without a timer of its own */
     _Atomic int wake_pending;    /* someone wrote the eventfd since the writer drained it */
     int eventfd;                 /* never closed but in a child after fork (see log.c) */
 
     /* Counters of events outside any ring. */
     _Alignas(64) _Atomic uint64_t dropped_closed;
-    _Atomic uint64_t dropped_nomem;
-    _Atomic uint64_t written;
-    _Atomic uint64_t lost;
-    _Atomic uint64_t drop_reports;
-    _Atomic uint64_t bytes;
-    _Atomic uint64_t write_errors;
-    _Atomic uint64_t reopens;
     _Atomic uint64_t reopen_errors;
+    hk__log_chan_stats_t cs[HK__CHANS];
 
     /* The ring list and the counters of freed rings; under lock. */
     pthread_mutex_t lock;
     hk__log_ring_t *rings;
-    uint64_t retired_accepted;
-    uint64_t retired_dropped;
+    uint64_t retired_accepted[HK__CHANS];
+    uint64_t retired_dropped[HK__CHANS];
     uint64_t nrings;
     int writer_running;
     uint32_t ring_bytes; /* size of new rings */
 
     /* Control from the API to the writer. */
+    pthread_mutex_t api_lock; /* serialises open, close and access open; see log.c */
     pthread_mutex_t ctl_lock; /* open/close/reopen/flush; never taken by hk_log() */
     pthread_cond_t flushed;
-    char *path;        /* the sink's path (NULL for an fd sink), under ctl_lock */
-    char *reopen_path; /* a pending reopen, under ctl_lock */
+    char *path[HK__CHANS];        /* each sink's path (NULL for an fd sink), under ctl_lock */
+    char *reopen_path[HK__CHANS]; /* pending reopens, under ctl_lock */
     _Atomic uint64_t reopen_seq;
     _Atomic uint64_t flush_req;
     uint64_t flush_done; /* under ctl_lock */
@@ -113,8 +143,15 @@ typedef struct hk__log_state {
     _Atomic uint64_t stop_deadline; /* CLOCK_MONOTONIC ns */
     int stop_result;                /* 0 or -ETIMEDOUT, set by the writer before it exits */
     pthread_t writer;
-    int sink_fd;
-    int sink_kind;
+    /*
+     * The sinks and the writer's buffers, owned by the API (log.c frees them
+     * after joining the writer). The writer takes the access sink once
+     * access_ready is set: it may be opened while the writer runs.
+     */
+    int sink_fd[HK__CHANS];
+    int sink_kind[HK__CHANS];
+    char *out_buf[HK__CHANS];
+    _Atomic int access_ready;
     int format;
     uint64_t flush_interval_ns;
     uint64_t exit_timeout_ns;
@@ -133,9 +170,11 @@ extern hk__log_state_t hk__log;
 hk__log_ring_t *hk__log_ring_get(void);
 void hk__log_ring_free(hk__log_ring_t *r);
 int hk__log_ring_push(hk__log_ring_t *r, const void *rec, uint32_t size);
+/* An access line of len bytes (without its newline, which this adds). */
+int hk__log_ring_push_access(hk__log_ring_t *r, const char *line, size_t len);
 void hk__log_wake(void);
-/* Consumer side: drops every record left in r, returns how many lines that was. */
-uint64_t hk__log_ring_discard(hk__log_ring_t *r);
+/* Consumer side: drops every record left in r, counting its lines as lost. */
+void hk__log_ring_discard(hk__log_ring_t *r);
 /*
  * Consumer side, hk__log.lock held: unlinks and frees dead rings; only those
  * drained and with their drops reported when only_drained, else all of them
@@ -160,6 +199,9 @@ size_t hk__log_render(char *out, const hk__log_rec_t *rec, int format);
 /* A writer-made line (drop notices, reopen errors) with one numeric and one string field. */
 size_t hk__log_render_note(char *out, int format, int level, uint64_t ts_ns, const char *msg,
                            const char *k1, uint64_t v1, const char *k2, const char *v2);
+
+/* log.c: queues a reopen of channel ch's sink (see hk_log_reopen, hk_log_access_reopen). */
+int hk__log_reopen(int ch, const char *path);
 
 /* writer.c */
 void *hk__log_writer_main(void *arg);

@@ -37,19 +37,39 @@
 #define MIN_RING_BYTES (16u * 1024)
 #define MAX_RING_BYTES (256u * 1024 * 1024)
 
+/*
+ * api_lock serialises open, close and hk_log_access_open; close holds it
+ * while joining the writer, which never takes it.
+ */
 hk__log_state_t hk__log = {
     .lock = PTHREAD_MUTEX_INITIALIZER,
+    .api_lock = PTHREAD_MUTEX_INITIALIZER,
     .ctl_lock = PTHREAD_MUTEX_INITIALIZER,
     .eventfd = -1,
-    .sink_fd = -1,
+    .sink_fd = {-1, -1},
     .ring_bytes = HK_LOG_DEFAULT_RING_BYTES,
 };
 
-/* Serialises open and close (held while close joins the writer; the writer never takes it). */
-static pthread_mutex_t api_lock = PTHREAD_MUTEX_INITIALIZER;
 static pthread_once_t once = PTHREAD_ONCE_INIT;
 static int once_err;
-static char *writer_buf; /* the writer's output buffer, under api_lock */
+
+/* Closes the sinks and frees what the writer used; the writer is gone. */
+static void release_sinks(void)
+{
+    for (int ch = 0; ch < HK__CHANS; ch++) {
+        if (hk__log.sink_fd[ch] >= 0)
+            close(hk__log.sink_fd[ch]);
+        hk__log.sink_fd[ch] = -1;
+        free(hk__log.out_buf[ch]);
+        hk__log.out_buf[ch] = NULL;
+        free(hk__log.reopen_path[ch]);
+        hk__log.reopen_path[ch] = NULL;
+    }
+    /* The main path stays for hk_log_reopen's -EINVAL test; the access sink is gone. */
+    free(hk__log.path[HK__CHAN_ACCESS]);
+    hk__log.path[HK__CHAN_ACCESS] = NULL;
+    atomic_store_explicit(&hk__log.access_ready, 0, memory_order_relaxed);
+}
 
 static void at_exit(void)
 {
@@ -88,20 +108,15 @@ static void fork_child(void)
     hk__log_ring_fork_child();
     pthread_mutex_unlock(&hk__log.lock);
     pthread_mutex_unlock(&hk__log.ctl_lock);
-    pthread_mutex_init(&api_lock, NULL);
+    pthread_mutex_init(&hk__log.api_lock, NULL);
     if (atomic_load_explicit(&hk__log.open, memory_order_relaxed) || hk__log.writer_running) {
         /* The writer did not survive the fork: start closed, release what it held. */
         atomic_store_explicit(&hk__log.open, 0, memory_order_relaxed);
+        atomic_store_explicit(&hk__log.access_open, 0, memory_order_relaxed);
         hk__log.writer_running = 0;
-        if (hk__log.sink_fd >= 0)
-            close(hk__log.sink_fd);
-        hk__log.sink_fd = -1;
-        free(writer_buf);
-        writer_buf = NULL;
-        free(hk__log.path);
-        hk__log.path = NULL;
-        free(hk__log.reopen_path);
-        hk__log.reopen_path = NULL;
+        release_sinks();
+        free(hk__log.path[HK__CHAN_MAIN]);
+        hk__log.path[HK__CHAN_MAIN] = NULL;
     }
 }
 
@@ -146,7 +161,7 @@ int hk_log_open(const hk_log_options_t *opts)
     if (once_err)
         return once_err;
 
-    pthread_mutex_lock(&api_lock);
+    pthread_mutex_lock(&hk__log.api_lock);
     int r = 0;
     char *path = NULL;
     char *buf = NULL;
@@ -167,7 +182,7 @@ int hk_log_open(const hk_log_options_t *opts)
         r = -ENOMEM;
         goto out;
     }
-    buf = malloc(6u * HK__REC_MAX + 256u * 1024);
+    buf = malloc(HK__OUT_CAP);
     if (!buf) {
         r = -ENOMEM;
         goto out;
@@ -180,14 +195,13 @@ int hk_log_open(const hk_log_options_t *opts)
     }
 
     pthread_mutex_lock(&hk__log.ctl_lock);
-    free(hk__log.path);
-    hk__log.path = path;
+    free(hk__log.path[HK__CHAN_MAIN]);
+    hk__log.path[HK__CHAN_MAIN] = path;
     path = NULL;
-    free(hk__log.reopen_path);
-    hk__log.reopen_path = NULL;
     pthread_mutex_unlock(&hk__log.ctl_lock);
-    hk__log.sink_fd = fd;
-    hk__log.sink_kind = kind;
+    hk__log.sink_fd[HK__CHAN_MAIN] = fd;
+    hk__log.sink_kind[HK__CHAN_MAIN] = kind;
+    hk__log.out_buf[HK__CHAN_MAIN] = buf;
     hk__log.format = opts->format;
     hk__log.flush_interval_ns =
         opts->flush_interval_ns ? opts->flush_interval_ns : HK_LOG_DEFAULT_FLUSH_NS;
@@ -206,23 +220,21 @@ int hk_log_open(const hk_log_options_t *opts)
     sigset_t all, old;
     sigfillset(&all);
     pthread_sigmask(SIG_SETMASK, &all, &old);
-    int e = pthread_create(&hk__log.writer, NULL, hk__log_writer_main, buf);
+    int e = pthread_create(&hk__log.writer, NULL, hk__log_writer_main, NULL);
     pthread_sigmask(SIG_SETMASK, &old, NULL);
+    buf = NULL; /* hk__log owns it now */
     if (e != 0) {
         pthread_mutex_lock(&hk__log.lock);
         hk__log.writer_running = 0;
         pthread_mutex_unlock(&hk__log.lock);
-        close(fd);
-        hk__log.sink_fd = -1;
+        release_sinks();
         r = -EAGAIN;
         goto out;
     }
     pthread_setname_np(hk__log.writer, "hk-log");
-    writer_buf = buf;
-    buf = NULL;
     atomic_store_explicit(&hk__log.open, 1, memory_order_release);
 out:
-    pthread_mutex_unlock(&api_lock);
+    pthread_mutex_unlock(&hk__log.api_lock);
     free(path);
     free(buf);
     return r;
@@ -230,11 +242,12 @@ out:
 
 int hk_log_close(uint64_t flush_timeout_ns)
 {
-    pthread_mutex_lock(&api_lock);
+    pthread_mutex_lock(&hk__log.api_lock);
     if (!atomic_load_explicit(&hk__log.open, memory_order_relaxed)) {
-        pthread_mutex_unlock(&api_lock);
+        pthread_mutex_unlock(&hk__log.api_lock);
         return -EALREADY;
     }
+    atomic_store_explicit(&hk__log.access_open, 0, memory_order_release);
     atomic_store_explicit(&hk__log.open, 0, memory_order_release);
     uint64_t now = hk__log_mono_ns();
     uint64_t deadline = flush_timeout_ns > UINT64_MAX - now ? UINT64_MAX : now + flush_timeout_ns;
@@ -249,39 +262,56 @@ int hk_log_close(uint64_t flush_timeout_ns)
     hk__log_ring_reap_dead(0);
     pthread_mutex_unlock(&hk__log.lock);
 
-    close(hk__log.sink_fd);
-    hk__log.sink_fd = -1;
-    free(writer_buf);
-    writer_buf = NULL;
     pthread_mutex_lock(&hk__log.ctl_lock);
-    free(hk__log.reopen_path);
-    hk__log.reopen_path = NULL;
+    release_sinks();
     pthread_cond_broadcast(&hk__log.flushed);
     pthread_mutex_unlock(&hk__log.ctl_lock);
-    pthread_mutex_unlock(&api_lock);
+    pthread_mutex_unlock(&hk__log.api_lock);
+    return r;
+}
+
+/* Queues path (NULL: the sink's own) as the next sink of channel ch; ctl_lock held. */
+static int queue_reopen(int ch, const char *path)
+{
+    char *copy = strdup(path ? path : hk__log.path[ch]);
+    if (!copy)
+        return -ENOMEM;
+    free(hk__log.reopen_path[ch]);
+    hk__log.reopen_path[ch] = copy;
+    return 0;
+}
+
+int hk__log_reopen(int ch, const char *path)
+{
+    int r = 0;
+    pthread_mutex_lock(&hk__log.ctl_lock);
+    int have = ch == HK__CHAN_MAIN
+                   ? atomic_load_explicit(&hk__log.open, memory_order_acquire)
+                   : atomic_load_explicit(&hk__log.access_open, memory_order_acquire);
+    if (!have) {
+        r = -EBADF;
+    } else if (path) {
+        r = queue_reopen(ch, path);
+    } else if (ch == HK__CHAN_ACCESS) {
+        r = hk__log.path[ch] ? queue_reopen(ch, NULL) : -EINVAL;
+    } else {
+        /* Rotation: every sink that has a path (the access sink has one only while open). */
+        r = -EINVAL;
+        for (int c = 0; c < HK__CHANS && r != -ENOMEM; c++)
+            if (hk__log.path[c])
+                r = queue_reopen(c, NULL);
+    }
+    if (r == 0)
+        atomic_fetch_add_explicit(&hk__log.reopen_seq, 1, memory_order_release);
+    pthread_mutex_unlock(&hk__log.ctl_lock);
+    if (r == 0)
+        hk__log_wake_force();
     return r;
 }
 
 int hk_log_reopen(const char *path)
 {
-    char *copy = NULL;
-    int r = 0;
-    pthread_mutex_lock(&hk__log.ctl_lock);
-    if (!atomic_load_explicit(&hk__log.open, memory_order_acquire)) {
-        r = -EBADF;
-    } else if (!path && !hk__log.path) {
-        r = -EINVAL;
-    } else if (!(copy = strdup(path ? path : hk__log.path))) {
-        r = -ENOMEM;
-    } else {
-        free(hk__log.reopen_path);
-        hk__log.reopen_path = copy;
-        atomic_fetch_add_explicit(&hk__log.reopen_seq, 1, memory_order_release);
-    }
-    pthread_mutex_unlock(&hk__log.ctl_lock);
-    if (r == 0)
-        hk__log_wake_force();
-    return r;
+    return hk__log_reopen(HK__CHAN_MAIN, path);
 }
 
 int hk_log_flush(uint64_t timeout_ns)
@@ -346,7 +376,8 @@ int hk_logv(hk_log_level_t level, const char *msg, const char *fields, va_list a
     }
     hk__log_ring_t *r = hk__log_ring_get();
     if (__builtin_expect(!r, 0)) {
-        atomic_fetch_add_explicit(&hk__log.dropped_nomem, 1, memory_order_relaxed);
+        atomic_fetch_add_explicit(&hk__log.cs[HK__CHAN_MAIN].dropped_nomem, 1,
+                                  memory_order_relaxed);
         return -ENOMEM;
     }
     struct timespec ts;
@@ -373,23 +404,37 @@ int hk_log_stats(hk_log_stats_t *out)
     if (!out)
         return -EINVAL;
     memset(out, 0, sizeof *out);
+    uint64_t acc[HK__CHANS], drop[HK__CHANS];
     pthread_mutex_lock(&hk__log.lock);
-    out->logged = hk__log.retired_accepted;
-    out->dropped = hk__log.retired_dropped;
-    for (hk__log_ring_t *r = hk__log.rings; r; r = r->next) {
-        out->logged += atomic_load_explicit(&r->accepted, memory_order_relaxed);
-        out->dropped += atomic_load_explicit(&r->dropped, memory_order_relaxed);
+    for (int ch = 0; ch < HK__CHANS; ch++) {
+        acc[ch] = hk__log.retired_accepted[ch];
+        drop[ch] = hk__log.retired_dropped[ch];
+        for (hk__log_ring_t *r = hk__log.rings; r; r = r->next) {
+            acc[ch] += atomic_load_explicit(&r->accepted[ch], memory_order_relaxed);
+            drop[ch] += atomic_load_explicit(&r->dropped[ch], memory_order_relaxed);
+        }
     }
     out->rings = hk__log.nrings;
     pthread_mutex_unlock(&hk__log.lock);
-    out->dropped += atomic_load_explicit(&hk__log.dropped_nomem, memory_order_relaxed);
+#define CS(ch, f) atomic_load_explicit(&hk__log.cs[ch].f, memory_order_relaxed)
+    out->logged = acc[HK__CHAN_MAIN];
+    out->dropped = drop[HK__CHAN_MAIN] + CS(HK__CHAN_MAIN, dropped_nomem);
     out->dropped_closed = atomic_load_explicit(&hk__log.dropped_closed, memory_order_relaxed);
-    out->written = atomic_load_explicit(&hk__log.written, memory_order_relaxed);
-    out->lost = atomic_load_explicit(&hk__log.lost, memory_order_relaxed);
-    out->drop_reports = atomic_load_explicit(&hk__log.drop_reports, memory_order_relaxed);
-    out->bytes = atomic_load_explicit(&hk__log.bytes, memory_order_relaxed);
-    out->write_errors = atomic_load_explicit(&hk__log.write_errors, memory_order_relaxed);
-    out->reopens = atomic_load_explicit(&hk__log.reopens, memory_order_relaxed);
+    out->written = CS(HK__CHAN_MAIN, written);
+    out->lost = CS(HK__CHAN_MAIN, lost);
+    out->drop_reports = CS(HK__CHAN_MAIN, drop_reports);
+    out->bytes = CS(HK__CHAN_MAIN, bytes);
+    out->write_errors = CS(HK__CHAN_MAIN, write_errors);
+    out->reopens = CS(HK__CHAN_MAIN, reopens);
     out->reopen_errors = atomic_load_explicit(&hk__log.reopen_errors, memory_order_relaxed);
+    out->access_lines = acc[HK__CHAN_ACCESS];
+    out->access_dropped = drop[HK__CHAN_ACCESS] + CS(HK__CHAN_ACCESS, dropped_nomem);
+    out->access_written = CS(HK__CHAN_ACCESS, written);
+    out->access_lost = CS(HK__CHAN_ACCESS, lost);
+    out->access_drop_reports = CS(HK__CHAN_ACCESS, drop_reports);
+    out->access_bytes = CS(HK__CHAN_ACCESS, bytes);
+    out->access_write_errors = CS(HK__CHAN_ACCESS, write_errors);
+    out->access_reopens = CS(HK__CHAN_ACCESS, reopens);
+#undef CS
     return 0;
 }

@@ -53,8 +53,11 @@ static void unlink_ring(hk__log_ring_t *r)
             break;
         }
     }
-    hk__log.retired_accepted += atomic_load_explicit(&r->accepted, memory_order_relaxed);
-    hk__log.retired_dropped += atomic_load_explicit(&r->dropped, memory_order_relaxed);
+    for (int ch = 0; ch < HK__CHANS; ch++) {
+        hk__log.retired_accepted[ch] +=
+            atomic_load_explicit(&r->accepted[ch], memory_order_relaxed);
+        hk__log.retired_dropped[ch] += atomic_load_explicit(&r->dropped[ch], memory_order_relaxed);
+    }
     hk__log.nrings--;
 }
 
@@ -68,7 +71,7 @@ static void ring_destructor(void *arg)
         r = NULL; /* the writer frees it once drained */
     } else {
         /* No writer will ever drain it: what is left is lost. */
-        atomic_fetch_add_explicit(&hk__log.lost, hk__log_ring_discard(r), memory_order_relaxed);
+        hk__log_ring_discard(r);
         unlink_ring(r);
     }
     pthread_mutex_unlock(&hk__log.lock);
@@ -148,7 +151,13 @@ static inline void bump(_Atomic uint64_t *c)
                           memory_order_relaxed);
 }
 
-int hk__log_ring_push(hk__log_ring_t *r, const void *rec, uint32_t size)
+/*
+ * Room for a record of size bytes: returns where to write it and sets *next
+ * to the tail after it, or returns NULL when the ring is full. Inlined into
+ * both push functions, so hk_log pays nothing for the access channel.
+ */
+static inline __attribute__((always_inline)) unsigned char *
+ring_reserve(hk__log_ring_t *r, uint32_t size, uint64_t *next)
 {
     uint32_t need = hk__align8(size);
     uint64_t tail = atomic_load_explicit(&r->tail, memory_order_relaxed);
@@ -157,10 +166,8 @@ int hk__log_ring_push(hk__log_ring_t *r, const void *rec, uint32_t size)
     uint64_t total = need + (to_end < need ? to_end : 0);
     if (tail + total - r->head_cache > r->cap) {
         r->head_cache = atomic_load_explicit(&r->head, memory_order_acquire);
-        if (tail + total - r->head_cache > r->cap) {
-            bump(&r->dropped);
-            return -EAGAIN;
-        }
+        if (tail + total - r->head_cache > r->cap)
+            return NULL;
     }
     if (to_end < need) {
         /*
@@ -173,10 +180,16 @@ int hk__log_ring_push(hk__log_ring_t *r, const void *rec, uint32_t size)
         tail += to_end;
         off = 0;
     }
-    memcpy(r->buf + off, rec, size);
-    tail += need;
+    *next = tail + need;
+    return r->buf + off;
+}
+
+/* Publishes the record(s) before tail, counts one line, wakes the writer if it needs it. */
+static inline __attribute__((always_inline)) void ring_commit(hk__log_ring_t *r, uint64_t tail,
+                                                              int chan)
+{
     atomic_store_explicit(&r->tail, tail, memory_order_release);
-    bump(&r->accepted);
+    bump(&r->accepted[chan]);
 
     uint64_t used = tail - r->head_cache;
     if (used > r->cap / 2) {
@@ -186,25 +199,61 @@ int hk__log_ring_push(hk__log_ring_t *r, const void *rec, uint32_t size)
     if (__builtin_expect(used > r->cap / 2, 0) ||
         atomic_load_explicit(&hk__log.writer_sleeping, memory_order_relaxed))
         hk__log_wake();
+}
+
+int hk__log_ring_push(hk__log_ring_t *r, const void *rec, uint32_t size)
+{
+    uint64_t next;
+    unsigned char *p = ring_reserve(r, size, &next);
+    if (__builtin_expect(!p, 0)) {
+        bump(&r->dropped[HK__CHAN_MAIN]);
+        return -EAGAIN;
+    }
+    memcpy(p, rec, size);
+    ring_commit(r, next, HK__CHAN_MAIN);
     return 0;
 }
 
-uint64_t hk__log_ring_discard(hk__log_ring_t *r)
+int hk__log_ring_push_access(hk__log_ring_t *r, const char *line, size_t len)
+{
+    if (len >= HK_LOG_ACCESS_LINE_MAX) {
+        bump(&r->dropped[HK__CHAN_ACCESS]);
+        return -EMSGSIZE;
+    }
+    uint32_t size = HK__REC_HDR + (uint32_t)len + 1;
+    uint64_t next;
+    unsigned char *p = ring_reserve(r, size, &next);
+    if (__builtin_expect(!p, 0)) {
+        bump(&r->dropped[HK__CHAN_ACCESS]);
+        return -EAGAIN;
+    }
+    /* Straight into the ring: the line is final, there is nothing to format. */
+    hk__log_rec_t h = {.size = size, .kind = HK__REC_LINE, .chan = HK__CHAN_ACCESS};
+    memcpy(p, &h, sizeof h);
+    if (len)
+        memcpy(p + HK__REC_HDR, line, len);
+    p[HK__REC_HDR + len] = '\n';
+    ring_commit(r, next, HK__CHAN_ACCESS);
+    return 0;
+}
+
+void hk__log_ring_discard(hk__log_ring_t *r)
 {
     uint64_t head = atomic_load_explicit(&r->head, memory_order_relaxed);
     uint64_t tail = atomic_load_explicit(&r->tail, memory_order_acquire);
-    uint64_t lines = 0;
+    uint64_t lines[HK__CHANS] = {0};
     while (head != tail) {
         const hk__log_rec_t *rec = (const hk__log_rec_t *)(r->buf + ((uint32_t)head & r->mask));
         if (rec->kind == HK__REC_LINE) {
-            lines++;
+            lines[rec->chan & 1]++;
             head += hk__align8(rec->size);
         } else {
             head += rec->size;
         }
     }
     atomic_store_explicit(&r->head, head, memory_order_release);
-    return lines;
+    for (int ch = 0; ch < HK__CHANS; ch++)
+        atomic_fetch_add_explicit(&hk__log.cs[ch].lost, lines[ch], memory_order_relaxed);
 }
 
 void hk__log_ring_reap_dead(int only_drained)
@@ -214,14 +263,13 @@ void hk__log_ring_reap_dead(int only_drained)
         hk__log_ring_t *r = *pp;
         /* A ring that died after the writer looked at it still holds lines: not yet. */
         if (!atomic_load_explicit(&r->dead, memory_order_acquire) ||
-            (only_drained &&
-             (atomic_load_explicit(&r->tail, memory_order_acquire) !=
-                  atomic_load_explicit(&r->head, memory_order_relaxed) ||
-              atomic_load_explicit(&r->dropped, memory_order_relaxed) != r->drops_reported))) {
+            (only_drained && (atomic_load_explicit(&r->tail, memory_order_acquire) !=
+                                  atomic_load_explicit(&r->head, memory_order_relaxed) ||
+                              !hk__log_ring_reported(r)))) {
             pp = &r->next;
             continue;
         }
-        atomic_fetch_add_explicit(&hk__log.lost, hk__log_ring_discard(r), memory_order_relaxed);
+        hk__log_ring_discard(r);
         unlink_ring(r); /* *pp now points past r */
         hk__log_ring_free(r);
     }
@@ -239,7 +287,8 @@ void hk__log_ring_fork_child(void)
          */
         atomic_store_explicit(&r->head, atomic_load_explicit(&r->tail, memory_order_relaxed),
                               memory_order_relaxed);
-        r->drops_reported = atomic_load_explicit(&r->dropped, memory_order_relaxed);
+        for (int ch = 0; ch < HK__CHANS; ch++)
+            r->drops_reported[ch] = atomic_load_explicit(&r->dropped[ch], memory_order_relaxed);
         if (r == mine) {
             r->head_cache = atomic_load_explicit(&r->tail, memory_order_relaxed);
             pp = &r->next;

@@ -13,12 +13,22 @@
  * non-blocking and do not need it (they do not fill up).
  *
  * The loop: take a flush request number, apply a pending reopen, move
- * records from the rings into the buffer (round robin, a budget per ring, only
- * while the buffer has room for the longest line), write what the sink
- * accepts, then sleep: on the sink and the eventfd when the sink is full, on a
+ * records from the rings into the buffers (round robin, a budget per ring, only
+ * while the buffer has room for the longest line), write what the sinks
+ * accept, then sleep: on the sinks and the eventfd when a sink is full, on a
  * short timer while lines keep coming, and on the eventfd alone (100 ms at
  * most) once idle. When told to stop it keeps going until everything is out
  * or the deadline passes, then counts what is left as lost.
+ *
+ * Two channels, two sinks: each record names its channel; main lines are
+ * rendered into the main buffer, access lines copied as they are into the
+ * access buffer. A ring is read in order, so a record whose buffer is full
+ * stops that ring until its sink takes bytes again, whichever channel the
+ * records behind it belong to: one ring per thread keeps the thread's lines
+ * ordered and the producer's path short, and the price is that a stalled
+ * sink holds back the other channel too (callers drop; nobody blocks). The
+ * access sink may be opened while the writer runs: the API publishes it
+ * (access_ready) and the writer takes it on its next pass.
  */
 #include <errno.h>
 #include <fcntl.h>
@@ -33,7 +43,6 @@
 
 #include "log/internal.h"
 
-#define OUT_CAP (256u * 1024)
 #define RING_BUDGET (64u * 1024)
 #define IDLE_PASSES 64
 #define DEEP_SLEEP_NS (UINT64_C(100) * 1000 * 1000)
@@ -95,11 +104,15 @@ int hk__log_sink_from_fd(int fd, int *kind)
     return nfd;
 }
 
-typedef struct writer {
-    char *out;
+typedef struct sink {
+    char *out;       /* NULL: no such sink (yet) */
     size_t off, len; /* pending bytes: out[off, len) */
     int fd;
     int kind;
+} sink_t;
+
+typedef struct writer {
+    sink_t s[HK__CHANS];
     uint64_t reopen_seen;
     uint64_t flush_done;
 } writer_t;
@@ -115,27 +128,32 @@ static uint64_t count_lines(const char *s, size_t n)
     return c;
 }
 
-static void discard_out(writer_t *w)
+static void discard_out(writer_t *w, int ch)
 {
-    uint64_t n = count_lines(w->out + w->off, w->len - w->off);
-    atomic_fetch_add_explicit(&hk__log.lost, n, memory_order_relaxed);
-    w->off = w->len = 0;
+    sink_t *s = &w->s[ch];
+    if (!s->out)
+        return;
+    uint64_t n = count_lines(s->out + s->off, s->len - s->off);
+    atomic_fetch_add_explicit(&hk__log.cs[ch].lost, n, memory_order_relaxed);
+    s->off = s->len = 0;
 }
 
-/* Writes what the sink takes now; returns the bytes written. */
-static size_t flush_out(writer_t *w)
+/* Writes what the sink of channel ch takes now; returns the bytes written. */
+static size_t flush_out(writer_t *w, int ch)
 {
+    sink_t *s = &w->s[ch];
+    hk__log_chan_stats_t *cs = &hk__log.cs[ch];
     size_t total = 0;
-    while (w->off < w->len) {
-        const char *p = w->out + w->off;
-        size_t n = w->len - w->off;
-        ssize_t r = w->kind == HK__SINK_SOCK ? send(w->fd, p, n, MSG_DONTWAIT | MSG_NOSIGNAL)
-                                             : write(w->fd, p, n);
+    while (s->off < s->len) {
+        const char *p = s->out + s->off;
+        size_t n = s->len - s->off;
+        ssize_t r = s->kind == HK__SINK_SOCK ? send(s->fd, p, n, MSG_DONTWAIT | MSG_NOSIGNAL)
+                                             : write(s->fd, p, n);
         if (r > 0) {
-            atomic_fetch_add_explicit(&hk__log.written, count_lines(p, (size_t)r),
+            atomic_fetch_add_explicit(&cs->written, count_lines(p, (size_t)r),
                                       memory_order_relaxed);
-            atomic_fetch_add_explicit(&hk__log.bytes, (uint64_t)r, memory_order_relaxed);
-            w->off += (size_t)r;
+            atomic_fetch_add_explicit(&cs->bytes, (uint64_t)r, memory_order_relaxed);
+            s->off += (size_t)r;
             total += (size_t)r;
             continue;
         }
@@ -144,17 +162,91 @@ static size_t flush_out(writer_t *w)
         if (r < 0 && (errno == EAGAIN || errno == EWOULDBLOCK))
             break;
         /* EPIPE, EIO, ENOSPC...: these lines are lost; later ones try again. */
-        atomic_fetch_add_explicit(&hk__log.write_errors, 1, memory_order_relaxed);
-        discard_out(w);
+        atomic_fetch_add_explicit(&cs->write_errors, 1, memory_order_relaxed);
+        discard_out(w, ch);
     }
-    if (w->off == w->len)
-        w->off = w->len = 0;
+    if (s->off == s->len)
+        s->off = s->len = 0;
     return total;
 }
 
-static int has_room(const writer_t *w)
+static size_t flush_all(writer_t *w)
 {
-    return OUT_CAP - w->len >= HK__LINE_MAX;
+    size_t total = 0;
+    for (int ch = 0; ch < HK__CHANS; ch++)
+        if (w->s[ch].out)
+            total += flush_out(w, ch);
+    return total;
+}
+
+static int has_room(const sink_t *s)
+{
+    return HK__OUT_CAP - s->len >= HK__LINE_MAX;
+}
+
+/* Whether some buffer can take a line: draining another pass may move something. */
+static int any_room(const writer_t *w)
+{
+    for (int ch = 0; ch < HK__CHANS; ch++)
+        if (w->s[ch].out && has_room(&w->s[ch]))
+            return 1;
+    return 0;
+}
+
+/* Takes the access sink once the API has published it; returns whether there is one. */
+static int adopt_access(writer_t *w)
+{
+    sink_t *s = &w->s[HK__CHAN_ACCESS];
+    if (!s->out && atomic_load_explicit(&hk__log.access_ready, memory_order_acquire)) {
+        s->fd = hk__log.sink_fd[HK__CHAN_ACCESS];
+        s->kind = hk__log.sink_kind[HK__CHAN_ACCESS];
+        s->out = hk__log.out_buf[HK__CHAN_ACCESS];
+    }
+    return s->out != NULL;
+}
+
+/* A "N messages dropped" notice in the main sink for each channel with unreported drops. */
+static size_t report_drops(writer_t *w, hk__log_ring_t *r)
+{
+    static const char *const what[HK__CHANS] = {"messages", "access lines"};
+    sink_t *m = &w->s[HK__CHAN_MAIN];
+    size_t n = 0;
+    for (int ch = 0; ch < HK__CHANS; ch++) {
+        uint64_t d = atomic_load_explicit(&r->dropped[ch], memory_order_relaxed);
+        if (d <= r->drops_reported[ch] || !has_room(m))
+            continue;
+        char msg[48], tid[16];
+        snprintf(msg, sizeof msg, "%llu %s dropped",
+                 (unsigned long long)(d - r->drops_reported[ch]), what[ch]);
+        snprintf(tid, sizeof tid, "%d", (int)r->tid);
+        m->len += hk__log_render_note(m->out + m->len, hk__log.format, HK_LOG_WARN, real_ns(), msg,
+                                      "dropped", d - r->drops_reported[ch], "tid", tid);
+        r->drops_reported[ch] = d;
+        atomic_fetch_add_explicit(&hk__log.cs[ch].drop_reports, 1, memory_order_relaxed);
+        n++;
+    }
+    return n;
+}
+
+/* Moves one line record into its sink's buffer; 0 when that buffer is full (try later). */
+static int take(writer_t *w, const hk__log_rec_t *rec)
+{
+    int ch = rec->chan == HK__CHAN_ACCESS ? HK__CHAN_ACCESS : HK__CHAN_MAIN;
+    if (ch == HK__CHAN_ACCESS && !adopt_access(w)) {
+        /* Queued just before a close, and the logger reopened without an access sink. */
+        atomic_fetch_add_explicit(&hk__log.cs[ch].lost, 1, memory_order_relaxed);
+        return 1;
+    }
+    sink_t *s = &w->s[ch];
+    if (!has_room(s))
+        return 0;
+    if (ch == HK__CHAN_MAIN) {
+        s->len += hk__log_render(s->out + s->len, rec, hk__log.format);
+    } else {
+        memcpy(s->out + s->len, (const char *)rec + HK__REC_HDR, rec->size - HK__REC_HDR);
+        s->len += rec->size - HK__REC_HDR;
+    }
+    return 1;
 }
 
 static hk__log_ring_t *ring_list(void)
@@ -168,50 +260,42 @@ static hk__log_ring_t *ring_list(void)
 /* Moves records into the buffer; returns how many. Frees dead rings once drained. */
 static size_t drain(writer_t *w)
 {
-    if (w->off > 0) {
-        memmove(w->out, w->out + w->off, w->len - w->off);
-        w->len -= w->off;
-        w->off = 0;
+    for (int ch = 0; ch < HK__CHANS; ch++) {
+        sink_t *s = &w->s[ch];
+        if (s->off > 0) {
+            memmove(s->out, s->out + s->off, s->len - s->off);
+            s->len -= s->off;
+            s->off = 0;
+        }
     }
     size_t moved = 0, before;
     int reap = 0;
     do {
         before = moved;
-        for (hk__log_ring_t *r = ring_list(); r && has_room(w); r = r->next) {
+        for (hk__log_ring_t *r = ring_list(); r && any_room(w); r = r->next) {
             uint64_t head = atomic_load_explicit(&r->head, memory_order_relaxed);
             uint64_t tail = atomic_load_explicit(&r->tail, memory_order_acquire);
             uint64_t start = head;
-            while (head != tail && has_room(w) && head - start < RING_BUDGET) {
+            while (head != tail && head - start < RING_BUDGET) {
                 const hk__log_rec_t *rec =
                     (const hk__log_rec_t *)(r->buf + ((uint32_t)head & r->mask));
                 if (rec->kind != HK__REC_LINE) {
                     head += rec->size;
                     continue;
                 }
-                w->len += hk__log_render(w->out + w->len, rec, hk__log.format);
+                if (!take(w, rec))
+                    break;
                 head += hk__align8(rec->size);
                 moved++;
             }
             atomic_store_explicit(&r->head, head, memory_order_release);
-            uint64_t d = atomic_load_explicit(&r->dropped, memory_order_relaxed);
-            if (d > r->drops_reported && has_room(w)) {
-                char msg[48], tid[16];
-                snprintf(msg, sizeof msg, "%llu messages dropped",
-                         (unsigned long long)(d - r->drops_reported));
-                snprintf(tid, sizeof tid, "%d", (int)r->tid);
-                w->len +=
-                    hk__log_render_note(w->out + w->len, hk__log.format, HK_LOG_WARN, real_ns(),
-                                        msg, "dropped", d - r->drops_reported, "tid", tid);
-                r->drops_reported = d;
-                atomic_fetch_add_explicit(&hk__log.drop_reports, 1, memory_order_relaxed);
-                moved++;
-            }
+            moved += report_drops(w, r);
             if (atomic_load_explicit(&r->dead, memory_order_acquire) &&
                 atomic_load_explicit(&r->tail, memory_order_acquire) == head &&
-                d == r->drops_reported)
+                hk__log_ring_reported(r))
                 reap = 1;
         }
-    } while (moved != before && has_room(w));
+    } while (moved != before && any_room(w));
     if (reap) {
         pthread_mutex_lock(&hk__log.lock);
         hk__log_ring_reap_dead(1);
@@ -226,42 +310,66 @@ static int rings_empty(void)
         if (atomic_load_explicit(&r->tail, memory_order_acquire) !=
             atomic_load_explicit(&r->head, memory_order_relaxed))
             return 0;
-        if (atomic_load_explicit(&r->dropped, memory_order_relaxed) != r->drops_reported)
+        if (!hk__log_ring_reported(r))
             return 0;
     }
     return 1;
 }
 
-static void do_reopen(writer_t *w)
+static int outs_empty(const writer_t *w)
 {
-    pthread_mutex_lock(&hk__log.ctl_lock);
-    char *path = hk__log.reopen_path;
-    hk__log.reopen_path = NULL;
-    w->reopen_seen = atomic_load_explicit(&hk__log.reopen_seq, memory_order_relaxed);
-    pthread_mutex_unlock(&hk__log.ctl_lock);
-    if (!path)
-        return;
-    flush_out(w); /* what the old sink takes now; the rest goes to the new one */
+    for (int ch = 0; ch < HK__CHANS; ch++)
+        if (w->s[ch].len)
+            return 0;
+    return 1;
+}
+
+/* Swaps the sink of channel ch for path (taken); a failure is said in the main sink. */
+static void reopen_one(writer_t *w, int ch, char *path)
+{
+    static const char *const what[HK__CHANS] = {"log reopen failed", "access log reopen failed"};
+    sink_t *s = &w->s[ch];
+    flush_out(w, ch); /* what the old sink takes now; the rest goes to the new one */
     int kind = HK__SINK_FILE;
     int fd = hk__log_sink_open_path(path, &kind);
     if (fd < 0) {
+        sink_t *m = &w->s[HK__CHAN_MAIN];
         atomic_fetch_add_explicit(&hk__log.reopen_errors, 1, memory_order_relaxed);
-        if (has_room(w))
-            w->len +=
-                hk__log_render_note(w->out + w->len, hk__log.format, HK_LOG_ERROR, real_ns(),
-                                    "log reopen failed", "errno", (uint64_t)-fd, "path", path);
+        if (has_room(m))
+            m->len += hk__log_render_note(m->out + m->len, hk__log.format, HK_LOG_ERROR, real_ns(),
+                                          what[ch], "errno", (uint64_t)-fd, "path", path);
         free(path);
         return;
     }
-    close(w->fd);
-    w->fd = fd;
-    w->kind = kind;
+    close(s->fd);
+    s->fd = fd;
+    s->kind = kind;
     pthread_mutex_lock(&hk__log.ctl_lock);
-    free(hk__log.path);
-    hk__log.path = path;
-    hk__log.sink_fd = fd;
+    free(hk__log.path[ch]);
+    hk__log.path[ch] = path;
+    hk__log.sink_fd[ch] = fd;
     pthread_mutex_unlock(&hk__log.ctl_lock);
-    atomic_fetch_add_explicit(&hk__log.reopens, 1, memory_order_relaxed);
+    atomic_fetch_add_explicit(&hk__log.cs[ch].reopens, 1, memory_order_relaxed);
+}
+
+static void do_reopen(writer_t *w)
+{
+    char *path[HK__CHANS];
+    pthread_mutex_lock(&hk__log.ctl_lock);
+    for (int ch = 0; ch < HK__CHANS; ch++) {
+        path[ch] = hk__log.reopen_path[ch];
+        hk__log.reopen_path[ch] = NULL;
+    }
+    w->reopen_seen = atomic_load_explicit(&hk__log.reopen_seq, memory_order_relaxed);
+    pthread_mutex_unlock(&hk__log.ctl_lock);
+    /* An access reopen is queued only once access_ready was set: the sink is there to take. */
+    adopt_access(w);
+    for (int ch = 0; ch < HK__CHANS; ch++) {
+        if (path[ch] && w->s[ch].out)
+            reopen_one(w, ch, path[ch]);
+        else
+            free(path[ch]);
+    }
 }
 
 static void note_flushed(writer_t *w, uint64_t req)
@@ -277,17 +385,22 @@ static void note_flushed(writer_t *w, uint64_t req)
 
 static void discard_all(writer_t *w)
 {
-    discard_out(w);
+    for (int ch = 0; ch < HK__CHANS; ch++)
+        discard_out(w, ch);
     for (hk__log_ring_t *r = ring_list(); r; r = r->next)
-        atomic_fetch_add_explicit(&hk__log.lost, hk__log_ring_discard(r), memory_order_relaxed);
+        hk__log_ring_discard(r);
 }
 
-static void sleep_ns(writer_t *w, uint64_t ns, int want_out)
+/* Sleeps on the eventfd, and on every sink with bytes it did not take. */
+static void sleep_ns(writer_t *w, uint64_t ns)
 {
-    struct pollfd pfd[2] = {{.fd = hk__log.eventfd, .events = POLLIN},
-                            {.fd = w->fd, .events = POLLOUT}};
+    struct pollfd pfd[1 + HK__CHANS] = {{.fd = hk__log.eventfd, .events = POLLIN}};
+    nfds_t nfds = 1;
+    for (int ch = 0; ch < HK__CHANS; ch++)
+        if (w->s[ch].len)
+            pfd[nfds++] = (struct pollfd){.fd = w->s[ch].fd, .events = POLLOUT};
     struct timespec ts = {(time_t)(ns / 1000000000u), (long)(ns % 1000000000u)};
-    int r = ppoll(pfd, want_out ? 2 : 1, &ts, NULL);
+    int r = ppoll(pfd, nfds, &ts, NULL);
     if (r > 0 && (pfd[0].revents & POLLIN)) {
         uint64_t v;
         ssize_t n = read(hk__log.eventfd, &v, sizeof v);
@@ -297,16 +410,20 @@ static void sleep_ns(writer_t *w, uint64_t ns, int want_out)
 
 void *hk__log_writer_main(void *arg)
 {
-    writer_t w = {.out = arg, .fd = hk__log.sink_fd, .kind = hk__log.sink_kind};
+    (void)arg;
+    writer_t w = {.s[HK__CHAN_MAIN] = {.out = hk__log.out_buf[HK__CHAN_MAIN],
+                                       .fd = hk__log.sink_fd[HK__CHAN_MAIN],
+                                       .kind = hk__log.sink_kind[HK__CHAN_MAIN]}};
     int idle = 0;
     for (;;) {
         uint64_t req = atomic_load_explicit(&hk__log.flush_req, memory_order_acquire);
+        adopt_access(&w);
         if (atomic_load_explicit(&hk__log.reopen_seq, memory_order_acquire) != w.reopen_seen)
             do_reopen(&w);
         int stop = atomic_load_explicit(&hk__log.stop, memory_order_acquire);
         size_t moved = drain(&w);
-        size_t wrote = flush_out(&w);
-        int empty = w.len == 0 && rings_empty();
+        size_t wrote = flush_all(&w);
+        int empty = outs_empty(&w) && rings_empty();
         if (empty)
             note_flushed(&w, req);
         uint64_t now = stop ? hk__log_mono_ns() : 0;
@@ -325,8 +442,7 @@ void *hk__log_writer_main(void *arg)
             continue;
         }
         uint64_t ns;
-        int want_out = w.len > 0;
-        if (want_out) {
+        if (!outs_empty(&w)) {
             /* The sink is full: callers need not wake us, we wait for it. */
             atomic_store_explicit(&hk__log.wake_pending, 1, memory_order_relaxed);
             ns = STALL_RETRY_NS;
@@ -344,9 +460,8 @@ void *hk__log_writer_main(void *arg)
         }
         if (stop && deadline - now < ns)
             ns = deadline - now;
-        sleep_ns(&w, ns, want_out);
+        sleep_ns(&w, ns);
         atomic_store_explicit(&hk__log.writer_sleeping, 0, memory_order_relaxed);
     }
-    hk__log.sink_fd = w.fd;
     return NULL;
 }

@@ -10,19 +10,7 @@
 #include <execinfo.h>
 #include <stdint.h>
 
-static tmpdir_t td;
-
-__attribute__((unused)) static void setup(void)
-{
-    tmpdir_make(&td);
-}
-
-__attribute__((unused)) static void teardown(void)
-{
-    tmpdir_clean(&td);
-}
-
-TestSuite(log_format, .init = setup, .fini = teardown, .timeout = 20);
+LOG_TMPDIR_SUITE(log_format, 20);
 
 /* Opens a file sink, runs fn, closes, returns the output (caller frees). */
 static char *capture(hk_log_format_t fmt, void (*fn)(void))

@@ -18,19 +18,7 @@
 
 extern char **environ;
 
-static tmpdir_t td;
-
-__attribute__((unused)) static void setup(void)
-{
-    tmpdir_make(&td);
-}
-
-__attribute__((unused)) static void teardown(void)
-{
-    tmpdir_clean(&td);
-}
-
-TestSuite(log_sink, .init = setup, .fini = teardown, .timeout = 120);
+LOG_TMPDIR_SUITE(log_sink, 120);
 
 enum { TICKS = 1000, PER_TICK = 1000 };
 

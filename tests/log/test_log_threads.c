@@ -10,19 +10,7 @@
 #include <pthread.h>
 #include <sched.h>
 
-static tmpdir_t td;
-
-__attribute__((unused)) static void setup(void)
-{
-    tmpdir_make(&td);
-}
-
-__attribute__((unused)) static void teardown(void)
-{
-    tmpdir_clean(&td);
-}
-
-TestSuite(log_threads, .init = setup, .fini = teardown, .timeout = 60);
+LOG_TMPDIR_SUITE(log_threads, 60);
 
 enum { THREADS = 4, LINES = 20000 };
 

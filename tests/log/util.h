@@ -74,6 +74,23 @@ static inline void tmpdir_clean(tmpdir_t *t)
     t->dir[0] = '\0';
 }
 
+/*
+ * A suite whose tests each get a fresh temp directory td, removed after the
+ * test (under TSan, where fixtures do not run, by the test's own
+ * tmpdir_clean(&td) at its end).
+ */
+#define LOG_TMPDIR_SUITE(suite, seconds)                                                           \
+    static tmpdir_t td;                                                                            \
+    __attribute__((unused)) static void setup(void)                                                \
+    {                                                                                              \
+        tmpdir_make(&td);                                                                          \
+    }                                                                                              \
+    __attribute__((unused)) static void teardown(void)                                             \
+    {                                                                                              \
+        tmpdir_clean(&td);                                                                         \
+    }                                                                                              \
+    TestSuite(suite, .init = setup, .fini = teardown, .timeout = seconds)
+
 /* The whole file, NUL-terminated (caller frees); "" when it does not exist. */
 static inline char *slurp(const char *path, size_t *lenp)
 {
