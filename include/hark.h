@@ -13,6 +13,7 @@
 #include "hark/co.h"
 #include "hark/tls.h"
 #include "hark/co_net.h"
+#include "hark/http.h"
 #include "hark/publish.h"
 #include "hark/conf.h"
 

@@ -24,6 +24,22 @@
 extern "C" {
 #endif
 
+/*
+ * Parser state kept between the calls for one head (inside the request and
+ * response structs; callers never touch it). A call with last_len == 0, or
+ * one whose buf or last_len does not match the previous call, starts over.
+ */
+typedef struct hk_http_resume {
+    size_t seen;            /* len of the previous call; 0: nothing to resume */
+    uintptr_t base;         /* buf of the previous call */
+    size_t line;            /* offset of the line being scanned */
+    size_t num_headers;     /* headers so far */
+    int64_t content_length; /* so far */
+    unsigned state;         /* scanner state at seen */
+    unsigned facts;         /* header facts so far (Connection tokens, Upgrade, Expect...) */
+    int minor_version;
+} hk_http_resume_t;
+
 typedef struct hk_http_header {
     const char *name;
     size_t name_len;
@@ -83,6 +99,8 @@ typedef struct hk_http_request {
     unsigned flags;         /* HK_HTTP_KEEP_ALIVE ... */
     int status;             /* on failure: the status to answer (400, 414, 431, 501, 505) */
     const char *error;      /* on failure: a short static reason, for logs */
+
+    hk_http_resume_t _resume; /* private */
 } hk_http_request_t;
 
 /*
@@ -91,7 +109,12 @@ typedef struct hk_http_request {
  * number of bytes the head took (> 0; the body, if any, starts there),
  * -EAGAIN when the head is incomplete, or -EBADMSG with req->status and
  * req->error set. Leading empty lines before the request line are skipped
- * (RFC 9112 section 2.2) and counted in the return value.
+ * (RFC 9112 section 2.2) and counted in the return value. Best with the same
+ * struct for every call of one head: the parse resumes where it stopped and
+ * an error shows at the first byte that proves it. With a new struct per
+ * call, the new bytes are checked for the end of the head, for bytes that are
+ * wrong anywhere and for the limits, and the head is parsed once it can give
+ * an answer (rules and statuses: docs/http.md).
  */
 HK_API int hk_http_parse_request(hk_http_request_t *req, const char *buf, size_t len,
                                  size_t last_len);
@@ -114,6 +137,8 @@ typedef struct hk_http_response {
     int64_t content_length; /* -1 when absent */
     unsigned flags;         /* HK_HTTP_KEEP_ALIVE, HK_HTTP_CHUNKED */
     const char *error;      /* on failure */
+
+    hk_http_resume_t _resume; /* private */
 } hk_http_response_t;
 
 /*
@@ -133,13 +158,15 @@ HK_API int hk_http_parse_response(hk_http_response_t *res, const char *buf, size
  * read): dec->end_offset is then the offset in the original input where the
  * next message starts, and the bytes from there on are left untouched;
  * -EBADMSG on malformed input (bad size, missing CRLF, size overflow,
- * trailer section over 8 KiB).
+ * trailer section over 8 KiB, a chunk-size line with its extensions over
+ * 4 KiB). Once complete, further calls consume nothing and return 1.
  */
 typedef struct hk_http_chunked {
     uint64_t remaining; /* payload bytes left in the current chunk */
     unsigned state;
     size_t trailer_bytes;
     size_t end_offset; /* see above */
+    size_t line_bytes; /* bytes of the current chunk-size line: over 4 KiB -> -EBADMSG */
 } hk_http_chunked_t;
 
 HK_API int hk_http_chunked_decode(hk_http_chunked_t *dec, char *buf, size_t *len);
