@@ -1,0 +1,166 @@
+/*
+ * The heads a proxy forwards. Hop-by-hop headers describe one connection,
+ * not the message (RFC 9110 section 7.6.1): Connection itself, every header
+ * it names, and the fixed list below. Forwarding them would let a client
+ * steer the proxy's own connection to the upstream (Connection: close on a
+ * pooled connection, Upgrade, Transfer-Encoding that no longer matches the
+ * framing we send), so each direction drops them and states its own.
+ */
+#include <stdio.h>
+#include <string.h>
+#include <strings.h>
+
+#include "proxy.h"
+
+typedef struct out {
+    char *p;
+    size_t len, cap;
+    bool over;
+} out_t;
+
+static void put(out_t *o, const char *s, size_t n)
+{
+    if (o->over || n > o->cap - o->len) {
+        o->over = true;
+        return;
+    }
+    memcpy(o->p + o->len, s, n);
+    o->len += n;
+}
+
+static void put_str(out_t *o, const char *s)
+{
+    put(o, s, strlen(s));
+}
+
+static void put_header(out_t *o, const hk_http_header_t *h)
+{
+    put(o, h->name, h->name_len);
+    put(o, ": ", 2);
+    put(o, h->value, h->value_len);
+    put(o, "\r\n", 2);
+}
+
+static bool name_is(const hk_http_header_t *h, const char *name)
+{
+    return strlen(name) == h->name_len && strncasecmp(h->name, name, h->name_len) == 0;
+}
+
+/* Is name one of the comma-separated tokens of v? */
+static bool token_listed(const char *v, size_t vlen, const char *name, size_t nlen)
+{
+    size_t i = 0;
+    while (i < vlen) {
+        while (i < vlen && (v[i] == ' ' || v[i] == '\t' || v[i] == ','))
+            i++;
+        size_t start = i;
+        while (i < vlen && v[i] != ',')
+            i++;
+        size_t end = i;
+        while (end > start && (v[end - 1] == ' ' || v[end - 1] == '\t'))
+            end--;
+        if (end - start == nlen && nlen > 0 && strncasecmp(v + start, name, nlen) == 0)
+            return true;
+    }
+    return false;
+}
+
+static bool hop_by_hop(const hk_http_header_t *h, const hk_http_header_t *all, size_t n)
+{
+    static const char *const fixed[] = {"Connection", "Keep-Alive",        "Proxy-Connection", "TE",
+                                        "Trailer",    "Transfer-Encoding", "Upgrade"};
+    for (size_t i = 0; i < sizeof(fixed) / sizeof(fixed[0]); i++) {
+        if (name_is(h, fixed[i]))
+            return true;
+    }
+    for (size_t i = 0; i < n; i++) {
+        if (name_is(&all[i], "Connection") &&
+            token_listed(all[i].value, all[i].value_len, h->name, h->name_len))
+            return true;
+    }
+    return false;
+}
+
+size_t httpd_proxy_request_head_max(const hk_http_request_t *req, size_t head_len,
+                                    const httpd_proxy_reqinfo_t *info)
+{
+    return head_len + 4 * req->num_headers + strlen(info->host) + strlen(info->client_addr) + 256;
+}
+
+ssize_t httpd_proxy_request_head(char *buf, size_t cap, const hk_http_request_t *req,
+                                 const httpd_proxy_reqinfo_t *info)
+{
+    out_t o = {buf, 0, cap, false};
+    put(&o, req->method, req->method_len);
+    put(&o, " ", 1);
+    put(&o, req->target, req->target_len);
+    put_str(&o, " HTTP/1.1\r\n");
+    const hk_http_header_t *hs = req->headers;
+    for (size_t i = 0; i < req->num_headers; i++) {
+        const hk_http_header_t *h = &hs[i];
+        if (hop_by_hop(h, hs, req->num_headers) || name_is(h, "Expect") ||
+            name_is(h, "X-Forwarded-For") || name_is(h, "X-Forwarded-Proto") ||
+            (info->chunked && name_is(h, "Content-Length")))
+            continue;
+        put_header(&o, h);
+    }
+    if (!req->host) {
+        char line[300];
+        bool v6 = strchr(info->host, ':') && info->host[0] != '[';
+        int n = snprintf(line, sizeof(line), v6 ? "Host: [%s]:%d\r\n" : "Host: %s:%d\r\n",
+                         info->host, info->port);
+        if (n < 0 || (size_t)n >= sizeof(line))
+            return -ENOSPC;
+        put(&o, line, (size_t)n);
+    }
+    /* Earlier proxies' addresses first, then the client's. */
+    put_str(&o, "X-Forwarded-For: ");
+    for (size_t i = 0; i < req->num_headers; i++) {
+        if (name_is(&hs[i], "X-Forwarded-For") && hs[i].value_len > 0) {
+            put(&o, hs[i].value, hs[i].value_len);
+            put(&o, ", ", 2);
+        }
+    }
+    put_str(&o, info->client_addr);
+    put_str(&o,
+            info->https ? "\r\nX-Forwarded-Proto: https\r\n" : "\r\nX-Forwarded-Proto: http\r\n");
+    put_str(&o, "Via: 1.1 hark\r\n");
+    if (info->chunked)
+        put_str(&o, "Transfer-Encoding: chunked\r\n");
+    if (info->close)
+        put_str(&o, "Connection: close\r\n");
+    put(&o, "\r\n", 2);
+    return o.over ? -ENOSPC : (ssize_t)o.len;
+}
+
+size_t httpd_proxy_response_head_max(const hk_http_response_t *res, size_t head_len)
+{
+    return head_len + 4 * res->num_headers + 256;
+}
+
+ssize_t httpd_proxy_response_head(char *buf, size_t cap, const hk_http_response_t *res,
+                                  const httpd_proxy_respinfo_t *info)
+{
+    out_t o = {buf, 0, cap, false};
+    char line[32];
+    int n = snprintf(line, sizeof(line), "HTTP/1.1 %03d ", res->status);
+    put(&o, line, (size_t)n);
+    put(&o, res->reason, res->reason_len);
+    put(&o, "\r\n", 2);
+    const hk_http_header_t *hs = res->headers;
+    for (size_t i = 0; i < res->num_headers; i++) {
+        const hk_http_header_t *h = &hs[i];
+        if (hop_by_hop(h, hs, res->num_headers) ||
+            (info->drop_length && name_is(h, "Content-Length")))
+            continue;
+        put_header(&o, h);
+    }
+    if (info->chunked)
+        put_str(&o, "Transfer-Encoding: chunked\r\n");
+    if (!info->keep_alive)
+        put_str(&o, "Connection: close\r\n");
+    else if (info->client_10)
+        put_str(&o, "Connection: keep-alive\r\n");
+    put_str(&o, "Via: 1.1 hark\r\n\r\n");
+    return o.over ? -ENOSPC : (ssize_t)o.len;
+}

@@ -1,0 +1,401 @@
+/*
+ * hark-httpd's reverse proxy end to end: the real binary (built with the
+ * sanitizers in that build, and required to exit 0 after SIGTERM) in front
+ * of real upstreams: nginx, a second hark-httpd, the small Python upstream
+ * proxy_upstream.py, and host names answered by a dnsmasq of the test.
+ * curl and raw sockets are the clients. Upstream connections are counted
+ * in nginx's access log ($connection), forwarded headers read there too.
+ */
+#include "dnsmasq.h"
+#include "proxy_fixture.h"
+
+static server_t front, back;   /* the proxy; a hark-httpd upstream */
+static proc_t ngx, app, extra; /* nginx, the Python app, one more helper */
+static struct dnsmasq dns = {.pid = -1};
+static char out[1 << 16], ups[2048];
+static const char small[] = "hello proxy\n";
+
+static void setup(void)
+{
+    signal(SIGPIPE, SIG_IGN); /* a proxy that hangs up must fail an assertion, not kill us */
+    make_tmpdir(&front);
+    char path[512];
+    snprintf(path, sizeof(path), "%s/www", front.dir);
+    mkdir(path, 0755);
+    snprintf(path, sizeof(path), "%s/www/api", front.dir);
+    mkdir(path, 0755);
+    write_file(path, "small.txt", small, strlen(small));
+    snprintf(path, sizeof(path), "%s/www", front.dir);
+    write_file(path, "health", "ok", 2); /* nginx's answer to the active checks */
+    snprintf(path, sizeof(path), "%s/www/api", front.dir);
+    static char big[1 << 20];
+    srand(11);
+    for (size_t i = 0; i < sizeof(big); i++)
+        big[i] = (char)rand();
+    write_file(path, "big.bin", big, sizeof(big));
+    nginx_start(&ngx, front.dir);
+    snprintf(path, sizeof(path), "%s/sick", front.dir);
+    helper_start(&app, "app", path);
+}
+
+static void teardown(void)
+{
+    server_stop(&front, SIGKILL);
+    server_stop(&back, SIGKILL);
+    proc_stop(&ngx);
+    proc_stop(&app);
+    proc_stop(&extra);
+    dnsmasq_stop(&dns);
+    cleanup_dir(&front);
+    cleanup_dir(&back);
+}
+
+TestSuite(httpd_proxy, .init = setup, .fini = teardown, .timeout = 90);
+
+/* The proxy with this upstream block (named app) for /api/. */
+__attribute__((format(printf, 1, 2))) static void front_start(const char *fmt, ...)
+{
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(ups, sizeof(ups), fmt, ap);
+    va_end(ap);
+    server_start_conf(&front,
+                      "threads 1;\nlisten 127.0.0.1:0;\naccess_log off;\nroot %s/www;\n"
+                      "max_body 256m;\nupstream app {\n%s\n}\nlocation /api/ { proxy_pass app; }\n",
+                      front.dir, ups);
+}
+
+/* SIGTERM: the proxy drains, frees everything and exits 0 (ASan would say otherwise). */
+static void front_stop(void)
+{
+    cr_assert_eq(server_stop(&front, SIGTERM), 0, "hark-httpd did not exit cleanly");
+}
+
+static int status_of(const char *path)
+{
+    run(out, sizeof(out), "curl -s -o /dev/null -w '%%{http_code}' http://127.0.0.1:%d%s",
+        front.port, path);
+    return atoi(out);
+}
+
+Test(httpd_proxy, get_small_and_large_byte_exact)
+{
+    front_start("server 127.0.0.1:%d;", ngx.port);
+    cr_assert_eq(run(out, sizeof(out), "curl -s -i http://127.0.0.1:%d/api/small.txt", front.port),
+                 0);
+    cr_assert(strstr(out, "HTTP/1.1 200 OK\r\n"), "%s", out);
+    cr_assert(strstr(out, "Server: nginx"), "%s", out);
+    cr_assert(strstr(out, "Content-Length: 12\r\n"), "%s", out);
+    cr_assert(strstr(out, "Via: 1.1 hark\r\n"), "%s", out);
+    cr_assert(strstr(out, "\r\n\r\nhello proxy\n"), "%s", out);
+    cr_assert_eq(run(NULL, 0,
+                     "curl -sf -o %s/got.bin http://127.0.0.1:%d/api/big.bin && cmp -s "
+                     "%s/got.bin %s/www/api/big.bin",
+                     front.dir, front.port, front.dir, front.dir),
+                 0, "1 MiB through the proxy differs");
+    cr_assert_eq(status_of("/api/missing"), 404);
+    front_stop();
+}
+
+Test(httpd_proxy, keepalive_reuses_upstream_connections)
+{
+    front_start("server 127.0.0.1:%d;\nkeepalive 4;", ngx.port);
+    for (int i = 0; i < 10; i++)
+        cr_assert_eq(status_of("/api/small.txt?ka=1"), 200);
+    /* Ten client connections, one after the other: one upstream connection served them all. */
+    int distinct = 0;
+    cr_assert_eq(log_lines(front.dir, "access.log", "ka=1", &distinct), 10);
+    cr_assert_eq(distinct, 1, "%d upstream connections for 10 requests", distinct);
+    /* The client's own connection is kept alive too. */
+    run(out, sizeof(out),
+        "curl -s -o /dev/null -o /dev/null -w '%%{num_connects}.' "
+        "http://127.0.0.1:%d/api/small.txt "
+        "http://127.0.0.1:%d/api/big.bin",
+        front.port, front.port);
+    cr_assert_str_eq(out, "1.0.");
+    front_stop();
+}
+
+Test(httpd_proxy, post_body_streamed)
+{
+    front_start("server 127.0.0.1:%d;", app.port);
+    cr_assert_eq(run(NULL, 0, "head -c 5242880 /dev/urandom > %s/up.bin", front.dir), 0);
+    char md5[64];
+    run(md5, sizeof(md5), "md5sum < %s/up.bin | cut -d' ' -f1 | tr -d '\\n'", front.dir);
+    char want[128];
+    snprintf(want, sizeof(want), "len=5242880 md5=%s", md5);
+    run(out, sizeof(out), "curl -s --data-binary @%s/up.bin http://127.0.0.1:%d/api/echo",
+        front.dir, front.port);
+    cr_assert_str_eq(out, want);
+    /* A chunked upload arrives re-chunked, the same bytes. */
+    run(out, sizeof(out),
+        "curl -s -H 'Transfer-Encoding: chunked' --data-binary @%s/up.bin "
+        "http://127.0.0.1:%d/api/echo",
+        front.dir, front.port);
+    cr_assert_str_eq(out, want);
+    front_stop();
+}
+
+Test(httpd_proxy, upstream_down_is_502_and_slow_is_504)
+{
+    helper_start(&extra, "slow", "5");
+    int dead = free_tcp_port();
+    front_start("server 127.0.0.1:%d;\nconnect_timeout 1s;\nread_timeout 1s;", dead);
+    cr_assert_eq(status_of("/api/x"), 502);
+    cr_assert_eq(status_of("/api/x"), 502);
+    front_stop();
+    front_start("server 127.0.0.1:%d;\nread_timeout 1s;", extra.port);
+    struct timespec t0, t1;
+    clock_gettime(CLOCK_MONOTONIC, &t0);
+    cr_assert_eq(status_of("/api/slow"), 504);
+    clock_gettime(CLOCK_MONOTONIC, &t1);
+    double s = (double)(t1.tv_sec - t0.tv_sec) + (double)(t1.tv_nsec - t0.tv_nsec) / 1e9;
+    cr_assert(s > 0.9 && s < 3.5, "504 after %.2f s (read_timeout 1s)", s);
+    run(out, sizeof(out), "curl -s http://127.0.0.1:%d/metrics", front.port);
+    cr_assert(strstr(out, "code=\"504\"} 1"), "%s", out);
+    front_stop();
+}
+
+Test(httpd_proxy, forwarded_headers_and_hop_by_hop)
+{
+    front_start("server 127.0.0.1:%d;\nserver 127.0.0.1:%d;", ngx.port, app.port);
+    /* Request direction, seen in nginx's log (the first pick is nginx). */
+    run(out, sizeof(out),
+        "curl -s -o /dev/null -H 'X-Forwarded-For: 10.1.2.3' -H 'Connection: X-Hop' "
+        "-H 'X-Hop: secret' -H 'Keep-Alive: timeout=5' -H 'TE: trailers' -H 'Upgrade: h2c' "
+        "-H 'Proxy-Connection: keep-alive' http://127.0.0.1:%d/api/small.txt?hop=1",
+        front.port);
+    char line[4096], want[512];
+    cr_assert(log_last(front.dir, "access.log", "hop=1", line, sizeof(line)));
+    snprintf(want, sizeof(want),
+             "|/api/small.txt?hop=1|10.1.2.3, 127.0.0.1|http|1.1 hark|-|-|-|-|-|-|127.0.0.1:%d\n",
+             front.port);
+    cr_assert(strstr(line, want), "nginx saw: %s", line);
+    /* Response direction: the app's hop-by-hop headers stop at the proxy. */
+    run(out, sizeof(out), "curl -s -i http://127.0.0.1:%d/api/hop", front.port);
+    cr_assert(strstr(out, "X-Kept: yes\r\n") && strstr(out, "Via: 1.1 hark\r\n"), "%s", out);
+    const char *gone[] = {"X-Secret", "Keep-Alive", "Upgrade", "Proxy-Connection", "Connection:"};
+    for (size_t i = 0; i < sizeof(gone) / sizeof(gone[0]); i++)
+        cr_assert(!strstr(out, gone[i]), "%s reached the client:\n%s", gone[i], out);
+    front_stop();
+}
+
+Test(httpd_proxy, response_framing)
+{
+    front_start("server 127.0.0.1:%d;", app.port);
+    const char *ten = "chunk 0\nchunk 1\nchunk 2\nchunk 3\nchunk 4\n"
+                      "chunk 5\nchunk 6\nchunk 7\nchunk 8\nchunk 9\n";
+    run(out, sizeof(out), "curl -s -i http://127.0.0.1:%d/api/chunked", front.port);
+    cr_assert(strstr(out, "Transfer-Encoding: chunked\r\n"), "%s", out);
+    cr_assert(strstr(out, ten) && !strstr(out, "X-Trailer"), "%s", out);
+    run(out, sizeof(out), "curl -s -i --http1.0 http://127.0.0.1:%d/api/chunked", front.port);
+    cr_assert(!strstr(out, "Transfer-Encoding") && strstr(out, "Connection: close\r\n"), "%s", out);
+    cr_assert(strstr(out, ten), "%s", out);
+    /* Read-until-close upstream: chunked (and kept alive) for 1.1, close-delimited for 1.0. */
+    run(out, sizeof(out),
+        "curl -s -i -w '[%%{num_connects}]' http://127.0.0.1:%d/api/untilclose "
+        "http://127.0.0.1:%d/api/untilclose",
+        front.port, front.port);
+    cr_assert(strstr(out, "Transfer-Encoding: chunked\r\n"), "%s", out);
+    cr_assert(strstr(out, "line 4\n[1]") && strstr(out, "line 4\n[0]"), "%s", out);
+    run(out, sizeof(out), "curl -s -i --http1.0 http://127.0.0.1:%d/api/untilclose", front.port);
+    cr_assert(!strstr(out, "Transfer-Encoding") && strstr(out, "line 0\nline 1\n"), "%s", out);
+    /* An upstream that dies mid-body: the client sees the connection close early. */
+    cr_assert_eq(run(NULL, 0, "curl -s -o /dev/null http://127.0.0.1:%d/api/truncated", front.port),
+                 18, "curl should report a partial transfer");
+    /* No body for 204 and HEAD; the connection goes on with the next request. */
+    const char req[] = "HEAD /api/big HTTP/1.1\r\nHost: x\r\n\r\n"
+                       "GET /api/nocontent HTTP/1.1\r\nHost: x\r\n\r\n"
+                       "GET /api/last HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n";
+    int closed;
+    raw_exchange(front.port, req, sizeof(req) - 1, out, sizeof(out), 5000, &closed);
+    cr_assert(closed, "%s", out);
+    cr_assert(strstr(out, "HTTP/1.1 200 OK\r\n") && strstr(out, "HTTP/1.1 204 No Content\r\n"),
+              "%s", out);
+    char *last = strstr(out, "app /api/last");
+    cr_assert(last && !strstr(out, "app /api/big") && last[strlen("app /api/last")] == '\0', "%s",
+              out);
+    front_stop();
+}
+
+Test(httpd_proxy, balancing_weights_and_least_conn)
+{
+    make_tmpdir(&back);
+    char path[512];
+    snprintf(path, sizeof(path), "%s/api", back.dir);
+    mkdir(path, 0755);
+    write_file(path, "small.txt", small, strlen(small));
+    server_start_root(&back, back.dir);
+    front_start("server 127.0.0.1:%d weight=2;\nserver 127.0.0.1:%d;", ngx.port, back.port);
+    int from_nginx = 0, from_hark = 0;
+    for (int i = 0; i < 9; i++) {
+        run(out, sizeof(out), "curl -s -i http://127.0.0.1:%d/api/small.txt", front.port);
+        cr_assert(strstr(out, "hello proxy"), "%s", out);
+        from_nginx += strstr(out, "Server: nginx") != NULL;
+        from_hark += strstr(out, "Server: hark") != NULL;
+    }
+    cr_assert(from_nginx == 6 && from_hark == 3, "nginx %d, hark %d", from_nginx, from_hark);
+    front_stop();
+    front_start("balance least_conn;\nserver 127.0.0.1:%d;\nserver 127.0.0.1:%d;", ngx.port,
+                back.port);
+    from_nginx = from_hark = 0;
+    for (int i = 0; i < 6; i++) {
+        run(out, sizeof(out), "curl -s -i http://127.0.0.1:%d/api/small.txt", front.port);
+        from_nginx += strstr(out, "Server: nginx") != NULL;
+        from_hark += strstr(out, "Server: hark") != NULL;
+    }
+    cr_assert(from_nginx == 3 && from_hark == 3, "nginx %d, hark %d", from_nginx, from_hark);
+    front_stop();
+    server_stop(&back, SIGTERM);
+    cleanup_dir(&back);
+}
+
+Test(httpd_proxy, passive_health_marks_a_dead_server_down)
+{
+    char count[512];
+    snprintf(count, sizeof(count), "%s/closecount", front.dir);
+    helper_start(&extra, "close", count);
+    front_start("server 127.0.0.1:%d;\nserver 127.0.0.1:%d;\nmax_fails 1;\nfail_window 10s;\n"
+                "fail_timeout 10s;",
+                extra.port, ngx.port);
+    /* The first request meets the server that hangs up, and goes on to nginx. */
+    for (int i = 0; i < 8; i++)
+        cr_assert_eq(status_of("/api/small.txt"), 200);
+    FILE *f = fopen(count, "r");
+    cr_assert_not_null(f, "the dead server was never tried");
+    int n = 0;
+    cr_assert_eq(fscanf(f, "%d", &n), 1);
+    fclose(f);
+    cr_assert_eq(n, 1, "a server marked down was tried %d times", n);
+    front_stop();
+}
+
+Test(httpd_proxy, active_health_check)
+{
+    char sick[512];
+    snprintf(sick, sizeof(sick), "%s/sick", front.dir);
+    front_start("server 127.0.0.1:%d;\nserver 127.0.0.1:%d;\nhealth_check /health 1s;", app.port,
+                ngx.port);
+    /* Until worker.c calls httpd_upstreams_start, checks begin with the first request. */
+    cr_assert_eq(status_of("/api/small.txt"), 200);
+    write_file(front.dir, "sick", "1", 1);
+    usleep(2500 * 1000);
+    for (int i = 0; i < 6; i++) {
+        run(out, sizeof(out), "curl -s http://127.0.0.1:%d/api/small.txt", front.port);
+        cr_assert_str_eq(out, small, "a server failing its checks got a request");
+    }
+    unlink(sick);
+    usleep(2500 * 1000);
+    int from_app = 0;
+    for (int i = 0; i < 6; i++) {
+        run(out, sizeof(out), "curl -s http://127.0.0.1:%d/api/small.txt", front.port);
+        from_app += strncmp(out, "app ", 4) == 0;
+    }
+    cr_assert_gt(from_app, 0, "a server passing its checks again got nothing");
+    front_stop();
+}
+
+static void set_backend(const char *addr)
+{
+    char path[512], line[128];
+    snprintf(path, sizeof(path), "%s/hosts", dns.dir);
+    snprintf(line, sizeof(line), "%s backend.hark.test\n", addr);
+    FILE *f = fopen(path, "w");
+    cr_assert_not_null(f);
+    fputs(line, f);
+    fclose(f);
+    kill(dns.pid, SIGHUP); /* dnsmasq reads its hosts files again */
+}
+
+static bool wait_status(const char *path, int want, int seconds)
+{
+    for (int i = 0; i < seconds * 5; i++) {
+        if (status_of(path) == want)
+            return true;
+        usleep(200 * 1000);
+    }
+    return false;
+}
+
+Test(httpd_proxy, host_names_resolved_and_re_resolved_on_ttl)
+{
+    cr_assert_eq(dnsmasq_start(&dns, "127.0.0.1 backend.hark.test\n", 1), 0);
+    setenv("HARK_HTTPD_RESOLVER", dns.servers, 1);
+    front_start("server backend.hark.test:%d;\nmax_fails 0;\nresolve_interval 30s;", ngx.port);
+    cr_assert_eq(status_of("/api/small.txt"), 200);
+    /* The name moves to an address where nothing listens: after its TTL (1 s), 502. */
+    set_backend("127.0.0.3");
+    cr_assert(wait_status("/api/small.txt", 502, 6), "the new address was never used");
+    set_backend("127.0.0.1");
+    cr_assert(wait_status("/api/small.txt", 200, 6), "the name's return was never seen");
+    int queries = log_lines(dns.dir, "log", "query[A] backend.hark.test", NULL);
+    cr_assert_geq(queries, 3, "%d queries", queries);
+    front_stop();
+}
+
+static long rss_kib(pid_t pid)
+{
+    char path[64], line[256];
+    snprintf(path, sizeof(path), "/proc/%d/status", (int)pid);
+    FILE *f = fopen(path, "r");
+    long kib = -1;
+    while (f && fgets(line, sizeof(line), f)) {
+        if (strncmp(line, "VmRSS:", 6) == 0)
+            kib = atol(line + 6);
+    }
+    if (f)
+        fclose(f);
+    return kib;
+}
+
+Test(httpd_proxy, backpressure_both_ways)
+{
+    /* Download: a 64 MiB body to a client that stops reading. */
+    char path[512];
+    snprintf(path, sizeof(path), "%s/www/api/huge.bin", front.dir);
+    int fd = open(path, O_WRONLY | O_CREAT | O_TRUNC, 0644);
+    cr_assert(fd >= 0 && ftruncate(fd, 64 << 20) == 0);
+    close(fd);
+    helper_start(&extra, "stall", "3");
+    front_start("server 127.0.0.1:%d;", ngx.port);
+    long before = rss_kib(front.pid);
+    int c = connect_port(front.port);
+    const char get[] = "GET /api/huge.bin HTTP/1.1\r\nHost: x\r\n\r\n";
+    cr_assert_eq(write(c, get, sizeof(get) - 1), (ssize_t)sizeof(get) - 1);
+    usleep(1500 * 1000);
+    long during = rss_kib(front.pid);
+    cr_log_info("proxy RSS growth with a stalled 64 MiB download: %ld KiB", during - before);
+    cr_assert_lt(during - before, 16 * 1024, "the proxy grew by %ld KiB", during - before);
+    size_t total = 0;
+    ssize_t n;
+    while (total < (64u << 20) + 100 && (n = read(c, out, sizeof(out))) > 0)
+        total += (size_t)n;
+    close(c);
+    cr_assert_gt(total, (size_t)64 << 20, "got %zu bytes", total);
+    /* A client that leaves mid-response: the exchange is torn down (checked at exit). */
+    c = connect_port(front.port);
+    cr_assert_eq(write(c, get, sizeof(get) - 1), (ssize_t)sizeof(get) - 1);
+    cr_assert_gt(read(c, out, sizeof(out)), 0);
+    close(c);
+    usleep(200 * 1000);
+    cr_assert_eq(status_of("/api/small.txt"), 200);
+    front_stop();
+    /* Upload: 128 MiB to an upstream that reads nothing for 3 s; the client is held back. */
+    front_start("server 127.0.0.1:%d;", extra.port);
+    c = connect_port(front.port);
+    const char post[] = "POST /api/up HTTP/1.1\r\nHost: x\r\nContent-Length: 134217728\r\n\r\n";
+    cr_assert_eq(write(c, post, sizeof(post) - 1), (ssize_t)sizeof(post) - 1);
+    fcntl(c, F_SETFL, O_NONBLOCK);
+    size_t sent = 0;
+    memset(out, 'u', sizeof(out));
+    for (int i = 0; i < 150; i++) {
+        while ((n = write(c, out, sizeof(out))) > 0)
+            sent += (size_t)n;
+        usleep(10 * 1000);
+    }
+    cr_log_info("bytes a client got in while the upstream read nothing: %zu", sent);
+    cr_assert_lt(sent, (size_t)32 << 20, "the proxy took %zu bytes from the client", sent);
+    close(c); /* the client goes away mid-body: everything must still be freed */
+    usleep(200 * 1000);
+    front_stop();
+}
