@@ -1,6 +1,8 @@
 # hark: a thin front for CMake. Every target installs missing Debian packages first.
-#   make run        build and start the demo (echo server on 127.0.0.1:7000)
-#   make test       build and run every test, again under ASan+UBSan, threaded ones under TSan
+#   make run        build and start hark-httpd serving docs/ on 127.0.0.1:8080 (status page
+#                   at /_hark/status, metrics at /metrics)
+#   make test       build and run every test, again under ASan+UBSan, threaded ones under TSan,
+#                   then the HTTP parser fuzzer for a bounded time
 #   make bench      build and run every benchmark (peers side by side)
 #   make fuzz       build the libFuzzer drivers with clang and run each for 60 s
 #   make install    install libhark, headers and hark.pc (PREFIX, DESTDIR)
@@ -9,7 +11,7 @@ DESTDIR ?=
 JOBS ?= $(shell nproc)
 BUILD := build
 
-.PHONY: all deps build run test test-release test-asan test-tsan bench bench-build bench-pipes bench-log bench-fs bench-herd bench-watch bench-co bench-tls fuzz install clean format
+.PHONY: all deps build run run-echo test test-release test-asan test-tsan test-fuzz bench bench-build bench-pipes bench-log bench-fs bench-herd bench-watch bench-co bench-tls bench-http bench-broadcast fuzz fuzz-build install clean format
 
 all: build
 
@@ -21,9 +23,12 @@ build: deps
 	@cmake --build $(BUILD)/release -j $(JOBS)
 
 run: build
+	$(BUILD)/release/apps/hark-httpd/hark-httpd --root docs --listen 127.0.0.1:8080
+
+run-echo: build
 	$(BUILD)/release/apps/hark-echo/hark-echo
 
-test: test-release test-asan test-tsan
+test: test-release test-asan test-tsan test-fuzz
 
 test-release: build
 	cd $(BUILD)/release && ctest --output-on-failure -j $(JOBS)
@@ -44,7 +49,7 @@ bench-build:
 	@cmake -S . -B $(BUILD)/bench -DCMAKE_BUILD_TYPE=Release -DHK_BENCH=ON -DBUILD_TESTING=OFF >/dev/null
 	@cmake --build $(BUILD)/bench -j $(JOBS)
 
-bench: bench-pipes bench-log bench-fs bench-watch bench-herd bench-co bench-tls
+bench: bench-pipes bench-log bench-fs bench-watch bench-herd bench-co bench-tls bench-broadcast bench-http
 
 bench-pipes: bench-build
 	scripts/bench-pipes $(BUILD)/bench
@@ -67,18 +72,36 @@ bench-co: bench-build
 bench-tls: bench-build
 	scripts/bench-tls $(BUILD)/bench
 
+bench-broadcast: bench-build
+	scripts/bench-broadcast $(BUILD)/bench
+
+bench-http: bench-build
+	scripts/bench-http $(BUILD)/bench
+
 # libFuzzer drivers (fuzz/): built with clang in $(BUILD)/fuzz, each run for FUZZ_SECONDS
 # from the seed corpus in tests/apps/*/samples (copied, so the seeds stay untouched).
 FUZZ_SECONDS ?= 60
-fuzz: deps
+fuzz-build: deps
 	@CC=clang cmake -S . -B $(BUILD)/fuzz -DCMAKE_BUILD_TYPE=Debug -DHK_FUZZ=ON -DBUILD_TESTING=OFF >/dev/null
 	@cmake --build $(BUILD)/fuzz -j $(JOBS) --target fuzzers
+
+fuzz: fuzz-build
 	@mkdir -p $(BUILD)/fuzz/corpus/fdinfo
 	@cp tests/apps/hark-watch/samples/* $(BUILD)/fuzz/corpus/fdinfo/
 	$(BUILD)/fuzz/fuzz/fuzz-fdinfo -max_total_time=$(FUZZ_SECONDS) -max_len=65536 \
 	  $(BUILD)/fuzz/corpus/fdinfo
 	@for f in net_addr tls dns_answer; do mkdir -p $(BUILD)/fuzz/corpus/$$f; \
 	  $(BUILD)/fuzz/fuzz/fuzz-$$f -max_total_time=$(FUZZ_SECONDS) $(BUILD)/fuzz/corpus/$$f || exit 1; done
+	@mkdir -p $(BUILD)/fuzz/corpus/conf && cp tests/conf/corpus/* $(BUILD)/fuzz/corpus/conf/
+	$(BUILD)/fuzz/fuzz/fuzz-conf -max_total_time=$(FUZZ_SECONDS) -max_len=8192 $(BUILD)/fuzz/corpus/conf
+	$(MAKE) --no-print-directory test-fuzz TEST_FUZZ_SECONDS=$(FUZZ_SECONDS)
+
+# The HTTP request parser faces every client: make test fuzzes it for a bounded time.
+TEST_FUZZ_SECONDS ?= 30
+test-fuzz: fuzz-build
+	@mkdir -p $(BUILD)/fuzz/corpus/http_request && cp tests/http/corpus/* $(BUILD)/fuzz/corpus/http_request/
+	$(BUILD)/fuzz/fuzz/fuzz-http_request -max_total_time=$(TEST_FUZZ_SECONDS) -max_len=4096 \
+	  $(BUILD)/fuzz/corpus/http_request
 
 install: build
 	DESTDIR="$(DESTDIR)" cmake --install $(BUILD)/release --prefix $(PREFIX)

@@ -91,6 +91,7 @@ static void config_free(httpd_config_t *cfg)
     free(cfg->index);
     free(cfg->access_log);
     free(cfg->error_log);
+    free(cfg->resolver);
     free(cfg->status_path);
     free(cfg->metrics_path);
     free(cfg);

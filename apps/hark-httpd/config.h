@@ -99,6 +99,7 @@ typedef struct httpd_config {
     char *access_log; /* path, "-" for stdout, NULL = off */
     httpd_log_format_t access_format;
     char *error_log; /* path, "-" = stderr (default) */
+    char *resolver;  /* DNS servers for upstream names ("127.0.0.1:5353,..."); NULL: resolv.conf */
 
     /* Status page and Prometheus metrics paths (NULL = off). */
     char *status_path;  /* default "/_hark/status" */

@@ -262,7 +262,26 @@ static int d_metrics(httpd_loader_t *ld, const hk_conf_node_t *d, void *obj)
     return d_special(ld, d, &((httpd_config_t *)obj)->metrics_path);
 }
 
+/* resolver: DNS servers for upstream names ("127.0.0.1:5353", comma-separated); default resolv.conf. */
+static int d_resolver(httpd_loader_t *ld, const hk_conf_node_t *d, void *obj)
+{
+    httpd_config_t *cfg = obj;
+    const hk_conf_arg_t *a = hk_conf_arg(d, 0);
+    int rc = hk_conf_expect(d, 1, 1, HK_CONF_NO_BLOCK, ld->err, ld->errlen);
+    if (rc < 0)
+        return rc;
+    if (a->len == 0 || strspn(a->str, "0123456789abcdefABCDEF.:[],") != a->len)
+        return hk_conf_error_arg(ld->err, ld->errlen, a, "addresses such as 127.0.0.1:53");
+    char *s = strdup(a->str);
+    if (!s)
+        return httpd_config_oom(ld);
+    free(cfg->resolver);
+    cfg->resolver = s;
+    return 0;
+}
+
 static const httpd_rule_t top_rules[] = {
+    {"resolver", HTTPD_RULE_CUSTOM, 0, 0, 0, d_resolver, false},
     {"threads", HTTPD_RULE_UNSIGNED, offsetof(httpd_config_t, threads), 1, 256, NULL, false},
     {"listen", HTTPD_RULE_CUSTOM, 0, 0, 0, httpd_config_listen, true},
     {"root", HTTPD_RULE_CUSTOM, 0, 0, 0, d_root, false},

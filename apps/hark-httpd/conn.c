@@ -17,11 +17,10 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "accesslog.h"
 #include "conn.h"
 
 static void conn_arm(httpd_conn_t *c, uint64_t deadline);
-
-void httpd_static_free(httpd_conn_t *c); /* static.c */
 
 /* Frees the connection once its handles are closed and no open is in flight. */
 static void conn_free_if_done(httpd_conn_t *c)
@@ -242,6 +241,8 @@ static void conn_process(httpd_conn_t *c, const char *p, size_t len)
         c->last_len = 0;
         if (r < 0) {
             httpd_resp_error(c, req.status ? req.status : 400, false, false);
+            if (cfg->access_log)
+                httpd_access_log(c, &req, c->last_status, c->last_bytes);
             off = len;
             break;
         }
@@ -262,6 +263,8 @@ static void conn_process(httpd_conn_t *c, const char *p, size_t len)
             break; /* waiting: this request is parsed again when its open is done */
         }
         c->requests++;
+        if (d == 0 && cfg->access_log)
+            httpd_access_log(c, &req, c->last_status, c->last_bytes);
         if (d == 2) { /* proxied: the proxy took the head and consumed body bytes */
             off += (size_t)r + consumed;
             break;

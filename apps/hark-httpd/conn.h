@@ -66,6 +66,8 @@ struct httpd_conn {
     unsigned listen_index;
     unsigned requests;
     unsigned writes; /* batches in flight */
+    int last_status;     /* the last response's status and body bytes, for the access log */
+    uint64_t last_bytes;
     char *in;        /* bytes of requests not handled yet (own copy), or NULL */
     size_t in_len, in_cap, last_len;
     httpd_batch_t *batch; /* responses being gathered */
@@ -111,6 +113,8 @@ int httpd_static_handle(httpd_conn_t *c, const hk_http_request_t *req,
                         const httpd_location_t *loc, int root_fd, const char *path, size_t len,
                         bool keep_alive);
 void httpd_static_cancel(httpd_conn_t *c);
+void httpd_static_free(httpd_conn_t *c);  /* the connection is freed: its open state too */
+void httpd_conn_fs_done(httpd_conn_t *c); /* an open ended after the connection closed */
 
 /*
  * The proxy seam (proxy.c). A request routed to an upstream is offered with

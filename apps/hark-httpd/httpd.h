@@ -111,6 +111,7 @@ struct httpd {
     unsigned nlisteners;
     hk_publish_t *publish;    /* the current generation */
     httpd_config_t *listen_cfg; /* the first config: its listeners stay for the process's life */
+    httpd_gen_t *initial;       /* the generation the workers start with (own reference) */
     hk_pool_t *pool;
     uint64_t started_ns;
     _Atomic unsigned gen_id;

@@ -9,6 +9,7 @@
 #include <string.h>
 #include <sys/resource.h>
 
+#include "accesslog.h"
 #include "httpd.h"
 
 #define EXIT_CONFIG 2
@@ -163,6 +164,8 @@ int main(int argc, char **argv)
         httpd_gen_unref(gen);
         return 0;
     }
+    /* sendfile(2) has no MSG_NOSIGNAL: a client that resets mid-body must give EPIPE, not a kill. */
+    signal(SIGPIPE, SIG_IGN);
     /* Every connection is an fd: take the hard limit, as nginx's worker_rlimit_nofile does. */
     struct rlimit rl;
     if (getrlimit(RLIMIT_NOFILE, &rl) == 0 && rl.rlim_cur < rl.rlim_max) {
@@ -170,10 +173,15 @@ int main(int argc, char **argv)
         setrlimit(RLIMIT_NOFILE, &rl);
     }
     hk_log_options_t lo = {.level = HK_LOG_INFO};
+    int r0;
     if (gen->cfg->error_log && strcmp(gen->cfg->error_log, "-") != 0)
         lo.path = gen->cfg->error_log;
     if (hk_log_open(&lo) < 0)
         fprintf(stderr, "hark-httpd: cannot open the error log; logging to stderr\n");
+    if ((r0 = httpd_access_open(gen->cfg)) < 0) {
+        fprintf(stderr, "hark-httpd: access_log %s: %s\n", gen->cfg->access_log, hk_strerror(r0));
+        return EXIT_START;
+    }
     control_t ctl = {.config_path = config_path, .drain_timeout = gen->cfg->drain_timeout};
     static httpd_t srv;
     ctl.srv = &srv;

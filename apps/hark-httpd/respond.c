@@ -164,6 +164,8 @@ int httpd_resp_head(httpd_conn_t *c, const httpd_resp_t *r)
     b->hdr_used += (size_t)(p - start);
     (void)batch_add_iov(b, start, (size_t)(p - start)); /* room checked above */
     httpd_count_status(c->w, r->status);
+    c->last_status = r->status;
+    c->last_bytes = r->head ? 0 : r->length;
     if (!r->keep_alive)
         c->flags |= HTTPD_C_CLOSE_AFTER;
     return 0;

@@ -16,6 +16,7 @@
 #include <string.h>
 #include <unistd.h>
 
+#include "accesslog.h"
 #include "conn.h"
 
 static void gen_free(httpd_gen_t *gen)
@@ -133,6 +134,7 @@ int httpd_server_start(httpd_t *srv, httpd_gen_t *gen)
     srv->nlisteners = (unsigned)cfg->nlistens;
     atomic_store(&srv->gen_id, gen->id);
     srv->listen_cfg = httpd_config_ref(gen->cfg);
+    srv->initial = httpd_gen_ref(gen);
     int r = hk_publish_new(&srv->publish, publish_free, NULL);
     if (r < 0)
         return r;
@@ -204,6 +206,8 @@ int httpd_server_reload(httpd_t *srv, const char *path)
         httpd_gen_unref(gen);
         return -EINVAL;
     }
+    if (httpd_access_reload(cfg) < 0)
+        hk_log(HK_LOG_WARN, "access_log change not applied (needs a restart)", "file=%s", path);
     atomic_fetch_add(&srv->gen_id, 1);
     int r = hk_publish_set(srv->publish, gen);
     if (r < 0) {
@@ -238,6 +242,7 @@ void httpd_server_stop(httpd_t *srv)
         hk_accept_group_close(&srv->groups[l]);
         free(srv->members[l]);
     }
+    httpd_gen_unref(srv->initial);
     hk_publish_free(srv->publish);
     hk_publish_barrier();
     httpd_config_unref(srv->listen_cfg);

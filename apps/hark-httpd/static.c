@@ -30,8 +30,6 @@ struct httpd_open {
     char path[4352];
 };
 
-void httpd_conn_fs_done(httpd_conn_t *c); /* conn.c */
-
 static void open_finish(httpd_open_t *o)
 {
     httpd_conn_t *c = o->conn;

@@ -335,14 +335,15 @@ static void on_resolved(hk_dns_req_t *req)
 }
 
 /*
- * The resolver's servers: HARK_HTTPD_RESOLVER ("127.0.0.1:5353", c-ares CSV
- * syntax), read when the worker first needs a lookup; unset means
- * resolv.conf. Meant to become a top-level "resolver" directive.
+ * The resolver's servers: the top-level "resolver" directive, else
+ * HARK_HTTPD_RESOLVER ("127.0.0.1:5353", c-ares CSV syntax), read when the
+ * worker first needs a lookup; neither means resolv.conf.
  */
 static int resolver_new(httpd_upstreams_t *root)
 {
     hk_resolver_options_t o = {0};
-    o.servers = getenv("HARK_HTTPD_RESOLVER");
+    o.servers = root->w->gen->cfg->resolver ? root->w->gen->cfg->resolver
+                                             : getenv("HARK_HTTPD_RESOLVER");
     o.order = HK_DNS_ORDER_IPV4_FIRST;
     return hk_resolver_new(root->loop, &o, &root->resolver);
 }

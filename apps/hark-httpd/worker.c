@@ -8,7 +8,9 @@
 #include <string.h>
 #include <unistd.h>
 
+#include "accesslog.h"
 #include "conn.h"
+#include "upstream.h"
 
 const char *httpd_worker_date(httpd_worker_t *w)
 {
@@ -39,6 +41,7 @@ static void on_new_gen(hk_subscriber_t *sub, void *version)
     w->gen = httpd_gen_ref(gen);
     httpd_gen_unref(old);
     httpd_count(&w->counters.reloads_seen, 1);
+    httpd_upstreams_start(w); /* health checks and name lookups of the new upstreams */
 }
 
 static void snapshot(httpd_worker_t *w)
@@ -84,6 +87,7 @@ static void on_stop(hk_async_t *a)
         return;
     }
     w->draining = true;
+    httpd_upstreams_drain(w);
     /* Stop accepting; idle connections close now, busy ones after their response. */
     for (unsigned l = 0; l < w->server->nlisteners; l++)
         hk_accept_member_close(&w->server->members[l][w->index], on_member_closed);
@@ -113,7 +117,8 @@ void *httpd_worker_main(void *arg)
         return NULL;
     }
     w->sub.data = w;
-    w->gen = httpd_gen_ref(hk_publish_get(srv->publish));
+    /* The generation of the start; the subscription delivers the current one at its first wake-up. */
+    w->gen = httpd_gen_ref(srv->initial);
     const httpd_config_t *cfg = w->gen->cfg;
     w->fcache = httpd_fcache_new((unsigned)cfg->open_file_cache, cfg->open_file_ttl);
     hk_async_init(w->loop, &w->stop_async, on_stop);
@@ -127,8 +132,10 @@ void *httpd_worker_main(void *arg)
             break;
     }
     __atomic_store_n(&w->started, r < 0 ? r : 1, __ATOMIC_RELEASE);
-    if (r >= 0)
+    if (r >= 0) {
+        httpd_upstreams_start(w);
         hk_loop_run(w->loop, HK_RUN_DEFAULT);
+    }
     if (!hk_is_closing(&w->stop_async.base))
         hk_close(&w->stop_async.base, NULL);
     hk_loop_run(w->loop, HK_RUN_NOWAIT);

@@ -204,7 +204,9 @@ HK_API int hk_stream_write(hk_stream_t *stream, hk_write_req_t *req, const struc
  * copy through user space. fd must stay open until cb. Counted by the
  * watermarks like any write. For the fd's own transport only (a TLS stream
  * has hk_tls_sendfile). A file shorter than offset + len fails the request
- * with -EIO. Returns 0 or HK_STREAM_FULL. Errors: -EINVAL (len 0, fd < 0),
+ * with -EIO. sendfile(2) has no MSG_NOSIGNAL: a process that sends files to
+ * peers that may reset must ignore SIGPIPE (the failure is then -EPIPE).
+ * Returns 0 or HK_STREAM_FULL. Errors: -EINVAL (len 0, fd < 0),
  * -ENOTSUP (another transport), and those of hk_stream_write.
  */
 HK_API int hk_stream_sendfile(hk_stream_t *stream, hk_write_req_t *req, int fd, int64_t offset,

@@ -36,6 +36,8 @@ typedef struct server {
 
 static inline void make_tmpdir(server_t *s)
 {
+    /* A write to a connection the server closed must fail with EPIPE, not kill the test. */
+    signal(SIGPIPE, SIG_IGN);
     snprintf(s->dir, sizeof(s->dir), "/tmp/hk-httpd-XXXXXX");
     cr_assert_not_null(mkdtemp(s->dir));
 }
