@@ -3,7 +3,7 @@
  * condition variable per reader thread. The writer allocates a version with a
  * reference per reader, and for each reader locks its mutex, replaces the
  * pending pointer (dropping the reference of one the reader never took: the
- * same coalescing as hark's), signals and unlocks. A reader waits on its
+ * same coalescing as hark's), unlocks and signals. A reader waits on its
  * condition variable, takes the pending version, records the latency and
  * keeps the version as its current one (so, like a hark reader, it can read
  * it at any time) until the next arrives. The last reference frees it.
@@ -124,8 +124,9 @@ static int cv_publish(void *ctx, const stamp_t *stamp)
         pthread_mutex_lock(&r->mu);
         cv_version_t *old = r->pending;
         r->pending = v;
-        pthread_cond_signal(&r->cv);
         pthread_mutex_unlock(&r->mu);
+        /* After unlocking, so the woken reader does not find the mutex still held. */
+        pthread_cond_signal(&r->cv);
         cv_unref(old);
     }
     return 0;

@@ -44,14 +44,7 @@ Test(publish, get_returns_the_newest_and_replaced_versions_are_freed)
     basic_t b = {.pub = publish_new(&c), .c = &c};
     b.v1 = version_new(&c, 1);
     b.v2 = version_new(&c, 2);
-    hk_loop_t *loop = loop_new();
-    cr_assert_eq(hk_publish_attach(loop), 0);
-    hk_timer_t t;
-    hk_timer_init(loop, &t);
-    t.base.data = &b;
-    cr_assert_eq(hk_timer_start_in(&t, basic_tick, 0, 0), 0);
-    cr_assert_geq(hk_loop_run(loop, HK_RUN_DEFAULT), 0);
-    loop_finish(loop);
+    run_attached_once(basic_tick, &b);
 
     cr_assert_null(b.got0, "no version before the first set");
     cr_assert_eq(b.set1, 0);
@@ -146,14 +139,7 @@ static void hold_tick(hk_timer_t *t, uint64_t expirations)
 static void *holder_main(void *arg)
 {
     holder_t *h = arg;
-    hk_loop_t *loop = loop_new();
-    cr_assert_eq(hk_publish_attach(loop), 0);
-    hk_timer_t t;
-    hk_timer_init(loop, &t);
-    t.base.data = h;
-    cr_assert_eq(hk_timer_start_in(&t, hold_tick, 0, 0), 0);
-    cr_assert_geq(hk_loop_run(loop, HK_RUN_DEFAULT), 0);
-    loop_finish(loop);
+    run_attached_once(hold_tick, h);
     return NULL;
 }
 
@@ -374,14 +360,7 @@ Test(publish, a_setter_inside_a_callback_gets_eagain_at_the_cap)
 {
     counts_t c = {0};
     capped_t k = {.pub = publish_new(&c), .c = &c};
-    hk_loop_t *loop = loop_new();
-    cr_assert_eq(hk_publish_attach(loop), 0);
-    hk_timer_t t;
-    hk_timer_init(loop, &t);
-    t.base.data = &k;
-    cr_assert_eq(hk_timer_start_in(&t, capped_tick, 0, 0), 0);
-    cr_assert_geq(hk_loop_run(loop, HK_RUN_DEFAULT), 0);
-    loop_finish(loop);
+    run_attached_once(capped_tick, &k);
 
     /* No grace period can end inside the callback, so the queue only grows. */
     cr_assert_eq(k.ok, HK_PUBLISH_MAX_PENDING + 1);

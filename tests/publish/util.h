@@ -88,4 +88,20 @@ static inline void loop_finish(hk_loop_t *loop)
     cr_assert_eq(r, 0, "hk_loop_free: %s", hk_err_name(r));
 }
 
+/*
+ * Attaches the calling thread's loop, runs cb once from a timer (the callback
+ * closes the timer), then runs the loop until nothing is left and frees it.
+ */
+static inline void run_attached_once(hk_timer_cb cb, void *data)
+{
+    hk_loop_t *loop = loop_new();
+    cr_assert_eq(hk_publish_attach(loop), 0);
+    hk_timer_t t;
+    hk_timer_init(loop, &t);
+    t.base.data = data;
+    cr_assert_eq(hk_timer_start_in(&t, cb, 0, 0), 0);
+    cr_assert_geq(hk_loop_run(loop, HK_RUN_DEFAULT), 0);
+    loop_finish(loop);
+}
+
 #endif
