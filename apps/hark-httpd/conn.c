@@ -28,6 +28,7 @@ static void conn_free_if_done(httpd_conn_t *c)
     if (c->closes > 0 || (c->flags & HTTPD_C_FS_BUSY))
         return;
     httpd_static_free(c);
+    httpd_autoindex_free(c);
     httpd_gen_unref(c->gen);
     free(c->in);
     free(c);
@@ -68,6 +69,7 @@ void httpd_conn_close(httpd_conn_t *c)
         c->batch = NULL;
     }
     httpd_static_cancel(c);
+    httpd_autoindex_cancel(c);
     if (c->proxy)
         httpd_proxy_abort(c);
     c->proxy = NULL;
@@ -177,6 +179,33 @@ static int conn_special(httpd_conn_t *c, const httpd_config_t *cfg, const char *
     return 1;
 }
 
+/* A plain listener with redirect_https: 301 to the same target on https. */
+static void conn_redirect_https(httpd_conn_t *c, const hk_http_request_t *req, int port, bool ka)
+{
+    const char *host = req->host ? req->host : "localhost";
+    size_t hlen = req->host ? req->host_len : 9;
+    /* Drop the port of the Host value ("[::1]:8080" keeps its brackets). */
+    const char *end = host + hlen;
+    const char *colon = memrchr(host, ':', hlen);
+    const char *bracket = memrchr(host, ']', hlen);
+    if (colon && (!bracket || colon > bracket))
+        end = colon;
+    bool head = req->method_id == HK_HTTP_HEAD;
+    char extra[4600];
+    int n = snprintf(extra, sizeof(extra), "Location: https://%.*s:%d%.*s\r\n", (int)(end - host),
+                     host, port, (int)req->target_len, req->target);
+    if (n < 0 || (size_t)n >= sizeof(extra)) {
+        httpd_resp_error(c, 414, ka, head);
+        return;
+    }
+    httpd_resp_t r = {.status = 301, .keep_alive = ka, .head = head, .length = 0, .extra = extra,
+                      .extra_len = (size_t)n};
+    if (httpd_resp_head(c, &r) == -ENOSPC) {
+        httpd_batch_flush(c);
+        httpd_resp_head(c, &r);
+    }
+}
+
 /*
  * Handles one parsed request. Returns 0 when answered, 1 when it waits for
  * an open (the request must be parsed again later).
@@ -191,6 +220,10 @@ static int conn_dispatch(httpd_conn_t *c, const hk_http_request_t *req, bool ka,
     ssize_t plen = hk_http_path_decode(req->path, req->path_len, path, sizeof(path));
     if (plen < 0) {
         httpd_resp_error(c, plen == -ENAMETOOLONG ? 414 : 400, ka, head_only);
+        return 0;
+    }
+    if (cfg->listens[c->listen_index].redirect_https) {
+        conn_redirect_https(c, req, cfg->listens[c->listen_index].https_port, ka);
         return 0;
     }
     if (conn_special(c, cfg, path, (size_t)plen, ka, head_only))

@@ -52,6 +52,7 @@ typedef struct httpd_batch {
 
 typedef struct httpd_open httpd_open_t; /* static.c: an open in flight */
 typedef struct httpd_proxy httpd_proxy_t; /* proxy.c: a proxied request in flight */
+typedef struct httpd_listing httpd_listing_t; /* autoindex.c: a directory being listed */
 
 struct httpd_conn {
     hk_stream_t stream; /* first member */
@@ -73,6 +74,7 @@ struct httpd_conn {
     httpd_batch_t *batch; /* responses being gathered */
     httpd_open_t *open;   /* static.c: the last open and its result, for the retried request */
     httpd_proxy_t *proxy; /* proxy.c: the request being proxied, or NULL */
+    httpd_listing_t *listing; /* autoindex.c: the last listing and its result */
     struct sockaddr_storage peer;
 };
 
@@ -115,6 +117,19 @@ int httpd_static_handle(httpd_conn_t *c, const hk_http_request_t *req,
 void httpd_static_cancel(httpd_conn_t *c);
 void httpd_static_free(httpd_conn_t *c);  /* the connection is freed: its open state too */
 void httpd_conn_fs_done(httpd_conn_t *c); /* an open ended after the connection closed */
+
+/*
+ * autoindex.c: directory listings. start opens dir (relative to root_fd, ""
+ * for the root) beneath the root and reads it off the loop: 1 (waiting, the
+ * request is parsed again when done) or -errno. take returns 1 with the page
+ * (caller frees), 0 when no listing of that directory is ready, or -errno.
+ */
+int httpd_autoindex_start(httpd_conn_t *c, int root_fd, const char *dir, size_t len,
+                          const char *url, size_t url_len);
+int httpd_autoindex_take(httpd_conn_t *c, int root_fd, const char *dir, size_t len, char **html,
+                         size_t *html_len);
+void httpd_autoindex_cancel(httpd_conn_t *c);
+void httpd_autoindex_free(httpd_conn_t *c);
 
 /*
  * The proxy seam (proxy.c). A request routed to an upstream is offered with

@@ -266,7 +266,6 @@ int httpd_static_handle(httpd_conn_t *c, const hk_http_request_t *req,
                         const httpd_location_t *loc, int root_fd, const char *path, size_t len,
                         bool ka)
 {
-    (void)loc;
     bool head = req->method_id == HK_HTTP_HEAD;
     const httpd_config_t *cfg = c->gen->cfg;
     /* The path beneath the root: no leading '/', the index file for a directory. */
@@ -277,7 +276,10 @@ int httpd_static_handle(httpd_conn_t *c, const hk_http_request_t *req,
         return 0;
     }
     memcpy(rel, path + 1, rlen);
-    if (rlen == 0 || rel[rlen - 1] == '/') {
+    size_t dir_len = rlen; /* a directory request: the directory, without its slash */
+    bool dir_req = rlen == 0 || rel[rlen - 1] == '/';
+    if (dir_req) {
+        dir_len = rlen ? rlen - 1 : 0;
         size_t il = strlen(cfg->index);
         memcpy(rel + rlen, cfg->index, il);
         rlen += il;
@@ -313,6 +315,32 @@ int httpd_static_handle(httpd_conn_t *c, const hk_http_request_t *req,
             f = NULL;
             err = r;
         }
+    }
+    if (!f && dir_req && loc->autoindex && err == -ENOENT) {
+        /* No index file: list the directory (autoindex on). */
+        char *html = NULL;
+        size_t hl = 0;
+        int t = httpd_autoindex_take(c, root_fd, rel, dir_len, &html, &hl);
+        if (t == 1) {
+            httpd_resp_t r = {.status = 200, .keep_alive = ka, .head = head,
+                              .type = "text/html; charset=utf-8", .length = hl};
+            if (httpd_resp_head(c, &r) == -ENOSPC) {
+                httpd_batch_flush(c);
+                httpd_resp_head(c, &r);
+            }
+            if (head || !c->batch)
+                free(html);
+            else
+                httpd_resp_body_owned(c, html, hl);
+            httpd_batch_flush(c); /* one owned body per batch */
+            return 0;
+        }
+        if (t == 0) {
+            t = httpd_autoindex_start(c, root_fd, rel, dir_len, path, len);
+            if (t == 1)
+                return 1;
+        }
+        err = t;
     }
     if (!f) {
         if (err == -EISDIR && (len == 0 || path[len - 1] != '/')) {

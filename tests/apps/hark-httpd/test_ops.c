@@ -223,3 +223,62 @@ Test(httpd_ops, ten_thousand_idle_connections)
     cr_assert_eq(open_now, N + 1, "all held (plus the metrics request): %s", out);
     cr_assert_eq(server_stop(&srv, SIGTERM), 0);
 }
+
+Test(httpd_ops, autoindex_lists_beneath_the_root)
+{
+    char dir[400];
+    snprintf(dir, sizeof(dir), "%s/www/list", srv.dir);
+    cr_assert_eq(mkdir(dir, 0755), 0);
+    write_file(dir, "b.txt", "b", 1);
+    write_file(dir, "a <x>.txt", "a", 1);
+    write_file(dir, ".hidden", "h", 1);
+    snprintf(dir, sizeof(dir), "%s/www/list/sub", srv.dir);
+    cr_assert_eq(mkdir(dir, 0755), 0);
+    char link[400];
+    snprintf(link, sizeof(link), "%s/www/out", srv.dir);
+    cr_assert_eq(symlink("/etc", link), 0);
+    char conf[1024];
+    snprintf(conf, sizeof(conf), "listen 127.0.0.1:0;\naccess_log off;\n"
+                                 "location / { root %s/www; autoindex on; }\n", srv.dir);
+    write_conf(conf);
+    const char *args[] = {"-c", srv.conf, NULL};
+    server_start_argv(&srv, args);
+    run(out, sizeof(out), "curl -s -i http://127.0.0.1:%d/list/", srv.port);
+    cr_assert(strstr(out, "HTTP/1.1 200"), "%s", out);
+    cr_assert(strstr(out, "Content-Type: text/html"));
+    char *a = strstr(out, "a%20%3Cx%3E.txt\">a &lt;x&gt;.txt</a>");
+    char *b = strstr(out, "href=\"b.txt\"");
+    char *s = strstr(out, "href=\"sub/\"");
+    cr_assert(a && b && s && a < b, "escaped, sorted, directories with a slash: %s", out);
+    cr_assert(strstr(out, ".hidden") == NULL);
+    /* A symlink to a directory outside the root is not listed. */
+    run(out, sizeof(out), "curl -s -o /dev/null -w '%%{http_code}' http://127.0.0.1:%d/out/",
+        srv.port);
+    cr_assert_str_eq(out, "404");
+    /* Without autoindex (the default), a directory without an index is 404. */
+    cr_assert_eq(server_stop(&srv, SIGTERM), 0);
+    snprintf(conf, sizeof(conf), "listen 127.0.0.1:0;\naccess_log off;\nroot %s/www;\n", srv.dir);
+    write_conf(conf);
+    server_start_argv(&srv, args);
+    run(out, sizeof(out), "curl -s -o /dev/null -w '%%{http_code}' http://127.0.0.1:%d/list/",
+        srv.port);
+    cr_assert_str_eq(out, "404");
+    cr_assert_eq(server_stop(&srv, SIGTERM), 0);
+}
+
+Test(httpd_ops, redirect_to_https)
+{
+    char conf[1024];
+    snprintf(conf, sizeof(conf),
+             "listen 127.0.0.1:0 { redirect_https on; https_port 8443; }\naccess_log off;\n"
+             "root %s/www;\n",
+             srv.dir);
+    write_conf(conf);
+    const char *args[] = {"-c", srv.conf, NULL};
+    server_start_argv(&srv, args);
+    run(out, sizeof(out), "curl -s -i -H 'Host: example.org:%d' 'http://127.0.0.1:%d/a.txt?q=1'",
+        srv.port, srv.port);
+    cr_assert(strstr(out, "HTTP/1.1 301"), "%s", out);
+    cr_assert(strstr(out, "Location: https://example.org:8443/a.txt?q=1\r\n"), "%s", out);
+    cr_assert_eq(server_stop(&srv, SIGTERM), 0);
+}
