@@ -217,6 +217,14 @@ static int hk__tls_ssl_ctx(hk_tls_ctx_t *ctx, const hk_tls_ctx_options_t *o, con
         opts |= SSL_OP_ENABLE_KTLS;
 #endif
     SSL_CTX_set_options(sc, opts);
+    /*
+     * Read-ahead: one recv takes every byte the kernel holds (a request and
+     * what is pipelined behind it) instead of a 5-byte header recv and a body
+     * recv per record. kTLS receive decrypts in the kernel and wants records
+     * one by one, so it keeps OpenSSL's default.
+     */
+    if (!(o->flags & HK_TLS_KTLS))
+        SSL_CTX_set_read_ahead(sc, 1);
     /* Partial writes: one record at a time, so a writev can report what went out. */
     SSL_CTX_set_mode(sc, SSL_MODE_ENABLE_PARTIAL_WRITE | SSL_MODE_ACCEPT_MOVING_WRITE_BUFFER |
                              SSL_MODE_RELEASE_BUFFERS);

@@ -137,10 +137,19 @@ static ssize_t hk__tls_read(hk_stream_t *s, void *buf, size_t len)
         int saved = errno;
         if (ret == 1) {
             total += n;
+            c->partial = 0;
+            /*
+             * Stop when OpenSSL holds nothing more, decrypted or raw: another
+             * SSL_read would only find an empty socket (one recv for EAGAIN
+             * per request). New bytes raise a readiness event of their own.
+             */
+            if (!SSL_has_pending(c->ssl))
+                break;
             continue;
         }
         int e = SSL_get_error(c->ssl, ret);
         want = hk__tls_want_of(e);
+        c->partial = e == SSL_ERROR_WANT_READ && SSL_has_pending(c->ssl);
         if (want)
             result = -EAGAIN;
         else if (e == SSL_ERROR_ZERO_RETURN)
@@ -153,6 +162,37 @@ static ssize_t hk__tls_read(hk_stream_t *s, void *buf, size_t len)
     hk__tls_update_want(c);
     /* Bytes first; an end or error comes back on the next call (OpenSSL repeats it). */
     return total > 0 ? (ssize_t)total : result;
+}
+
+/*
+ * Why small pieces are gathered: each SSL_write makes at least one record,
+ * and each record leaves in its own send(). An HTTP response is a header
+ * and a body in two iovecs; copied into one buffer (at most one record,
+ * 16 KiB) they cost one record, one MAC and one system call instead of two.
+ * A retry after WANT_WRITE gathers the same bytes again (the stream hands
+ * back the unwritten iovecs), which SSL_MODE_ACCEPT_MOVING_WRITE_BUFFER
+ * allows. Returns how many iovecs were gathered into *p, *len (0 or 1: use
+ * iov[0] as it is).
+ */
+static _Thread_local char hk__tls_gather_buf[16384];
+
+static size_t hk__tls_gather(const struct iovec *iov, int iovcnt, const char **p, size_t *len)
+{
+    size_t used = 0;
+    int k = 0;
+    while (k < iovcnt && !hk__tls_is_file_ptr(iov[k].iov_base) &&
+           used + iov[k].iov_len <= sizeof(hk__tls_gather_buf))
+        used += iov[k++].iov_len;
+    if (k < 2)
+        return 0;
+    used = 0;
+    for (int i = 0; i < k; i++) {
+        memcpy(hk__tls_gather_buf + used, iov[i].iov_base, iov[i].iov_len);
+        used += iov[i].iov_len;
+    }
+    *p = hk__tls_gather_buf;
+    *len = used;
+    return (size_t)k;
 }
 
 static ssize_t hk__tls_writev(hk_stream_t *s, const struct iovec *iov, int iovcnt)
@@ -168,6 +208,9 @@ static ssize_t hk__tls_writev(hk_stream_t *s, const struct iovec *iov, int iovcn
     for (int i = 0; i < iovcnt && !want && result == 0; i++) {
         const char *p = iov[i].iov_base;
         size_t left = iov[i].iov_len;
+        size_t gathered = hk__tls_gather(iov + i, iovcnt - i, &p, &left);
+        if (gathered > 1)
+            i += (int)gathered - 1;
         while (left > 0) {
             size_t n = 0;
             int ret, e = 0, saved;
@@ -186,6 +229,8 @@ static ssize_t hk__tls_writev(hk_stream_t *s, const struct iovec *iov, int iovcn
                 total += n;
                 left -= n;
                 p += n;
+                if (gathered > 1 && left > 0)
+                    goto out; /* part of a gathered record: the stream calls again */
                 continue;
             }
             want = hk__tls_want_of(e);
@@ -193,6 +238,7 @@ static ssize_t hk__tls_writev(hk_stream_t *s, const struct iovec *iov, int iovcn
             break;
         }
     }
+out:
     c->wwant = want;
     hk__tls_update_want(c);
     return total > 0 ? (ssize_t)total : result;
@@ -229,6 +275,13 @@ static size_t hk__tls_pending(hk_stream_t *s)
     int n = SSL_pending(c->ssl);
     if (n > 0)
         return (size_t)n;
+    /*
+     * Whole records may wait, still encrypted, in the read-ahead buffer (the
+     * last read filled the caller's buffer first): they need no fd event. A
+     * partial record there does, or the stream would spin on it.
+     */
+    if (SSL_has_pending(c->ssl) && !c->partial)
+        return 1;
     /*
      * A read that waits to write must be retried even if no byte arrives.
      * (SSL_has_pending is no help: without read-ahead it only reports a
