@@ -237,6 +237,14 @@ static int hk__tls_ssl_ctx(hk_tls_ctx_t *ctx, const hk_tls_ctx_options_t *o, con
         hk__tls_set_error(cert, NULL);
         return -EPROTO;
     }
+    /*
+     * The chain sent is the one in cert_file. Without this OpenSSL completes
+     * it at every handshake from the verify store, and the system store is a
+     * directory: /etc/ssl/certs read (getdents, opens) on the loop thread for
+     * each connection, a blocking disk access per handshake.
+     */
+    if (cert)
+        SSL_CTX_set_mode(sc, SSL_MODE_NO_AUTO_CHAIN);
     if (key && (SSL_CTX_use_PrivateKey_file(sc, key, SSL_FILETYPE_PEM) != 1 ||
                 SSL_CTX_check_private_key(sc) != 1)) {
         hk__tls_set_error(key, NULL);
