@@ -93,6 +93,7 @@ typedef struct httpd_config {
     uint64_t max_body;           /* request body bytes; default 1 MiB */
     size_t max_header_bytes;     /* default 32 KiB */
     size_t open_file_cache;      /* entries per worker; default 1024, 0 = off */
+    size_t sndbuf;               /* SO_SNDBUF of client sockets; default 256 KiB, 0 = autotuning */
     uint64_t open_file_ttl;      /* ns; default 1 s */
 
     /* Logs. */

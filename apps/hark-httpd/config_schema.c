@@ -303,6 +303,7 @@ static const httpd_rule_t top_rules[] = {
      NULL, false},
     {"open_file_cache", HTTPD_RULE_COUNT, offsetof(httpd_config_t, open_file_cache), 0, 1048576,
      NULL, false},
+    {"sndbuf", HTTPD_RULE_SIZE, offsetof(httpd_config_t, sndbuf), 0, 64u << 20, NULL, false},
     {"open_file_ttl", HTTPD_RULE_DURATION, offsetof(httpd_config_t, open_file_ttl), 0, 0, NULL,
      false},
     {"status", HTTPD_RULE_CUSTOM, 0, 0, 0, d_status, false},

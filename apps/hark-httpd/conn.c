@@ -507,6 +507,16 @@ void httpd_conn_start(httpd_worker_t *w, int fd, unsigned listen_index)
     w->conns = c;
     httpd_count(&w->counters.conns_total, 1);
     httpd_count(&w->counters.conns_open, 1);
+    if (cfg->sndbuf) {
+        /*
+         * A bounded send buffer instead of autotuning (up to 4 MiB): large files
+         * then reach the client as fast as it reads, instead of piling up in its
+         * receive queue, which costs the receiver far more per byte
+         * (docs/httpd.md: 1 MiB responses went from 1,900 to 2,500 per second).
+         */
+        int v = (int)cfg->sndbuf;
+        setsockopt(fd, SOL_SOCKET, SO_SNDBUF, &v, sizeof(v));
+    }
     socklen_t sl = sizeof(c->peer);
     getpeername(fd, (struct sockaddr *)&c->peer, &sl);
     hk_stream_set_watermarks(&c->stream, 256 * 1024, 64 * 1024, on_drain);
