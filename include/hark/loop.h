@@ -276,6 +276,41 @@ HK_API int hk_timer_start(hk_timer_t *timer, hk_timer_cb cb, uint64_t deadline_n
 HK_API int hk_timer_start_in(hk_timer_t *timer, hk_timer_cb cb, int64_t delay_ns,
                              int64_t period_ns);
 
+/*
+ * Flags for hk_timer_start_flags().
+ *
+ * HK_TIMER_ONTIME: run the callback on schedule on average, although the loop
+ * is busy. A loop serves one callback at a time, so a timer whose moment comes
+ * while another callback runs waits for it: on average lambda E[S^2] / 2, the
+ * mean residual service time (lambda: callbacks per second, S: their duration;
+ * see hk_loop_queue_stats). An ONTIME timer is armed that much early: the
+ * callback for grid point d becomes runnable at d - advance, where advance is
+ * the loop's current estimate of that wait, at most half the period (and at most
+ * HK_TIMER_ONTIME_MAX_NS), 0 until the estimate has HK_QUEUE_MIN_SAMPLES samples.
+ * So the callback may run up to advance before d (never earlier), and on a
+ * loop that is idle at d - advance it does. The grid stays first + k * period:
+ * only the arming moment moves, never the deadlines, so nothing accumulates.
+ * expirations counts the grid points whose arming moment has passed (1 when
+ * on time, early or not); hk_timer_deadline() is the grid point, not the
+ * arming moment. The lag histogram records max(0, run time - grid point).
+ * While at least one ONTIME timer is active the loop measures every io and
+ * timer callback (one clock read each, see hk_loop_queue_measure) and, at
+ * every callback boundary, runs the timers that fell due (refreshing
+ * hk_loop_now() first), instead of after the whole io batch and the next one;
+ * with no ONTIME timer active the loop's costs and order are unchanged.
+ */
+#define HK_TIMER_ONTIME 0x1u
+/* The largest advance of an ONTIME timer (10 ms), whatever the load. */
+#define HK_TIMER_ONTIME_MAX_NS (UINT64_C(10) * 1000 * 1000)
+
+/*
+ * As hk_timer_start, with flags (0 or HK_TIMER_ONTIME). Errors: as
+ * hk_timer_start, -EINVAL for unknown flags, -ENOMEM (the loop's queue model
+ * could not be allocated, for the first ONTIME timer).
+ */
+HK_API int hk_timer_start_flags(hk_timer_t *timer, hk_timer_cb cb, uint64_t deadline_ns,
+                                int64_t period_ns, unsigned flags);
+
 /* Returns 0, or -EALREADY when the timer was not active. */
 HK_API int hk_timer_stop(hk_timer_t *timer);
 
@@ -476,6 +511,78 @@ HK_API uint64_t hk_loop_stats_lag_quantile(const hk_loop_stats_t *stats, double 
 /* Histogram bucket of a lag value, and the largest value a bucket holds. */
 HK_API unsigned hk_lag_bucket(uint64_t ns);
 HK_API uint64_t hk_lag_bucket_max(unsigned bucket);
+
+/* ------------------------------------------------------------------------ */
+/* Queue model: the loop as an M/G/1 server                                 */
+/* ------------------------------------------------------------------------ */
+
+/*
+ * A loop is one server that runs callbacks one at a time, without preemption.
+ * With the queue model on, the loop measures the duration S of every io and
+ * timer callback (one clock read after each; Welford's mean and variance,
+ * hark/stats.h) and counts them to get their rate lambda, over a horizon of
+ * one to two windows (the current window and the previous one, merged). From
+ * these it computes rho = lambda E[S] (the share of time spent in callbacks)
+ * and two mean waits:
+ *   wait_ns     = lambda E[S^2] / (2 (1 - rho)), Pollaczek-Khinchine: how long
+ *                 a callback waits between becoming ready and running, in any
+ *                 order that serves the ready callbacks one by one (FIFO, or
+ *                 an epoll batch); undefined for rho >= 1 (HK_FOREVER).
+ *   residual_ns = lambda E[S^2] / 2 = (1 - rho) wait_ns: the mean remaining
+ *                 time of the callback in progress seen by a random moment,
+ *                 which is how long a timer waits when it is served at the
+ *                 next callback boundary (as ONTIME timers are); finite at any
+ *                 load. This is the advance of HK_TIMER_ONTIME timers.
+ * lambda is measured as completions per second, which equals the arrival rate
+ * while rho < 1 (an overloaded loop completes 1/E[S] per second).
+ */
+#define HK_QUEUE_WINDOW_DEFAULT_NS (UINT64_C(1000000000)) /* 1 s */
+#define HK_QUEUE_MIN_SAMPLES 32 /* fewer samples in the horizon: no estimate (zeros) */
+
+typedef struct hk_loop_queue {
+    int on;                   /* the model is measuring (explicitly, or for an ONTIME timer) */
+    unsigned ontime_timers;   /* active HK_TIMER_ONTIME timers */
+    uint64_t samples;         /* callbacks measured in the horizon */
+    uint64_t horizon_ns;      /* the time they span */
+    double arrival_rate;      /* lambda, callbacks per second */
+    double service_mean_ns;   /* E[S] */
+    double service_m2_ns2;    /* E[S^2], in ns^2 */
+    double rho;               /* lambda E[S] */
+    uint64_t wait_ns;         /* Pollaczek-Khinchine mean wait; HK_FOREVER when rho >= 1 */
+    uint64_t residual_ns;     /* lambda E[S^2] / 2, the ONTIME advance before its bounds */
+    uint64_t callbacks;       /* callbacks measured since the model was created */
+    uint64_t ontime_runs;     /* ONTIME timer callbacks run */
+    uint64_t ontime_early;    /* ... of which before their grid point */
+    uint64_t ontime_early_ns; /* sum of how early those were */
+} hk_loop_queue_t;
+
+/*
+ * Turns the queue model on with a window of window_ns (>= 1 ms;
+ * HK_QUEUE_WINDOW_DEFAULT_NS is 1 s), or off with 0 (it stays on while an
+ * ONTIME timer is active, which turns it on by itself with the default
+ * window). Turning it on again keeps the samples and changes the window.
+ * Cost while on: one clock read, one Welford update per io or timer callback;
+ * off, nothing (one branch per io batch that was there already). Measuring
+ * does not change the order of callbacks; ONTIME timers do (see above).
+ * Errors: -EINVAL (window below 1 ms or >= HK_DEADLINE_MAX), -ENOMEM.
+ */
+HK_API int hk_loop_queue_measure(hk_loop_t *loop, uint64_t window_ns);
+
+/*
+ * Fills *out with the model's current estimate at hk_loop_now() (all zeros
+ * but the counters while off or below HK_QUEUE_MIN_SAMPLES). Call on the
+ * loop's thread. Errors: -EINVAL (NULL).
+ */
+HK_API int hk_loop_queue_stats(const hk_loop_t *loop, hk_loop_queue_t *out);
+
+/*
+ * The model's arithmetic alone: from q->arrival_rate (per second),
+ * q->service_mean_ns and q->service_m2_ns2, fills q->rho, q->wait_ns (HK_FOREVER
+ * when rho >= 1) and q->residual_ns. For models of workloads drawn elsewhere
+ * (a benchmark's schedule). Returns 0, or -EINVAL (NULL, negative or not
+ * finite inputs, or E[S^2] < E[S]^2).
+ */
+HK_API int hk_loop_queue_model(hk_loop_queue_t *q);
 
 /* ------------------------------------------------------------------------ */
 /* Stall detector                                                           */

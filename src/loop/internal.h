@@ -28,6 +28,7 @@ enum {
     HK__CLOSED = 0x08,   /* close callback ran */
     HK__INTERNAL = 0x10, /* owned by the loop or another watcher; never counted */
     HK__FRESH = 0x20,    /* io: (re)initialised; the next start re-registers the fd */
+    HK__ONTIME = 0x40,   /* timer: started with HK_TIMER_ONTIME (queue.c) */
 };
 
 /*
@@ -116,6 +117,9 @@ struct hk_loop {
     hk__sleep_fn sleep_fn;   /* called around each sleep, or NULL (loop/ext.h) */
     uint64_t lag_zero;       /* lag samples of 0, folded into the histogram when read */
     struct hk__stall *stall; /* stall detector, or NULL (stall.c) */
+    struct hk__queue *queue; /* queue model, or NULL (queue.c) */
+    uint8_t queue_on;        /* the queue model measures callbacks */
+    uint8_t hooked;          /* stall || queue_on: io dispatch takes its hooked path */
 
     hk_loop_stats_t stats;
 };
@@ -194,7 +198,7 @@ int hk__epoll_ctl(hk_loop_t *loop, int op, int fd, uint32_t events, uint64_t dat
 
 /* timer.c, timer_heap.c */
 void hk__timers_run(hk_loop_t *loop);
-int hk__heap_push(hk_loop_t *loop, hk_timer_t *t);
+int hk__heap_push(hk_loop_t *loop, hk_timer_t *t, uint64_t when);
 void hk__heap_remove(hk_loop_t *loop, hk_timer_t *t);
 void hk__heap_replace_top(hk_loop_t *loop, uint64_t when);
 
@@ -219,6 +223,16 @@ int hk__signal_fork(hk_loop_t *loop);
 /* hook.c, defer.c */
 void hk__hooks_run(hk_loop_t *loop, hk_hook_kind_t kind);
 void hk__defers_run(hk_loop_t *loop);
+
+/* queue.c: the queue model and ONTIME timers (see loop/queue.h) */
+void hk__loop_hooks_changed(hk_loop_t *loop);
+void hk__queue_batch_begin(hk_loop_t *loop);
+void hk__queue_after_cb(hk_loop_t *loop);
+void hk__queue_timer_cb(hk_loop_t *loop, hk_timer_t *t, uint64_t expirations);
+int hk__queue_ontime_start(hk_loop_t *loop, hk_timer_t *t, uint64_t *when);
+void hk__queue_ontime_stop(hk_loop_t *loop, hk_timer_t *t);
+uint64_t hk__queue_ontime_fire(hk_loop_t *loop, hk_timer_t *t, uint64_t now);
+void hk__queue_free(hk_loop_t *loop);
 
 /* stats.c */
 void hk__lag_record(hk_loop_t *loop, uint64_t lag_ns);

@@ -326,12 +326,12 @@ static void hk__io_internal_event(hk_loop_t *loop, uint64_t tag)
 
 /*
  * The hot path: keep it short. Everything unusual is behind one branch. It is
- * compiled twice, with and without the stall detector's per-callback hooks,
- * so the detector costs nothing per event while it is off. loop->fds is
- * re-read after every callback, which may grow the table.
+ * compiled twice, with and without the per-callback hooks (the stall detector,
+ * the queue model's clock read), so they cost nothing per event while off.
+ * loop->fds is re-read after every callback, which may grow the table.
  */
 static inline __attribute__((always_inline)) void hk__io_dispatch_impl(hk_loop_t *loop, int n,
-                                                                       const bool watched)
+                                                                       const bool hooked)
 {
     const struct epoll_event *ev = loop->events;
     int skipped = 0;
@@ -366,11 +366,14 @@ static inline __attribute__((always_inline)) void hk__io_dispatch_impl(hk_loop_t
             hk__slot_set(s, (int)fd, NULL);
             hk__handle_stop(&w->base);
         }
-        if (watched)
-            hk__stall_begin(loop, (const void *)w->_cb);
+        if (hooked)
+            hk__stall_enter(loop, (const void *)w->_cb);
         w->_cb(w, rev);
-        if (watched && loop->stall)
-            hk__stall_end(loop);
+        if (hooked) {
+            hk__stall_leave(loop);
+            if (loop->queue_on)
+                hk__queue_after_cb(loop); /* may run timers that fell due (ONTIME) */
+        }
     }
     uint64_t dispatched = (uint64_t)(n - skipped);
     loop->stats.events += dispatched;
@@ -386,9 +389,11 @@ static inline __attribute__((always_inline)) void hk__io_dispatch_impl(hk_loop_t
 
 void hk__io_dispatch(hk_loop_t *loop, int n)
 {
-    if (HK_UNLIKELY(loop->stall != NULL))
+    if (HK_UNLIKELY(loop->hooked)) {
+        if (loop->queue_on)
+            hk__queue_batch_begin(loop);
         hk__io_dispatch_impl(loop, n, true);
-    else
+    } else
         hk__io_dispatch_impl(loop, n, false);
 }
 

@@ -84,6 +84,7 @@ int hk_loop_free(hk_loop_t *loop)
         return -EBUSY;
     hk__loop_ext_free_all(loop);
     hk__stall_free(loop);
+    hk__queue_free(loop);
     hk__signal_loop_free(loop);
     close(loop->epfd);
     close(loop->eventfd);

@@ -133,6 +133,7 @@ void hk__stall_free(hk_loop_t *loop)
     if (hk__stall_tls == s)
         hk__stall_tls = NULL;
     loop->stall = NULL;
+    hk__loop_hooks_changed(loop);
     free(s);
 }
 
@@ -167,6 +168,7 @@ int hk_loop_stall_detect(hk_loop_t *loop, uint64_t threshold_ns, hk_stall_cb cb,
         /* The default report must not block the loop on a full stderr pipe. */
         s->errfd = open("/proc/self/fd/2", O_WRONLY | O_NONBLOCK | O_CLOEXEC);
         loop->stall = s;
+        hk__loop_hooks_changed(loop);
     }
     s->threshold = threshold_ns;
     s->cb = cb;

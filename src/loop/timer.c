@@ -6,6 +6,8 @@
  * computing from "now" lets each tick's lateness push all later ticks back,
  * which is how libuv's repeating timers drift. The callback is told how many
  * grid points passed (1 when on time), like a timerfd's expiration count.
+ * An ONTIME timer keeps its grid point in _deadline but sits in the heap at
+ * its arming moment, deadline - advance (queue.c).
  */
 #include "loop/stall.h"
 
@@ -24,7 +26,13 @@ int hk_timer_init(hk_loop_t *loop, hk_timer_t *timer)
 
 int hk_timer_start(hk_timer_t *timer, hk_timer_cb cb, uint64_t deadline_ns, int64_t period_ns)
 {
-    if (!cb || period_ns < 0 || deadline_ns >= HK_DEADLINE_MAX)
+    return hk_timer_start_flags(timer, cb, deadline_ns, period_ns, 0);
+}
+
+int hk_timer_start_flags(hk_timer_t *timer, hk_timer_cb cb, uint64_t deadline_ns, int64_t period_ns,
+                         unsigned flags)
+{
+    if (!cb || period_ns < 0 || deadline_ns >= HK_DEADLINE_MAX || (flags & ~HK_TIMER_ONTIME))
         return -EINVAL;
     if (timer->base._flags & HK__ACTIVE)
         return -EBUSY;
@@ -34,10 +42,19 @@ int hk_timer_start(hk_timer_t *timer, hk_timer_cb cb, uint64_t deadline_ns, int6
     timer->_cb = cb;
     timer->_deadline = deadline_ns;
     timer->_period = (uint64_t)period_ns;
+    uint64_t when = deadline_ns;
+    if (flags & HK_TIMER_ONTIME) {
+        int r = hk__queue_ontime_start(loop, timer, &when);
+        if (r < 0)
+            return r;
+    }
     timer->_seq = ++loop->timer_seq;
-    int r = hk__heap_push(loop, timer);
-    if (r < 0)
+    int r = hk__heap_push(loop, timer, when);
+    if (r < 0) {
+        if (flags & HK_TIMER_ONTIME)
+            hk__queue_ontime_stop(loop, timer);
         return r;
+    }
     hk__handle_start(&timer->base);
     return 0;
 }
@@ -55,6 +72,8 @@ int hk_timer_stop(hk_timer_t *timer)
     if (!(timer->base._flags & HK__ACTIVE))
         return -EALREADY;
     hk__heap_remove(timer->base.loop, timer);
+    if (HK_UNLIKELY(timer->base._flags & HK__ONTIME))
+        hk__queue_ontime_stop(timer->base.loop, timer);
     hk__handle_stop(&timer->base);
     return 0;
 }
@@ -77,26 +96,35 @@ void hk__timers_run(hk_loop_t *loop)
         hk_timer_t *t = loop->heap[0].timer;
         if (t->_seq > seq_limit)
             break;
-        uint64_t late = now - t->_deadline;
         uint64_t expirations = 1;
-        if (loop->metrics)
-            hk__lag_record(loop, late);
-        if (t->_period) {
-            uint64_t missed = late / t->_period;
-            uint64_t step = (missed + 1) * t->_period;
-            expirations += missed;
-            if (step >= HK_DEADLINE_MAX - t->_deadline) {
-                hk_timer_stop(t); /* the grid ran past any meaningful time */
-            } else {
-                t->_deadline += step;
-                hk__heap_replace_top(loop, t->_deadline);
-            }
+        if (HK_UNLIKELY(t->base._flags & HK__ONTIME)) {
+            /* Armed early, so now may be before the deadline (queue.c). */
+            expirations = hk__queue_ontime_fire(loop, t, now);
         } else {
-            hk__heap_remove(loop, t);
-            hk__handle_stop(&t->base);
+            uint64_t late = now - t->_deadline;
+            if (loop->metrics)
+                hk__lag_record(loop, late);
+            if (t->_period) {
+                uint64_t missed = late / t->_period;
+                uint64_t step = (missed + 1) * t->_period;
+                expirations += missed;
+                if (step >= HK_DEADLINE_MAX - t->_deadline) {
+                    hk_timer_stop(t); /* the grid ran past any meaningful time */
+                } else {
+                    t->_deadline += step;
+                    hk__heap_replace_top(loop, t->_deadline);
+                }
+            } else {
+                hk__heap_remove(loop, t);
+                hk__handle_stop(&t->base);
+            }
         }
         loop->stats.timers_fired++;
         loop->stats.callbacks++;
+        if (HK_UNLIKELY(loop->queue_on)) {
+            hk__queue_timer_cb(loop, t, expirations); /* measured */
+            continue;
+        }
         hk__stall_enter(loop, (const void *)t->_cb);
         t->_cb(t, expirations);
         hk__stall_leave(loop);

@@ -57,7 +57,8 @@ static void hk__heap_sift_down(struct hk__heap_entry *heap, uint32_t len, uint32
     hk__heap_set(heap, i, e);
 }
 
-int hk__heap_push(hk_loop_t *loop, hk_timer_t *t)
+/* when: the heap key, the timer's deadline (or an ONTIME timer's arming moment). */
+int hk__heap_push(hk_loop_t *loop, hk_timer_t *t, uint64_t when)
 {
     if (loop->heap_len == loop->heap_cap) {
         if (loop->heap_cap >= UINT32_MAX / 2)
@@ -70,7 +71,7 @@ int hk__heap_push(hk_loop_t *loop, hk_timer_t *t)
         loop->heap_cap = cap;
     }
     uint32_t i = loop->heap_len++;
-    loop->heap[i] = (struct hk__heap_entry){.when = t->_deadline, .timer = t};
+    loop->heap[i] = (struct hk__heap_entry){.when = when, .timer = t};
     hk__heap_sift_up(loop->heap, i);
     return 0;
 }
