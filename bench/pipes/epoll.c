@@ -49,20 +49,28 @@ PIPES_TIMED void pipes_timed_epoll(pipes_bench_t *b)
 {
     pipes_epoll_t *s = b->sys;
     struct epoll_event events[PIPES_EPOLL_BATCH];
+    long iterations = 0; /* a register, not a store per iteration */
     int done = 0;
     while (!done) {
+        iterations++;
         int ready = epoll_wait(s->epfd, events, PIPES_EPOLL_BATCH, -1);
         if (ready < 0) {
             if (errno == EINTR) {
                 continue;
             }
             b->failures++;
-            return;
+            break;
         }
         for (int i = 0; i < ready; i++) {
             done |= pipes_on_readable(b, (int)events[i].data.u32);
         }
     }
+    b->iterations += iterations;
+}
+
+static long pipes_epoll_iterations(pipes_bench_t *b)
+{
+    return b->iterations;
 }
 
 static void pipes_epoll_teardown(pipes_bench_t *b)
@@ -78,4 +86,5 @@ const pipes_system_t pipes_system = {
     .setup = pipes_epoll_setup,
     .timed = pipes_timed_epoll,
     .teardown = pipes_epoll_teardown,
+    .iterations = pipes_epoll_iterations,
 };

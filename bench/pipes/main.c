@@ -11,12 +11,18 @@
  * (other work only ever adds time) and often lasts for more than half of the
  * rounds, so the best of many long rounds is the estimate it spoils least.
  *
- * Usage: pipes-<system> [-n N,N,...] [-a A,A,...] [-w WRITES] [-t MS] [-r ROUNDS] [--instr]
+ * Usage: pipes-<system> [-n N,N,...] [-a A,A,...] [-c RING] [-w WRITES] [-t MS] [-r ROUNDS]
+ *                       [--instr]
  * With -t, calibration rounds first size W (at most WRITES) so that a round
  * lasts about MS milliseconds: poll at N=9000 costs a millisecond per
  * event where epoll costs microseconds, and one W cannot suit both.
  * --instr is for callgrind: no warm-up round, no timing, and the line
- * carries events=<total events inside pipes_timed_<system>>.
+ * carries events=<total events inside pipes_timed_<system>> and, for
+ * systems that count them, iterations=<total loop iterations>.
+ * -c RING passes the bytes among RING socketpairs spread evenly over the N
+ * (default: all N, libevent's method); the others are watched and stay idle.
+ * Systems that count their loop iterations also report, for the best round,
+ * iters (iterations), k (events per iteration) and ns_per_iter.
  */
 #include "common.h"
 
@@ -110,38 +116,44 @@ static int pipes_open_fds(pipes_bench_t *b)
     for (int i = 0; i < b->n; i++) {
         b->next_wfd[i] = b->fds[2 * ((i + 1) % b->n) + 1];
     }
+    /* The ring's member j is socketpair j * n / ring: spread, so a scan meets idle ones. */
+    for (int j = 0; j < b->ring; j++) {
+        int from = (int)((long)j * b->n / b->ring);
+        int to = (int)((long)((j + 1) % b->ring) * b->n / b->ring);
+        b->next_wfd[from] = b->fds[2 * to + 1];
+    }
     return 0;
 }
 
-/* One round: seed the active bytes, then run the system's timed function. */
-static int pipes_round(pipes_bench_t *b, uint64_t *ns)
+/*
+ * One round: seed the active bytes, then run the system's timed function.
+ * *iters gets the round's loop iterations (0 if the system does not count).
+ */
+static int pipes_round(pipes_bench_t *b, uint64_t *ns, long *iters)
 {
-    int space = b->n / b->active;
+    int space = b->ring / b->active;
     b->count = 0;
     b->failures = 0;
     b->writes_left = b->writes;
     b->expected = b->active + b->writes;
     for (int i = 0; i < b->active; i++) {
-        if (send(b->fds[2 * (i * space) + 1], "e", 1, 0) != 1) {
+        int idx = (int)((long)i * space * b->n / b->ring);
+        if (send(b->fds[2 * idx + 1], "e", 1, 0) != 1) {
             return -errno;
         }
     }
+    long it0 = pipes_system.iterations != NULL ? pipes_system.iterations(b) : 0;
     uint64_t t0 = pipes_now_ns();
     pipes_system.timed(b);
     uint64_t t1 = pipes_now_ns();
     *ns = t1 - t0;
+    *iters = pipes_system.iterations != NULL ? pipes_system.iterations(b) - it0 : 0;
     if (b->failures != 0 || b->count != b->expected) {
         fprintf(stderr, "pipes: %s: round ended with count=%ld expected=%ld failures=%ld\n",
                 pipes_system.name, b->count, b->expected, b->failures);
         return -EIO;
     }
     return 0;
-}
-
-static int pipes_cmp_u64(const void *a, const void *b)
-{
-    uint64_t x = *(const uint64_t *)a, y = *(const uint64_t *)b;
-    return (x > y) - (x < y);
 }
 
 /*
@@ -164,15 +176,75 @@ static long pipes_pick_writes(double ns_per_event, uint64_t target_ns, long max_
     return best < max_writes ? best : max_writes;
 }
 
-/* Runs every round of one (n, active) configuration and prints its line. */
-static int pipes_config(int n, int active, long writes, uint64_t target_ns, int rounds, int instr)
+typedef struct pipes_sample {
+    uint64_t ns;
+    long iters;
+} pipes_sample_t;
+
+static int pipes_cmp_sample(const void *a, const void *b)
 {
-    pipes_bench_t b = {.n = n, .active = active, .writes = writes};
+    uint64_t x = ((const pipes_sample_t *)a)->ns, y = ((const pipes_sample_t *)b)->ns;
+    return (x > y) - (x < y);
+}
+
+static int pipes_cmp_double(const void *a, const void *b)
+{
+    double x = *(const double *)a, y = *(const double *)b;
+    return (x > y) - (x < y);
+}
+
+static double pipes_median(double *v, int count)
+{
+    qsort(v, (size_t)count, sizeof(*v), pipes_cmp_double);
+    return count % 2 ? v[count / 2] : (v[count / 2 - 1] + v[count / 2]) / 2;
+}
+
+/*
+ * Prints a configuration's line from its rounds (sorted here). The per-event
+ * figures are the libevent method's; the per-iteration ones (best round's
+ * iterations, k = events per iteration, ns per iteration of the best round
+ * and median of the rounds' own ns per iteration) are what the fit uses.
+ */
+static void pipes_report(const pipes_bench_t *b, pipes_sample_t *s, int rounds)
+{
+    double *v = malloc(sizeof(*v) * (size_t)rounds);
+    if (v == NULL) {
+        fprintf(stderr, "pipes: out of memory\n");
+        return;
+    }
+    double events = (double)b->expected;
+    qsort(s, (size_t)rounds, sizeof(*s), pipes_cmp_sample);
+    for (int r = 0; r < rounds; r++) {
+        v[r] = (double)s[r].ns / events;
+    }
+    double med = pipes_median(v, rounds);
+    printf("pipes system=%s n=%d active=%d writes=%ld ns_per_event=%.1f instr_per_event=- "
+           "stat=best rounds=%d median=%.1f max=%.1f ring=%d",
+           pipes_system.name, b->n, b->active, b->writes, (double)s[0].ns / events, rounds, med,
+           (double)s[rounds - 1].ns / events, b->ring);
+    if (pipes_system.iterations != NULL && s[0].iters > 0) {
+        for (int r = 0; r < rounds; r++) {
+            v[r] = (double)s[r].ns / (double)(s[r].iters > 0 ? s[r].iters : 1);
+        }
+        printf(" iters=%ld k=%.2f ns_per_iter=%.1f median_per_iter=%.1f", s[0].iters,
+               events / (double)s[0].iters, (double)s[0].ns / (double)s[0].iters,
+               pipes_median(v, rounds));
+    }
+    printf("\n");
+    free(v);
+}
+
+/* Runs every round of one (n, active) configuration and prints its line. */
+static int pipes_config(int n, int active, int ring, long writes, uint64_t target_ns, int rounds,
+                        int instr)
+{
+    ring = ring <= 0 || ring > n ? n : ring;
+    pipes_bench_t b = {.n = n, .active = active, .ring = ring, .writes = writes};
     const char *who = pipes_system.name;
 
-    if (active > n) {
-        printf("# pipes system=%s n=%d active=%d: skipped, more active than socketpairs\n", who, n,
-               active);
+    if (active > ring) {
+        printf("# pipes system=%s n=%d active=%d: skipped, more active than the ring's %d\n", who,
+               n, active, ring);
         return 0;
     }
     if (2L * n + 32 > pipes_nofile()) {
@@ -203,9 +275,9 @@ static int pipes_config(int n, int active, long writes, uint64_t target_ns, int 
         return err;
     }
 
-    uint64_t *ns = calloc((size_t)rounds, sizeof(*ns));
-    uint64_t warm;
-    err = ns == NULL ? -ENOMEM : 0;
+    pipes_sample_t *s = calloc((size_t)rounds, sizeof(*s));
+    pipes_sample_t warm;
+    err = s == NULL ? -ENOMEM : 0;
     if (err == 0 && !instr && target_ns > 0) {
         /*
          * Calibration sizes W so that a round lasts about target_ns: rounds of
@@ -217,13 +289,13 @@ static int pipes_config(int n, int active, long writes, uint64_t target_ns, int 
         double est = 0;
         b.writes = writes < 200 ? writes : 200;
         for (int done = 1; err == 0; done++) {
-            err = pipes_round(&b, &warm);
-            double e = (double)warm / (double)b.expected;
+            err = pipes_round(&b, &warm.ns, &warm.iters);
+            double e = (double)warm.ns / (double)b.expected;
             est = done == 1 || e < est ? e : est;
-            if ((done >= 2 && warm >= target_ns / 10) || done >= 6) {
+            if ((done >= 2 && warm.ns >= target_ns / 10) || done >= 6) {
                 break;
             }
-            if (warm < target_ns / 10) {
+            if (warm.ns < target_ns / 10) {
                 b.writes = b.writes * 10 < writes ? b.writes * 10 : writes;
             }
         }
@@ -231,29 +303,28 @@ static int pipes_config(int n, int active, long writes, uint64_t target_ns, int 
         writes = b.writes;
     }
     if (err == 0 && !instr) {
-        err = pipes_round(&b, &warm);
+        err = pipes_round(&b, &warm.ns, &warm.iters);
     }
+    long iterations = 0;
     for (int r = 0; err == 0 && r < rounds; r++) {
-        err = pipes_round(&b, &ns[r]);
+        err = pipes_round(&b, &s[r].ns, &s[r].iters);
+        iterations += s[r].iters;
     }
     if (err == 0 && instr) {
         printf("pipes system=%s n=%d active=%d writes=%ld ns_per_event=- instr_per_event=- "
-               "rounds=%d events=%ld\n",
-               who, n, active, writes, rounds, (long)rounds * b.expected);
+               "rounds=%d events=%ld ring=%d",
+               who, n, active, writes, rounds, (long)rounds * b.expected, ring);
+        if (pipes_system.iterations != NULL) {
+            printf(" iterations=%ld", iterations);
+        }
+        printf("\n");
     } else if (err == 0) {
-        qsort(ns, (size_t)rounds, sizeof(*ns), pipes_cmp_u64);
-        double med = rounds % 2 ? (double)ns[rounds / 2]
-                                : ((double)ns[rounds / 2 - 1] + (double)ns[rounds / 2]) / 2;
-        double events = (double)b.expected;
-        printf("pipes system=%s n=%d active=%d writes=%ld ns_per_event=%.1f instr_per_event=- "
-               "stat=best rounds=%d median=%.1f max=%.1f\n",
-               who, n, active, writes, (double)ns[0] / events, rounds, med / events,
-               (double)ns[rounds - 1] / events);
+        pipes_report(&b, s, rounds);
     } else {
         fprintf(stderr, "pipes: %s n=%d active=%d: %s\n", who, n, active, strerror(-err));
     }
     fflush(stdout);
-    free(ns);
+    free(s);
     pipes_system.teardown(&b);
     pipes_close_fds(&b, 2 * n);
     return err;
@@ -262,7 +333,9 @@ static int pipes_config(int n, int active, long writes, uint64_t target_ns, int 
 static void pipes_usage(FILE *f)
 {
     fprintf(f,
-            "usage: pipes-%s [-n N,N,...] [-a A,A,...] [-w WRITES] [-t MS] [-r ROUNDS] [--instr]\n"
+            "usage: pipes-%s [-n N,N,...] [-a A,A,...] [-c RING] [-w WRITES] [-t MS] [-r ROUNDS]\n"
+            "       [--instr]\n"
+            "  -c  socketpairs that pass bytes (spread over N; the rest stay idle; default N)\n"
             "  -w  writes per round (with -t: the most)   -t  size W for rounds of about MS ms\n"
             "  -r  timed rounds; the best is reported     --instr  for callgrind: no warm-up\n",
             pipes_system.name);
@@ -273,20 +346,23 @@ int main(int argc, char **argv)
     int ns[PIPES_MAX_LIST] = {100, 1000, 3000, 6000, 9000}, n_count = 5;
     int as[PIPES_MAX_LIST] = {1, 100}, a_count = 2;
     long writes = 100000, target_ms = 0;
-    int rounds = 15, instr = 0;
+    int rounds = 15, instr = 0, ring = 0;
     static const struct option opts[] = {
         {"instr", no_argument, NULL, 'I'},
         {"help", no_argument, NULL, 'h'},
         {NULL, 0, NULL, 0},
     };
     int c;
-    while ((c = getopt_long(argc, argv, "n:a:w:r:t:h", opts, NULL)) != -1) {
+    while ((c = getopt_long(argc, argv, "n:a:c:w:r:t:h", opts, NULL)) != -1) {
         switch (c) {
         case 'n':
             n_count = pipes_parse_list(optarg, ns);
             break;
         case 'a':
             a_count = pipes_parse_list(optarg, as);
+            break;
+        case 'c':
+            ring = (int)strtol(optarg, NULL, 10);
             break;
         case 'w':
             writes = strtol(optarg, NULL, 10);
@@ -307,7 +383,8 @@ int main(int argc, char **argv)
             pipes_usage(stderr);
             return 2;
         }
-        if (n_count <= 0 || a_count <= 0 || writes <= 0 || rounds <= 0 || target_ms < 0) {
+        if (n_count <= 0 || a_count <= 0 || writes <= 0 || rounds <= 0 || target_ms < 0 ||
+            ring < 0) {
             pipes_usage(stderr);
             return 2;
         }
@@ -321,8 +398,8 @@ int main(int argc, char **argv)
     int status = 0;
     for (int i = 0; i < n_count; i++) {
         for (int j = 0; j < a_count; j++) {
-            if (pipes_config(ns[i], as[j], writes, (uint64_t)target_ms * 1000000u, rounds, instr) <
-                0) {
+            if (pipes_config(ns[i], as[j], ring, writes, (uint64_t)target_ms * 1000000u, rounds,
+                             instr) < 0) {
                 status = 1;
             }
         }

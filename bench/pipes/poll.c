@@ -29,15 +29,17 @@ static int pipes_poll_setup(pipes_bench_t *b)
 PIPES_TIMED void pipes_timed_poll(pipes_bench_t *b)
 {
     struct pollfd *pfd = b->sys;
+    long iterations = 0; /* a register, not a store per iteration */
     int done = 0;
     while (!done) {
+        iterations++;
         int ready = poll(pfd, (nfds_t)b->n, -1);
         if (ready < 0) {
             if (errno == EINTR) {
                 continue;
             }
             b->failures++;
-            return;
+            break;
         }
         for (int i = 0; ready > 0 && i < b->n; i++) {
             if (pfd[i].revents != 0) {
@@ -46,6 +48,12 @@ PIPES_TIMED void pipes_timed_poll(pipes_bench_t *b)
             }
         }
     }
+    b->iterations += iterations;
+}
+
+static long pipes_poll_iterations(pipes_bench_t *b)
+{
+    return b->iterations;
 }
 
 static void pipes_poll_teardown(pipes_bench_t *b)
@@ -59,4 +67,5 @@ const pipes_system_t pipes_system = {
     .setup = pipes_poll_setup,
     .timed = pipes_timed_poll,
     .teardown = pipes_poll_teardown,
+    .iterations = pipes_poll_iterations,
 };
