@@ -17,6 +17,7 @@
 #include <sys/epoll.h>
 #include <sys/eventfd.h>
 #include <sys/socket.h>
+#include <sys/syscall.h>
 #include <unistd.h>
 
 #include "epoll.h"
@@ -25,12 +26,16 @@ struct ep_thread {
     int epfd, lfd, efd;
     uint64_t wakeups, accepts;
     pthread_t tid;
+    pid_t *os_tid; /* where the thread stores its kernel id */
+    int *started;  /* atomic: threads that stored it */
 };
 
 static void *ep_run(void *p)
 {
     struct ep_thread *t = p;
     struct epoll_event ev[8];
+    *t->os_tid = (pid_t)syscall(SYS_gettid);
+    __atomic_fetch_add(t->started, 1, __ATOMIC_RELEASE);
     for (;;) {
         int n = epoll_wait(t->epfd, ev, 8, -1);
         for (int i = 0; i < n; i++) {
@@ -67,7 +72,8 @@ int herd_epoll_start(struct herd_epoll *h, int mode, unsigned n)
 {
     h->n = n;
     h->threads = calloc(n, sizeof *h->threads);
-    if (!h->threads)
+    h->tids = calloc(n, sizeof *h->tids);
+    if (!h->threads || !h->tids)
         return -ENOMEM;
     int shared = -1;
     h->port = 0;
@@ -96,8 +102,14 @@ int herd_epoll_start(struct herd_epoll *h, int mode, unsigned n)
         ev = (struct epoll_event){.events = EPOLLIN, .data.fd = t->efd};
         epoll_ctl(t->epfd, EPOLL_CTL_ADD, t->efd, &ev);
     }
-    for (unsigned i = 0; i < n; i++)
+    int started = 0;
+    for (unsigned i = 0; i < n; i++) {
+        h->threads[i].os_tid = &h->tids[i];
+        h->threads[i].started = &started;
         pthread_create(&h->threads[i].tid, NULL, ep_run, &h->threads[i]);
+    }
+    while (__atomic_load_n(&started, __ATOMIC_ACQUIRE) < (int)n)
+        usleep(1000);
     return 0;
 }
 
@@ -117,4 +129,5 @@ void herd_epoll_stop(struct herd_epoll *h, uint64_t *wakeups, uint64_t *accepts)
             close(t->lfd);
     }
     free(h->threads);
+    free(h->tids);
 }

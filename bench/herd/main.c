@@ -10,14 +10,35 @@
  * the share of connections each loop took gives the balance
  * (max_share_ratio = busiest / idlest; "inf" when a loop took none).
  *
+ * The model (docs/science-herd.md): a connection on a listen socket wakes
+ * every loop whose epoll set holds it and that sleeps in epoll_wait, unless
+ * EPOLLEXCLUSIVE limits the wake-up to one of them. So the kernel wake-ups
+ * per connection are T for plain, 1 for exclusive and reuseport (one socket
+ * per loop), and 1 + (T - 1) / T for handoff (the acceptor, then the
+ * receiving loop's eventfd unless the acceptor keeps the connection itself).
+ * A wake-up is counted where the kernel counts it: a loop thread that was
+ * woken goes back to sleep with one voluntary context switch, so the loop
+ * threads' voluntary switches (/proc/self/task/<tid>/status) are the wake-ups,
+ * whatever the number of cores (involuntary switches, preemption, are not).
+ * The share model: reuseport hashes each connection's 4-tuple, a uniform
+ * random choice, so Jain's index of the shares is about 1 / (1 + (T - 1) / C)
+ * for C connections; handoff's round robin gives 1; exclusive at light load
+ * wakes the first registered loop every time, 1 / T; plain has no model (the
+ * scheduler picks who runs first).
+ *
  * Output, one line per (mode, T), then the default mode's lines once more:
  *   herd system=hark mode=<name> loops=T conns=N ctxsw_per_conn= wakeups_per_conn=
- *        max_share_ratio= min_share= max_share=
+ *        max_share_ratio= min_share= max_share= involuntary_per_conn=
+ *        loop_wakeups_per_conn= predicted_wakeups_per_conn= loop_involuntary_per_conn=
+ *        empty_per_conn= max_over_mean= jain= predicted_jain=
+ * wakeups_per_conn counts hark's listener callbacks (and hand-off wake-ups),
+ * empty_per_conn those that accepted nothing; loop_wakeups_per_conn is the
+ * kernel's count above.
  *
  * The same client also measures a minimal raw-epoll server (epoll.c) in the
  * kernel's three modes, printed as system=epoll, so hark's own cost shows.
  *
- * Usage: herd-bench [-m plain,exclusive,reuseport,handoff] [-t 2,8,32] [-n conns per loop]
+ * Usage: herd-bench [-m plain,exclusive,reuseport,handoff] [-t 1,2,4,8,16,32] [-n conns per loop]
  *                   [-N min conns] [-c path/to/herd-client] [-E: hark only, no epoll peer]
  */
 #include <hark.h>
@@ -30,6 +51,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/resource.h>
+#include <sys/syscall.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
@@ -41,6 +63,7 @@ struct server {
     pthread_t *threads;
     hk_async_t *stops;
     hk_accept_stats_t *stats;
+    pid_t *tids; /* the loop threads' kernel ids */
     unsigned n;
     int started; /* atomic */
     /*
@@ -58,9 +81,61 @@ struct targ {
 };
 
 struct result {
-    double ctxsw_per_conn, invol_per_conn, wakeups_per_conn, ratio;
+    double ctxsw_per_conn, invol_per_conn, wakeups_per_conn, empty_per_conn, ratio;
+    double loop_wakeups_per_conn, loop_invol_per_conn, max_over_mean, jain;
     uint64_t min_share, max_share;
 };
+
+/* The loop threads' context switches so far: the voluntary ones (returned) and *invol. */
+static long task_switches(const pid_t *tids, unsigned n, long *invol)
+{
+    long vol = 0;
+    *invol = 0;
+    for (unsigned i = 0; i < n; i++) {
+        char path[64], line[128];
+        snprintf(path, sizeof path, "/proc/self/task/%d/status", (int)tids[i]);
+        FILE *f = fopen(path, "r");
+        if (!f)
+            continue;
+        while (fgets(line, sizeof line, f)) {
+            long v;
+            if (sscanf(line, "voluntary_ctxt_switches: %ld", &v) == 1)
+                vol += v;
+            else if (sscanf(line, "nonvoluntary_ctxt_switches: %ld", &v) == 1)
+                *invol += v;
+        }
+        fclose(f);
+    }
+    return vol;
+}
+
+/* The model's kernel wake-ups per connection for T loops (see the top of this file). */
+static double predicted_wakeups(int mode, unsigned t)
+{
+    switch (mode) {
+    case HK_ACCEPT_PLAIN:
+        return t;
+    case HK_ACCEPT_HANDOFF:
+        return 2.0 - 1.0 / t;
+    default:
+        return 1.0;
+    }
+}
+
+/* The model's Jain index of the shares for T loops and C connections; -1: no model. */
+static double predicted_jain(int mode, unsigned t, unsigned c)
+{
+    switch (mode) {
+    case HK_ACCEPT_EXCLUSIVE:
+        return 1.0 / t;
+    case HK_ACCEPT_REUSEPORT:
+        return 1.0 / (1.0 + (t - 1.0) / c);
+    case HK_ACCEPT_HANDOFF:
+        return 1.0;
+    default:
+        return -1;
+    }
+}
 
 static void on_conn(hk_accept_member_t *m, int fd)
 {
@@ -91,6 +166,7 @@ static void *loop_thread(void *p)
         return NULL;
     }
     srv->stops[ta->index].base.data = &srv->members[ta->index];
+    srv->tids[ta->index] = (pid_t)syscall(SYS_gettid);
     __atomic_fetch_add(&srv->started, 1, __ATOMIC_RELEASE);
     (void)hk_loop_run(loop, HK_RUN_DEFAULT);
     hk_accept_member_stats(&srv->members[ta->index], &srv->stats[ta->index]);
@@ -137,16 +213,24 @@ static int run_client(const char *client, int port, unsigned conns)
     return WIFEXITED(st) && WEXITSTATUS(st) == 0 ? 0 : -EIO;
 }
 
-/* Fills res from per-loop counts; returns the accepted total. */
+/*
+ * Fills res from per-loop counts (empty may be NULL) and the switches of the
+ * process (ctxsw, invol) and of the loop threads (lvol, linvol); returns the
+ * accepted total.
+ */
 static uint64_t summarize(unsigned n, const uint64_t *wakeups, const uint64_t *accepts,
-                          unsigned conns, long ctxsw, long invol, struct result *res)
+                          const uint64_t *empty, unsigned conns, long ctxsw, long invol, long lvol,
+                          long linvol, struct result *res)
 {
-    uint64_t w = 0, a = 0;
+    uint64_t w = 0, a = 0, e = 0;
+    double sq = 0;
     res->min_share = UINT64_MAX;
     res->max_share = 0;
     for (unsigned i = 0; i < n; i++) {
         w += wakeups[i];
         a += accepts[i];
+        e += empty ? empty[i] : 0;
+        sq += (double)accepts[i] * (double)accepts[i];
         if (accepts[i] < res->min_share)
             res->min_share = accepts[i];
         if (accepts[i] > res->max_share)
@@ -156,7 +240,13 @@ static uint64_t summarize(unsigned n, const uint64_t *wakeups, const uint64_t *a
     res->ctxsw_per_conn = (double)ctxsw / conns;
     res->invol_per_conn = (double)invol / conns;
     res->wakeups_per_conn = (double)w / conns;
+    res->empty_per_conn = empty ? (double)e / conns : -1;
+    res->loop_wakeups_per_conn = (double)lvol / conns;
+    res->loop_invol_per_conn = (double)linvol / conns;
     res->ratio = res->min_share ? (double)res->max_share / (double)res->min_share : -1;
+    /* Jain's index: (sum x)^2 / (n sum x^2), 1 when even, 1/n when one loop takes all. */
+    res->jain = sq > 0 ? (double)a * (double)a / (n * sq) : 0;
+    res->max_over_mean = a ? (double)res->max_share * n / (double)a : 0;
     return a;
 }
 
@@ -171,12 +261,13 @@ static int run_epoll(int mode, unsigned n, unsigned conns, const char *client, s
     if (r < 0)
         return r;
     usleep(50000);
-    long i0, i1;
-    long c0 = ctxsw_now(&i0);
+    long i0, i1, li0, li1;
+    long c0 = ctxsw_now(&i0), l0 = task_switches(h.tids, n, &li0);
     int cr = run_client(client, h.port, conns);
-    long c1 = ctxsw_now(&i1);
+    usleep(20000); /* losers of the last race back asleep */
+    long c1 = ctxsw_now(&i1), l1 = task_switches(h.tids, n, &li1);
     herd_epoll_stop(&h, w, a);
-    uint64_t accepted = summarize(n, w, a, conns, c1 - c0, i1 - i0, res);
+    uint64_t accepted = summarize(n, w, a, NULL, conns, c1 - c0, i1 - i0, l1 - l0, li1 - li0, res);
     free(w);
     free(a);
     if (cr < 0)
@@ -194,8 +285,9 @@ static int run(hk_accept_mode_t mode, unsigned n, unsigned conns, const char *cl
     srv.threads = calloc(n, sizeof *srv.threads);
     srv.stops = calloc(n, sizeof *srv.stops);
     srv.stats = calloc(n, sizeof *srv.stats);
+    srv.tids = calloc(n, sizeof *srv.tids);
     struct targ *targs = calloc(n, sizeof *targs);
-    if (!srv.members || !srv.threads || !srv.stops || !srv.stats || !targs)
+    if (!srv.members || !srv.threads || !srv.stops || !srv.stats || !srv.tids || !targs)
         return -ENOMEM;
     int r = hk_accept_group_open(&srv.group, mode, "127.0.0.1:0", 4096, 0, srv.members, n);
     if (r < 0)
@@ -207,12 +299,13 @@ static int run(hk_accept_mode_t mode, unsigned n, unsigned conns, const char *cl
     while (__atomic_load_n(&srv.started, __ATOMIC_ACQUIRE) < (int)n)
         usleep(1000);
     usleep(50000); /* every loop asleep in epoll_wait */
-    long i0, i1;
-    long c0 = ctxsw_now(&i0);
+    long i0, i1, li0, li1;
+    long c0 = ctxsw_now(&i0), l0 = task_switches(srv.tids, n, &li0);
     int cr = __atomic_load_n(&srv.failed, __ATOMIC_ACQUIRE)
                  ? -EIO
                  : run_client(client, srv.group.port, conns);
-    long c1 = ctxsw_now(&i1);
+    usleep(20000); /* losers of the last race back asleep */
+    long c1 = ctxsw_now(&i1), l1 = task_switches(srv.tids, n, &li1);
     for (unsigned i = 0; i < n; i++)
         if (srv.stops[i].base.loop)
             hk_async_send(&srv.stops[i]);
@@ -221,16 +314,19 @@ static int run(hk_accept_mode_t mode, unsigned n, unsigned conns, const char *cl
         pthread_join(srv.threads[i], NULL);
     hk_accept_group_close(&srv.group);
 
-    uint64_t *w = calloc(n, sizeof *w), *a = calloc(n, sizeof *a);
-    if (!w || !a)
+    uint64_t *w = calloc(n, sizeof *w), *a = calloc(n, sizeof *a), *e = calloc(n, sizeof *e);
+    if (!w || !a || !e)
         return -ENOMEM;
     for (unsigned i = 0; i < n; i++) {
         w[i] = srv.stats[i].wakeups;
         a[i] = srv.stats[i].accepts;
+        e[i] = srv.stats[i].empty;
     }
-    uint64_t accepts = summarize(n, w, a, conns, c1 - c0, i1 - i0, res);
+    uint64_t accepts = summarize(n, w, a, e, conns, c1 - c0, i1 - i0, l1 - l0, li1 - li0, res);
     free(w);
     free(a);
+    free(e);
+    free(srv.tids);
     free(srv.members);
     free(srv.threads);
     free(srv.stops);
@@ -241,18 +337,32 @@ static int run(hk_accept_mode_t mode, unsigned n, unsigned conns, const char *cl
     return accepts == conns ? 0 : -EIO;
 }
 
-static void print(const char *sys, const char *mode, unsigned n, unsigned conns,
+static void print(const char *sys, const char *mode, int m, unsigned n, unsigned conns,
                   const struct result *r)
 {
-    char ratio[32];
+    char ratio[32], empty[32], pj[32];
+    double j = predicted_jain(m, n, conns);
     if (r->ratio < 0)
         snprintf(ratio, sizeof ratio, "inf");
     else
         snprintf(ratio, sizeof ratio, "%.2f", r->ratio);
+    if (r->empty_per_conn < 0)
+        snprintf(empty, sizeof empty, "-");
+    else
+        snprintf(empty, sizeof empty, "%.3f", r->empty_per_conn);
+    if (j < 0)
+        snprintf(pj, sizeof pj, "-");
+    else
+        snprintf(pj, sizeof pj, "%.4f", j);
     printf("herd system=%s mode=%s loops=%u conns=%u ctxsw_per_conn=%.2f wakeups_per_conn=%.2f "
-           "max_share_ratio=%s min_share=%llu max_share=%llu involuntary_per_conn=%.2f\n",
+           "max_share_ratio=%s min_share=%llu max_share=%llu involuntary_per_conn=%.2f "
+           "loop_wakeups_per_conn=%.3f predicted_wakeups_per_conn=%.3f "
+           "loop_involuntary_per_conn=%.3f empty_per_conn=%s max_over_mean=%.3f jain=%.4f "
+           "predicted_jain=%s\n",
            sys, mode, n, conns, r->ctxsw_per_conn, r->wakeups_per_conn, ratio,
-           (unsigned long long)r->min_share, (unsigned long long)r->max_share, r->invol_per_conn);
+           (unsigned long long)r->min_share, (unsigned long long)r->max_share, r->invol_per_conn,
+           r->loop_wakeups_per_conn, predicted_wakeups(m, n), r->loop_invol_per_conn, empty,
+           r->max_over_mean, r->jain, pj);
     fflush(stdout);
 }
 
@@ -272,7 +382,7 @@ static void default_client(char *buf, size_t size)
 
 int main(int argc, char **argv)
 {
-    const char *modes = "plain,exclusive,reuseport,handoff", *sizes = "2,8,32";
+    const char *modes = "plain,exclusive,reuseport,handoff", *sizes = "1,2,4,8,16,32";
     int with_epoll = 1;
     unsigned per_loop = 300, min_conns = 3000;
     char client[PATH_MAX + 16];
@@ -321,7 +431,7 @@ int main(int argc, char **argv)
                 fprintf(stderr, "herd: mode=%s loops=%u: %s\n", name, n, hk_strerror(rc));
                 return 1;
             }
-            print("hark", name, n, conns, &r);
+            print("hark", name, m, n, conns, &r);
             if (m == HK_ACCEPT_DEFAULT && ndef < 16) {
                 def[ndef] = r;
                 def_n[ndef] = n;
@@ -333,7 +443,7 @@ int main(int argc, char **argv)
                     fprintf(stderr, "herd: epoll mode=%s loops=%u: %s\n", name, n, hk_strerror(rc));
                     return 1;
                 }
-                print("epoll", name, n, conns, &r);
+                print("epoll", name, m, n, conns, &r);
             }
             s = strchr(s, ',');
             if (!s)
@@ -342,6 +452,6 @@ int main(int argc, char **argv)
         }
     }
     for (unsigned i = 0; i < ndef; i++)
-        print("hark", "default", def_n[i], def_conns[i], &def[i]);
+        print("hark", "default", HK_ACCEPT_DEFAULT, def_n[i], def_conns[i], &def[i]);
     return 0;
 }
