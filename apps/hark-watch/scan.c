@@ -4,12 +4,16 @@
  * Why plain system calls: a scan touches every fd of every process; with
  * 1,000 processes of 20 fds that is 20,000 readlinks. stdio would add a
  * buffer allocation and a copy per file; lsof adds a stat() and more per fd.
- * We do openat on the pid directory, one getdents pass over fd/ (through
- * opendir, whose buffer is allocated once per process), one readlinkat per
- * fd into a stack buffer, and for epoll fds one openat + read of fdinfo/<fd>
- * into a stack buffer parsed in place. The kind of each watched fd comes
- * from the same readlink pass (a per-fd table), so resolving an interest
- * entry costs no system call at all.
+ *
+ * Per process: readlink of <pid>/exe, the fd table (fdtable.c: a getdents
+ * pass over <pid>/fd and one readlink per fd, about three quarters of a
+ * scan), then for each epoll set one open of <pid>/fdinfo/<n> and one read
+ * into a reused 64 KiB buffer, parsed in place. Paths go from /proc, so the
+ * pid directory itself is never opened. A full scan reuses the fd table of
+ * a process that has not run since the last full scan (memo.c): then the
+ * process costs the exe readlink, a CPU-clock read, a stat of <pid>/fd and
+ * its fdinfo reads. Interest entries are classified by their own sdev and
+ * the fd table (kind.c), with no system call per entry.
  *
  * Races are normal: a process may exit (ENOENT/ESRCH) or an fd may close
  * between the directory read and the readlink. Such a process is dropped and
@@ -28,22 +32,16 @@
 #include <unistd.h>
 
 #include "fdinfo.h"
+#include "fdtable.h"
 #include "scan.h"
-
-static const char *const kind_names[WK_KINDS] = {
-    "socket", "pipe", "eventfd", "timerfd", "signalfd", "epoll", "inotify", "file", "other", "gone",
-};
-
-const char *watch_kind_name(int kind)
-{
-    return kind >= 0 && kind < WK_KINDS ? kind_names[kind] : "?";
-}
 
 void scanner_init(scanner_t *s, const char *proc_root)
 {
     memset(s, 0, sizeof *s);
     snprintf(s->proc_root, sizeof s->proc_root, "%s", proc_root ? proc_root : "/proc");
     s->nshards = 1;
+    /* Unknown devices (a sandbox without sockets) leave entries to the fd table alone. */
+    (void)watch_devs_learn(&s->devs);
 }
 
 void scanner_shard(scanner_t *s, unsigned shard, unsigned nshards)
@@ -52,11 +50,18 @@ void scanner_shard(scanner_t *s, unsigned shard, unsigned nshards)
     s->nshards = nshards;
 }
 
+void scanner_memo(scanner_t *s, int on)
+{
+    s->no_memo = !on;
+}
+
 void scanner_free(scanner_t *s)
 {
+    memo_free(&s->memo);
     free(s->kind);
     free(s->ino);
     free(s->epfds);
+    free(s->buf);
     memset(s, 0, sizeof *s);
 }
 
@@ -76,7 +81,7 @@ static uint64_t now_ns(void)
     return (uint64_t)ts.tv_sec * 1000000000u + (uint64_t)ts.tv_nsec;
 }
 
-static int grow(void **p, size_t *cap, size_t need, size_t elem)
+int scan_grow(void **p, size_t *cap, size_t need, size_t elem)
 {
     if (need <= *cap)
         return 0;
@@ -91,48 +96,6 @@ static int grow(void **p, size_t *cap, size_t need, size_t elem)
     return 0;
 }
 
-static int parse_fdnum(const char *s)
-{
-    long v = 0;
-    if (!*s)
-        return -1;
-    for (; *s; s++) {
-        if (*s < '0' || *s > '9' || v > 100000000)
-            return -1;
-        v = v * 10 + (*s - '0');
-    }
-    return (int)v;
-}
-
-static int classify(const char *t, size_t n, uint64_t *ino)
-{
-    *ino = 0;
-    if (n > 8 && !memcmp(t, "socket:[", 8)) {
-        for (size_t i = 8; i < n && t[i] >= '0' && t[i] <= '9'; i++)
-            *ino = *ino * 10 + (uint64_t)(t[i] - '0');
-        return WK_SOCKET;
-    }
-    if (n > 6 && !memcmp(t, "pipe:[", 6))
-        return WK_PIPE;
-    if (t[0] == '/')
-        return WK_FILE;
-    if (n > 11 && !memcmp(t, "anon_inode:", 11)) {
-        const char *a = t + 11;
-        size_t m = n - 11;
-        if (m == 9 && !memcmp(a, "[eventfd]", 9))
-            return WK_EVENTFD;
-        if (m == 9 && !memcmp(a, "[timerfd]", 9))
-            return WK_TIMERFD;
-        if (m == 10 && !memcmp(a, "[signalfd]", 10))
-            return WK_SIGNALFD;
-        if (m == 11 && !memcmp(a, "[eventpoll]", 11))
-            return WK_EPOLL;
-        if (m == 7 && !memcmp(a, "inotify", 7))
-            return WK_INOTIFY;
-    }
-    return WK_OTHER;
-}
-
 struct entry_ctx {
     scanner_t *s;
     scan_t *sc;
@@ -145,32 +108,53 @@ static void on_tfd(const fdinfo_tfd_t *t, void *arg)
 {
     struct entry_ctx *c = arg;
     proc_rec_t *p = c->p;
-    int kind = (size_t)t->fd < c->fdmax ? c->s->kind[t->fd] : WK_GONE;
+    int kind = watch_entry_kind(&c->s->devs, t, c->s->kind, c->fdmax);
     p->entries++;
     p->kinds[kind]++;
     if (kind == WK_SOCKET && p->sock_n < SCAN_SOCKETS_PER_PROC) {
-        if (grow((void **)&c->sc->inodes, &c->sc->icap, c->sc->ninodes + 1, sizeof(uint64_t))) {
+        if (scan_grow((void **)&c->sc->inodes, &c->sc->icap, c->sc->ninodes + 1,
+                      sizeof(uint64_t))) {
             c->oom = 1;
             return;
         }
         /* The entry's own inode: right even if the fd number was reused. */
-        c->sc->inodes[c->sc->ninodes++] = t->ino ? t->ino : c->s->ino[t->fd];
+        uint64_t ino = t->ino;
+        if (!ino && (size_t)t->fd < c->fdmax)
+            ino = c->s->ino[t->fd];
+        c->sc->inodes[c->sc->ninodes++] = ino;
         p->sock_n++;
     }
 }
 
-static ssize_t read_fd(void *ctx, char *buf, size_t cap)
+/*
+ * Reads fdinfo. It is a single_open seq_file: one read returns the whole
+ * text when it fits, so a read shorter than asked is the end, and the read
+ * that would return 0 is not made.
+ */
+struct fdinfo_src {
+    int fd;
+    int eof;
+};
+
+static ssize_t read_fdinfo(void *ctx, char *buf, size_t cap)
 {
+    struct fdinfo_src *src = ctx;
+    if (src->eof)
+        return 0;
     for (;;) {
-        ssize_t n = read(*(int *)ctx, buf, cap);
-        if (n >= 0 || errno != EINTR)
-            return n < 0 ? -errno : n;
+        ssize_t n = read(src->fd, buf, cap);
+        if (n >= 0) {
+            src->eof = (size_t)n < cap;
+            return n;
+        }
+        if (errno != EINTR)
+            return -errno;
     }
 }
 
 static int add_string(scan_t *sc, const char *s, size_t n, uint32_t *off)
 {
-    if (grow((void **)&sc->strings, &sc->scap, sc->slen + n + 1, 1))
+    if (scan_grow((void **)&sc->strings, &sc->scap, sc->slen + n + 1, 1))
         return -ENOMEM;
     memcpy(sc->strings + sc->slen, s, n);
     sc->strings[sc->slen + n] = '\0';
@@ -205,102 +189,98 @@ static void count_errno(scan_t *sc, int err)
         sc->gone++;
 }
 
-/* Scans one process; returns 0 (recorded or skipped and counted) or -ENOMEM. */
-static int scan_pid(scanner_t *s, int procfd, const char *name, scan_t *sc)
+/*
+ * Opens /proc/<pid>/fd into *dfd and fstats it into *st, unless the memo
+ * holds this process's table and the process has not run since (cpu is its
+ * CPU clock now, -1 for no memo; then *dfd stays -1). Returns the memo
+ * record to restore, or NULL; on failure returns NULL with *dfd -1 and the
+ * errno in *err.
+ */
+static const fd_memo_t *open_fd_dir(scanner_t *s, int procfd, pid_t pid, int64_t cpu, int *dfd,
+                                    struct stat *st, int *err)
 {
-    int pfd = openat(procfd, name, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
-    if (pfd < 0) {
-        count_errno(sc, errno);
+    char path[32];
+    snprintf(path, sizeof path, "%d/fd", (int)pid);
+    *dfd = -1;
+    *err = 0;
+    const fd_memo_t *m = cpu >= 0 ? memo_find(&s->memo, pid) : NULL;
+    if (m) {
+        if (fstatat(procfd, path, st, 0) < 0) {
+            *err = errno;
+            return NULL;
+        }
+        if (st->st_ino == m->dir_ino && (uint64_t)st->st_size == m->count &&
+            (uint64_t)cpu == m->cpu_ns)
+            return m;
+    }
+    *dfd = openat(procfd, path, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+    if (*dfd < 0 || fstat(*dfd, st) < 0) {
+        *err = errno;
+        if (*dfd >= 0)
+            close(*dfd);
+        *dfd = -1;
+    }
+    return NULL;
+}
+
+/* Scans one process; returns 0 (recorded or skipped and counted) or -ENOMEM. */
+static int scan_pid(scanner_t *s, int procfd, const char *name, scan_t *sc, int full)
+{
+    char path[48], exe[4096];
+    snprintf(path, sizeof path, "%s/exe", name);
+    ssize_t elen = readlinkat(procfd, path, exe, sizeof exe);
+    if (elen < 0) {
+        int err = errno;
+        struct stat st;
+        if (err == ENOENT && fstatat(procfd, name, &st, 0) == 0)
+            sc->kthreads++; /* kernel thread, or a zombie: nothing to watch */
+        else
+            count_errno(sc, err);
+        return 0;
+    }
+    pid_t pid = (pid_t)atoi(name);
+    /* Only full scans use the memo. Read before the table: a change made meanwhile moves it. */
+    int64_t cpu = full && !s->no_memo ? memo_cpu_ns(pid) : -1;
+    int dfd, err;
+    struct stat st; /* of fd/: the owner, and (Linux 6.2+) the number of open fds in st_size */
+    const fd_memo_t *memo = open_fd_dir(s, procfd, pid, cpu, &dfd, &st, &err);
+    if (!memo && dfd < 0) {
+        count_errno(sc, err);
         return 0;
     }
     int r = 0;
-    int dfd = -1;
-    struct stat st;
-    char exe[4096];
-    ssize_t elen = readlinkat(pfd, "exe", exe, sizeof exe);
-    if (elen < 0) {
-        if (errno == ENOENT)
-            sc->kthreads++; /* kernel thread, or a zombie: nothing to watch */
-        else
-            count_errno(sc, errno);
-        goto out;
-    }
-    if (fstat(pfd, &st) < 0) {
-        count_errno(sc, errno);
-        goto out;
-    }
-    dfd = openat(pfd, "fd", O_RDONLY | O_DIRECTORY | O_CLOEXEC);
-    if (dfd < 0) {
-        count_errno(sc, errno);
-        goto out;
-    }
-    if (grow((void **)&sc->procs, &sc->pcap, sc->nprocs + 1, sizeof *sc->procs)) {
+    if (scan_grow((void **)&sc->procs, &sc->pcap, sc->nprocs + 1, sizeof *sc->procs)) {
         r = -ENOMEM;
         goto out;
     }
     proc_rec_t *p = &sc->procs[sc->nprocs];
     memset(p, 0, sizeof *p);
-    p->pid = (pid_t)atoi(name);
+    p->pid = pid;
     p->uid = st.st_uid;
     p->sock_off = (uint32_t)sc->ninodes;
-    size_t fdmax = 0;
     s->nep = 0;
-    /* getdents64 into a stack buffer: no DIR allocation, no fstat/fcntl of fdopendir. */
-    _Alignas(struct dirent64) char dents[16384];
-    ssize_t dn = 0;
-    size_t doff = 0;
-    while ((dn = doff ? dn : getdents64(dfd, dents, sizeof dents)) > 0) {
-        struct dirent64 *de = (struct dirent64 *)(dents + doff);
-        doff += de->d_reclen;
-        if (doff >= (size_t)dn)
-            doff = 0;
-        int fd = parse_fdnum(de->d_name);
-        if (fd < 0)
-            continue;
-        char t[256];
-        ssize_t n = readlinkat(dfd, de->d_name, t, sizeof t - 1);
-        if (n <= 0)
-            continue; /* closed meanwhile */
-        t[n] = '\0';
-        if ((size_t)fd >= s->fdcap) {
-            size_t kc = s->fdcap, ic = s->fdcap;
-            if (grow((void **)&s->kind, &kc, (size_t)fd + 1, 1) ||
-                grow((void **)&s->ino, &ic, (size_t)fd + 1, sizeof(uint64_t))) {
-                r = -ENOMEM;
-                goto out;
-            }
-            s->fdcap = kc < ic ? kc : ic;
-        }
-        while (fdmax <= (size_t)fd)
-            s->kind[fdmax++] = WK_GONE; /* holes: closed fd numbers */
-        uint64_t ino;
-        int kind = classify(t, (size_t)n, &ino);
-        s->kind[fd] = (uint8_t)kind;
-        s->ino[fd] = ino;
-        p->fds++;
-        if (kind == WK_SOCKET) {
-            const net_sock_t *ns = netinfo_find(&sc->net, ino);
-            if (ns && ns->listening)
-                p->listening++;
-        } else if (kind == WK_EPOLL) {
-            if (grow((void **)&s->epfds, &s->epcap, s->nep + 1, sizeof(int))) {
-                r = -ENOMEM;
-                goto out;
-            }
-            s->epfds[s->nep++] = fd;
-        }
+    fd_pass_t f = {s, sc, p, dfd, 0};
+    r = memo ? fd_table_restore(&f, memo) : fd_table_read(&f);
+    sc->reused += memo != NULL;
+    if (r < 0)
+        goto out;
+    if (cpu >= 0) {
+        fd_memo_t rec = {.pid = pid,
+                         .nkind = (uint32_t)f.fdmax,
+                         .dir_ino = st.st_ino,
+                         .count = (uint64_t)st.st_size,
+                         .cpu_ns = (uint64_t)cpu};
+        (void)memo_put(&s->memo, &rec, s->kind, s->ino); /* no room: a full pass next time */
     }
-    struct entry_ctx c = {s, sc, p, fdmax, 0};
+    struct entry_ctx c = {s, sc, p, f.fdmax, 0};
     for (size_t i = 0; i < s->nep; i++) {
-        char path[32];
-        snprintf(path, sizeof path, "fdinfo/%d", s->epfds[i]);
-        int ifd = openat(pfd, path, O_RDONLY | O_CLOEXEC);
-        if (ifd < 0)
+        snprintf(path, sizeof path, "%s/fdinfo/%d", name, s->epfds[i]);
+        struct fdinfo_src src = {openat(procfd, path, O_RDONLY | O_CLOEXEC), 0};
+        if (src.fd < 0)
             continue; /* closed meanwhile, or the process is exiting */
-        char buf[4096];
         fdinfo_stats_t fst;
-        int rr = fdinfo_stream(buf, sizeof buf, read_fd, &ifd, on_tfd, &c, &fst);
-        close(ifd);
+        int rr = fdinfo_stream(s->buf, SCAN_BUF_SIZE, read_fdinfo, &src, on_tfd, &c, &fst);
+        close(src.fd);
         if (rr < 0)
             continue;
         p->epolls++;
@@ -319,14 +299,13 @@ static int scan_pid(scanner_t *s, int procfd, const char *name, scan_t *sc)
 out:
     if (dfd >= 0)
         close(dfd);
-    close(pfd);
     return r;
 }
 
 static void scan_reset(scan_t *sc)
 {
     sc->nprocs = sc->slen = sc->ninodes = 0;
-    sc->gone = sc->denied = sc->kthreads = sc->bad_lines = sc->truncated = 0;
+    sc->gone = sc->denied = sc->kthreads = sc->reused = sc->bad_lines = sc->truncated = 0;
     sc->duration_ns = 0;
     sc->error = 0;
 }
@@ -335,6 +314,10 @@ int scanner_run(scanner_t *s, const pid_t *pids, size_t npids, scan_t *sc)
 {
     uint64_t t0 = now_ns();
     scan_reset(sc);
+    if (!s->buf && !(s->buf = malloc(SCAN_BUF_SIZE))) {
+        sc->error = -ENOMEM;
+        return -ENOMEM;
+    }
     int r = netinfo_load_listening(&sc->net, s->proc_root);
     if (r == -ENOMEM)
         goto done;
@@ -348,9 +331,11 @@ int scanner_run(scanner_t *s, const pid_t *pids, size_t npids, scan_t *sc)
         for (size_t i = 0; i < npids && r >= 0; i++) {
             char name[16];
             snprintf(name, sizeof name, "%d", (int)pids[i]);
-            r = scan_pid(s, procfd, name, sc);
+            r = scan_pid(s, procfd, name, sc, 0);
         }
     } else {
+        if (!s->no_memo)
+            memo_begin(&s->memo);
         DIR *d = fdopendir(dup(procfd));
         if (!d) {
             r = -errno;
@@ -359,7 +344,7 @@ int scanner_run(scanner_t *s, const pid_t *pids, size_t npids, scan_t *sc)
             while (r >= 0 && (de = readdir(d)))
                 if (de->d_name[0] >= '1' && de->d_name[0] <= '9' &&
                     (s->nshards <= 1 || (unsigned)atoi(de->d_name) % s->nshards == s->shard))
-                    r = scan_pid(s, procfd, de->d_name, sc);
+                    r = scan_pid(s, procfd, de->d_name, sc, 1);
             closedir(d);
         }
     }
@@ -377,10 +362,11 @@ int scan_merge(scan_t *dst, scan_t *const *parts, size_t n)
         const scan_t *p = parts[i];
         if (p->error && !dst->error)
             dst->error = p->error;
-        if (grow((void **)&dst->procs, &dst->pcap, dst->nprocs + p->nprocs, sizeof *dst->procs) ||
-            grow((void **)&dst->strings, &dst->scap, dst->slen + p->slen + 1, 1) ||
-            grow((void **)&dst->inodes, &dst->icap, dst->ninodes + p->ninodes + 1,
-                 sizeof(uint64_t)))
+        if (scan_grow((void **)&dst->procs, &dst->pcap, dst->nprocs + p->nprocs,
+                      sizeof *dst->procs) ||
+            scan_grow((void **)&dst->strings, &dst->scap, dst->slen + p->slen + 1, 1) ||
+            scan_grow((void **)&dst->inodes, &dst->icap, dst->ninodes + p->ninodes + 1,
+                      sizeof(uint64_t)))
             return -ENOMEM;
         for (size_t j = 0; j < p->nprocs; j++) {
             proc_rec_t *r = &dst->procs[dst->nprocs++];
@@ -398,6 +384,7 @@ int scan_merge(scan_t *dst, scan_t *const *parts, size_t n)
         dst->gone += p->gone;
         dst->denied += p->denied;
         dst->kthreads += p->kthreads;
+        dst->reused += p->reused;
         dst->bad_lines += p->bad_lines;
         dst->truncated += p->truncated;
         if (p->duration_ns > dst->duration_ns)

@@ -10,23 +10,9 @@
 #include <stdint.h>
 #include <sys/types.h>
 
+#include "kind.h"
+#include "memo.h"
 #include "netinfo.h"
-
-enum watch_kind {
-    WK_SOCKET,
-    WK_PIPE,
-    WK_EVENTFD,
-    WK_TIMERFD,
-    WK_SIGNALFD,
-    WK_EPOLL,
-    WK_INOTIFY,
-    WK_FILE,
-    WK_OTHER,
-    WK_GONE, /* the entry's fd number is closed now (dup'd then closed) */
-    WK_KINDS
-};
-
-const char *watch_kind_name(int kind);
 
 typedef struct proc_rec {
     pid_t pid;
@@ -58,11 +44,15 @@ typedef struct scan {
     uint64_t gone;     /* processes that exited mid-scan (ENOENT, ESRCH) */
     uint64_t denied;   /* processes or fds we may not look at (EACCES, EPERM) */
     uint64_t kthreads; /* kernel threads (no executable) */
+    uint64_t reused;   /* processes whose fd table came from the memo (not run since) */
     uint64_t bad_lines;
     uint64_t truncated;
     uint64_t duration_ns;
     int error; /* -errno when the pass itself failed (no /proc) */
 } scan_t;
+
+/* Bytes of the scanner's reused buffer for fdinfo text and directory entries. */
+#define SCAN_BUF_SIZE 65536
 
 /* Scratch space of one scanner (one pass at a time). */
 typedef struct scanner {
@@ -71,6 +61,10 @@ typedef struct scanner {
     size_t fdcap;
     int *epfds;
     size_t nep, epcap;
+    char *buf;         /* SCAN_BUF_SIZE bytes, allocated by the first run */
+    watch_devs_t devs; /* sockfs, pipefs, anon_inodefs, learnt by scanner_init */
+    memo_t memo;       /* fd tables of the last full scan (memo.c) */
+    int no_memo;       /* every full scan reads every fd table (scanner_memo) */
     struct {
         uid_t uid;
         char name[32];
@@ -85,6 +79,16 @@ void scanner_free(scanner_t *s);
 
 /* Makes full scans of s cover only the pids with pid % nshards == shard. */
 void scanner_shard(scanner_t *s, unsigned shard, unsigned nshards);
+
+/*
+ * With on = 0, full scans read every process's fd table, as the first scan
+ * and scans of listed pids always do; by default a full scan reuses the
+ * table of a process that has not run since the last one (memo.c).
+ */
+void scanner_memo(scanner_t *s, int on);
+
+/* Grows *p (of *cap elements of elem bytes) to hold need, doubling. Returns 0 or -ENOMEM. */
+int scan_grow(void **p, size_t *cap, size_t need, size_t elem);
 
 /*
  * Concatenates the shards' results into dst (which it resets): records,

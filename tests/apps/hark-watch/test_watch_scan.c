@@ -1,7 +1,9 @@
 /*
  * The /proc scanner in process, against children whose fds we control: the
- * kinds of interest entries, listening sockets, processes that are gone, and
- * churn (200 short-lived processes starting and exiting while we scan).
+ * kinds of interest entries, listening sockets, processes that are gone,
+ * sockets whose fd was dup'd and closed, the fd-table memo (reused while a
+ * process sleeps, never after it ran), and churn (200 short-lived processes
+ * starting and exiting while we scan).
  */
 #include <arpa/inet.h>
 #include <criterion/criterion.h>
@@ -27,18 +29,33 @@ static void add(int ep, int fd)
         _exit(3);
 }
 
-/* Child: epoll set of 5 pipes, 2 unix sockets, 1 eventfd, plus a TCP listener (not watched). */
-static pid_t spawn_child(int ready_fd)
+/*
+ * Forks; returns the pid in the parent. In the child, which dies with us,
+ * ready_fd becomes fd 3 and cmd_fd (if >= 0) fd 4, and every other fd above
+ * 2 is closed: only the child's own fds count, not Criterion's (it has epoll
+ * sets too).
+ */
+static pid_t fork_child(int ready_fd, int cmd_fd)
 {
     pid_t pid = fork();
     cr_assert_geq(pid, 0);
     if (pid)
         return pid;
     prctl(PR_SET_PDEATHSIG, SIGKILL);
-    /* Only our own fds: Criterion's (it has epoll sets too) must not count. */
     dup2(ready_fd, 3);
+    if (cmd_fd >= 0)
+        dup2(cmd_fd, 4);
+    close_range(cmd_fd >= 0 ? 5 : 4, ~0u, 0);
+    return 0;
+}
+
+/* Child: epoll set of 5 pipes, 2 unix sockets, 1 eventfd, plus a TCP listener (not watched). */
+static pid_t spawn_child(int ready_fd)
+{
+    pid_t pid = fork_child(ready_fd, -1);
+    if (pid)
+        return pid;
     ready_fd = 3;
-    close_range(4, ~0u, 0);
     int ep = epoll_create1(0);
     for (int i = 0; i < 5; i++) {
         int p[2];
@@ -69,18 +86,25 @@ static void reap(pid_t pid)
     waitpid(pid, NULL, 0);
 }
 
+/* Starts a child with spawn (it writes one byte to rp[1] when set up) and scans just it. */
+static pid_t scan_child(pid_t (*spawn)(int), int rp[2], scanner_t *s, scan_t *sc)
+{
+    cr_assert_eq(pipe(rp), 0);
+    pid_t pid = spawn(rp[1]);
+    char c;
+    cr_assert_eq(read(rp[0], &c, 1), 1);
+    scanner_init(s, NULL);
+    cr_assert_eq(scanner_run(s, &pid, 1, sc), 0);
+    cr_assert_eq(sc->nprocs, 1);
+    return pid;
+}
+
 Test(scan, entries_by_kind_and_listening)
 {
     int rp[2];
-    cr_assert_eq(pipe(rp), 0);
-    pid_t pid = spawn_child(rp[1]);
-    char c;
-    cr_assert_eq(read(rp[0], &c, 1), 1);
     scanner_t s;
     scan_t sc = {0};
-    scanner_init(&s, NULL);
-    cr_assert_eq(scanner_run(&s, &pid, 1, &sc), 0);
-    cr_assert_eq(sc.nprocs, 1);
+    pid_t pid = scan_child(spawn_child, rp, &s, &sc);
     const proc_rec_t *p = &sc.procs[0];
     cr_assert_eq(p->pid, pid);
     cr_assert_eq(p->epolls, 1, "epolls %u fds %u entries %u", p->epolls, p->fds, p->entries);
@@ -190,4 +214,187 @@ Test(scan, churn_of_200_processes)
     cr_assert_gt(scans, 0);
     scan_free(&sc);
     scanner_free(&s);
+}
+
+/* Child: one epoll set; a socket, a pipe and an eventfd in it, each dup'd to 200+ and closed. */
+static pid_t spawn_hider(int ready_fd)
+{
+    pid_t pid = fork_child(ready_fd, -1);
+    if (pid)
+        return pid;
+    int ep = epoll_create1(0), sv[2], p[2];
+    if (socketpair(AF_UNIX, SOCK_STREAM, 0, sv) < 0 || pipe(p) < 0)
+        _exit(3);
+    int hidden[] = {sv[0], p[0], eventfd(0, 0)};
+    for (int i = 0; i < 3; i++) {
+        add(ep, hidden[i]);
+        if (dup2(hidden[i], 200 + i) < 0 || close(hidden[i]) < 0)
+            _exit(3);
+    }
+    if (write(3, "r", 1) != 1)
+        _exit(3);
+    for (;;)
+        pause();
+}
+
+Test(scan, entries_of_closed_numbers_keep_their_kind_by_sdev)
+{
+    int rp[2];
+    scanner_t s;
+    scan_t sc = {0};
+    pid_t pid = scan_child(spawn_hider, rp, &s, &sc);
+    const proc_rec_t *p = &sc.procs[0];
+    cr_assert_eq(p->entries, 3);
+    cr_assert_eq(p->kinds[WK_SOCKET], 1, "a socket moved to another number is still a socket");
+    cr_assert_eq(p->kinds[WK_PIPE], 1);
+    cr_assert_eq(p->kinds[WK_GONE], 1, "an eventfd's kind needs its number");
+    cr_assert_eq(p->sock_n, 1);
+    cr_assert_neq(sc.inodes[p->sock_off], 0);
+    scan_free(&sc);
+    scanner_free(&s);
+    reap(pid);
+    close(rp[0]);
+    close(rp[1]);
+}
+
+/* Child: an epoll set of one pipe, and 3 spare pipe ends; on 's' it swaps 3 of its fds. */
+static pid_t spawn_sleeper(int ready_fd, int cmd_fd)
+{
+    pid_t pid = fork_child(ready_fd, cmd_fd);
+    if (pid)
+        return pid;
+    int ep = epoll_create1(0), p[2], spare[2];
+    if (pipe(p) < 0 || pipe(spare) < 0)
+        _exit(3);
+    add(ep, p[0]);
+    int third = dup(p[1]);
+    for (;;) {
+        if (write(3, "r", 1) != 1)
+            _exit(3);
+        char c;
+        if (read(4, &c, 1) != 1) /* asleep here: the CPU clock stands still */
+            _exit(0);
+        /* The same number of fds: close three, open an epoll set and a socket pair. */
+        close(spare[0]);
+        close(spare[1]);
+        close(third);
+        int ep2 = epoll_create1(0), sv[2];
+        if (ep2 < 0 || socketpair(AF_UNIX, SOCK_STREAM, 0, sv) < 0)
+            _exit(3);
+        add(ep2, sv[0]);
+        add(ep2, sv[1]);
+    }
+}
+
+static const proc_rec_t *find(const scan_t *sc, pid_t pid)
+{
+    for (size_t i = 0; i < sc->nprocs; i++)
+        if (sc->procs[i].pid == pid)
+            return &sc->procs[i];
+    return NULL;
+}
+
+/* A full scan in which pid is not due for its periodic full pass. */
+static void full_scan_not_due(scanner_t *s, scan_t *sc, pid_t pid)
+{
+    if (((uint32_t)pid + s->memo.scans + 1) % MEMO_REVALIDATE == 0)
+        cr_assert_eq(scanner_run(s, NULL, 0, sc), 0);
+    cr_assert_eq(scanner_run(s, NULL, 0, sc), 0);
+}
+
+Test(scan, memo_reuses_tables_of_sleeping_processes_only)
+{
+    int rp[2], cp[2];
+    cr_assert_eq(pipe(rp), 0);
+    cr_assert_eq(pipe(cp), 0);
+    pid_t pid = spawn_sleeper(rp[1], cp[0]);
+    char c;
+    cr_assert_eq(read(rp[0], &c, 1), 1);
+    scanner_t s, cold;
+    scan_t sc = {0}, sc_cold = {0};
+    scanner_init(&s, NULL);
+    scanner_init(&cold, NULL);
+    scanner_memo(&cold, 0);
+    cr_assert_eq(scanner_run(&s, NULL, 0, &sc), 0);
+    cr_assert_eq(sc.reused, 0, "the first scan reads every table");
+    const proc_rec_t *p = find(&sc, pid);
+    cr_assert_not_null(p);
+    proc_rec_t first = *p;
+    cr_assert_eq(first.epolls, 1);
+    full_scan_not_due(&s, &sc, pid);
+    cr_assert_gt(sc.reused, 0, "the child slept: its table is reused");
+    p = find(&sc, pid);
+    cr_assert_not_null(p);
+    cr_assert_eq(p->fds, first.fds);
+    cr_assert_eq(p->epolls, first.epolls);
+    cr_assert_eq(p->entries, first.entries);
+    cr_assert_eq(memcmp(p->kinds, first.kinds, sizeof first.kinds), 0);
+    cr_assert_eq(scanner_run(&cold, NULL, 0, &sc_cold), 0);
+    cr_assert_eq(sc_cold.reused, 0);
+
+    /* Swap three fds for an epoll set of two sockets: same count, same directory. */
+    cr_assert_eq(write(cp[1], "s", 1), 1);
+    cr_assert_eq(read(rp[0], &c, 1), 1);
+    full_scan_not_due(&s, &sc, pid);
+    p = find(&sc, pid);
+    cr_assert_not_null(p);
+    cr_assert_eq(p->fds, first.fds);
+    cr_assert_eq(p->epolls, 2, "the child ran: its table is read again");
+    cr_assert_eq(p->kinds[WK_SOCKET], 2);
+    cr_assert_eq(p->entries, 3);
+    scan_free(&sc);
+    scan_free(&sc_cold);
+    scanner_free(&s);
+    scanner_free(&cold);
+    reap(pid);
+    close(rp[0]);
+    close(rp[1]);
+    close(cp[0]);
+    close(cp[1]);
+}
+
+Test(scan, memo_lookup_and_periodic_full_pass)
+{
+    memo_t m = {0};
+    uint8_t kind[4] = {WK_FILE, WK_SOCKET, WK_GONE, WK_EPOLL};
+    uint64_t ino[4] = {0, 42, 0, 0};
+    memo_begin(&m);
+    const pid_t pids[] = {500, 100, 300}; /* out of order: sorted when looked up */
+    for (int i = 0; i < 3; i++) {
+        fd_memo_t r = {.pid = pids[i], .nkind = 4, .dir_ino = 7, .count = 3, .cpu_ns = 9};
+        cr_assert_eq(memo_put(&m, &r, kind, ino), 0);
+    }
+    memo_begin(&m);
+    for (int i = 0; i < 3; i++) {
+        pid_t pid = pids[i];
+        const fd_memo_t *r = memo_find(&m, pid);
+        if (((uint32_t)pid + m.scans) % MEMO_REVALIDATE == 0) {
+            cr_assert_null(r, "pid %d is due for its full pass", (int)pid);
+            continue;
+        }
+        cr_assert_not_null(r);
+        cr_assert_eq(r->pid, pid);
+        cr_assert_eq(memcmp(memo_kinds(&m, r), kind, 4), 0);
+        cr_assert_eq(memo_inos(&m, r)[0], 42, "only the sockets' inodes are kept");
+    }
+    cr_assert_null(memo_find(&m, 200));
+    /* Over MEMO_REVALIDATE scans, each carrying the record forward, every pid is due once. */
+    fd_memo_t r100 = {.pid = 100, .nkind = 4, .dir_ino = 7, .count = 3, .cpu_ns = 9};
+    cr_assert_eq(memo_put(&m, &r100, kind, ino), 0);
+    int due = 0;
+    for (int k = 0; k < MEMO_REVALIDATE; k++) {
+        memo_begin(&m);
+        due += memo_find(&m, 100) == NULL;
+        cr_assert_eq(memo_put(&m, &r100, kind, ino), 0);
+    }
+    cr_assert_eq(due, 1);
+    memo_free(&m);
+    /* The CPU clock of a live process, and an error for a reaped one. */
+    cr_assert_gt(memo_cpu_ns(getpid()), 0);
+    pid_t dead = fork();
+    cr_assert_geq(dead, 0);
+    if (dead == 0)
+        _exit(0);
+    waitpid(dead, NULL, 0);
+    cr_assert_lt(memo_cpu_ns(dead), 0);
 }

@@ -1,0 +1,28 @@
+/*
+ * fdtable.h: one process's fd table, for the scanner (scan.c): the kind of
+ * every fd number, its epoll sets and listening sockets, read from
+ * /proc/<pid>/fd or restored from the memo of the last full scan.
+ */
+#ifndef HARK_WATCH_FDTABLE_H
+#define HARK_WATCH_FDTABLE_H
+
+#include <sys/types.h>
+
+#include "memo.h"
+#include "scan.h"
+
+typedef struct fd_pass {
+    scanner_t *s;
+    scan_t *sc;
+    proc_rec_t *p;
+    int dfd;      /* /proc/<pid>/fd, for fd_table_read */
+    size_t fdmax; /* entries of s->kind and s->ino valid for this process */
+} fd_pass_t;
+
+/* Reads the table through f->dfd. Returns 0 or -ENOMEM. */
+int fd_table_read(fd_pass_t *f);
+
+/* Fills the table from a memo record instead. Returns 0 or -ENOMEM. */
+int fd_table_restore(fd_pass_t *f, const fd_memo_t *m);
+
+#endif
