@@ -283,7 +283,8 @@ HK_API int hk_timer_start_in(hk_timer_t *timer, hk_timer_cb cb, int64_t delay_ns
  * is busy. A loop serves one callback at a time, so a timer whose moment comes
  * while another callback runs waits for it: on average lambda E[S^2] / 2, the
  * mean residual service time (lambda: callbacks per second, S: their duration;
- * see hk_loop_queue_stats). An ONTIME timer is armed that much early: the
+ * see hk_loop_queue_stats), and when it comes while the loop sleeps, for the
+ * wake-up. An ONTIME timer is armed that much early (advance_ns): the
  * callback for grid point d becomes runnable at d - advance, where advance is
  * the loop's current estimate of that wait, at most half the period (and at most
  * HK_TIMER_ONTIME_MAX_NS), 0 until the estimate has HK_QUEUE_MIN_SAMPLES samples.
@@ -296,8 +297,9 @@ HK_API int hk_timer_start_in(hk_timer_t *timer, hk_timer_cb cb, int64_t delay_ns
  * While at least one ONTIME timer is active the loop measures every io and
  * timer callback (one clock read each, see hk_loop_queue_measure) and, at
  * every callback boundary, runs the timers that fell due (refreshing
- * hk_loop_now() first), instead of after the whole io batch and the next one;
- * with no ONTIME timer active the loop's costs and order are unchanged.
+ * hk_loop_now() first), not only at the top of the next iteration (after the
+ * rest of the io batch, and the next batch when io is ready); with no ONTIME
+ * timer active the loop's costs and order are unchanged.
  */
 #define HK_TIMER_ONTIME 0x1u
 /* The largest advance of an ONTIME timer (10 ms), whatever the load. */
@@ -532,7 +534,12 @@ HK_API uint64_t hk_lag_bucket_max(unsigned bucket);
  *                 time of the callback in progress seen by a random moment,
  *                 which is how long a timer waits when it is served at the
  *                 next callback boundary (as ONTIME timers are); finite at any
- *                 load. This is the advance of HK_TIMER_ONTIME timers.
+ *                 load.
+ * A loop that sleeps also takes time to wake up (timer slack, scheduling):
+ * wake_ns is how late it woke at the deadline of its sleeps that ended by
+ * timeout, and a timer due while the loop sleeps (probability 1 - rho) waits
+ * that long. advance_ns = residual_ns + (1 - rho) wake_ns is the mean wait of
+ * a timer, the advance of HK_TIMER_ONTIME timers (before their bounds).
  * lambda is measured as completions per second, which equals the arrival rate
  * while rho < 1 (an overloaded loop completes 1/E[S] per second).
  */
@@ -549,7 +556,10 @@ typedef struct hk_loop_queue {
     double service_m2_ns2;    /* E[S^2], in ns^2 */
     double rho;               /* lambda E[S] */
     uint64_t wait_ns;         /* Pollaczek-Khinchine mean wait; HK_FOREVER when rho >= 1 */
-    uint64_t residual_ns;     /* lambda E[S^2] / 2, the ONTIME advance before its bounds */
+    uint64_t residual_ns;     /* lambda E[S^2] / 2 */
+    uint64_t wake_ns;         /* mean lateness of the loop's wake-ups at a timer deadline */
+    uint64_t wake_samples;    /* wake-ups measured in the horizon */
+    uint64_t advance_ns;      /* residual_ns + (1 - rho) wake_ns: the ONTIME advance, unbounded */
     uint64_t callbacks;       /* callbacks measured since the model was created */
     uint64_t ontime_runs;     /* ONTIME timer callbacks run */
     uint64_t ontime_early;    /* ... of which before their grid point */

@@ -228,6 +228,7 @@ void hk__defers_run(hk_loop_t *loop);
 void hk__loop_hooks_changed(hk_loop_t *loop);
 void hk__queue_batch_begin(hk_loop_t *loop);
 void hk__queue_after_cb(hk_loop_t *loop);
+void hk__queue_woke(hk_loop_t *loop, uint64_t deadline);
 void hk__queue_timer_cb(hk_loop_t *loop, hk_timer_t *t, uint64_t expirations);
 int hk__queue_ontime_start(hk_loop_t *loop, hk_timer_t *t, uint64_t *when);
 void hk__queue_ontime_stop(hk_loop_t *loop, hk_timer_t *t);

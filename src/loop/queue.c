@@ -44,6 +44,13 @@ void hk__queue_init(struct hk__queue *q, uint64_t now, uint64_t window)
     q->mark = now;
 }
 
+static uint64_t hk__ns_round(double ns)
+{
+    if (!(ns < 1e18))
+        return HK_FOREVER - 1; /* beyond any meaningful wait, but still "defined" */
+    return (uint64_t)(ns + 0.5);
+}
+
 /* Moves the windows on so that now falls in the current one. */
 static void hk__queue_roll(struct hk__qwin *cur, struct hk__qwin *prev, int *have_prev,
                            uint64_t window, uint64_t now)
@@ -56,10 +63,12 @@ static void hk__queue_roll(struct hk__qwin *cur, struct hk__qwin *prev, int *hav
     } else {
         /* A whole window without a sample: everything older is out of the horizon. */
         hk_stats_welford_init(&prev->svc);
+        hk_stats_welford_init(&prev->wake);
         prev->start = now - window;
         cur->start = now;
     }
     hk_stats_welford_init(&cur->svc);
+    hk_stats_welford_init(&cur->wake);
     *have_prev = 1;
 }
 
@@ -70,20 +79,29 @@ void hk__queue_sample(struct hk__queue *q, uint64_t now, uint64_t service_ns)
     q->callbacks++;
 }
 
+void hk__queue_wake_sample(struct hk__queue *q, uint64_t now, uint64_t late_ns)
+{
+    hk__queue_roll(&q->cur, &q->prev, &q->have_prev, q->window, now);
+    (void)hk_stats_welford_add(&q->cur.wake, (double)late_ns);
+}
+
 void hk__queue_estimate(const struct hk__queue *q, uint64_t now, hk_loop_queue_t *out)
 {
     struct hk__qwin cur = q->cur, prev = q->prev;
     int have_prev = q->have_prev;
     hk__queue_roll(&cur, &prev, &have_prev, q->window, now);
-    hk_welford_t all = cur.svc;
-    if (have_prev)
+    hk_welford_t all = cur.svc, wake = cur.wake;
+    if (have_prev) {
         hk_stats_welford_merge(&all, &prev.svc);
+        hk_stats_welford_merge(&wake, &prev.wake);
+    }
     uint64_t from = have_prev ? prev.start : cur.start;
     uint64_t span = now > from ? now - from : 0;
     out->samples = all.n;
     out->horizon_ns = span;
     out->arrival_rate = out->service_mean_ns = out->service_m2_ns2 = out->rho = 0.0;
-    out->wait_ns = out->residual_ns = 0;
+    out->wait_ns = out->residual_ns = out->wake_ns = out->advance_ns = 0;
+    out->wake_samples = wake.n;
     if (all.n < HK_QUEUE_MIN_SAMPLES || span == 0)
         return;
     double mean = hk_stats_welford_mean(&all);
@@ -91,6 +109,13 @@ void hk__queue_estimate(const struct hk__queue *q, uint64_t now, hk_loop_queue_t
     out->service_mean_ns = mean;
     out->service_m2_ns2 = hk_stats_welford_pvariance(&all) + mean * mean;
     (void)hk_loop_queue_model(out);
+    /*
+     * A timer due while the loop sleeps (probability 1 - rho) also waits for the
+     * wake-up: timer slack and scheduling, measured on the loop's own timeouts.
+     */
+    double idle = out->rho < 1.0 ? 1.0 - out->rho : 0.0;
+    out->wake_ns = hk__ns_round(hk_stats_welford_mean(&wake));
+    out->advance_ns = out->residual_ns + hk__ns_round(idle * (double)out->wake_ns);
 }
 
 uint64_t hk__queue_advance(const struct hk__queue *q, uint64_t now, uint64_t period)
@@ -100,14 +125,7 @@ uint64_t hk__queue_advance(const struct hk__queue *q, uint64_t now, uint64_t per
     uint64_t cap = HK_TIMER_ONTIME_MAX_NS;
     if (period > 0 && period / 2 < cap)
         cap = period / 2;
-    return e.residual_ns < cap ? e.residual_ns : cap;
-}
-
-static uint64_t hk__ns_round(double ns)
-{
-    if (!(ns < 1e18))
-        return HK_FOREVER - 1; /* beyond any meaningful wait, but still "defined" */
-    return (uint64_t)(ns + 0.5);
+    return e.advance_ns < cap ? e.advance_ns : cap;
 }
 
 int hk_loop_queue_model(hk_loop_queue_t *q)
@@ -204,6 +222,18 @@ static void hk__queue_due_timers(hk_loop_t *loop, uint64_t t)
         loop->now = t;
         hk__timers_run(loop);
     }
+}
+
+void hk__queue_woke(hk_loop_t *loop, uint64_t deadline)
+{
+    /*
+     * Only a wake-up at a timer's deadline (not an early return, nor no
+     * deadline). The heap's top is the deadline the loop slept until: nothing
+     * ran while it slept.
+     */
+    if (deadline == 0 || deadline == HK_FOREVER || loop->woke_at < deadline)
+        return;
+    hk__queue_wake_sample(loop->queue, loop->woke_at, loop->woke_at - deadline);
 }
 
 void hk__queue_batch_begin(hk_loop_t *loop)

@@ -17,8 +17,9 @@
 #include "hark/stats.h"
 
 struct hk__qwin {
-    hk_welford_t svc; /* service times (ns) of the callbacks that ended in the window */
-    uint64_t start;   /* when the window began */
+    hk_welford_t svc;  /* service times (ns) of the callbacks that ended in the window */
+    hk_welford_t wake; /* how late the loop woke up after sleeping until a timer (ns) */
+    uint64_t start;    /* when the window began */
 };
 
 struct hk__queue {
@@ -40,13 +41,16 @@ void hk__queue_init(struct hk__queue *q, uint64_t now, uint64_t window);
 /* One callback of service_ns that ended at now (times never go backwards). */
 void hk__queue_sample(struct hk__queue *q, uint64_t now, uint64_t service_ns);
 
+/* The loop slept until a timer and woke up at now, late_ns after it. */
+void hk__queue_wake_sample(struct hk__queue *q, uint64_t now, uint64_t late_ns);
+
 /* The estimate at now (the counters of out are left alone). */
 void hk__queue_estimate(const struct hk__queue *q, uint64_t now, hk_loop_queue_t *out);
 
 /*
  * The advance of an ONTIME timer of this period (0: one-shot) at now: the
- * residual wait, 0 below HK_QUEUE_MIN_SAMPLES, at most period / 2 and
- * HK_TIMER_ONTIME_MAX_NS.
+ * residual wait plus (1 - rho) times the wake-up latency, 0 below
+ * HK_QUEUE_MIN_SAMPLES, at most period / 2 and HK_TIMER_ONTIME_MAX_NS.
  */
 uint64_t hk__queue_advance(const struct hk__queue *q, uint64_t now, uint64_t period);
 

@@ -99,6 +99,8 @@ static int hk__iterate(hk_loop_t *loop, hk_run_mode_t mode, bool worked)
 
     if (n > 0)
         hk__io_dispatch(loop, n);
+    else if (HK_UNLIKELY(loop->queue_on))
+        hk__queue_woke(loop, loop->heap_len ? loop->heap[0].when : HK_FOREVER); /* timeout */
     if (__atomic_load_n(&loop->work_pending, __ATOMIC_RELAXED))
         hk__async_process(loop);
     if (!hk__list_empty(&loop->files))

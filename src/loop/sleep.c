@@ -39,6 +39,8 @@ void hk__timerfd_drain(hk_loop_t *loop)
     if (read(loop->timerfd, &expirations, sizeof expirations) < 0) {
         /* EAGAIN: already drained or re-armed; harmless. */
     }
+    if (loop->queue_on)
+        hk__queue_woke(loop, loop->timerfd_armed); /* the timerfd's timeout */
     loop->timerfd_armed = HK_FOREVER; /* it fired: a one-shot timerfd is now disarmed */
 }
 

@@ -99,6 +99,27 @@ Test(queue, estimator_matches_formula_on_synthetic_samples)
     cr_assert_eq(e.arrival_rate, 0.0);
 }
 
+/* The advance adds the wake-up latency for the share of time the loop sleeps. */
+Test(queue, advance_adds_wake_up_latency_when_idle)
+{
+    const uint64_t t0 = 10 * SEC;
+    struct hk__queue q;
+    hk__queue_init(&q, t0, SEC);
+    /* 500 callbacks of 200 us in 0.5 s: rho = 0.2, residual = lambda E[S^2] / 2 = 20 us. */
+    for (int k = 1; k <= 500; k++)
+        hk__queue_sample(&q, t0 + (uint64_t)k * US(1000), US(200));
+    for (int k = 1; k <= 10; k++)
+        hk__queue_wake_sample(&q, t0 + (uint64_t)k * US(1000), k % 2 ? US(40) : US(60));
+    hk_loop_queue_t e;
+    hk__queue_estimate(&q, t0 + 500 * US(1000), &e);
+    cr_assert_eq(e.wake_samples, 10);
+    cr_assert_eq(e.wake_ns, US(50));
+    cr_assert_lt(rel_err(e.rho, 0.2), 1e-9);
+    cr_assert_eq(e.residual_ns, US(20));
+    cr_assert_eq(e.advance_ns, US(20) + US(40), "residual + (1 - rho) wake = 20 + 0.8 * 50 us");
+    cr_assert_eq(hk__queue_advance(&q, t0 + 500 * US(1000), 10 * US(1000)), US(60));
+}
+
 Test(queue, estimator_needs_min_samples)
 {
     struct hk__queue q;
@@ -235,18 +256,39 @@ static void spin_cb(hk_io_t *io, unsigned revents)
     busy_wait_ns(300000);
 }
 
+/* A loop kept busy: a pipe with one byte never read, watched level-triggered by spin_cb. */
+typedef struct busy {
+    hk_loop_t *loop;
+    guard_t g;
+    int p[2];
+    hk_io_t io;
+} busy_t;
+
+static void busy_open(busy_t *b, unsigned flags)
+{
+    b->loop = new_loop(flags);
+    guard_start(b->loop, &b->g, 20000);
+    make_pipe(b->p);
+    write_byte(b->p[1]);
+    cr_assert_eq(hk_io_init(b->loop, &b->io, b->p[0]), 0);
+    cr_assert_eq(hk_io_start(&b->io, HK_READABLE, spin_cb), 0);
+    g_spins = 0;
+}
+
+/* Closes what busy_open made; the caller has closed its own handles. */
+static void busy_close(busy_t *b)
+{
+    hk_close(&b->io.base, NULL);
+    guard_close(&b->g);
+    finish_loop(b->loop);
+    close_pair(b->p);
+}
+
 static void ontime_under_load(unsigned flags)
 {
-    hk_loop_t *loop = new_loop(flags);
-    guard_t g;
-    guard_start(loop, &g, 20000);
-    int p[2];
-    make_pipe(p);
-    write_byte(p[1]); /* never read: readable on every iteration */
-    hk_io_t io;
-    cr_assert_eq(hk_io_init(loop, &io, p[0]), 0);
-    cr_assert_eq(hk_io_start(&io, HK_READABLE, spin_cb), 0);
-
+    busy_t b;
+    busy_open(&b, flags);
+    hk_loop_t *loop = b.loop;
     ontime_case_t c = {.period = (uint64_t)MS(4)};
     cr_assert_eq(hk_timer_init(loop, &c.t), 0);
     hk_loop_update_time(loop);
@@ -255,8 +297,7 @@ static void ontime_under_load(unsigned flags)
                  0);
     c.key = heap_key(&c.t);
     hk_loop_stats_t s0 = get_stats(loop);
-    g_spins = 0;
-    RUN_UNTIL(loop, &g, !hk_is_active(&c.t.base));
+    RUN_UNTIL(loop, &b.g, !hk_is_active(&c.t.base));
     hk_loop_stats_t s1 = get_stats(loop);
 
     cr_assert_eq(c.runs, 25);
@@ -271,12 +312,8 @@ static void ontime_under_load(unsigned flags)
     /* Every io and timer callback was measured while the model was on. */
     cr_assert_eq(q.callbacks, (uint64_t)g_spins + 25);
     cr_assert_eq(s1.callbacks - s0.callbacks, (uint64_t)g_spins + 25);
-
-    hk_close(&io.base, NULL);
     hk_close(&c.t.base, NULL);
-    guard_close(&g);
-    finish_loop(loop);
-    close_pair(p);
+    busy_close(&b);
 }
 
 Test(queue, ontime_keeps_grid_under_load)
@@ -309,31 +346,20 @@ Test(queue, ontime_with_stall_detector)
 /* Measuring counts every io callback and leaves the order alone. */
 Test(queue, measure_counts_io_callbacks)
 {
-    hk_loop_t *loop = new_loop(0);
-    guard_t g;
-    guard_start(loop, &g, 10000);
-    int p[2];
-    make_pipe(p);
-    write_byte(p[1]);
-    hk_io_t io;
-    cr_assert_eq(hk_io_init(loop, &io, p[0]), 0);
-    cr_assert_eq(hk_io_start(&io, HK_READABLE, spin_cb), 0);
-    cr_assert_eq(hk_loop_queue_measure(loop, SEC), 0);
-    g_spins = 0;
-    RUN_UNTIL(loop, &g, g_spins >= 40);
+    busy_t b;
+    busy_open(&b, 0);
+    cr_assert_eq(hk_loop_queue_measure(b.loop, SEC), 0);
+    RUN_UNTIL(b.loop, &b.g, g_spins >= 40);
     hk_loop_queue_t q;
-    cr_assert_eq(hk_loop_queue_stats(loop, &q), 0);
+    cr_assert_eq(hk_loop_queue_stats(b.loop, &q), 0);
     cr_assert_eq(q.callbacks, (uint64_t)g_spins);
     cr_assert_eq(q.samples, (uint64_t)g_spins, "all within one window");
     cr_assert_geq(q.service_mean_ns, 300000.0, "each callback spins 300 us at least");
     cr_assert_geq(q.service_m2_ns2, q.service_mean_ns * q.service_mean_ns);
-    cr_assert_eq(hk_loop_queue_measure(loop, 0), 0);
+    cr_assert_eq(hk_loop_queue_measure(b.loop, 0), 0);
     int before = g_spins;
-    RUN_UNTIL(loop, &g, g_spins >= before + 5);
-    cr_assert_eq(hk_loop_queue_stats(loop, &q), 0);
+    RUN_UNTIL(b.loop, &b.g, g_spins >= before + 5);
+    cr_assert_eq(hk_loop_queue_stats(b.loop, &q), 0);
     cr_assert_eq(q.callbacks, (uint64_t)before, "off: not measured");
-    hk_close(&io.base, NULL);
-    guard_close(&g);
-    finish_loop(loop);
-    close_pair(p);
+    busy_close(&b);
 }
