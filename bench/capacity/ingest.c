@@ -33,10 +33,10 @@
  * until a batch comes back short (the queue is then empty, and a further call
  * would only return EAGAIN), so a flood cannot starve the command pipe.
  * Drops are the socket's own counter (SO_RXQ_OVFL, sent with each packet).
- * The receive buffer (-R, 2 MB asked, which the kernel doubles) holds a few
- * thousand packets: enough for a calibration backlog or a slice's gap, and
- * not so many that a full queue of packets gone cold in the cache makes each
- * one dearer to read than at the knee.
+ * The receive buffer (-R, 512 KB asked, which the kernel doubles) holds about
+ * a thousand packets: a calibration backlog or a slice's gap fits. A deeper
+ * queue adds nothing below the knee, and past it only keeps each packet
+ * longer, to be read colder from the cache.
  *
  * Commands, one per line on stdin (the driver, scripts/bench-capacity, holds
  * the pipe): "report LABEL" prints the counters since the last report and
@@ -84,7 +84,8 @@ typedef struct cap_ingest {
     int fd, batch, batches, paused, throttled;
     uint64_t pause_ns;
     uint64_t slice_ns;  /* -S: reading time at the start of each period (0: no slicing) */
-    uint64_t slice_end; /* -S: when the current slice ends (checked after every batch) */
+    uint64_t slice_end; /* -S: when the current slice ends (checked before every batch) */
+    uint64_t last_full; /* -S: how long the last full batch took, to stop before the end */
     uint64_t period_ns;
     uint32_t ndevs, drops; /* drops: the last SO_RXQ_OVFL value seen */
     cap_device_t *devs;
@@ -244,8 +245,12 @@ static void on_udp(hk_io_t *io, unsigned revents)
         c->st.snt_recv += dn * dr;
         c->st.st_user += du;
         c->st.snt_user += dn * du;
-        if (c->slice_ns > 0 && t2 >= c->slice_end) {
-            on_slice_end(&c->slice_timer, 1); /* a batch may not run into the next slice */
+        if (n == c->batch) {
+            c->last_full = t2 - t0;
+        }
+        /* -S: no batch that would run past the slice's end (the overrun would be a gift). */
+        if (c->slice_ns > 0 && t2 + c->last_full >= c->slice_end) {
+            on_slice_end(&c->slice_timer, 1);
             break;
         }
         if (n < c->batch) {
@@ -354,7 +359,7 @@ static int open_socket(int port, int rcvbuf, int *bound)
 int main(int argc, char **argv)
 {
     static cap_ingest_t c;
-    int port = 0, rcvbuf = 2 << 20, cpu = -1, fifo = 0, period_us = 1000, opt;
+    int port = 0, rcvbuf = 512 << 10, cpu = -1, fifo = 0, period_us = 1000, opt;
     double share = 1;
     c.ndevs = 10000;
     c.batch = 64;
