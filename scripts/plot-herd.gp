@@ -23,7 +23,7 @@ set xtics (1, 2, 4, 8, 16, 32)
 set xlabel "T loops (threads)"
 set grid xtics ytics
 
-set title "kernel wake-ups per connection: measured (points) and model (lines)"
+set title "kernel wake-ups per connection: measured (points) and model (lines; exclusive = reuseport = 1)"
 set logscale y
 set yrange [0.7:50]
 set ylabel "loop wake-ups per accepted connection"
@@ -42,8 +42,8 @@ unset logscale y
 set yrange [0:1.05]
 set ylabel "Jain's index (1 = even, 1/T = one loop takes all)"
 set key bottom left box opaque
-plot for [m in modes] sprintf("%s/hark-%s.dat", datadir, m) using 1:5 with lines lw 2 dt 2 \
-         lc rgb col(m) title sprintf("model %s", m), \
+plot for [m in "exclusive reuseport handoff"] sprintf("%s/hark-%s.dat", datadir, m) using 1:5 \
+         with lines lw 2 dt 2 lc rgb col(m) title sprintf("model %s", m), \
      for [m in modes] sprintf("%s/hark-%s.dat", datadir, m) using 1:4 with linespoints pt 7 \
          ps 1.3 lw 1 lc rgb col(m) title sprintf("hark %s", m)
 unset multiplot
