@@ -4,6 +4,7 @@
 #   make test       build and run every test, again under ASan+UBSan, threaded ones under TSan,
 #                   then the HTTP parser fuzzer for a bounded time
 #   make bench      build and run every benchmark (peers side by side)
+#   make science    re-measure the models of docs/science.md and redraw their plots
 #   make fuzz       build the libFuzzer drivers with clang and run each for 60 s
 #   make install    install libhark, headers and hark.pc (PREFIX, DESTDIR)
 PREFIX ?= /usr/local
@@ -11,7 +12,7 @@ DESTDIR ?=
 JOBS ?= $(shell nproc)
 BUILD := build
 
-.PHONY: all deps build run run-echo test test-release test-asan test-tsan test-fuzz bench bench-build bench-pipes bench-log bench-fs bench-herd bench-watch bench-co bench-tls bench-http bench-broadcast fuzz fuzz-build install clean format
+.PHONY: all deps build run run-echo test test-release test-asan test-tsan test-fuzz bench bench-build bench-pipes bench-log bench-fs bench-herd bench-watch bench-co bench-tls bench-http bench-broadcast bench-drift bench-capacity science fuzz fuzz-build install clean format
 
 all: build
 
@@ -49,7 +50,7 @@ bench-build:
 	@cmake -S . -B $(BUILD)/bench -DCMAKE_BUILD_TYPE=Release -DHK_BENCH=ON -DBUILD_TESTING=OFF >/dev/null
 	@cmake --build $(BUILD)/bench -j $(JOBS)
 
-bench: bench-pipes bench-log bench-fs bench-watch bench-herd bench-co bench-tls bench-broadcast bench-http
+bench: bench-pipes bench-log bench-fs bench-watch bench-herd bench-co bench-tls bench-broadcast bench-http bench-drift bench-capacity
 
 bench-pipes: bench-build
 	scripts/bench-pipes $(BUILD)/bench
@@ -77,6 +78,21 @@ bench-broadcast: bench-build
 
 bench-http: bench-build
 	scripts/bench-http $(BUILD)/bench
+
+bench-drift: bench-build
+	scripts/bench-drift $(BUILD)/bench
+
+bench-capacity: bench-build
+	scripts/bench-capacity $(BUILD)/bench
+
+# Re-measure the models of docs/science.md and redraw their plots in docs/img/: timer drift
+# (M/G/1), O(N) vs O(K) fit, wake storms, capacity, broadcast.
+science: bench-build
+	scripts/bench-drift $(BUILD)/bench
+	scripts/fit-pipes $(BUILD)/bench
+	HERD_README=0 scripts/bench-herd $(BUILD)/bench
+	scripts/bench-capacity $(BUILD)/bench
+	scripts/bench-broadcast $(BUILD)/bench
 
 # libFuzzer drivers (fuzz/): built with clang in $(BUILD)/fuzz, each run for FUZZ_SECONDS
 # from the seed corpus in tests/apps/*/samples (copied, so the seeds stay untouched).
