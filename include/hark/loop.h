@@ -539,7 +539,11 @@ HK_API uint64_t hk_lag_bucket_max(unsigned bucket);
  * wake_ns is how late it woke at the deadline of its sleeps that ended by
  * timeout, and a timer due while the loop sleeps (probability 1 - rho) waits
  * that long. advance_ns = residual_ns + (1 - rho) wake_ns is the mean wait of
- * a timer, the advance of HK_TIMER_ONTIME timers (before their bounds).
+ * a timer, the advance of HK_TIMER_ONTIME timers (before their bounds). For a
+ * callback, the wake-up is a set-up time that delays every busy period; with
+ * L the wake-up latency, M/G/1 with set-up times gives
+ *   wait_wake_ns = wait_ns + (2 E[L] + lambda E[L^2]) / (2 (1 + lambda E[L])),
+ * which tends to E[L] at low load, where the P-K wait tends to 0.
  * lambda is measured as completions per second, which equals the arrival rate
  * while rho < 1 (an overloaded loop completes 1/E[S] per second).
  */
@@ -547,22 +551,23 @@ HK_API uint64_t hk_lag_bucket_max(unsigned bucket);
 #define HK_QUEUE_MIN_SAMPLES 32 /* fewer samples in the horizon: no estimate (zeros) */
 
 typedef struct hk_loop_queue {
-    int on;                   /* the model is measuring (explicitly, or for an ONTIME timer) */
-    unsigned ontime_timers;   /* active HK_TIMER_ONTIME timers */
-    uint64_t samples;         /* callbacks measured in the horizon */
-    uint64_t horizon_ns;      /* the time they span */
-    double arrival_rate;      /* lambda, callbacks per second */
-    double service_mean_ns;   /* E[S] */
-    double service_m2_ns2;    /* E[S^2], in ns^2 */
-    double rho;               /* lambda E[S] */
-    uint64_t wait_ns;         /* Pollaczek-Khinchine mean wait; HK_FOREVER when rho >= 1 */
-    uint64_t residual_ns;     /* lambda E[S^2] / 2 */
-    uint64_t wake_ns;         /* mean lateness of the loop's wake-ups at a timer deadline */
-    uint64_t wake_samples;    /* wake-ups measured in the horizon */
-    uint64_t advance_ns;      /* residual_ns + (1 - rho) wake_ns: the ONTIME advance, unbounded */
-    uint64_t callbacks;       /* callbacks measured since the model was created */
-    uint64_t ontime_runs;     /* ONTIME timer callbacks run */
-    uint64_t ontime_early;    /* ... of which before their grid point */
+    int on;                 /* the model is measuring (explicitly, or for an ONTIME timer) */
+    unsigned ontime_timers; /* active HK_TIMER_ONTIME timers */
+    uint64_t samples;       /* callbacks measured in the horizon */
+    uint64_t horizon_ns;    /* the time they span */
+    double arrival_rate;    /* lambda, callbacks per second */
+    double service_mean_ns; /* E[S] */
+    double service_m2_ns2;  /* E[S^2], in ns^2 */
+    double rho;             /* lambda E[S] */
+    uint64_t wait_ns;       /* Pollaczek-Khinchine mean wait; HK_FOREVER when rho >= 1 */
+    uint64_t residual_ns;   /* lambda E[S^2] / 2 */
+    uint64_t wake_ns;       /* mean lateness of the loop's wake-ups at a timer deadline */
+    uint64_t wake_samples;  /* wake-ups measured in the horizon */
+    uint64_t advance_ns;    /* residual_ns + (1 - rho) wake_ns: the ONTIME advance, unbounded */
+    uint64_t wait_wake_ns;  /* wait_ns with the wake-up as a set-up time; HK_FOREVER at rho >= 1 */
+    uint64_t callbacks;     /* callbacks measured since the model was created */
+    uint64_t ontime_runs;   /* ONTIME timer callbacks run */
+    uint64_t ontime_early;  /* ... of which before their grid point */
     uint64_t ontime_early_ns; /* sum of how early those were */
 } hk_loop_queue_t;
 

@@ -100,7 +100,7 @@ void hk__queue_estimate(const struct hk__queue *q, uint64_t now, hk_loop_queue_t
     out->samples = all.n;
     out->horizon_ns = span;
     out->arrival_rate = out->service_mean_ns = out->service_m2_ns2 = out->rho = 0.0;
-    out->wait_ns = out->residual_ns = out->wake_ns = out->advance_ns = 0;
+    out->wait_ns = out->residual_ns = out->wake_ns = out->advance_ns = out->wait_wake_ns = 0;
     out->wake_samples = wake.n;
     if (all.n < HK_QUEUE_MIN_SAMPLES || span == 0)
         return;
@@ -116,6 +116,12 @@ void hk__queue_estimate(const struct hk__queue *q, uint64_t now, hk_loop_queue_t
     double idle = out->rho < 1.0 ? 1.0 - out->rho : 0.0;
     out->wake_ns = hk__ns_round(hk_stats_welford_mean(&wake));
     out->advance_ns = out->residual_ns + hk__ns_round(idle * (double)out->wake_ns);
+    /* The wake-up as a set-up time of each busy period (M/G/1 with set-up times). */
+    double l = hk_stats_welford_mean(&wake), l2 = hk_stats_welford_pvariance(&wake) + l * l;
+    double lam = out->arrival_rate * 1e-9; /* per ns */
+    out->wait_wake_ns = out->wait_ns == HK_FOREVER
+                            ? HK_FOREVER
+                            : out->wait_ns + hk__ns_round((2 * l + lam * l2) / (2 * (1 + lam * l)));
 }
 
 uint64_t hk__queue_advance(const struct hk__queue *q, uint64_t now, uint64_t period)

@@ -118,6 +118,11 @@ Test(queue, advance_adds_wake_up_latency_when_idle)
     cr_assert_eq(e.residual_ns, US(20));
     cr_assert_eq(e.advance_ns, US(20) + US(40), "residual + (1 - rho) wake = 20 + 0.8 * 50 us");
     cr_assert_eq(hk__queue_advance(&q, t0 + 500 * US(1000), 10 * US(1000)), US(60));
+    /* Set-up time L: 50 us mean, E[L^2] = 2600 us^2; lambda = 1000/s = 1e-6 per ns. */
+    double lam = 1e-6, l = 50000.0, l2 = 2600e6;
+    double setup = (2 * l + lam * l2) / (2 * (1 + lam * l));
+    cr_assert_lt(rel_err((double)(e.wait_wake_ns - e.wait_ns), setup), 1e-4, "set-up term %.1f ns",
+                 setup);
 }
 
 Test(queue, estimator_needs_min_samples)
