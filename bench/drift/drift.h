@@ -33,16 +33,21 @@ typedef struct drift_run {
     int nfds;        /* timerfds carrying the load */
     int ontime;      /* hark: HK_TIMER_ONTIME */
     /* results */
-    int64_t *late;        /* per tick: run time minus first + i * period (ns; < 0 = early) */
-    int done;             /* ticks run */
-    uint64_t expirations; /* hark: sum of expirations (> done when ticks were merged) */
-    double wait_sum;      /* job waits (start of the callback minus arrival), after warmup */
+    int64_t *late; /* per tick callback: run time minus the grid point it serves (< 0: early) */
+    int done;      /* tick callbacks run */
+    uint64_t last_grid; /* the grid point the previous callback served */
+    uint64_t lost;      /* grid points no callback served (skipped, or merged into one) */
+    double wait_sum;    /* job waits (start of the callback minus arrival), after warmup */
     uint64_t wait_n;
     double busy_ns; /* time spent serving jobs after warmup */
     uint64_t served;
     uint64_t late_arms; /* jobs whose fd could only be armed after their arrival time */
     double loop_wq_sum, loop_res_sum, loop_rho_sum; /* hark: the loop's estimate at each tick */
+    double loop_wake_sum, loop_adv_sum, loop_wqw_sum;
     int loop_est_n;
+    /* contention: run-queue wait of the loop thread (schedstat), read at every tick */
+    int schedfd;
+    uint64_t runq_first, runq_last, runq_max_gap;
 } drift_run_t;
 
 /* CLOCK_MONOTONIC and CLOCK_REALTIME in ns. */
@@ -61,8 +66,16 @@ int drift_load_open(drift_load_t *l, drift_run_t *run);
 void drift_load_ready(drift_load_t *l, int slot);
 void drift_load_close(drift_load_t *l);
 
-/* Records tick number run->done at time now (ns, in the clock of sched_first). */
-void drift_tick(drift_run_t *run, uint64_t now, uint64_t sched_first);
+/* Run-queue wait of the calling thread so far (ns), from an open schedstat fd. */
+uint64_t drift_runq_wait(int fd);
+
+/*
+ * Records a tick callback run at now that serves grid point grid (both ns, in
+ * the system's clock): the grid point the system says it serves (hark: the
+ * deadline before the next; libev: the periodic's time before the next; libuv,
+ * which keeps no grid: first + i * period, its drift included).
+ */
+void drift_tick(drift_run_t *run, uint64_t now, uint64_t grid);
 
 /* The systems (hark.c, libuv.c, libev.c): 0 or -errno. */
 int drift_run_hark(drift_run_t *run);

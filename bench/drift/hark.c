@@ -28,14 +28,18 @@ static void drift_hark_tick(hk_timer_t *t, uint64_t expirations)
 {
     drift_hark_t *h = (drift_hark_t *)t;
     drift_run_t *r = h->run;
-    drift_tick(r, drift_now(), r->first);
-    r->expirations += expirations;
+    /* The deadline is already the next grid point: this run served the one before. */
+    drift_tick(r, drift_now(), hk_timer_deadline(t) - r->period);
+    (void)expirations; /* merged grid points show as lost ticks in drift_tick */
     hk_loop_queue_t q;
     if (hk_loop_queue_stats(t->base.loop, &q) == 0 && q.samples >= HK_QUEUE_MIN_SAMPLES &&
         q.wait_ns != HK_FOREVER) {
         r->loop_wq_sum += (double)q.wait_ns;
         r->loop_res_sum += (double)q.residual_ns;
         r->loop_rho_sum += q.rho;
+        r->loop_wake_sum += (double)q.wake_ns;
+        r->loop_adv_sum += (double)q.advance_ns;
+        r->loop_wqw_sum += (double)q.wait_wake_ns;
         r->loop_est_n++;
     }
     if (r->done >= r->ticks)

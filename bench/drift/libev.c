@@ -39,7 +39,10 @@ static void drift_ev_tick(struct ev_loop *loop, ev_periodic *w, int revents)
     (void)revents;
     drift_ev_t *e = drift_ev_self(w);
     drift_run_t *r = e->run;
-    drift_tick(r, drift_realtime(), e->rt_first);
+    /* Rescheduled before the callback: ev_periodic_at is the next grid point already. */
+    uint64_t next = (uint64_t)(ev_periodic_at(w) * 1e9 + 0.5);
+    uint64_t k = (next - e->rt_first + r->period / 2) / r->period; /* whole periods */
+    drift_tick(r, drift_realtime(), e->rt_first + (k - 1) * r->period);
     if (r->done >= r->ticks)
         ev_break(loop, EVBREAK_ALL);
 }

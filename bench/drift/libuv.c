@@ -30,7 +30,7 @@ static void drift_uv_tick(uv_timer_t *t)
 {
     drift_uv_t *u = t->data;
     drift_run_t *r = u->run;
-    drift_tick(r, drift_now(), r->first);
+    drift_tick(r, drift_now(), r->first + (uint64_t)r->done * r->period);
     if (r->done >= r->ticks)
         uv_stop(t->loop);
 }

@@ -13,6 +13,7 @@
 #include "drift.h"
 
 #include <errno.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <sys/timerfd.h>
 #include <time.h>
@@ -103,10 +104,34 @@ void drift_load_close(drift_load_t *l)
     l->job = NULL;
 }
 
-void drift_tick(drift_run_t *r, uint64_t now, uint64_t sched_first)
+/*
+ * The time this thread spent runnable but not running (its second schedstat
+ * field, ns): another task had the core. 0 when unavailable.
+ */
+uint64_t drift_runq_wait(int fd)
+{
+    char buf[96];
+    ssize_t n = fd >= 0 ? pread(fd, buf, sizeof buf - 1, 0) : -1;
+    if (n <= 0)
+        return 0;
+    buf[n] = '\0';
+    unsigned long long oncpu, wait;
+    return sscanf(buf, "%llu %llu", &oncpu, &wait) == 2 ? wait : 0;
+}
+
+void drift_tick(drift_run_t *r, uint64_t now, uint64_t grid)
 {
     if (r->done >= r->ticks)
         return;
-    uint64_t due = sched_first + (uint64_t)r->done * r->period;
-    r->late[r->done++] = (int64_t)(now - due);
+    if (r->done > 0 && grid > r->last_grid + r->period)
+        r->lost += (grid - r->last_grid) / r->period - 1;
+    r->last_grid = grid;
+    r->late[r->done++] = (int64_t)(now - grid);
+    /* After the timestamp, so the read never delays the tick it measures. */
+    uint64_t w = drift_runq_wait(r->schedfd);
+    if (r->done > 1 && w - r->runq_last > r->runq_max_gap)
+        r->runq_max_gap = w - r->runq_last;
+    if (r->done == 1)
+        r->runq_first = w;
+    r->runq_last = w;
 }
