@@ -62,7 +62,7 @@ Test(queue, estimator_matches_formula_on_synthetic_samples)
 {
     const uint64_t t0 = 10 * SEC;
     const uint64_t svc[4] = {US(50), US(150), US(400), US(1200)};
-    struct hk__queue q;
+    struct hk__queue q = {0};
     hk__queue_init(&q, t0, SEC);
     double sum = 0, sum2 = 0;
     int n = 0;
@@ -103,7 +103,7 @@ Test(queue, estimator_matches_formula_on_synthetic_samples)
 Test(queue, advance_adds_wake_up_latency_when_idle)
 {
     const uint64_t t0 = 10 * SEC;
-    struct hk__queue q;
+    struct hk__queue q = {0};
     hk__queue_init(&q, t0, SEC);
     /* 500 callbacks of 200 us in 0.5 s: rho = 0.2, residual = lambda E[S^2] / 2 = 20 us. */
     for (int k = 1; k <= 500; k++)
@@ -127,7 +127,7 @@ Test(queue, advance_adds_wake_up_latency_when_idle)
 
 Test(queue, estimator_needs_min_samples)
 {
-    struct hk__queue q;
+    struct hk__queue q = {0};
     hk__queue_init(&q, SEC, SEC);
     for (int k = 1; k < HK_QUEUE_MIN_SAMPLES; k++)
         hk__queue_sample(&q, SEC + (uint64_t)k * US(100), US(50));
@@ -158,7 +158,7 @@ static void overload(struct hk__queue *q, uint64_t now, uint64_t svc)
 
 Test(queue, advance_is_bounded)
 {
-    struct hk__queue q;
+    struct hk__queue q = {0};
     uint64_t now = 100 * SEC;
     overload(&q, now, 20 * US(1000));
     hk_loop_queue_t e;
