@@ -27,9 +27,9 @@ typedef struct httpd_sni {
 } httpd_sni_t;
 
 typedef struct httpd_listen {
-    char *addr;          /* "127.0.0.1:8080", "[::1]:8443" */
-    bool tls;            /* HTTPS on this listener */
-    httpd_sni_t *certs;  /* tls: at least one; certs[0] is the default */
+    char *addr;         /* "127.0.0.1:8080", "[::1]:8443" */
+    bool tls;           /* HTTPS on this listener */
+    httpd_sni_t *certs; /* tls: at least one; certs[0] is the default */
     size_t ncerts;
     bool redirect_https; /* plain listener answering 301 to https://host:https_port */
     int https_port;      /* target port of the redirect (0: the first TLS listener's) */
@@ -64,10 +64,10 @@ typedef struct httpd_upstream {
 } httpd_upstream_t;
 
 typedef struct httpd_location {
-    char *prefix;             /* longest prefix match on the decoded path */
-    char *root;               /* static files from here, or NULL ... */
-    httpd_upstream_t *proxy;  /* ... proxied to this upstream (points into upstreams) */
-    bool autoindex;           /* directory listing (default off) */
+    char *prefix;            /* longest prefix match on the decoded path */
+    char *root;              /* static files from here, or NULL ... */
+    httpd_upstream_t *proxy; /* ... proxied to this upstream (points into upstreams) */
+    bool autoindex;          /* directory listing (default off) */
 } httpd_location_t;
 
 typedef struct httpd_config {
@@ -103,8 +103,8 @@ typedef struct httpd_config {
     char *resolver;  /* DNS servers for upstream names ("127.0.0.1:5353,..."); NULL: resolv.conf */
 
     /* Status page and Prometheus metrics paths (NULL = off). */
-    char *status_path;  /* default "/_hark/status" */
-    char *metrics_path; /* default "/metrics" */
+    char *status_path;      /* default "/_hark/status" */
+    char *metrics_path;     /* default "/metrics" */
     uint64_t drain_timeout; /* SIGTERM: wait at most this for in-flight requests; default 10 s */
 } httpd_config_t;
 
@@ -128,8 +128,7 @@ httpd_config_t *httpd_config_load(const char *path, char *err, size_t errlen);
  * in '/' also takes the path without that slash ("/api/" takes "/api"),
  * below an exact "/api". Never NULL for a valid config ("/" takes the rest).
  */
-const httpd_location_t *httpd_config_route(const httpd_config_t *cfg, const char *path,
-                                           size_t len);
+const httpd_location_t *httpd_config_route(const httpd_config_t *cfg, const char *path, size_t len);
 
 httpd_config_t *httpd_config_ref(httpd_config_t *cfg);
 void httpd_config_unref(httpd_config_t *cfg);

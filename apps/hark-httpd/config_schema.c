@@ -262,7 +262,8 @@ static int d_metrics(httpd_loader_t *ld, const hk_conf_node_t *d, void *obj)
     return d_special(ld, d, &((httpd_config_t *)obj)->metrics_path);
 }
 
-/* resolver: DNS servers for upstream names ("127.0.0.1:5353", comma-separated); default resolv.conf. */
+/* resolver: DNS servers for upstream names ("127.0.0.1:5353", comma-separated); default
+ * resolv.conf. */
 static int d_resolver(httpd_loader_t *ld, const hk_conf_node_t *d, void *obj)
 {
     httpd_config_t *cfg = obj;

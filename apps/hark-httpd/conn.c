@@ -198,7 +198,11 @@ static void conn_redirect_https(httpd_conn_t *c, const hk_http_request_t *req, i
         httpd_resp_error(c, 414, ka, head);
         return;
     }
-    httpd_resp_t r = {.status = 301, .keep_alive = ka, .head = head, .length = 0, .extra = extra,
+    httpd_resp_t r = {.status = 301,
+                      .keep_alive = ka,
+                      .head = head,
+                      .length = 0,
+                      .extra = extra,
                       .extra_len = (size_t)n};
     if (httpd_resp_head(c, &r) == -ENOSPC) {
         httpd_batch_flush(c);
@@ -234,8 +238,8 @@ static int conn_dispatch(httpd_conn_t *c, const hk_http_request_t *req, bool ka,
         return 0;
     }
     if (loc->proxy) {
-        int r = httpd_proxy_handle(c, req, head_ptr, head_len, head_ptr + head_len, body_avail,
-                                   loc, ka);
+        int r = httpd_proxy_handle(c, req, head_ptr, head_len, head_ptr + head_len, body_avail, loc,
+                                   ka);
         if (r < 0)
             return 0; /* answered by the proxy (an error response) */
         *consumed = (size_t)r;
@@ -289,8 +293,8 @@ static void conn_process(httpd_conn_t *c, const char *p, size_t len)
         }
         bool whole = conn_skip_body(&req, len - off - (size_t)r, &skip);
         size_t consumed = 0;
-        int d = conn_dispatch(c, &req, ka, whole, p + off, (size_t)r, len - off - (size_t)r,
-                              &consumed);
+        int d =
+            conn_dispatch(c, &req, ka, whole, p + off, (size_t)r, len - off - (size_t)r, &consumed);
         if (d == 1) {
             c->last_len = 0;
             break; /* waiting: this request is parsed again when its open is done */

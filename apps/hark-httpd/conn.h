@@ -50,8 +50,8 @@ typedef struct httpd_batch {
 #define HTTPD_C_FS_BUSY 0x080u   /* the fs request is in flight (the memory must stay) */
 #define HTTPD_C_EOF 0x100u       /* the client shut down its side */
 
-typedef struct httpd_open httpd_open_t; /* static.c: an open in flight */
-typedef struct httpd_proxy httpd_proxy_t; /* proxy.c: a proxied request in flight */
+typedef struct httpd_open httpd_open_t;       /* static.c: an open in flight */
+typedef struct httpd_proxy httpd_proxy_t;     /* proxy.c: a proxied request in flight */
 typedef struct httpd_listing httpd_listing_t; /* autoindex.c: a directory being listed */
 
 struct httpd_conn {
@@ -67,13 +67,13 @@ struct httpd_conn {
     unsigned listen_index;
     unsigned requests;
     unsigned writes; /* batches in flight */
-    int last_status;     /* the last response's status and body bytes, for the access log */
+    int last_status; /* the last response's status and body bytes, for the access log */
     uint64_t last_bytes;
-    char *in;        /* bytes of requests not handled yet (own copy), or NULL */
+    char *in; /* bytes of requests not handled yet (own copy), or NULL */
     size_t in_len, in_cap, last_len;
-    httpd_batch_t *batch; /* responses being gathered */
-    httpd_open_t *open;   /* static.c: the last open and its result, for the retried request */
-    httpd_proxy_t *proxy; /* proxy.c: the request being proxied, or NULL */
+    httpd_batch_t *batch;     /* responses being gathered */
+    httpd_open_t *open;       /* static.c: the last open and its result, for the retried request */
+    httpd_proxy_t *proxy;     /* proxy.c: the request being proxied, or NULL */
     httpd_listing_t *listing; /* autoindex.c: the last listing and its result */
     struct sockaddr_storage peer;
 };
@@ -88,10 +88,10 @@ void httpd_conn_drain(httpd_conn_t *c);  /* SIGTERM: close when idle */
 typedef struct httpd_resp {
     int status;
     bool keep_alive;
-    bool head;            /* HEAD: headers only */
-    const char *type;     /* Content-Type or NULL */
-    uint64_t length;      /* Content-Length */
-    const char *extra;    /* more header lines, each ending in CRLF, or NULL */
+    bool head;         /* HEAD: headers only */
+    const char *type;  /* Content-Type or NULL */
+    uint64_t length;   /* Content-Length */
+    const char *extra; /* more header lines, each ending in CRLF, or NULL */
     size_t extra_len;
 } httpd_resp_t;
 
@@ -111,9 +111,8 @@ void httpd_batch_cache_free(void); /* at worker exit: frees the thread's spare b
 void httpd_count_status(httpd_worker_t *w, int status);
 
 /* static.c / proxy.c: the handlers. Return 0 when answered, 1 when waiting for an open. */
-int httpd_static_handle(httpd_conn_t *c, const hk_http_request_t *req,
-                        const httpd_location_t *loc, int root_fd, const char *path, size_t len,
-                        bool keep_alive);
+int httpd_static_handle(httpd_conn_t *c, const hk_http_request_t *req, const httpd_location_t *loc,
+                        int root_fd, const char *path, size_t len, bool keep_alive);
 void httpd_static_cancel(httpd_conn_t *c);
 void httpd_static_free(httpd_conn_t *c);  /* the connection is freed: its open state too */
 void httpd_conn_fs_done(httpd_conn_t *c); /* an open ended after the connection closed */

@@ -87,7 +87,7 @@ httpd_file_t *httpd_fcache_get(httpd_fcache_t *c, int root_fd, const char *path,
             memcmp(f->path, path, len) != 0)
             continue;
         *fresh = now - f->validated <= c->ttl; /* stale: the caller revalidates */
-        if (f != c->lru_head) {     /* move to the front */
+        if (f != c->lru_head) {                /* move to the front */
             f->lprev->lnext = f->lnext;
             if (f->lnext)
                 f->lnext->lprev = f->lprev;

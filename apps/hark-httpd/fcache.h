@@ -22,7 +22,7 @@
 #define HTTPD_SMALL_FILE 16384
 
 typedef struct httpd_file {
-    struct httpd_file *hnext;        /* hash chain */
+    struct httpd_file *hnext;         /* hash chain */
     struct httpd_file *lprev, *lnext; /* LRU list, most recent first */
     unsigned refs;
     bool cached;

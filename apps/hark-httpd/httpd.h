@@ -26,10 +26,10 @@
 
 typedef struct httpd_gen {
     _Atomic unsigned refs;
-    unsigned id;            /* 1, 2, ... one per successful (re)load */
-    httpd_config_t *cfg;    /* owned */
-    int *root_fds;          /* per location: O_PATH directory fd, -1 for proxies */
-    hk_tls_ctx_t **tls;     /* per listener: the context, NULL for plain ones */
+    unsigned id;         /* 1, 2, ... one per successful (re)load */
+    httpd_config_t *cfg; /* owned */
+    int *root_fds;       /* per location: O_PATH directory fd, -1 for proxies */
+    hk_tls_ctx_t **tls;  /* per listener: the context, NULL for plain ones */
 } httpd_gen_t;
 
 httpd_gen_t *httpd_gen_new(httpd_config_t *cfg, unsigned id, char *err, size_t errlen);
@@ -106,10 +106,10 @@ typedef struct httpd_worker {
 struct httpd {
     httpd_worker_t *workers;
     unsigned nworkers;
-    hk_accept_group_t *groups;   /* one per listener */
+    hk_accept_group_t *groups;    /* one per listener */
     hk_accept_member_t **members; /* [listener][worker] */
     unsigned nlisteners;
-    hk_publish_t *publish;    /* the current generation */
+    hk_publish_t *publish;      /* the current generation */
     httpd_config_t *listen_cfg; /* the first config: its listeners stay for the process's life */
     httpd_gen_t *initial;       /* the generation the workers start with (own reference) */
     hk_pool_t *pool;

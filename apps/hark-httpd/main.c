@@ -113,20 +113,28 @@ static int control_init(control_t *ctl)
 int main(int argc, char **argv)
 {
     static const struct option opts[] = {
-        {"config", required_argument, NULL, 'c'}, {"test", no_argument, NULL, 't'},
-        {"root", required_argument, NULL, 'r'},   {"listen", required_argument, NULL, 'l'},
+        {"config", required_argument, NULL, 'c'},  {"test", no_argument, NULL, 't'},
+        {"root", required_argument, NULL, 'r'},    {"listen", required_argument, NULL, 'l'},
         {"threads", required_argument, NULL, 'n'}, {"help", no_argument, NULL, 'h'},
-        {"version", no_argument, NULL, 'V'},      {NULL, 0, NULL, 0}};
+        {"version", no_argument, NULL, 'V'},       {NULL, 0, NULL, 0}};
     const char *config_path = NULL, *root = NULL, *listen = NULL;
     unsigned threads = 1;
     bool test = false;
     int ch;
     while ((ch = getopt_long(argc, argv, "c:tr:l:n:hV", opts, NULL)) != -1) {
         switch (ch) {
-        case 'c': config_path = optarg; break;
-        case 't': test = true; break;
-        case 'r': root = optarg; break;
-        case 'l': listen = optarg; break;
+        case 'c':
+            config_path = optarg;
+            break;
+        case 't':
+            test = true;
+            break;
+        case 'r':
+            root = optarg;
+            break;
+        case 'l':
+            listen = optarg;
+            break;
         case 'n': {
             char *end;
             unsigned long n = strtoul(optarg, &end, 10);
@@ -137,9 +145,15 @@ int main(int argc, char **argv)
             threads = (unsigned)n;
             break;
         }
-        case 'h': usage(stdout); return 0;
-        case 'V': puts("hark-httpd 0.1"); return 0;
-        default: usage(stderr); return 1;
+        case 'h':
+            usage(stdout);
+            return 0;
+        case 'V':
+            puts("hark-httpd 0.1");
+            return 0;
+        default:
+            usage(stderr);
+            return 1;
         }
     }
     if (optind < argc) {
@@ -160,11 +174,13 @@ int main(int argc, char **argv)
         return EXIT_CONFIG;
     }
     if (test) {
-        printf("hark-httpd: configuration %s is valid\n", config_path ? config_path : "(command line)");
+        printf("hark-httpd: configuration %s is valid\n",
+               config_path ? config_path : "(command line)");
         httpd_gen_unref(gen);
         return 0;
     }
-    /* sendfile(2) has no MSG_NOSIGNAL: a client that resets mid-body must give EPIPE, not a kill. */
+    /* sendfile(2) has no MSG_NOSIGNAL: a client that resets mid-body must give EPIPE, not a kill.
+     */
     signal(SIGPIPE, SIG_IGN);
     /* Every connection is an fd: take the hard limit, as nginx's worker_rlimit_nofile does. */
     struct rlimit rl;

@@ -47,7 +47,7 @@ __attribute__((format(printf, 2, 3))) static void out(mbuf_t *b, const char *fmt
 }
 
 static const int status_codes[HTTPD_ST_COUNT] = {200, 206, 301, 304, 400, 403, 404, 405, 408, 413,
-                                                  414, 416, 431, 500, 501, 502, 503, 504, 505, 0};
+                                                 414, 416, 431, 500, 501, 502, 503, 504, 505, 0};
 
 static void sum_counters(httpd_t *srv, httpd_counters_t *t)
 {
@@ -132,8 +132,9 @@ char *httpd_metrics_render(httpd_t *srv, size_t *len)
     }
     counter(&b, "hark_http_response_bytes_total", "Bytes of responses queued.", t.bytes_out);
     counter(&b, "hark_http_connections_total", "Connections accepted.", t.conns_total);
-    out(&b, "# HELP hark_http_connections_open Connections open now.\n"
-            "# TYPE hark_http_connections_open gauge\nhark_http_connections_open %llu\n",
+    out(&b,
+        "# HELP hark_http_connections_open Connections open now.\n"
+        "# TYPE hark_http_connections_open gauge\nhark_http_connections_open %llu\n",
         (unsigned long long)t.conns_open);
     counter(&b, "hark_http_connections_refused_total", "Connections over max_conns.",
             t.conns_refused);
@@ -146,12 +147,12 @@ char *httpd_metrics_render(httpd_t *srv, size_t *len)
     counter(&b, "hark_open_file_cache_misses_total", "Files opened.", t.cache_misses);
     PER_WORKER(&b, srv, "hark_loop_iterations_total", "Loop iterations.", "counter",
                w->snap.iterations);
-    PER_WORKER(&b, srv, "hark_loop_stalls_total", "Callbacks over the stall threshold.",
-               "counter", w->snap.stalls);
+    PER_WORKER(&b, srv, "hark_loop_stalls_total", "Callbacks over the stall threshold.", "counter",
+               w->snap.stalls);
     PER_WORKER(&b, srv, "hark_accept_wakeups_total", "Listener wake-ups.", "counter",
                w->accept_snap.wakeups);
-    PER_WORKER(&b, srv, "hark_accept_empty_wakeups_total", "Listener wake-ups with nothing to accept.",
-               "counter", w->accept_snap.empty);
+    PER_WORKER(&b, srv, "hark_accept_empty_wakeups_total",
+               "Listener wake-ups with nothing to accept.", "counter", w->accept_snap.empty);
     lag_histogram(&b, srv);
     hk_pool_stats_t ps;
     if (hk_pool_stats(srv->pool ? srv->pool : hk_pool_default(), &ps) == 0) {
@@ -160,8 +161,9 @@ char *httpd_metrics_render(httpd_t *srv, size_t *len)
         out(&b, "hark_pool_queue_depth{class=\"fast\"} %u\n", ps.queued[HK_WORK_FAST]);
         out(&b, "hark_pool_queue_depth{class=\"slow\"} %u\n", ps.queued[HK_WORK_SLOW]);
     }
-    out(&b, "# HELP hark_config_generation Configuration generation in use (1 + reloads).\n"
-            "# TYPE hark_config_generation gauge\nhark_config_generation %u\n",
+    out(&b,
+        "# HELP hark_config_generation Configuration generation in use (1 + reloads).\n"
+        "# TYPE hark_config_generation gauge\nhark_config_generation %u\n",
         atomic_load(&srv->gen_id));
     if (b.failed) {
         free(b.p);
@@ -186,9 +188,10 @@ char *httpd_status_render(httpd_t *srv, size_t *len)
             "th{text-align:left}</style></head><body><h1>hark-httpd</h1>");
     out(&b, "<p>up %.0f s, configuration generation %u, %u worker(s)</p><table>", up,
         atomic_load(&srv->gen_id), srv->nworkers);
-    out(&b, "<tr><th>requests</th><td>%llu</td></tr><tr><th>open connections</th><td>%llu</td>"
-            "</tr><tr><th>connections</th><td>%llu</td></tr><tr><th>bytes out</th><td>%llu</td></tr>"
-            "<tr><th>file cache hits / misses</th><td>%llu / %llu</td></tr>",
+    out(&b,
+        "<tr><th>requests</th><td>%llu</td></tr><tr><th>open connections</th><td>%llu</td>"
+        "</tr><tr><th>connections</th><td>%llu</td></tr><tr><th>bytes out</th><td>%llu</td></tr>"
+        "<tr><th>file cache hits / misses</th><td>%llu / %llu</td></tr>",
         (unsigned long long)t.requests, (unsigned long long)t.conns_open,
         (unsigned long long)t.conns_total, (unsigned long long)t.bytes_out,
         (unsigned long long)t.cache_hits, (unsigned long long)t.cache_misses);
@@ -204,7 +207,8 @@ char *httpd_status_render(httpd_t *srv, size_t *len)
         hk_loop_stats_t st = w->snap;
         hk_accept_stats_t acc = w->accept_snap;
         pthread_mutex_unlock(&w->snap_lock);
-        out(&b, "<tr><td>%u</td><td>%llu</td><td>%llu</td><td>%.1f</td><td>%llu</td><td>%llu</td></tr>",
+        out(&b,
+            "<tr><td>%u</td><td>%llu</td><td>%llu</td><td>%.1f</td><td>%llu</td><td>%llu</td></tr>",
             i, (unsigned long long)st.iterations, (unsigned long long)st.events,
             (double)hk_loop_stats_lag_quantile(&st, 0.99) / 1e3, (unsigned long long)st.stalls,
             (unsigned long long)acc.wakeups);

@@ -89,26 +89,66 @@ void httpd_count_status(httpd_worker_t *w, int status)
 {
     int k;
     switch (status) {
-    case 200: k = HTTPD_ST_200; break;
-    case 206: k = HTTPD_ST_206; break;
-    case 301: k = HTTPD_ST_301; break;
-    case 304: k = HTTPD_ST_304; break;
-    case 400: k = HTTPD_ST_400; break;
-    case 403: k = HTTPD_ST_403; break;
-    case 404: k = HTTPD_ST_404; break;
-    case 405: k = HTTPD_ST_405; break;
-    case 408: k = HTTPD_ST_408; break;
-    case 413: k = HTTPD_ST_413; break;
-    case 414: k = HTTPD_ST_414; break;
-    case 416: k = HTTPD_ST_416; break;
-    case 431: k = HTTPD_ST_431; break;
-    case 500: k = HTTPD_ST_500; break;
-    case 501: k = HTTPD_ST_501; break;
-    case 502: k = HTTPD_ST_502; break;
-    case 503: k = HTTPD_ST_503; break;
-    case 504: k = HTTPD_ST_504; break;
-    case 505: k = HTTPD_ST_505; break;
-    default: k = HTTPD_ST_OTHER; break;
+    case 200:
+        k = HTTPD_ST_200;
+        break;
+    case 206:
+        k = HTTPD_ST_206;
+        break;
+    case 301:
+        k = HTTPD_ST_301;
+        break;
+    case 304:
+        k = HTTPD_ST_304;
+        break;
+    case 400:
+        k = HTTPD_ST_400;
+        break;
+    case 403:
+        k = HTTPD_ST_403;
+        break;
+    case 404:
+        k = HTTPD_ST_404;
+        break;
+    case 405:
+        k = HTTPD_ST_405;
+        break;
+    case 408:
+        k = HTTPD_ST_408;
+        break;
+    case 413:
+        k = HTTPD_ST_413;
+        break;
+    case 414:
+        k = HTTPD_ST_414;
+        break;
+    case 416:
+        k = HTTPD_ST_416;
+        break;
+    case 431:
+        k = HTTPD_ST_431;
+        break;
+    case 500:
+        k = HTTPD_ST_500;
+        break;
+    case 501:
+        k = HTTPD_ST_501;
+        break;
+    case 502:
+        k = HTTPD_ST_502;
+        break;
+    case 503:
+        k = HTTPD_ST_503;
+        break;
+    case 504:
+        k = HTTPD_ST_504;
+        break;
+    case 505:
+        k = HTTPD_ST_505;
+        break;
+    default:
+        k = HTTPD_ST_OTHER;
+        break;
     }
     httpd_count(&w->counters.by_status[k], 1);
     httpd_count(&w->counters.requests, 1);
@@ -286,8 +326,8 @@ void httpd_batch_flush(httpd_conn_t *c)
                                 b->file_len, on_tls_file_written);
         } else {
             b->file_req.data = b;
-            r = hk_stream_sendfile(&c->stream, &b->file_req, b->file->fd,
-                                   (int64_t)b->file_off, b->file_len, on_batch_written);
+            r = hk_stream_sendfile(&c->stream, &b->file_req, b->file->fd, (int64_t)b->file_off,
+                                   b->file_len, on_batch_written);
         }
         if (r >= 0)
             b->writes++;

@@ -206,13 +206,20 @@ static int static_serve(httpd_conn_t *c, const hk_http_request_t *req, httpd_fil
 {
     bool head = req->method_id == HK_HTTP_HEAD;
     char extra[256];
-    int n = snprintf(extra, sizeof(extra), "ETag: %.*s\r\nLast-Modified: %s\r\nAccept-Ranges: bytes\r\n",
+    int n = snprintf(extra, sizeof(extra),
+                     "ETag: %.*s\r\nLast-Modified: %s\r\nAccept-Ranges: bytes\r\n",
                      (int)f->etag_len, f->etag, f->lastmod);
-    httpd_resp_t r = {.status = 200, .keep_alive = ka, .head = head, .type = f->mime,
-                      .length = f->size, .extra = extra, .extra_len = (size_t)n};
+    httpd_resp_t r = {.status = 200,
+                      .keep_alive = ka,
+                      .head = head,
+                      .type = f->mime,
+                      .length = f->size,
+                      .extra = extra,
+                      .extra_len = (size_t)n};
     uint64_t first = 0, last = f->size ? f->size - 1 : 0;
     const hk_http_header_t *h;
-    const hk_http_header_t *inm = hk_http_find_header(req->headers, req->num_headers, "if-none-match");
+    const hk_http_header_t *inm =
+        hk_http_find_header(req->headers, req->num_headers, "if-none-match");
     if (inm) {
         if (etag_matches(inm->value, inm->value_len, f))
             r.status = 304;
@@ -223,18 +230,21 @@ static int static_serve(httpd_conn_t *c, const hk_http_request_t *req, httpd_fil
     }
     if (r.status == 200 && req->method_id == HK_HTTP_GET &&
         (h = hk_http_find_header(req->headers, req->num_headers, "range"))) {
-        const hk_http_header_t *ifr = hk_http_find_header(req->headers, req->num_headers, "if-range");
-        bool use = !ifr || (ifr->value_len == f->etag_len &&
-                            memcmp(ifr->value, f->etag, f->etag_len) == 0) ||
-                   (ifr->value_len == strlen(f->lastmod) &&
-                    memcmp(ifr->value, f->lastmod, ifr->value_len) == 0);
-        int rr = use ? hk_http_range_parse(h->value, h->value_len, f->size, &first, &last) : -EINVAL;
+        const hk_http_header_t *ifr =
+            hk_http_find_header(req->headers, req->num_headers, "if-range");
+        bool use =
+            !ifr ||
+            (ifr->value_len == f->etag_len && memcmp(ifr->value, f->etag, f->etag_len) == 0) ||
+            (ifr->value_len == strlen(f->lastmod) &&
+             memcmp(ifr->value, f->lastmod, ifr->value_len) == 0);
+        int rr =
+            use ? hk_http_range_parse(h->value, h->value_len, f->size, &first, &last) : -EINVAL;
         if (rr == 0) {
             r.status = 206;
             r.length = last - first + 1;
-            n += snprintf(extra + n, sizeof(extra) - (size_t)n, "Content-Range: bytes %llu-%llu/%llu\r\n",
-                          (unsigned long long)first, (unsigned long long)last,
-                          (unsigned long long)f->size);
+            n += snprintf(extra + n, sizeof(extra) - (size_t)n,
+                          "Content-Range: bytes %llu-%llu/%llu\r\n", (unsigned long long)first,
+                          (unsigned long long)last, (unsigned long long)f->size);
         } else if (rr == -ERANGE) {
             r.status = 416;
             r.length = 0;
@@ -262,9 +272,8 @@ static int static_serve(httpd_conn_t *c, const hk_http_request_t *req, httpd_fil
     return 0;
 }
 
-int httpd_static_handle(httpd_conn_t *c, const hk_http_request_t *req,
-                        const httpd_location_t *loc, int root_fd, const char *path, size_t len,
-                        bool ka)
+int httpd_static_handle(httpd_conn_t *c, const hk_http_request_t *req, const httpd_location_t *loc,
+                        int root_fd, const char *path, size_t len, bool ka)
 {
     bool head = req->method_id == HK_HTTP_HEAD;
     const httpd_config_t *cfg = c->gen->cfg;
@@ -322,8 +331,11 @@ int httpd_static_handle(httpd_conn_t *c, const hk_http_request_t *req,
         size_t hl = 0;
         int t = httpd_autoindex_take(c, root_fd, rel, dir_len, &html, &hl);
         if (t == 1) {
-            httpd_resp_t r = {.status = 200, .keep_alive = ka, .head = head,
-                              .type = "text/html; charset=utf-8", .length = hl};
+            httpd_resp_t r = {.status = 200,
+                              .keep_alive = ka,
+                              .head = head,
+                              .type = "text/html; charset=utf-8",
+                              .length = hl};
             if (httpd_resp_head(c, &r) == -ENOSPC) {
                 httpd_batch_flush(c);
                 httpd_resp_head(c, &r);
@@ -350,8 +362,12 @@ int httpd_static_handle(httpd_conn_t *c, const hk_http_request_t *req,
                              req->query ? "?" : "", req->query ? (int)req->query_len : 0,
                              req->query ? req->query : "");
             if (n > 0 && (size_t)n < sizeof(extra)) {
-                httpd_resp_t r = {.status = 301, .keep_alive = ka, .head = head,
-                                  .length = 0, .extra = extra, .extra_len = (size_t)n};
+                httpd_resp_t r = {.status = 301,
+                                  .keep_alive = ka,
+                                  .head = head,
+                                  .length = 0,
+                                  .extra = extra,
+                                  .extra_len = (size_t)n};
                 if (httpd_resp_head(c, &r) == -ENOSPC) {
                     httpd_batch_flush(c);
                     httpd_resp_head(c, &r);

@@ -342,8 +342,8 @@ static void on_resolved(hk_dns_req_t *req)
 static int resolver_new(httpd_upstreams_t *root)
 {
     hk_resolver_options_t o = {0};
-    o.servers = root->w->gen->cfg->resolver ? root->w->gen->cfg->resolver
-                                             : getenv("HARK_HTTPD_RESOLVER");
+    o.servers =
+        root->w->gen->cfg->resolver ? root->w->gen->cfg->resolver : getenv("HARK_HTTPD_RESOLVER");
     o.order = HK_DNS_ORDER_IPV4_FIRST;
     return hk_resolver_new(root->loop, &o, &root->resolver);
 }

@@ -117,7 +117,8 @@ void *httpd_worker_main(void *arg)
         return NULL;
     }
     w->sub.data = w;
-    /* The generation of the start; the subscription delivers the current one at its first wake-up. */
+    /* The generation of the start; the subscription delivers the current one at its first wake-up.
+     */
     w->gen = httpd_gen_ref(srv->initial);
     const httpd_config_t *cfg = w->gen->cfg;
     w->fcache = httpd_fcache_new((unsigned)cfg->open_file_cache, cfg->open_file_ttl);

@@ -197,8 +197,9 @@ static int idle(const char *host, const char *port, const char *path, long n)
     struct pollfd *pfd = calloc((size_t)n, sizeof *pfd);
     char *buf = malloc(BUF_SIZE);
     char req[1024];
-    int reqlen = snprintf(req, sizeof req, "GET %s HTTP/1.1\r\nHost: %s:%s\r\nUser-Agent: bench-http\r\n\r\n",
-                          path, host, port);
+    int reqlen = snprintf(req, sizeof req,
+                          "GET %s HTTP/1.1\r\nHost: %s:%s\r\nUser-Agent: bench-http\r\n\r\n", path,
+                          host, port);
     if (!pfd || !buf || reqlen <= 0 || (size_t)reqlen >= sizeof req) {
         fprintf(stderr, "bench-http-client: out of memory or path too long\n");
         return 1;

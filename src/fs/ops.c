@@ -137,8 +137,8 @@ int hk__fs_openat2(const hk_fs_req_t *req, uint64_t extra_resolve)
     return (int)r;
 }
 
-int hk_fs_openat(hk_fs_t *fs, hk_fs_req_t *req, int dirfd, const char *path, int flags,
-                 mode_t mode, uint64_t resolve, hk_fs_cb cb)
+int hk_fs_openat(hk_fs_t *fs, hk_fs_req_t *req, int dirfd, const char *path, int flags, mode_t mode,
+                 uint64_t resolve, hk_fs_cb cb)
 {
     int err = hk__fs_path_op(fs, req, HK_FS_OPENAT, path, cb);
     if (err < 0)

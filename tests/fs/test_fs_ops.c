@@ -386,8 +386,7 @@ Test(fs_ops, openat_beneath)
 
     const char *escapes[] = {"../secret", "out", "abs", "/etc/passwd"};
     for (size_t i = 0; i < sizeof(escapes) / sizeof(escapes[0]); i++) {
-        RUN(hk_fs_openat(fx.fs, &req, dirfd, escapes[i], O_RDONLY, 0, RESOLVE_BENEATH,
-                         fx_on_done));
+        RUN(hk_fs_openat(fx.fs, &req, dirfd, escapes[i], O_RDONLY, 0, RESOLVE_BENEATH, fx_on_done));
         cr_assert_eq(d.result, -EXDEV, "%s: %s", escapes[i], hk_err_name((int)d.result));
     }
     RUN(hk_fs_openat(fx.fs, &req, dirfd, "missing", O_RDONLY, 0, RESOLVE_BENEATH, fx_on_done));

@@ -99,8 +99,8 @@ static inline void server_start_root(server_t *s, const char *root)
 }
 
 /* Writes s->conf from a printf format and starts the server with -c. */
-__attribute__((format(printf, 2, 3))) static inline void server_start_conf(server_t *s, const char *fmt,
-                                                                     ...)
+__attribute__((format(printf, 2, 3))) static inline void server_start_conf(server_t *s,
+                                                                           const char *fmt, ...)
 {
     snprintf(s->conf, sizeof(s->conf), "%s/hark.conf", s->dir);
     FILE *f = fopen(s->conf, "w");
@@ -167,7 +167,7 @@ static inline int connect_port(int port)
  * added); *closed tells whether the server closed the connection.
  */
 static inline size_t raw_exchange(int port, const char *req, size_t req_len, char *out, size_t cap,
-                           int timeout_ms, int *closed)
+                                  int timeout_ms, int *closed)
 {
     int fd = connect_port(port);
     size_t off = 0;
@@ -196,7 +196,8 @@ static inline size_t raw_exchange(int port, const char *req, size_t req_len, cha
 }
 
 /* Runs a shell command, captures stdout into out (NUL added); returns the exit status. */
-__attribute__((format(printf, 3, 4))) static inline int run(char *out, size_t cap, const char *fmt, ...)
+__attribute__((format(printf, 3, 4))) static inline int run(char *out, size_t cap, const char *fmt,
+                                                            ...)
 {
     char cmd[4096];
     va_list ap;

@@ -129,8 +129,9 @@ Test(httpd_ops, reload_under_load)
     cr_assert_not_null(w);
     usleep(500 * 1000);
     for (int i = 0; i < 10; i++) {
-        snprintf(conf, sizeof(conf), "threads 2;\nlisten 127.0.0.1:0;\naccess_log off;\nroot %s/%s;\n",
-                 srv.dir, i % 2 ? "www" : "www2");
+        snprintf(conf, sizeof(conf),
+                 "threads 2;\nlisten 127.0.0.1:0;\naccess_log off;\nroot %s/%s;\n", srv.dir,
+                 i % 2 ? "www" : "www2");
         write_conf(conf);
         kill(srv.pid, SIGHUP);
         usleep(250 * 1000);
@@ -214,8 +215,8 @@ Test(httpd_ops, ten_thousand_idle_connections)
     char msg = 0;
     cr_assert_eq(read(ready[0], &msg, 1), 1);
     cr_assert_eq(msg, 'y', "every connection got its response");
-    run(out, sizeof(out), "curl -s http://127.0.0.1:%d/metrics | grep '^hark_http_connections_open'",
-        srv.port);
+    run(out, sizeof(out),
+        "curl -s http://127.0.0.1:%d/metrics | grep '^hark_http_connections_open'", srv.port);
     int open_now = 0;
     sscanf(out, "hark_http_connections_open %d", &open_now);
     kill(child, SIGKILL);
@@ -238,8 +239,10 @@ Test(httpd_ops, autoindex_lists_beneath_the_root)
     snprintf(link, sizeof(link), "%s/www/out", srv.dir);
     cr_assert_eq(symlink("/etc", link), 0);
     char conf[1024];
-    snprintf(conf, sizeof(conf), "listen 127.0.0.1:0;\naccess_log off;\n"
-                                 "location / { root %s/www; autoindex on; }\n", srv.dir);
+    snprintf(conf, sizeof(conf),
+             "listen 127.0.0.1:0;\naccess_log off;\n"
+             "location / { root %s/www; autoindex on; }\n",
+             srv.dir);
     write_conf(conf);
     const char *args[] = {"-c", srv.conf, NULL};
     server_start_argv(&srv, args);

@@ -75,9 +75,14 @@ Test(httpd_protect, smuggling_rejected_and_closed)
         const char *req;
         int status;
     } cases[] = {
-        {"POST /ok.txt HTTP/1.1\r\nHost: a\r\nContent-Length: 3\r\nTransfer-Encoding: chunked\r\n\r\n0\r\n\r\n", 400},
-        {"POST /ok.txt HTTP/1.1\r\nHost: a\r\nContent-Length: 3\r\nContent-Length: 4\r\n\r\nabcd", 400},
-        {"POST /ok.txt HTTP/1.1\r\nHost: a\r\nTransfer-Encoding: chunked, identity\r\n\r\n0\r\n\r\n", 501},
+        {"POST /ok.txt HTTP/1.1\r\nHost: a\r\nContent-Length: 3\r\nTransfer-Encoding: "
+         "chunked\r\n\r\n0\r\n\r\n",
+         400},
+        {"POST /ok.txt HTTP/1.1\r\nHost: a\r\nContent-Length: 3\r\nContent-Length: 4\r\n\r\nabcd",
+         400},
+        {"POST /ok.txt HTTP/1.1\r\nHost: a\r\nTransfer-Encoding: chunked, "
+         "identity\r\n\r\n0\r\n\r\n",
+         501},
         {"GET /ok.txt HTTP/1.1\r\nHost: a\r\nX-A: b\r\n c\r\n\r\n", 400},
         {"POST /ok.txt HTTP/1.0\r\nTransfer-Encoding: chunked\r\n\r\n0\r\n\r\n", 400},
         {"GET /ok.txt HTTP/1.1\r\n\r\n", 400},
@@ -135,7 +140,7 @@ Test(httpd_protect, slowloris_cut_at_header_timeout)
     }
     cr_assert(closed, "the slow client was cut off");
     close(fd);
-    run(out, sizeof(out), "curl -s http://127.0.0.1:%d/metrics | grep '^hark_http_header_timeouts_total'",
-        srv.port);
+    run(out, sizeof(out),
+        "curl -s http://127.0.0.1:%d/metrics | grep '^hark_http_header_timeouts_total'", srv.port);
     cr_assert(strstr(out, "hark_http_header_timeouts_total 1"), "%s", out);
 }

@@ -73,40 +73,48 @@ Test(httpd_static, conditional_304)
         srv.port);
     cr_assert(strstr(out, "HTTP/1.1 304"), "%s", out);
     cr_assert(strstr(out, "hello") == NULL, "a 304 has no body");
-    run(out, sizeof(out), "curl -s -i -H 'If-None-Match: \"nope\", %s' http://127.0.0.1:%d/small.txt",
-        etag, srv.port);
+    run(out, sizeof(out),
+        "curl -s -i -H 'If-None-Match: \"nope\", %s' http://127.0.0.1:%d/small.txt", etag,
+        srv.port);
     cr_assert(strstr(out, "HTTP/1.1 304"), "a list with the tag matches");
     run(out, sizeof(out), "curl -s -i -H 'If-None-Match: \"nope\"' http://127.0.0.1:%d/small.txt",
         srv.port);
     cr_assert(strstr(out, "HTTP/1.1 200"));
     run(out, sizeof(out),
-        "curl -s -i -H 'If-Modified-Since: Fri, 01 Jan 2100 00:00:00 GMT' http://127.0.0.1:%d/small.txt",
+        "curl -s -i -H 'If-Modified-Since: Fri, 01 Jan 2100 00:00:00 GMT' "
+        "http://127.0.0.1:%d/small.txt",
         srv.port);
     cr_assert(strstr(out, "HTTP/1.1 304"), "%s", out);
     run(out, sizeof(out),
-        "curl -s -i -H 'If-Modified-Since: Thu, 01 Jan 1970 00:00:00 GMT' http://127.0.0.1:%d/small.txt",
+        "curl -s -i -H 'If-Modified-Since: Thu, 01 Jan 1970 00:00:00 GMT' "
+        "http://127.0.0.1:%d/small.txt",
         srv.port);
     cr_assert(strstr(out, "HTTP/1.1 200"));
 }
 
 Test(httpd_static, ranges)
 {
-    run(out, sizeof(out), "curl -s -i -H 'Range: bytes=6-10' http://127.0.0.1:%d/small.txt", srv.port);
+    run(out, sizeof(out), "curl -s -i -H 'Range: bytes=6-10' http://127.0.0.1:%d/small.txt",
+        srv.port);
     cr_assert(strstr(out, "HTTP/1.1 206"), "%s", out);
     cr_assert(strstr(out, "Content-Range: bytes 6-10/12\r\n"));
     cr_assert(strstr(out, "Content-Length: 5\r\n"));
     cr_assert(strstr(out, "\r\n\r\nworld"));
-    run(out, sizeof(out), "curl -s -i -H 'Range: bytes=-3' http://127.0.0.1:%d/small.txt", srv.port);
+    run(out, sizeof(out), "curl -s -i -H 'Range: bytes=-3' http://127.0.0.1:%d/small.txt",
+        srv.port);
     cr_assert(strstr(out, "\r\n\r\nld!"), "%s", out);
-    run(out, sizeof(out), "curl -s -i -H 'Range: bytes=50-' http://127.0.0.1:%d/small.txt", srv.port);
+    run(out, sizeof(out), "curl -s -i -H 'Range: bytes=50-' http://127.0.0.1:%d/small.txt",
+        srv.port);
     cr_assert(strstr(out, "HTTP/1.1 416"), "%s", out);
     cr_assert(strstr(out, "Content-Range: bytes */12\r\n"));
     run(out, sizeof(out), "curl -s -i -H 'Range: bytes=0-1,4-5' http://127.0.0.1:%d/small.txt",
         srv.port);
     cr_assert(strstr(out, "HTTP/1.1 200"), "several ranges: the whole file");
     /* A range of the large file goes through sendfile with an offset. */
-    run(out, sizeof(out), "curl -s -H 'Range: bytes=1000-1999' http://127.0.0.1:%d/big.bin | od -An -tx1 | head -c 0; "
-                          "curl -s -H 'Range: bytes=1000-1999' http://127.0.0.1:%d/big.bin | wc -c",
+    run(out, sizeof(out),
+        "curl -s -H 'Range: bytes=1000-1999' http://127.0.0.1:%d/big.bin | od -An -tx1 | head -c "
+        "0; "
+        "curl -s -H 'Range: bytes=1000-1999' http://127.0.0.1:%d/big.bin | wc -c",
         srv.port, srv.port);
     cr_assert_eq(atoi(out), 1000);
 }
@@ -116,8 +124,8 @@ Test(httpd_static, head_and_mime)
     run(out, sizeof(out), "curl -s -I http://127.0.0.1:%d/big.bin", srv.port);
     cr_assert(strstr(out, "Content-Length: 1048576\r\n"), "%s", out);
     cr_assert(strstr(out, "Content-Type: application/octet-stream"));
-    run(out, sizeof(out), "curl -s -o /dev/null -w '%%{content_type}' http://127.0.0.1:%d/style.css",
-        srv.port);
+    run(out, sizeof(out),
+        "curl -s -o /dev/null -w '%%{content_type}' http://127.0.0.1:%d/style.css", srv.port);
     cr_assert_str_eq(out, "text/css; charset=utf-8");
     run(out, sizeof(out), "curl -s -o /dev/null -w '%%{content_type}' http://127.0.0.1:%d/pic.png",
         srv.port);
