@@ -164,12 +164,9 @@ static int conn_special(httpd_conn_t *c, const httpd_config_t *cfg, const char *
                       .length = blen,
                       .extra = "Cache-Control: no-store\r\n",
                       .extra_len = 25};
-    if (httpd_resp_head(c, &r) == -ENOSPC) {
-        httpd_batch_flush(c);
-        if (httpd_resp_head(c, &r) < 0) {
-            free(body);
-            return 1;
-        }
+    if (httpd_resp_head(c, &r) < 0) {
+        free(body);
+        return 1;
     }
     if (head)
         free(body);
@@ -198,16 +195,7 @@ static void conn_redirect_https(httpd_conn_t *c, const hk_http_request_t *req, i
         httpd_resp_error(c, 414, ka, head);
         return;
     }
-    httpd_resp_t r = {.status = 301,
-                      .keep_alive = ka,
-                      .head = head,
-                      .length = 0,
-                      .extra = extra,
-                      .extra_len = (size_t)n};
-    if (httpd_resp_head(c, &r) == -ENOSPC) {
-        httpd_batch_flush(c);
-        httpd_resp_head(c, &r);
-    }
+    httpd_resp_redirect(c, ka, head, extra, (size_t)n);
 }
 
 /*

@@ -96,11 +96,18 @@ typedef struct httpd_resp {
 } httpd_resp_t;
 
 httpd_batch_t *httpd_batch_get(httpd_conn_t *c);
-/* Appends the status line and headers; -ENOSPC when the batch is full (flush and retry). */
+/*
+ * Appends the status line and headers; a full batch is flushed first and a
+ * new one started. -ENOSPC only for a header larger than a batch, -EPIPE
+ * when that flush found the connection dead.
+ */
 int httpd_resp_head(httpd_conn_t *c, const httpd_resp_t *r);
 int httpd_resp_body_mem(httpd_conn_t *c, const void *p, size_t len, httpd_file_t *ref);
 void httpd_resp_body_file(httpd_conn_t *c, httpd_file_t *f, uint64_t off, uint64_t len);
 void httpd_resp_body_owned(httpd_conn_t *c, char *p, size_t len);
+/* A 301 with location_line ("Location: ...\r\n", len bytes) as its only extra header. */
+void httpd_resp_redirect(httpd_conn_t *c, bool keep_alive, bool head, const char *location_line,
+                         size_t len);
 /* A complete error response with a small HTML body. */
 void httpd_resp_error(httpd_conn_t *c, int status, bool keep_alive, bool head);
 /* Writes the gathered batch (if any). */

@@ -172,15 +172,29 @@ static int batch_add_iov(httpd_batch_t *b, const void *p, size_t len)
     return 0;
 }
 
+static bool batch_full(const httpd_batch_t *b, size_t need)
+{
+    return b->file || b->hdr_used + need > sizeof(b->hdr) || b->niov >= HTTPD_BATCH_IOV - 1 ||
+           b->nrefs >= HTTPD_BATCH_REFS;
+}
+
 int httpd_resp_head(httpd_conn_t *c, const httpd_resp_t *r)
 {
     httpd_batch_t *b = httpd_batch_get(c);
     if (!b)
         return -ENOMEM;
     size_t need = 256 + (r->type ? strlen(r->type) : 0) + r->extra_len;
-    if (b->file || b->hdr_used + need > sizeof(b->hdr) || b->niov >= HTTPD_BATCH_IOV - 1 ||
-        b->nrefs >= HTTPD_BATCH_REFS)
-        return -ENOSPC;
+    if (batch_full(b, need)) {
+        /* This batch is full: send it and start the next one. */
+        httpd_batch_flush(c);
+        if (c->flags & HTTPD_C_CLOSING)
+            return -EPIPE;
+        b = httpd_batch_get(c);
+        if (!b)
+            return -ENOMEM;
+        if (batch_full(b, need))
+            return -ENOSPC; /* a header larger than a batch */
+    }
     char *start = b->hdr + b->hdr_used, *p = start;
     p = PUT_LIT(p, "HTTP/1.1 ");
     p = put_u64(p, (uint64_t)r->status);
@@ -236,6 +250,17 @@ void httpd_resp_body_file(httpd_conn_t *c, httpd_file_t *f, uint64_t off, uint64
     b->file_len = len;
 }
 
+void httpd_resp_redirect(httpd_conn_t *c, bool keep_alive, bool head, const char *location_line,
+                         size_t len)
+{
+    httpd_resp_t r = {.status = 301,
+                      .keep_alive = keep_alive,
+                      .head = head,
+                      .extra = location_line,
+                      .extra_len = len};
+    (void)httpd_resp_head(c, &r);
+}
+
 void httpd_resp_error(httpd_conn_t *c, int status, bool keep_alive, bool head)
 {
     char body[160];
@@ -251,11 +276,8 @@ void httpd_resp_error(httpd_conn_t *c, int status, bool keep_alive, bool head)
         r.extra = "Allow: GET, HEAD\r\n";
         r.extra_len = strlen(r.extra);
     }
-    if (httpd_resp_head(c, &r) == -ENOSPC) {
-        httpd_batch_flush(c);
-        if (httpd_resp_head(c, &r) < 0)
-            return;
-    }
+    if (httpd_resp_head(c, &r) < 0)
+        return;
     if (head)
         return;
     /* The body goes right after the header bytes, in the same buffer. */

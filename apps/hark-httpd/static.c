@@ -255,11 +255,8 @@ static int static_serve(httpd_conn_t *c, const hk_http_request_t *req, httpd_fil
     }
     if (r.status == 304 || r.status == 416)
         r.length = 0;
-    if (httpd_resp_head(c, &r) == -ENOSPC) {
-        httpd_batch_flush(c);
-        if (httpd_resp_head(c, &r) < 0)
-            return 0;
-    }
+    if (httpd_resp_head(c, &r) < 0)
+        return 0;
     if (head || r.length == 0)
         return 0;
     if (f->data) {
@@ -336,11 +333,7 @@ int httpd_static_handle(httpd_conn_t *c, const hk_http_request_t *req, const htt
                               .head = head,
                               .type = "text/html; charset=utf-8",
                               .length = hl};
-            if (httpd_resp_head(c, &r) == -ENOSPC) {
-                httpd_batch_flush(c);
-                httpd_resp_head(c, &r);
-            }
-            if (head || !c->batch)
+            if (httpd_resp_head(c, &r) < 0 || head)
                 free(html);
             else
                 httpd_resp_body_owned(c, html, hl);
@@ -362,16 +355,7 @@ int httpd_static_handle(httpd_conn_t *c, const hk_http_request_t *req, const htt
                              req->query ? "?" : "", req->query ? (int)req->query_len : 0,
                              req->query ? req->query : "");
             if (n > 0 && (size_t)n < sizeof(extra)) {
-                httpd_resp_t r = {.status = 301,
-                                  .keep_alive = ka,
-                                  .head = head,
-                                  .length = 0,
-                                  .extra = extra,
-                                  .extra_len = (size_t)n};
-                if (httpd_resp_head(c, &r) == -ENOSPC) {
-                    httpd_batch_flush(c);
-                    httpd_resp_head(c, &r);
-                }
+                httpd_resp_redirect(c, ka, head, extra, (size_t)n);
                 return 0;
             }
         }
