@@ -345,6 +345,10 @@ Test(stream, close_cancels_writes)
     hk_loop_t *loop = new_loop();
     int fds[2];
     tcp_pair(loop, "127.0.0.1:0", fds);
+    /* Small socket buffers, so that 4 MiB queue whatever the host's tcp_rmem/wmem allow. */
+    int small = 64 * 1024;
+    setsockopt(fds[0], SOL_SOCKET, SO_SNDBUF, &small, sizeof(small));
+    setsockopt(fds[1], SOL_SOCKET, SO_RCVBUF, &small, sizeof(small));
     hk_stream_t s;
     struct rx rx = {0};
     cr_assert_eq(hk_stream_init(loop, &s, fds[0]), 0);
