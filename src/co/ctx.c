@@ -10,9 +10,11 @@
  * preceded by __tsan_switch_to_fiber (TSan), and a coroutine that exits passes
  * NULL so ASan drops its fake stack.
  *
- * The switch is hk__ctx_swap (switch_x86_64.S) on x86-64; elsewhere, or with
- * the CMake option HK_CO_UCONTEXT, it is swapcontext(), which is correct
- * everywhere but makes a system call per switch (the signal mask).
+ * The switch is hk__ctx_swap (switch_x86_64.S, switch_aarch64.S) on x86-64
+ * and aarch64; elsewhere, or with the CMake option HK_CO_UCONTEXT, it is
+ * swapcontext(), which is correct everywhere but makes a system call per
+ * switch (the signal mask). The aarch64 switch is checked under qemu-user by
+ * tests/co/cross (ctest co_ctx_aarch64_qemu), with this file's frame.
  */
 #include "co/internal.h"
 
@@ -84,7 +86,7 @@ void hk__ctx_make(hk__ctx_t *ctx, void *lo, size_t size, void (*fn)(void *), voi
     memcpy(&tramp, &t4, sizeof tramp);
     makecontext(&ctx->uc, tramp, 4, (unsigned)(f >> 32), (unsigned)f, (unsigned)(a >> 32),
                 (unsigned)a);
-#else
+#elif defined(__x86_64__)
     /* The frame hk__ctx_swap pops: fpu words, r15..r12, rbx, rbp, return address. */
     uintptr_t top = ((uintptr_t)lo + size) & ~(uintptr_t)15;
     uint64_t *r = (uint64_t *)(top - 16); /* r[0]: a zero "return address" for unwinders */
@@ -101,6 +103,23 @@ void hk__ctx_make(hk__ctx_t *ctx, void *lo, size_t size, void (*fn)(void *), voi
     sp[0] = 0x037F;
     sp[1] = 0x1F80;
     ctx->sp = sp;
+#elif defined(__aarch64__)
+    /*
+     * The 176-byte frame hk__ctx_swap restores (layout in switch_aarch64.S),
+     * at the aligned top: sp is back at the top, 16-byte aligned, when
+     * hk__ctx_boot calls fn. x29 = 0 ends frame-pointer walks; FPCR = 0 is
+     * what a new thread starts with (round to nearest, no flush to zero, no
+     * traps), as the x86-64 frame carries the default control words.
+     */
+    uintptr_t top = ((uintptr_t)lo + size) & ~(uintptr_t)15;
+    uint64_t *f = (uint64_t *)(top - 176);
+    memset(f, 0, 176);
+    f[0] = (uint64_t)(uintptr_t)fn;            /* x19 */
+    f[1] = (uint64_t)(uintptr_t)arg;           /* x20 */
+    f[11] = (uint64_t)(uintptr_t)hk__ctx_boot; /* x30: where the first swap returns */
+    ctx->sp = f;
+#else
+#error "no assembly switch for this architecture: co/internal.h should have chosen ucontext"
 #endif
 #ifdef HK_CO_TSAN
     ctx->tsan_fiber = __tsan_create_fiber(0);

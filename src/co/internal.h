@@ -6,8 +6,8 @@
 #include "hark/pool.h"
 #include <pthread.h>
 #include <stdint.h>
-/* The assembly switch exists for x86-64; every other architecture uses ucontext. */
-#if !defined(__x86_64__) && !defined(HK_CO_UCONTEXT)
+/* The assembly switch exists for x86-64 and aarch64; every other architecture uses ucontext. */
+#if !defined(__x86_64__) && !defined(__aarch64__) && !defined(HK_CO_UCONTEXT)
 #define HK_CO_UCONTEXT 1
 #endif
 #ifdef HK_CO_UCONTEXT
