@@ -95,6 +95,7 @@ typedef struct httpd_config {
     size_t open_file_cache;      /* entries per worker; default 1024, 0 = off */
     size_t sndbuf;               /* SO_SNDBUF of client sockets; default 256 KiB, 0 = autotuning */
     uint64_t open_file_ttl;      /* ns; default 1 s */
+    uint64_t busy_poll;          /* ns each worker loop polls before it sleeps; default 0 = off */
 
     /* Logs. */
     char *access_log; /* path, "-" for stdout, NULL = off */

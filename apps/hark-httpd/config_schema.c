@@ -44,6 +44,12 @@ static int set_value(httpd_loader_t *ld, const httpd_rule_t *r, const hk_conf_no
             return rc;
         if (v < r->min)
             return hk_conf_error_arg(ld->err, ld->errlen, a, "a duration longer than 0");
+        if (r->max && v > r->max) {
+            char want[64];
+            snprintf(want, sizeof want, "a duration of at most %lluus",
+                     (unsigned long long)(r->max / 1000));
+            return hk_conf_error_arg(ld->err, ld->errlen, a, want);
+        }
         *(uint64_t *)field(obj, r->off) = v;
         return 0;
     case HTTPD_RULE_SIZE64:
@@ -305,6 +311,8 @@ static const httpd_rule_t top_rules[] = {
     {"open_file_cache", HTTPD_RULE_COUNT, offsetof(httpd_config_t, open_file_cache), 0, 1048576,
      NULL, false},
     {"sndbuf", HTTPD_RULE_SIZE, offsetof(httpd_config_t, sndbuf), 0, 64u << 20, NULL, false},
+    {"busy_poll", HTTPD_RULE_DURATION, offsetof(httpd_config_t, busy_poll), 0, HK_LOOP_SPIN_MAX_NS,
+     NULL, false},
     {"open_file_ttl", HTTPD_RULE_DURATION, offsetof(httpd_config_t, open_file_ttl), 0, 0, NULL,
      false},
     {"status", HTTPD_RULE_CUSTOM, 0, 0, 0, d_status, false},

@@ -41,6 +41,7 @@ static void on_new_gen(hk_subscriber_t *sub, void *version)
     w->gen = httpd_gen_ref(gen);
     httpd_gen_unref(old);
     httpd_count(&w->counters.reloads_seen, 1);
+    (void)hk_loop_busy_poll(w->loop, gen->cfg->busy_poll); /* checked by the config loader */
     httpd_upstreams_start(w); /* health checks and name lookups of the new upstreams */
 }
 
@@ -122,6 +123,7 @@ void *httpd_worker_main(void *arg)
     w->gen = httpd_gen_ref(srv->initial);
     const httpd_config_t *cfg = w->gen->cfg;
     w->fcache = httpd_fcache_new((unsigned)cfg->open_file_cache, cfg->open_file_ttl);
+    (void)hk_loop_busy_poll(w->loop, cfg->busy_poll); /* checked by the config loader */
     hk_async_init(w->loop, &w->stop_async, on_stop);
     w->stop_async.base.data = w;
     hk_timer_init(w->loop, &w->tick);

@@ -31,7 +31,7 @@ typedef struct drift_run {
     uint64_t warmup; /* schedule time from which job waits count (steady state) */
     int ticks;       /* ticks to run */
     int nfds;        /* timerfds carrying the load */
-    int ontime;      /* hark: HK_TIMER_ONTIME */
+    int ontime;      /* hark: 1 HK_TIMER_ONTIME, 2 HK_TIMER_HOLD */
     /* results */
     int64_t *late; /* per tick callback: run time minus the grid point it serves (< 0: early) */
     int done;      /* tick callbacks run */

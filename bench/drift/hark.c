@@ -1,8 +1,9 @@
 /*
  * bench/drift/hark.c: the tick on hark, a plain repeating timer (grid
- * first + k * period) or one started with HK_TIMER_ONTIME. The queue model is
- * on in both (hk_loop_queue_measure), so both rows report the loop's own
- * estimate; measuring alone does not change the order of callbacks.
+ * first + k * period), or one started with HK_TIMER_ONTIME or HK_TIMER_HOLD.
+ * The queue model is on in all three (hk_loop_queue_measure), so every row
+ * reports the loop's own estimate; measuring alone does not change the order
+ * of callbacks.
  */
 #include "drift.h"
 
@@ -67,7 +68,9 @@ int drift_run_hark(drift_run_t *r)
         err = hk_timer_init(loop, &h.tick);
     if (err >= 0)
         err = hk_timer_start_flags(&h.tick, drift_hark_tick, r->first, (int64_t)r->period,
-                                   r->ontime ? HK_TIMER_ONTIME : 0);
+                                   r->ontime == 2   ? HK_TIMER_HOLD
+                                   : r->ontime == 1 ? HK_TIMER_ONTIME
+                                                    : 0);
     if (err >= 0)
         err = hk_loop_run(loop, HK_RUN_DEFAULT);
     for (int i = 0; h.ios && i < r->nfds; i++) {

@@ -206,7 +206,9 @@ static int drift_one(const char *sys, double rho, const drift_opts_t *o, const d
                      .warmup = o->warmup,
                      .ticks = o->ticks,
                      .nfds = o->nfds,
-                     .ontime = strcmp(sys, "hark-ontime") == 0};
+                     .ontime = strcmp(sys, "hark-ontime") == 0 ? 1
+                               : strcmp(sys, "hark-hold") == 0 ? 2
+                                                               : 0};
     line[0] = '\0';
     *gap = 0;
     r.late = calloc((size_t)o->ticks, sizeof *r.late);
@@ -308,7 +310,7 @@ int main(int argc, char **argv)
                       .service = 200 * US_NS,
                       .nfds = 256,
                       .seed = 20261127,
-                      .systems = "hark,hark-ontime,libuv,libev",
+                      .systems = "hark,hark-ontime,hark-hold,libuv,libev",
                       .attempts = 3,
                       .max_gap_us = 5000};
     static const struct option longs[] = {{"quick", no_argument, NULL, 'q'}, {0}};

@@ -106,6 +106,24 @@ HK_API uint64_t hk_time_now(void);
  */
 HK_API int hk_loop_fork(hk_loop_t *loop);
 
+/*
+ * Busy polling. Before the loop would sleep in epoll, it polls (epoll_wait
+ * with a zero timeout) for up to spin_ns, never past its next timer deadline,
+ * and sleeps only when nothing came. Why: when a peer's packet finds the
+ * loop asleep, the kernel must wake the loop's thread (try_to_wake_up, often
+ * an inter-processor interrupt), and on loopback that work is charged to the
+ * sender's CPU; a loop still polling takes the event without a wake-up, and
+ * itself skips the sleep and the wake. A loaded server whose client runs on
+ * the same machine (or whose core would idle anyway) gains; the price is up
+ * to spin_ns of CPU after every burst of work, on a core that would
+ * otherwise sleep. Async wake-ups, signals and timers are served as usual
+ * (an async sent while the loop spins costs no eventfd write). The spin
+ * counts as asleep in the stats (ns_asleep) and for the stall detector.
+ * 0 (the default) turns it off. Errors: -EINVAL (spin_ns > HK_LOOP_SPIN_MAX_NS).
+ */
+#define HK_LOOP_SPIN_MAX_NS (UINT64_C(10) * 1000 * 1000)
+HK_API int hk_loop_busy_poll(hk_loop_t *loop, uint64_t spin_ns);
+
 /* The epoll fd, for embedding the loop in another poller (read-only use). */
 HK_API int hk_loop_backend_fd(const hk_loop_t *loop);
 
@@ -306,7 +324,31 @@ HK_API int hk_timer_start_in(hk_timer_t *timer, hk_timer_cb cb, int64_t delay_ns
 #define HK_TIMER_ONTIME_MAX_NS (UINT64_C(10) * 1000 * 1000)
 
 /*
- * As hk_timer_start, with flags (0 or HK_TIMER_ONTIME). Errors: as
+ * HK_TIMER_HOLD (implies HK_TIMER_ONTIME): run the callback at its grid
+ * point, not only on average. ONTIME centres the timer's lateness on zero but
+ * cannot narrow it: the wait for the callback in progress is random. A HOLD
+ * timer reserves the loop instead. It is armed hold_window_ns before its grid
+ * point (hk_loop_queue_stats: twice the wake-up latency plus three mean
+ * residual service times E[S^2] / (2 E[S]), at least HK_TIMER_HOLD_MIN_NS, at
+ * most a quarter of the period and HK_TIMER_ONTIME_MAX_NS). At the first
+ * callback boundary after that moment the loop stops starting other
+ * callbacks: it sleeps (clock_nanosleep, TIMER_ABSTIME) until a little before
+ * the grid point, spins on the clock for the rest (about twice the wake-up
+ * latency), and runs the callback at the grid point. Only a callback that was
+ * already running when the window opened and is still running at the grid
+ * point makes the timer late (holds_late counts those runs).
+ * The price, paid by everything else on the loop: io events, other timers and
+ * deferred work that become ready inside a window wait until the timer's
+ * callback has run, up to the window; the spin costs CPU time (held_ns sums
+ * the holds). Use it for a few timers whose exact moment matters (a sampling
+ * clock, a frame deadline), not for housekeeping.
+ */
+#define HK_TIMER_HOLD 0x2u
+/* The shortest hold window (100 us), used while the loop has no estimate. */
+#define HK_TIMER_HOLD_MIN_NS (UINT64_C(100) * 1000)
+
+/*
+ * As hk_timer_start, with flags (0, HK_TIMER_ONTIME or HK_TIMER_HOLD). Errors: as
  * hk_timer_start, -EINVAL for unknown flags, -ENOMEM (the loop's queue model
  * could not be allocated, for the first ONTIME timer).
  */
@@ -497,7 +539,9 @@ typedef struct hk_loop_stats {
     uint64_t epoll_ctl_calls; /* EPOLL_CTL_ADD/MOD/DEL issued */
     uint64_t stalls;          /* callbacks longer than the stall threshold (when enabled) */
     uint64_t ns_in_callbacks; /* time awake between sleeps (callbacks + hark's bookkeeping) */
-    uint64_t ns_asleep;       /* time inside epoll_wait */
+    uint64_t ns_asleep;       /* time inside epoll_wait (and busy polling) */
+    uint64_t spin_polls;      /* zero-timeout polls made while busy polling */
+    uint64_t spin_hits;       /* ... that found events (each one a sleep and a wake-up saved) */
     uint64_t lag_count;       /* samples in lag_hist */
     uint64_t lag_sum_ns;
     uint64_t lag_max_ns;
@@ -536,10 +580,12 @@ HK_API uint64_t hk_lag_bucket_max(unsigned bucket);
  *                 next callback boundary (as ONTIME timers are); finite at any
  *                 load.
  * A loop that sleeps also takes time to wake up (timer slack, scheduling):
- * wake_ns is how late it woke at the deadline of its sleeps that ended by
- * timeout, and a timer due while the loop sleeps (probability 1 - rho) waits
- * that long. advance_ns = residual_ns + (1 - rho) wake_ns is the mean wait of
- * a timer, the advance of HK_TIMER_ONTIME timers (before their bounds). For a
+ * wake_ns is how late it woke after the deadline of its sleeps that ended
+ * past it (by timeout, or by io that came later still; reported from the
+ * first such sleep), and a timer due while the loop sleeps (probability
+ * 1 - rho) waits that long. advance_ns = residual_ns + (1 - rho) wake_ns is
+ * the mean wait of a timer, the advance of HK_TIMER_ONTIME timers (before
+ * their bounds); hold_window_ns is the window of HK_TIMER_HOLD timers. For a
  * callback, the wake-up is a set-up time that delays every busy period; with
  * L the wake-up latency, M/G/1 with set-up times gives
  *   wait_wake_ns = wait_ns + (2 E[L] + lambda E[L^2]) / (2 (1 + lambda E[L])),
@@ -569,6 +615,10 @@ typedef struct hk_loop_queue {
     uint64_t ontime_runs;   /* ONTIME timer callbacks run */
     uint64_t ontime_early;  /* ... of which before their grid point */
     uint64_t ontime_early_ns; /* sum of how early those were */
+    uint64_t hold_window_ns;  /* the hold window of a HOLD timer, before its period's bound */
+    uint64_t holds;           /* HOLD timer runs that held the loop until their grid point */
+    uint64_t holds_late;      /* HOLD timer runs that reached their grid point late */
+    uint64_t held_ns;         /* time the loop spent holding (sleep and spin) */
 } hk_loop_queue_t;
 
 /*

@@ -28,7 +28,8 @@ enum {
     HK__CLOSED = 0x08,   /* close callback ran */
     HK__INTERNAL = 0x10, /* owned by the loop or another watcher; never counted */
     HK__FRESH = 0x20,    /* io: (re)initialised; the next start re-registers the fd */
-    HK__ONTIME = 0x40,   /* timer: started with HK_TIMER_ONTIME (queue.c) */
+    HK__ONTIME = 0x40,   /* timer: started with HK_TIMER_ONTIME or HOLD (ontime.c) */
+    HK__HOLD = 0x80,     /* timer: started with HK_TIMER_HOLD (ontime.c) */
 };
 
 /*
@@ -120,6 +121,7 @@ struct hk_loop {
     struct hk__queue *queue; /* queue model, or NULL (queue.c) */
     uint8_t queue_on;        /* the queue model measures callbacks */
     uint8_t hooked;          /* stall || queue_on: io dispatch takes its hooked path */
+    uint64_t spin_ns;        /* busy polling before a sleep, or 0 (spin.c) */
 
     hk_loop_stats_t stats;
 };
@@ -224,16 +226,20 @@ int hk__signal_fork(hk_loop_t *loop);
 void hk__hooks_run(hk_loop_t *loop, hk_hook_kind_t kind);
 void hk__defers_run(hk_loop_t *loop);
 
-/* queue.c: the queue model and ONTIME timers (see loop/queue.h) */
+/* queue.c: the queue model (see loop/queue.h); ontime.c: ONTIME and HOLD timers */
 void hk__loop_hooks_changed(hk_loop_t *loop);
+int hk__queue_ensure(hk_loop_t *loop, uint64_t window);
 void hk__queue_batch_begin(hk_loop_t *loop);
 void hk__queue_after_cb(hk_loop_t *loop);
-void hk__queue_woke(hk_loop_t *loop, uint64_t deadline);
+void hk__queue_woke(hk_loop_t *loop, uint64_t deadline, uint64_t slept_at);
 void hk__queue_timer_cb(hk_loop_t *loop, hk_timer_t *t, uint64_t expirations);
-int hk__queue_ontime_start(hk_loop_t *loop, hk_timer_t *t, uint64_t *when);
+int hk__queue_ontime_start(hk_loop_t *loop, hk_timer_t *t, unsigned flags, uint64_t *when);
 void hk__queue_ontime_stop(hk_loop_t *loop, hk_timer_t *t);
 uint64_t hk__queue_ontime_fire(hk_loop_t *loop, hk_timer_t *t, uint64_t now);
 void hk__queue_free(hk_loop_t *loop);
+
+/* spin.c */
+int hk__spin(hk_loop_t *loop, uint64_t deadline, uint64_t now);
 
 /* stats.c */
 void hk__lag_record(hk_loop_t *loop, uint64_t lag_ns);

@@ -85,6 +85,26 @@ void hk__queue_wake_sample(struct hk__queue *q, uint64_t now, uint64_t late_ns)
     (void)hk_stats_welford_add(&q->cur.wake, (double)late_ns);
 }
 
+/*
+ * A callback in progress when a hold window opens still has, on average,
+ * E[S^2] / (2 E[S]) to run (the length-biased residual; for exponential
+ * service, E[S] itself). Three of those leave an exponential callback a
+ * chance of e^-3 (5 %) to overrun the grid point; the loop's own wake-up must
+ * fit too, twice over for its spread.
+ */
+static uint64_t hk__hold_window(const hk_loop_queue_t *e, uint64_t period)
+{
+    double es = e->service_mean_ns;
+    double excess = es > 0 ? e->service_m2_ns2 / (2.0 * es) : 0.0;
+    uint64_t w = 2 * e->wake_ns + hk__ns_round(HK__HOLD_RESIDUALS * excess);
+    if (w < HK_TIMER_HOLD_MIN_NS)
+        w = HK_TIMER_HOLD_MIN_NS;
+    uint64_t cap = HK_TIMER_ONTIME_MAX_NS;
+    if (period > 0 && period / 4 < cap)
+        cap = period / 4;
+    return w < cap ? w : cap;
+}
+
 void hk__queue_estimate(const struct hk__queue *q, uint64_t now, hk_loop_queue_t *out)
 {
     struct hk__qwin cur = q->cur, prev = q->prev;
@@ -101,9 +121,14 @@ void hk__queue_estimate(const struct hk__queue *q, uint64_t now, hk_loop_queue_t
     out->horizon_ns = span;
     out->arrival_rate = out->service_mean_ns = out->service_m2_ns2 = out->rho = 0.0;
     out->wait_ns = out->residual_ns = out->wake_ns = out->advance_ns = out->wait_wake_ns = 0;
+    out->hold_window_ns = 0;
     out->wake_samples = wake.n;
-    if (all.n < HK_QUEUE_MIN_SAMPLES || span == 0)
+    /* The wake-up latency needs no rate: it is reported from its first sample. */
+    out->wake_ns = hk__ns_round(hk_stats_welford_mean(&wake));
+    if (all.n < HK_QUEUE_MIN_SAMPLES || span == 0) {
+        out->hold_window_ns = hk__hold_window(out, 0);
         return;
+    }
     double mean = hk_stats_welford_mean(&all);
     out->arrival_rate = (double)all.n * 1e9 / (double)span;
     out->service_mean_ns = mean;
@@ -114,11 +139,11 @@ void hk__queue_estimate(const struct hk__queue *q, uint64_t now, hk_loop_queue_t
      * wake-up: timer slack and scheduling, measured on the loop's own timeouts.
      */
     double idle = out->rho < 1.0 ? 1.0 - out->rho : 0.0;
-    out->wake_ns = hk__ns_round(hk_stats_welford_mean(&wake));
     out->advance_ns = out->residual_ns + hk__ns_round(idle * (double)out->wake_ns);
     /* The wake-up as a set-up time of each busy period (M/G/1 with set-up times). */
     double l = hk_stats_welford_mean(&wake), l2 = hk_stats_welford_pvariance(&wake) + l * l;
     double lam = out->arrival_rate * 1e-9; /* per ns */
+    out->hold_window_ns = hk__hold_window(out, 0);
     out->wait_wake_ns = out->wait_ns == HK_FOREVER
                             ? HK_FOREVER
                             : out->wait_ns + hk__ns_round((2 * l + lam * l2) / (2 * (1 + lam * l)));
@@ -132,6 +157,13 @@ uint64_t hk__queue_advance(const struct hk__queue *q, uint64_t now, uint64_t per
     if (period > 0 && period / 2 < cap)
         cap = period / 2;
     return e.advance_ns < cap ? e.advance_ns : cap;
+}
+
+uint64_t hk__queue_hold_window(const struct hk__queue *q, uint64_t now, uint64_t period)
+{
+    hk_loop_queue_t e;
+    hk__queue_estimate(q, now, &e);
+    return hk__hold_window(&e, period);
 }
 
 int hk_loop_queue_model(hk_loop_queue_t *q)
@@ -164,7 +196,7 @@ void hk__loop_hooks_changed(hk_loop_t *loop)
     loop->hooked = loop->stall != NULL || on;
 }
 
-static int hk__queue_ensure(hk_loop_t *loop, uint64_t window)
+int hk__queue_ensure(hk_loop_t *loop, uint64_t window)
 {
     if (loop->queue) {
         if (window)
@@ -216,6 +248,9 @@ int hk_loop_queue_stats(const hk_loop_t *loop, hk_loop_queue_t *out)
     out->ontime_runs = q->ontime_runs;
     out->ontime_early = q->ontime_early;
     out->ontime_early_ns = q->ontime_early_ns;
+    out->holds = q->holds;
+    out->holds_late = q->holds_late;
+    out->held_ns = q->held_ns;
     if (loop->queue_on)
         hk__queue_estimate(q, loop->now, out);
     return 0;
@@ -230,14 +265,16 @@ static void hk__queue_due_timers(hk_loop_t *loop, uint64_t t)
     }
 }
 
-void hk__queue_woke(hk_loop_t *loop, uint64_t deadline)
+void hk__queue_woke(hk_loop_t *loop, uint64_t deadline, uint64_t slept_at)
 {
     /*
-     * Only a wake-up at a timer's deadline (not an early return, nor no
-     * deadline). The heap's top is the deadline the loop slept until: nothing
-     * ran while it slept.
+     * Only a sleep until a deadline still ahead when it began (one already
+     * past returns at once and measures the callbacks, not the wake-up) that
+     * ended after it: whatever woke the loop (the timeout, or io that came
+     * later still), the kernel's timer was that late. Early returns for io say
+     * nothing about the timer.
      */
-    if (deadline == 0 || deadline == HK_FOREVER || loop->woke_at < deadline)
+    if (deadline == 0 || deadline == HK_FOREVER || deadline <= slept_at || loop->woke_at < deadline)
         return;
     hk__queue_wake_sample(loop->queue, loop->woke_at, loop->woke_at - deadline);
 }
@@ -267,61 +304,4 @@ void hk__queue_timer_cb(hk_loop_t *loop, hk_timer_t *t, uint64_t expirations)
     uint64_t end = hk__clock_now();
     hk__queue_sample(q, end, end - start);
     q->mark = end;
-}
-
-int hk__queue_ontime_start(hk_loop_t *loop, hk_timer_t *t, uint64_t *when)
-{
-    int r = hk__queue_ensure(loop, 0);
-    if (r < 0)
-        return r;
-    struct hk__queue *q = loop->queue;
-    uint64_t adv = hk__queue_advance(q, loop->now, t->_period);
-    *when = t->_deadline > adv ? t->_deadline - adv : 0;
-    t->base._flags |= HK__ONTIME;
-    q->ontime++;
-    hk__loop_hooks_changed(loop);
-    return 0;
-}
-
-void hk__queue_ontime_stop(hk_loop_t *loop, hk_timer_t *t)
-{
-    t->base._flags &= (uint16_t)~HK__ONTIME;
-    loop->queue->ontime--;
-    hk__loop_hooks_changed(loop);
-}
-
-/*
- * An ONTIME timer at the top of the heap runs at now >= its arming moment.
- * Its run covers every grid point whose arming moment has passed (the
- * expirations), and the next grid point is armed with the current advance.
- */
-uint64_t hk__queue_ontime_fire(hk_loop_t *loop, hk_timer_t *t, uint64_t now)
-{
-    struct hk__queue *q = loop->queue;
-    uint64_t d = t->_deadline;
-    if (loop->metrics)
-        hk__lag_record(loop, now > d ? now - d : 0);
-    q->ontime_runs++;
-    if (now < d) {
-        q->ontime_early++;
-        q->ontime_early_ns += d - now;
-    }
-    if (!t->_period) {
-        hk__heap_remove(loop, t);
-        hk__queue_ontime_stop(loop, t);
-        hk__handle_stop(&t->base);
-        return 1;
-    }
-    uint64_t adv = hk__queue_advance(q, now, t->_period);
-    uint64_t eff = now + adv;
-    uint64_t missed = eff >= d ? (eff - d) / t->_period : 0;
-    uint64_t step = (missed + 1) * t->_period;
-    if (step >= HK_DEADLINE_MAX - d) {
-        hk_timer_stop(t); /* the grid ran past any meaningful time */
-    } else {
-        /* The new grid point is beyond now + adv, so its arming moment is in the future. */
-        t->_deadline = d + step;
-        hk__heap_replace_top(loop, t->_deadline - adv);
-    }
-    return missed + 1;
 }

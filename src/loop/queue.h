@@ -33,7 +33,13 @@ struct hk__queue {
     uint64_t ontime_runs;
     uint64_t ontime_early;
     uint64_t ontime_early_ns;
+    uint64_t holds;      /* HOLD timer runs that held the loop until their grid point */
+    uint64_t holds_late; /* HOLD timer runs that reached their grid point late */
+    uint64_t held_ns;    /* time spent holding */
 };
+
+/* How many mean residual service times a hold window spans (see hk__queue_hold_window). */
+#define HK__HOLD_RESIDUALS 3.0
 
 /* An empty estimator whose first window starts at now. */
 void hk__queue_init(struct hk__queue *q, uint64_t now, uint64_t window);
@@ -53,5 +59,12 @@ void hk__queue_estimate(const struct hk__queue *q, uint64_t now, hk_loop_queue_t
  * HK_QUEUE_MIN_SAMPLES, at most period / 2 and HK_TIMER_ONTIME_MAX_NS.
  */
 uint64_t hk__queue_advance(const struct hk__queue *q, uint64_t now, uint64_t period);
+
+/*
+ * The hold window of an HK_TIMER_HOLD timer of this period (0: one-shot) at
+ * now: 2 wake_ns + HK__HOLD_RESIDUALS E[S^2] / (2 E[S]), at least
+ * HK_TIMER_HOLD_MIN_NS, at most period / 4 and HK_TIMER_ONTIME_MAX_NS.
+ */
+uint64_t hk__queue_hold_window(const struct hk__queue *q, uint64_t now, uint64_t period);
 
 #endif

@@ -80,13 +80,18 @@ static int hk__iterate(hk_loop_t *loop, hk_run_mode_t mode, bool worked)
         deadline = HK_FOREVER;
 
     uint64_t before = 0;
-    if (loop->metrics) {
+    if (loop->metrics || HK_UNLIKELY(loop->queue_on)) {
         before = hk__clock_now();
-        loop->stats.ns_in_callbacks += before - loop->woke_at;
+        if (loop->metrics)
+            loop->stats.ns_in_callbacks += before - loop->woke_at;
     }
     if (loop->stall && deadline != 0)
         hk__stall_sleeping(loop);
-    int n = HK_UNLIKELY(loop->sleep_fn != NULL) ? hk__sleep_bracketed(loop, deadline, before)
+    int n = 0;
+    if (HK_UNLIKELY(loop->spin_ns != 0) && deadline != 0)
+        n = hk__spin(loop, deadline, before);
+    if (n == 0)
+        n = HK_UNLIKELY(loop->sleep_fn != NULL) ? hk__sleep_bracketed(loop, deadline, before)
                                                 : hk__sleep(loop, deadline, before);
     if (n < 0)
         return n;
@@ -97,10 +102,10 @@ static int hk__iterate(hk_loop_t *loop, hk_run_mode_t mode, bool worked)
         loop->stats.ns_asleep += loop->now - before;
     loop->stats.iterations++;
 
+    if (HK_UNLIKELY(loop->queue_on))
+        hk__queue_woke(loop, deadline, before); /* how late it woke after a deadline */
     if (n > 0)
         hk__io_dispatch(loop, n);
-    else if (HK_UNLIKELY(loop->queue_on))
-        hk__queue_woke(loop, loop->heap_len ? loop->heap[0].when : HK_FOREVER); /* timeout */
     if (__atomic_load_n(&loop->work_pending, __ATOMIC_RELAXED))
         hk__async_process(loop);
     if (!hk__list_empty(&loop->files))

@@ -39,8 +39,7 @@ void hk__timerfd_drain(hk_loop_t *loop)
     if (read(loop->timerfd, &expirations, sizeof expirations) < 0) {
         /* EAGAIN: already drained or re-armed; harmless. */
     }
-    if (loop->queue_on)
-        hk__queue_woke(loop, loop->timerfd_armed); /* the timerfd's timeout */
+    /* The wake-up's lateness is sampled by the caller (run.c), as for epoll_pwait2. */
     loop->timerfd_armed = HK_FOREVER; /* it fired: a one-shot timerfd is now disarmed */
 }
 

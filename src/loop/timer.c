@@ -32,7 +32,8 @@ int hk_timer_start(hk_timer_t *timer, hk_timer_cb cb, uint64_t deadline_ns, int6
 int hk_timer_start_flags(hk_timer_t *timer, hk_timer_cb cb, uint64_t deadline_ns, int64_t period_ns,
                          unsigned flags)
 {
-    if (!cb || period_ns < 0 || deadline_ns >= HK_DEADLINE_MAX || (flags & ~HK_TIMER_ONTIME))
+    if (!cb || period_ns < 0 || deadline_ns >= HK_DEADLINE_MAX ||
+        (flags & ~(HK_TIMER_ONTIME | HK_TIMER_HOLD)))
         return -EINVAL;
     if (timer->base._flags & HK__ACTIVE)
         return -EBUSY;
@@ -43,15 +44,15 @@ int hk_timer_start_flags(hk_timer_t *timer, hk_timer_cb cb, uint64_t deadline_ns
     timer->_deadline = deadline_ns;
     timer->_period = (uint64_t)period_ns;
     uint64_t when = deadline_ns;
-    if (flags & HK_TIMER_ONTIME) {
-        int r = hk__queue_ontime_start(loop, timer, &when);
+    if (flags & (HK_TIMER_ONTIME | HK_TIMER_HOLD)) {
+        int r = hk__queue_ontime_start(loop, timer, flags, &when);
         if (r < 0)
             return r;
     }
     timer->_seq = ++loop->timer_seq;
     int r = hk__heap_push(loop, timer, when);
     if (r < 0) {
-        if (flags & HK_TIMER_ONTIME)
+        if (flags & (HK_TIMER_ONTIME | HK_TIMER_HOLD))
             hk__queue_ontime_stop(loop, timer);
         return r;
     }

@@ -17,7 +17,7 @@ typedef struct limits {
     unsigned keepalive_requests;
     uint64_t max_body;
     size_t max_header_bytes, open_file_cache;
-    uint64_t open_file_ttl, drain_timeout;
+    uint64_t open_file_ttl, drain_timeout, busy_poll;
 } limits_t;
 
 static const limits_t default_limits = {
@@ -45,6 +45,7 @@ static void check_limits(const httpd_config_t *cfg, const limits_t *w)
     cr_assert_eq(cfg->open_file_cache, w->open_file_cache);
     cr_assert_eq(cfg->open_file_ttl, w->open_file_ttl);
     cr_assert_eq(cfg->drain_timeout, w->drain_timeout);
+    cr_assert_eq(cfg->busy_poll, w->busy_poll);
 }
 
 Test(httpd_config, defaults)
@@ -115,7 +116,7 @@ Test(httpd_config, full_file)
         "max_conns 1000;\n"
         "header_timeout 5s;  keepalive_timeout 0;  send_timeout 250ms;  keepalive_requests 7;\n"
         "max_body 2m;  max_header_bytes 8k;  open_file_cache 0;  open_file_ttl 2s;\n"
-        "status off;  metrics /m;  drain_timeout 1m;\n"
+        "status off;  metrics /m;  drain_timeout 1m;  busy_poll 50us;\n"
         "upstream app {\n"
         "    balance least_conn;\n"
         "    server 127.0.0.1:9000 weight=2;\n"
@@ -161,7 +162,8 @@ Test(httpd_config, full_file)
                            .max_header_bytes = 8192,
                            .open_file_cache = 0,
                            .open_file_ttl = 2000000000ull,
-                           .drain_timeout = 60000000000ull};
+                           .drain_timeout = 60000000000ull,
+                           .busy_poll = 50000ull};
     check_limits(cfg, &want);
     cr_assert_null(cfg->status_path);
     cr_assert_str_eq(cfg->metrics_path, "/m");
