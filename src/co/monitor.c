@@ -26,8 +26,11 @@
  * per switch.
  *
  * When no worker runs anything for a whole tick, the monitor sleeps until a
- * worker that was idle switches into a coroutine (the same pairing, on
- * mon_sleeping and the counters), so an idle runtime causes no wake-ups.
+ * worker that was idle (or is new) switches into a coroutine (the same
+ * pairing, on mon_sleeping and the counters), so an idle runtime causes no
+ * wake-ups. A worker also wakes it when it switches in and a relaxed load
+ * sees mon_sleeping set: that covers a worker the OS held between two
+ * coroutines, without going idle, while the monitor fell asleep.
  */
 #include "co/internal.h"
 
@@ -136,7 +139,8 @@ static int hk__monitor_sample(hk__monitor_t *m, uint64_t now)
         uint64_t s = __atomic_load_n(&w->slices, __ATOMIC_RELAXED);
         int running = __atomic_load_n(&w->current, __ATOMIC_RELAXED) != NULL;
         if (s != wt->slices || !running || !wt->running) {
-            busy |= s != wt->slices || running;
+            /* Seen running at the last sample: it ran something in this tick. */
+            busy |= s != wt->slices || running || wt->running;
             wt->slices = s;
             wt->running = running;
             wt->since = now;

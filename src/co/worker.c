@@ -166,6 +166,13 @@ void *hk__worker_main(void *arg)
     hk__worker_signals();
     hk__ctx_init_thread(&w->ctx);
     hk__stack_thread_init(&w->altstack);
+    /*
+     * A new worker has run nothing yet: like one that went idle, its first
+     * switch must wake the stall monitor, which may have gone to sleep
+     * before this thread got a CPU (then the work it finds first would go
+     * unwatched).
+     */
+    w->idled = 1;
     hk_co_t *co = NULL;
     while (!__atomic_load_n(&rt->stopping, __ATOMIC_ACQUIRE)) {
         if (!co && !(co = hk__find(w)))
@@ -173,7 +180,13 @@ void *hk__worker_main(void *arg)
         /* The counter first: a monitor that sees the new current sees the new slice. */
         __atomic_store_n(&w->slices, w->slices + 1, __ATOMIC_RELAXED);
         __atomic_store_n(&w->current, co, __ATOMIC_RELEASE);
-        if (w->idled) {
+        /*
+         * The relaxed load also catches a monitor that fell asleep while this
+         * worker sat between two coroutines without going idle (the OS had
+         * descheduled it there): a plain read of a word written only when
+         * the monitor sleeps or wakes.
+         */
+        if (w->idled || __atomic_load_n(&rt->mon_sleeping, __ATOMIC_RELAXED)) {
             w->idled = 0;
             hk__monitor_busy(rt);
         }
