@@ -21,6 +21,7 @@
 #include <pthread.h>
 #include <stdint.h>
 #include <string.h>
+#include <ucontext.h>
 
 #ifdef HK_CO_ASAN
 void __sanitizer_start_switch_fiber(void **fake_stack_save, const void *bottom, size_t size);
@@ -164,4 +165,40 @@ void hk__ctx_switch(hk__ctx_t *from, hk__ctx_t *to, int exiting)
 #ifdef HK_CO_ASAN
     __sanitizer_finish_switch_fiber(from->asan_fake, NULL, NULL);
 #endif
+}
+
+/*
+ * Why both tests: an unwinder started from a signal trusts the CFI of the
+ * interrupted code and reads the stack from the interrupted sp. Outside the
+ * coroutine's own stack it would walk some other context (the worker's
+ * scheduler, the next coroutine); inside hk__ctx_swap the x86-64 switch has
+ * pushed registers that its CFI does not describe, so the "return address"
+ * it reads is a saved register. Both switch_*.S files place hk__ctx_boot
+ * right after hk__ctx_swap, so [hk__ctx_swap, hk__ctx_boot) is the switch.
+ * swapcontext (HK_CO_UCONTEXT) moves sp last, and the stack test covers it.
+ */
+int hk__ctx_interrupted(const void *uctx, const void *lo, size_t size, uintptr_t *pc)
+{
+    const ucontext_t *uc = uctx;
+    uintptr_t sp;
+#if defined(__x86_64__)
+    sp = (uintptr_t)uc->uc_mcontext.gregs[REG_RSP];
+    *pc = (uintptr_t)uc->uc_mcontext.gregs[REG_RIP];
+#elif defined(__aarch64__)
+    sp = (uintptr_t)uc->uc_mcontext.sp;
+    *pc = (uintptr_t)uc->uc_mcontext.pc;
+#else
+    (void)uc;
+    (void)lo;
+    (void)size;
+    *pc = 0;
+    return 0; /* registers not known here: no backtraces */
+#endif
+    if (sp < (uintptr_t)lo || sp - (uintptr_t)lo >= size)
+        return 0;
+#ifndef HK_CO_UCONTEXT
+    if (*pc >= (uintptr_t)hk__ctx_swap && *pc < (uintptr_t)hk__ctx_boot)
+        return 0;
+#endif
+    return 1;
 }

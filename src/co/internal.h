@@ -71,6 +71,13 @@ void hk__ctx_release(hk__ctx_t *ctx);
 void hk__ctx_switch(hk__ctx_t *from, hk__ctx_t *to, int exiting);
 /* First thing a new context does (sanitizer bookkeeping). */
 void hk__ctx_started(hk__ctx_t *self);
+/*
+ * In a signal handler given uctx: whether the interrupted code ran on the
+ * stack [lo, lo + size) outside the middle of a switch, so that unwinding
+ * from the handler walks that context's own frames. Stores the interrupted
+ * pc in *pc. Async-signal-safe.
+ */
+int hk__ctx_interrupted(const void *uctx, const void *lo, size_t size, uintptr_t *pc);
 
 /* ---- stacks (stack.c) ---- */
 
@@ -173,6 +180,8 @@ typedef struct hk__runq {
 } hk__runq_t;
 
 #define HK__RUNQ_SIZE 256u
+/* Frames of a stall report's backtrace, as in the loop's stall detector. */
+#define HK__BT_FRAMES 32
 
 struct hk__worker {
     hk_co_runtime_t *rt;
@@ -197,6 +206,22 @@ struct hk__worker {
     /* Read by the stall monitor (monitor.c). */
     uint64_t slices; /* atomic: switches into a coroutine (the switches counter) */
     int idled;       /* went idle since the last switch (own thread only) */
+    /*
+     * A backtrace of a stalled coroutine, asked for by the monitor and taken
+     * by a signal handler on this thread (monitor.c). The monitor fills in
+     * the request (bt_slice, bt_lo, bt_size), then bumps bt_req; the handler
+     * fills in the answer (bt_pc, bt_nframes, bt_frames), then sets bt_done
+     * to bt_req. The monitor asks again only once bt_done has caught up, so
+     * neither side writes what the other may be reading.
+     */
+    unsigned bt_req;  /* atomic */
+    unsigned bt_done; /* atomic */
+    uint64_t bt_slice;
+    const void *bt_lo;
+    size_t bt_size;
+    uintptr_t bt_pc; /* the interrupted pc: the first frame of the coroutine's own */
+    int bt_nframes;
+    void *bt_frames[HK__BT_FRAMES];
 };
 
 typedef struct hk__timer {
@@ -319,6 +344,8 @@ void hk__monitor_stop(hk_co_runtime_t *rt);
 void hk__monitor_busy(hk_co_runtime_t *rt);
 /* A coroutine exits: wait until the monitor no longer reads it. */
 void hk__monitor_exit(hk_co_runtime_t *rt);
+/* The signal that asks a worker for a backtrace (SIGRTMAX - 2); workers leave it unblocked. */
+int hk__monitor_signal(void);
 
 /* ---- blocking bridge (blocking.c) ---- */
 

@@ -31,10 +31,44 @@
  * wake-ups. A worker also wakes it when it switches in and a relaxed load
  * sees mon_sleeping set: that covers a worker the OS held between two
  * coroutines, without going idle, while the monitor fell asleep.
+ *
+ * The backtrace. A name says which coroutine, not where it is stuck, and
+ * only its own thread can walk its stack while it runs. So, as the loop's
+ * stall detector does (src/loop/stall.c), a report interrupts the worker:
+ * the monitor writes a request (the slice it saw, the coroutine's stack) into
+ * the worker, bumps bt_req and sends SIGRTMAX - 2 with pthread_kill (the loop
+ * detector uses SIGRTMAX - 1; workers leave this one unblocked when a monitor
+ * runs). The handler, installed once with SA_RESTART | SA_SIGINFO |
+ * SA_ONSTACK (the worker's 64 KiB alternate stack carries it and the
+ * unwinder, not the coroutine's small stack), calls backtrace() into the
+ * worker's buffer and publishes bt_done with a release store; the monitor
+ * waits for it at most 5 ms. backtrace() is called once when the handler is
+ * installed, since its first call loads libgcc_s (malloc, dlopen). The
+ * unwinder stops at the coroutine's boot frame (hk__ctx_boot's return
+ * address is undefined in its CFI).
+ *
+ * The handler answers without frames unless the frames would be the stalled
+ * coroutine's: the worker still runs the requested slice, the interrupted sp
+ * is on that coroutine's stack and its pc is not inside the switch
+ * (hk__ctx_interrupted), and the handler itself runs on the alternate stack
+ * or, with 8 KiB to spare, on the coroutine's. A coroutine that switched
+ * away meanwhile is reported without frames, and so is one that does not
+ * answer in time (signals blocked, or ThreadSanitizer, which holds an
+ * asynchronous signal until the thread calls an intercepted function); the
+ * monitor asks that worker again only once it has answered, so a late
+ * answer never overwrites frames being read. The report names the
+ * interrupted function first: frames before it (the handler, the signal
+ * trampoline) are dropped.
+ *
+ * What the signal costs the coroutine: nothing while it does not stall, at
+ * most one interruption a second while it does. SA_RESTART restarts most
+ * system calls; those that never restart (nanosleep, poll, epoll_wait, ...)
+ * return EINTR to a coroutine blocked in them, as they would for any signal.
  */
 #include "co/internal.h"
 
 #include <errno.h>
+#include <execinfo.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -43,6 +77,10 @@
 #include <unistd.h>
 
 #define HK__MONITOR_REPORT_INTERVAL_NS UINT64_C(1000000000)
+/* How long a report waits for the worker's backtrace. */
+#define HK__MONITOR_FRAMES_WAIT_NS (UINT64_C(5) * 1000000)
+/* Stack the handler wants below it when it runs on the coroutine's own stack. */
+#define HK__MONITOR_HANDLER_ROOM 8192u
 
 typedef struct hk__watch {
     uint64_t slices; /* the worker's counter when last sampled */
@@ -59,7 +97,106 @@ typedef struct hk__monitor {
     hk__watch_t *watch;
     uint64_t last_report;
     uint64_t suppressed;
+    int frames_ok; /* the handler is installed: workers may be signalled */
 } hk__monitor_t;
+
+static pthread_once_t hk__monitor_sig_once = PTHREAD_ONCE_INIT;
+static int hk__monitor_sig_ok;
+
+int hk__monitor_signal(void)
+{
+    return SIGRTMAX - 2;
+}
+
+/* On the worker, in the handler: whether a backtrace taken here shows the requested slice. */
+static int hk__monitor_can_unwind(hk__worker_t *w, void *uctx)
+{
+    if (__atomic_load_n(&w->slices, __ATOMIC_RELAXED) != w->bt_slice ||
+        !__atomic_load_n(&w->current, __ATOMIC_RELAXED))
+        return 0;
+    /*
+     * Where this handler runs: on the alternate stack when the kernel ran it,
+     * so uctx is the interrupted code; on the coroutine's stack when
+     * ThreadSanitizer ran it later from an intercepted call of the coroutine
+     * (uctx is then from the signal's arrival, still on that stack since the
+     * slice is the same). Anywhere else, the walk would not be the
+     * coroutine's.
+     */
+    volatile char here = 0;
+    uintptr_t at = (uintptr_t)&here, lo = (uintptr_t)w->bt_lo;
+    stack_t ss;
+    int on_alt = sigaltstack(NULL, &ss) == 0 && (ss.ss_flags & SS_ONSTACK);
+    int on_co = at >= lo + HK__MONITOR_HANDLER_ROOM && at - lo < w->bt_size;
+    if (!on_alt && !on_co)
+        return 0;
+    return hk__ctx_interrupted(uctx, w->bt_lo, w->bt_size, &w->bt_pc);
+}
+
+static void hk__monitor_on_signal(int signo, siginfo_t *info, void *uctx)
+{
+    (void)signo;
+    (void)info;
+    hk__worker_t *w = hk__worker_current();
+    if (!w)
+        return; /* not a worker: a stray signal */
+    int saved = errno;
+    unsigned req = __atomic_load_n(&w->bt_req, __ATOMIC_ACQUIRE);
+    if (req != __atomic_load_n(&w->bt_done, __ATOMIC_RELAXED)) {
+        w->bt_nframes =
+            hk__monitor_can_unwind(w, uctx) ? backtrace(w->bt_frames, HK__BT_FRAMES) : 0;
+        __atomic_store_n(&w->bt_done, req, __ATOMIC_RELEASE);
+    }
+    errno = saved;
+}
+
+static void hk__monitor_install(void)
+{
+    struct sigaction sa;
+    memset(&sa, 0, sizeof sa);
+    sa.sa_sigaction = hk__monitor_on_signal;
+    sa.sa_flags = SA_SIGINFO | SA_RESTART | SA_ONSTACK;
+    sigemptyset(&sa.sa_mask);
+    if (sigaction(hk__monitor_signal(), &sa, NULL) < 0)
+        return; /* reports go without frames; a signal must not meet the default action */
+    void *warm[2];
+    backtrace(warm, 2);
+    hk__monitor_sig_ok = 1;
+}
+
+/*
+ * Asks w for a backtrace of the slice just named (running on [lo, lo + size))
+ * and waits for it; returns the number of frames copied to out, 0 when the
+ * worker switched away, did not answer in time or cannot be asked.
+ */
+static int hk__monitor_frames(hk__monitor_t *m, hk__worker_t *w, uint64_t slice, const void *lo,
+                              size_t size, void **out)
+{
+    unsigned req = __atomic_load_n(&w->bt_req, __ATOMIC_RELAXED); /* written here only */
+    if (!m->frames_ok || __atomic_load_n(&w->bt_done, __ATOMIC_ACQUIRE) != req)
+        return 0; /* the last request is unanswered: its handler may still read it */
+    w->bt_slice = slice;
+    w->bt_lo = lo;
+    w->bt_size = size;
+    __atomic_store_n(&w->bt_req, ++req, __ATOMIC_RELEASE);
+    if (pthread_kill(w->thread, hk__monitor_signal()) != 0)
+        return 0;
+    uint64_t until = hk_time_now() + HK__MONITOR_FRAMES_WAIT_NS;
+    while (__atomic_load_n(&w->bt_done, __ATOMIC_ACQUIRE) != req) {
+        if (hk_time_now() >= until)
+            return 0;
+        struct timespec ts = {0, 50 * 1000};
+        nanosleep(&ts, NULL);
+    }
+    int n = w->bt_nframes, first = 0;
+    for (int i = 0; i < n; i++) {
+        if ((uintptr_t)w->bt_frames[i] == w->bt_pc) {
+            first = i;
+            break;
+        }
+    }
+    memcpy(out, w->bt_frames + first, (size_t)(n - first) * sizeof *out);
+    return n - first;
+}
 
 static void hk__monitor_fence(hk_co_runtime_t *rt)
 {
@@ -87,6 +224,8 @@ static void hk__monitor_default_report(hk_loop_t *loop, const hk_stall_info_t *i
         (unsigned long long)(info->cpu_ns / 1000000), (unsigned long long)info->suppressed);
     if (len > 0 && write(2, line, (size_t)len) < 0)
         return; /* nowhere to report that stderr failed */
+    if (info->nframes > 0)
+        backtrace_symbols_fd((void *const *)info->frames, info->nframes, 2);
 }
 
 static void hk__monitor_report(hk__monitor_t *m, hk__worker_t *w, hk__watch_t *wt, uint64_t now)
@@ -98,7 +237,8 @@ static void hk__monitor_report(hk__monitor_t *m, hk__worker_t *w, hk__watch_t *w
         return;
     }
     char name[sizeof((hk_co_t *)0)->name];
-    const void *fn = NULL;
+    const void *fn = NULL, *lo = NULL;
+    size_t size = 0;
     int found = 0;
     __atomic_store_n(&rt->mon_reading, 1, __ATOMIC_RELAXED);
     hk__monitor_fence(rt);
@@ -107,19 +247,23 @@ static void hk__monitor_report(hk__monitor_t *m, hk__worker_t *w, hk__watch_t *w
         memcpy(name, co->name, sizeof name);
         name[sizeof name - 1] = '\0';
         fn = (const void *)(uintptr_t)co->fn;
+        lo = co->stack.lo;
+        size = co->stack.size;
         found = 1;
     }
     __atomic_store_n(&rt->mon_reading, 0, __ATOMIC_RELEASE);
     if (!found)
         return; /* it switched away meanwhile: counted, nothing left to name */
+    void *frames[HK__BT_FRAMES];
+    int nframes = hk__monitor_frames(m, w, wt->slices, lo, size, frames);
     hk_stall_info_t info = {
         .duration_ns = now - wt->since,
         .cpu_ns = hk__monitor_cpu(wt) - wt->cpu_since,
         .threshold_ns = rt->stall_ns,
         .callback = fn,
         .symbol = name,
-        .frames = NULL,
-        .nframes = 0,
+        .frames = nframes > 0 ? frames : NULL,
+        .nframes = nframes,
         .suppressed = m->suppressed,
     };
     m->last_report = now;
@@ -219,6 +363,8 @@ int hk__monitor_start(hk_co_runtime_t *rt)
     }
     m->rt = rt;
     m->watch = watch;
+    pthread_once(&hk__monitor_sig_once, hk__monitor_install);
+    m->frames_ok = hk__monitor_sig_ok;
     for (unsigned i = 0; i < rt->nworkers; i++)
         watch[i].has_cpu = pthread_getcpuclockid(rt->workers[i].thread, &watch[i].cpu) == 0;
     if (pthread_create(&rt->mon_thread, NULL, hk__monitor_main, m) != 0) {

@@ -21,6 +21,10 @@
  * x29 = 0 (frame-pointer walks end there) and x30 = hk__ctx_boot, and sits
  * at the 16-byte aligned top of its stack, so sp is aligned when the entry
  * function is called.
+ *
+ * hk__ctx_boot comes right after hk__ctx_swap, as in switch_x86_64.S:
+ * hk__ctx_interrupted (ctx.c) takes [hk__ctx_swap, hk__ctx_boot) for the
+ * switch, where a signal handler must not unwind.
  */
 #if defined(__aarch64__) && !defined(HK_CO_UCONTEXT)
     .text

@@ -148,13 +148,16 @@ static hk_co_t *hk__find(hk__worker_t *w)
     return NULL;
 }
 
-static void hk__worker_signals(void)
+static void hk__worker_signals(const hk_co_runtime_t *rt)
 {
     sigset_t set;
     sigfillset(&set);
     int keep[] = {SIGSEGV, SIGBUS, SIGFPE, SIGILL, SIGTRAP, SIGABRT, SIGSYS};
     for (size_t i = 0; i < sizeof keep / sizeof keep[0]; i++)
         sigdelset(&set, keep[i]);
+    /* The stall monitor interrupts a worker for the backtrace of a stalled coroutine. */
+    if (rt->stall_ns)
+        sigdelset(&set, hk__monitor_signal());
     pthread_sigmask(SIG_BLOCK, &set, NULL);
 }
 
@@ -163,7 +166,7 @@ void *hk__worker_main(void *arg)
     hk__worker_t *w = arg;
     hk_co_runtime_t *rt = w->rt;
     hk__tls_worker = w;
-    hk__worker_signals();
+    hk__worker_signals(rt);
     hk__ctx_init_thread(&w->ctx);
     hk__stack_thread_init(&w->altstack);
     /*

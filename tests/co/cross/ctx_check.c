@@ -16,17 +16,21 @@
  * round trip in both directions; the floating-point control state (FPCR;
  * MXCSR and the x87 control word) is per context, and a fresh context starts
  * with the defaults; a fresh context runs its entry with its argument, with a
- * 16-byte aligned stack, and an unwinder stops at its boot frame; a ping-pong
- * of 1,000,000 switches ends with the right counts.
+ * 16-byte aligned stack, and an unwinder stops at its boot frame, also from
+ * a signal handler (hk__ctx_interrupted, used by the stall monitor, reads the
+ * interrupted sp and pc right); a ping-pong of 1,000,000 switches ends with
+ * the right counts.
  */
 #include "co/internal.h"
 
 #include <fenv.h>
+#include <signal.h>
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/mman.h>
+#include <ucontext.h>
 #include <unistd.h>
 #include <unwind.h>
 
@@ -297,12 +301,61 @@ static void regs_round(const char *who, uint64_t side, unsigned round, void **sa
     CHECK(fegetround() == rounding, "%s round %u: rounding %d", who, round, fegetround());
 }
 
+/*
+ * hk__ctx_interrupted (what the stall monitor's signal handler asks before it
+ * unwinds), with a real signal raised on the second context's stack and on
+ * main's: the registers it reads from the ucontext, and an unwind from the
+ * handler through the signal frame that ends at hk__ctx_boot.
+ */
+struct sig_seen {
+    int calls;
+    int inside;      /* hk__ctx_interrupted with co2's stack */
+    int fake_switch; /* the same with the pc moved into hk__ctx_swap */
+    struct entry_seen walk;
+};
+static struct sig_seen sig_co, sig_main, *sig_into;
+
+static void on_signal(int signo, siginfo_t *si, void *uctx)
+{
+    (void)signo;
+    (void)si;
+    struct sig_seen *s = sig_into;
+    uintptr_t pc;
+    s->calls++;
+    s->inside = hk__ctx_interrupted(uctx, co2_ctx.stack_lo, co2_ctx.stack_size, &pc);
+    s->walk.unwound = _Unwind_Backtrace(walk_frame, &s->walk);
+    ucontext_t uc = *(ucontext_t *)uctx;
+#if defined(__aarch64__)
+    uc.uc_mcontext.pc = (uintptr_t)hk__ctx_swap + 4;
+#else
+    uc.uc_mcontext.gregs[REG_RIP] = (greg_t)(uintptr_t)hk__ctx_swap + 4;
+#endif
+    s->fake_switch = hk__ctx_interrupted(&uc, co2_ctx.stack_lo, co2_ctx.stack_size, &pc);
+}
+
 static void co2_main(void *arg)
 {
     seen2.aligned = ENTRY_ALIGNED();
     entry_record(&seen2, arg);
+    sig_into = &sig_co;
+    raise(SIGUSR1);
     for (;;)
         to_main(&co2_ctx);
+}
+
+static void check_signals(void)
+{
+    uintptr_t boot = (uintptr_t)hk__ctx_boot;
+    CHECK(sig_co.calls == 1 && sig_main.calls == 1, "handler ran %d and %d times", sig_co.calls,
+          sig_main.calls);
+    CHECK(sig_co.inside, "a signal on the context's stack is not seen there");
+    CHECK(!sig_co.fake_switch, "a pc inside hk__ctx_swap is not seen as inside the switch");
+    CHECK(!sig_main.inside, "a signal on main's stack is seen on the context's");
+    CHECK(sig_co.walk.unwound == _URC_END_OF_STACK && sig_co.walk.nframes < 32 &&
+              sig_co.walk.last > boot && sig_co.walk.last <= boot + 16,
+          "unwinding from the handler ended with %d after %d frames at %#lx (boot %#lx)",
+          sig_co.walk.unwound, sig_co.walk.nframes, (unsigned long)sig_co.walk.last,
+          (unsigned long)boot);
 }
 
 static void co_main(void *arg)
@@ -359,8 +412,14 @@ int main(void)
     check_entry(&seen1, &arg1, "first context");
     CHECK(fpctl_get() == FPCTL_MAIN, "main: control state %#llx after the first switch",
           (unsigned long long)fpctl_get());
+    struct sigaction sa = {.sa_sigaction = on_signal, .sa_flags = SA_SIGINFO};
+    sigemptyset(&sa.sa_mask);
+    sigaction(SIGUSR1, &sa, NULL);
     hk__ctx_switch(&main_ctx, &co2_ctx, 0);
     check_entry(&seen2, &arg2, "second context");
+    sig_into = &sig_main;
+    raise(SIGUSR1);
+    check_signals();
 
     for (unsigned round = 0; round < ROUNDS; round++)
         regs_round("main", 0xAA, round, &main_ctx.sp, co_ctx.sp, FPCTL_MAIN, FE_TOWARDZERO);
