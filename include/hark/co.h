@@ -69,8 +69,11 @@ typedef struct hk_co_runtime_options {
      * symbol is the coroutine's name, callback its function, duration_ns a
      * lower bound of how long it has run (reports come at most stall_ns / 4
      * late), cpu_ns the worker's CPU time over that span (close to
-     * duration_ns: computing; small: blocked), no frames. Must not block for
-     * long. NULL: a line on stderr.
+     * duration_ns: computing; small: blocked), frames/nframes the
+     * coroutine's backtrace taken on its worker by a signal (SIGRTMAX - 2)
+     * while it ran, or 0 frames when the worker did not answer within 5 ms
+     * or had switched away (docs/co.md). Must not block for long. NULL: a
+     * line on stderr, with the backtrace.
      */
     hk_stall_cb stall_cb;
     void *stall_arg;

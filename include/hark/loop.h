@@ -330,7 +330,9 @@ HK_API int hk_timer_start_in(hk_timer_t *timer, hk_timer_cb cb, int64_t delay_ns
  * timer reserves the loop instead. It is armed hold_window_ns before its grid
  * point (hk_loop_queue_stats: twice the wake-up latency plus three mean
  * residual service times E[S^2] / (2 E[S]), at least HK_TIMER_HOLD_MIN_NS, at
- * most a quarter of the period and HK_TIMER_ONTIME_MAX_NS). At the first
+ * most a quarter of the period, (1 - rho) / 2 of it, and
+ * HK_TIMER_ONTIME_MAX_NS: a held loop serves nothing, so the hold may take at
+ * most half of the capacity the load leaves). At the first
  * callback boundary after that moment the loop stops starting other
  * callbacks: it sleeps (clock_nanosleep, TIMER_ABSTIME) until a little before
  * the grid point, spins on the clock for the rest (about twice the wake-up

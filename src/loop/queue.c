@@ -102,6 +102,17 @@ static uint64_t hk__hold_window(const hk_loop_queue_t *e, uint64_t period)
     uint64_t cap = HK_TIMER_ONTIME_MAX_NS;
     if (period > 0 && period / 4 < cap)
         cap = period / 4;
+    /*
+     * A held loop serves nothing, so holding takes window / period of its
+     * capacity: keep it to half of what the load leaves (1 - rho), or a busy
+     * loop would be pushed into overload by its own timer.
+     */
+    if (period > 0 && e->rho > 0) {
+        double spare = e->rho < 1.0 ? 1.0 - e->rho : 0.0;
+        uint64_t fair = hk__ns_round(spare * (double)period / 2.0);
+        if (fair < cap)
+            cap = fair;
+    }
     return w < cap ? w : cap;
 }
 

@@ -63,7 +63,8 @@ uint64_t hk__queue_advance(const struct hk__queue *q, uint64_t now, uint64_t per
 /*
  * The hold window of an HK_TIMER_HOLD timer of this period (0: one-shot) at
  * now: 2 wake_ns + HK__HOLD_RESIDUALS E[S^2] / (2 E[S]), at least
- * HK_TIMER_HOLD_MIN_NS, at most period / 4 and HK_TIMER_ONTIME_MAX_NS.
+ * HK_TIMER_HOLD_MIN_NS, at most period / 4, (1 - rho) period / 2 and
+ * HK_TIMER_ONTIME_MAX_NS.
  */
 uint64_t hk__queue_hold_window(const struct hk__queue *q, uint64_t now, uint64_t period);
 

@@ -44,6 +44,19 @@ Test(hold, window_is_wake_ups_plus_residuals)
     /* Bounded by a quarter of the period and by the cap. */
     cr_assert_eq(hk__queue_hold_window(&q, now, US(1000)), US(250));
     cr_assert_eq(hk__queue_hold_window(&q, now, US(200)), US(50), "below the minimum: the period");
+    /* rho = 0.2 leaves 0.8: a hold takes at most 0.4 of the period. */
+    cr_assert_eq(hk__queue_hold_window(&q, now, US(1000)), US(250), "a quarter is below 0.4");
+
+    /* Near overload (rho = 0.9: 500 callbacks of 900 us in 0.5 s) the load's spare decides. */
+    hk__queue_init(&q, t0, SEC);
+    for (int k = 1; k <= 500; k++)
+        hk__queue_sample(&q, t0 + (uint64_t)k * US(1000), US(900));
+    hk__queue_estimate(&q, now, &e);
+    cr_assert_gt(e.rho, 0.89);
+    cr_assert_lt(e.rho, 0.91);
+    uint64_t w = hk__queue_hold_window(&q, now, 10 * US(1000));
+    cr_assert_leq(w, US(501), "(1 - rho) / 2 of 10 ms: %llu ns", (unsigned long long)w);
+    cr_assert_geq(w, US(499));
 }
 
 /* A one-shot HOLD timer runs once, at or after its moment, and leaves the model off. */
