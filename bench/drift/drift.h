@@ -45,6 +45,9 @@ typedef struct drift_run {
     double loop_wq_sum, loop_res_sum, loop_rho_sum; /* hark: the loop's estimate at each tick */
     double loop_wake_sum, loop_adv_sum, loop_wqw_sum;
     int loop_est_n;
+    /* hark: the loop's ONTIME/HOLD counters at the end (hk_loop_queue_stats) */
+    uint64_t holds, holds_late, held_ns;
+    double loop_hold_sum; /* hold_window_ns summed over the ticks */
     /* contention: run-queue wait of the loop thread (schedstat), read at every tick */
     int schedfd;
     uint64_t runq_first, runq_last, runq_max_gap;

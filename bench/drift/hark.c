@@ -41,6 +41,7 @@ static void drift_hark_tick(hk_timer_t *t, uint64_t expirations)
         r->loop_wake_sum += (double)q.wake_ns;
         r->loop_adv_sum += (double)q.advance_ns;
         r->loop_wqw_sum += (double)q.wait_wake_ns;
+        r->loop_hold_sum += (double)q.hold_window_ns;
         r->loop_est_n++;
     }
     if (r->done >= r->ticks)
@@ -73,6 +74,12 @@ int drift_run_hark(drift_run_t *r)
                                                     : 0);
     if (err >= 0)
         err = hk_loop_run(loop, HK_RUN_DEFAULT);
+    hk_loop_queue_t q;
+    if (hk_loop_queue_stats(loop, &q) == 0) {
+        r->holds = q.holds;
+        r->holds_late = q.holds_late;
+        r->held_ns = q.held_ns;
+    }
     for (int i = 0; h.ios && i < r->nfds; i++) {
         if (h.ios[i].base.loop)
             hk_close(&h.ios[i].base, NULL);

@@ -19,7 +19,11 @@
  * Output: one `drift system=... rho=... key=value ...` line per run. A rho whose
  * runs were disturbed (the loop thread waited more than MAX_GAP_US, default
  * 5 ms, for its core between two ticks: another task had it) runs again, all
- * systems, up to ATTEMPTS (3) times.
+ * systems, up to ATTEMPTS (3) times. hark rows add the loop's counters of
+ * HK_TIMER_HOLD (holds, holds_late, held_share: the share of the run spent
+ * holding) and grid_mod_4ms_us, the grid's phase against a 250 Hz kernel
+ * tick (which fires at multiples of 4 ms of CLOCK_MONOTONIC): with phase 0 or
+ * 2 ms every other grid point coincides with the tick's interrupt.
  */
 #include "drift.h"
 
@@ -177,7 +181,8 @@ static void drift_report(char *line, size_t cap, const char *sys, double rho, dr
              "model_residual_us=%.1f schedule_residual_us=%.1f loop_rho=%.3f busy_rho=%.3f "
              "growth_us=%.1f lost_ticks=%llu jobs=%llu late_arms=%llu preempted=%ld "
              "runq_wait_ms=%.1f runq_max_gap_us=%.0f p50_late_us=%.1f loop_wake_us=%.1f "
-             "loop_advance_us=%.1f model_wq_wake_us=%.1f\n",
+             "loop_advance_us=%.1f model_wq_wake_us=%.1f loop_hold_window_us=%.1f holds=%llu "
+             "holds_late=%llu held_share=%.4f grid_mod_4ms_us=%llu\n",
              sys, rho, n, us(sum / n), us((double)sorted[i99]), us((double)r->late[n - 1]),
              is_hark ? us(loop_wq) : drift_wait_us(m->wait_ns), drift_wait_us(m->wait_ns),
              r->wait_n ? us(r->wait_sum / (double)r->wait_n) : 0.0, us(asum / n),
@@ -190,7 +195,10 @@ static void drift_report(char *line, size_t cap, const char *sys, double rho, dr
              us((double)sorted[(n - 1) / 2]),
              r->loop_est_n ? us(r->loop_wake_sum / r->loop_est_n) : 0,
              r->loop_est_n ? us(r->loop_adv_sum / r->loop_est_n) : 0,
-             r->loop_est_n ? us(r->loop_wqw_sum / r->loop_est_n) : 0);
+             r->loop_est_n ? us(r->loop_wqw_sum / r->loop_est_n) : 0,
+             r->loop_est_n ? us(r->loop_hold_sum / r->loop_est_n) : 0, (unsigned long long)r->holds,
+             (unsigned long long)r->holds_late, (double)r->held_ns / dur,
+             (unsigned long long)(r->first % (4 * MS_NS) / 1000));
     free(sorted);
 }
 

@@ -25,16 +25,6 @@
 #include "loop/queue.h"
 #include "loop/stall.h"
 
-/* Tells the core (and a sibling hyperthread) that this is a spin. */
-static inline void hk__cpu_relax(void)
-{
-#if defined(__x86_64__) || defined(__i386__)
-    __builtin_ia32_pause();
-#elif defined(__aarch64__)
-    __asm__ __volatile__("yield");
-#endif
-}
-
 /* The spin before the grid point: twice the mean wake-up, and at least this. */
 #define HK__HOLD_SPIN_MIN_NS (UINT64_C(20) * 1000)
 
@@ -101,10 +91,14 @@ static uint64_t hk__hold_until(hk_loop_t *loop, uint64_t now, uint64_t d)
         if (now >= until)
             hk__queue_wake_sample(q, now, now - until);
     }
-    while (now < d) {
-        hk__cpu_relax();
+    /*
+     * No PAUSE in this spin: each iteration is a clock read already, and
+     * under KVM a tight PAUSE loop can be taken for a lock waiter's spin
+     * (pause-loop exiting) and descheduled, which is the lateness we spin to
+     * avoid.
+     */
+    while (now < d)
         now = hk__clock_now();
-    }
     q->holds++;
     q->held_ns += now - start;
     return now;
