@@ -335,6 +335,9 @@ void hk__poll_fini(hk_co_runtime_t *rt);
 unsigned hk__poll_run(hk_co_runtime_t *rt, int block);
 void hk__poll_interrupt(hk_co_runtime_t *rt);
 int hk__pd_wait(hk_co_runtime_t *rt, int fd, unsigned events, uint64_t deadline, int fresh);
+/* poll.c: a read may skip its system call after a short one (see there). */
+int hk__pd_read_drained(hk_co_runtime_t *rt, int fd);
+void hk__pd_read_done(hk_co_runtime_t *rt, int fd, int drained);
 
 /* ---- stall monitor (monitor.c) ---- */
 

@@ -11,6 +11,7 @@
 
 #include <errno.h>
 #include <sys/sendfile.h>
+#include <sys/socket.h>
 #include <unistd.h>
 
 typedef struct hk__io_op {
@@ -50,6 +51,25 @@ static ssize_t hk__io_once(const hk__io_op_t *op)
     }
 }
 
+/* The bytes a read asks for, or 0 when its result proves nothing about the queue. */
+static size_t hk__io_read_len(const hk__io_op_t *op)
+{
+    switch (op->kind) {
+    case HK__READ:
+        return op->len;
+    case HK__RECV:
+        return op->flags & MSG_PEEK ? 0 : op->len;
+    case HK__READV: {
+        size_t len = 0;
+        for (int i = 0; i < op->iovcnt; i++)
+            len += op->iov[i].iov_len;
+        return len;
+    }
+    default:
+        return 0;
+    }
+}
+
 static ssize_t hk__io(const hk__io_op_t *op, unsigned events, uint64_t deadline)
 {
     hk_co_t *self = hk__co_current();
@@ -57,14 +77,23 @@ static ssize_t hk__io(const hk__io_op_t *op, unsigned events, uint64_t deadline)
         return -EPERM;
     if (!hk__deadline_ok(deadline))
         return -EINVAL;
+    size_t rlen = hk__io_read_len(op);
+    /* After a short read of a stream socket, wait for the next edge first (poll.c). */
+    int skip = rlen && deadline != 0 && hk__pd_read_drained(self->rt, op->fd);
     for (;;) {
-        ssize_t n = hk__io_once(op);
-        if (n >= 0)
-            return n;
-        if (errno == EINTR)
-            continue;
-        if (errno != EAGAIN && errno != EWOULDBLOCK)
-            return -errno;
+        if (!skip) {
+            ssize_t n = hk__io_once(op);
+            if (n >= 0) {
+                if (rlen)
+                    hk__pd_read_done(self->rt, op->fd, n > 0 && (size_t)n < rlen);
+                return n;
+            }
+            if (errno == EINTR)
+                continue;
+            if (errno != EAGAIN && errno != EWOULDBLOCK)
+                return -errno;
+        }
+        skip = 0;
         int r = hk__pd_wait(self->rt, op->fd, events, deadline, 0);
         if (r < 0)
             return r;

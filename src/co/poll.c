@@ -20,6 +20,7 @@
 #include <stdlib.h>
 #include <sys/epoll.h>
 #include <sys/eventfd.h>
+#include <sys/socket.h>
 #include <unistd.h>
 
 struct hk__pd {
@@ -28,6 +29,8 @@ struct hk__pd {
     int registered;
     unsigned ready; /* HK_READABLE / HK_WRITABLE / HK_ERROR / HK_HANGUP seen, unconsumed */
     hk__waiter_t *rw, *ww;
+    int stream;  /* a SOCK_STREAM socket (checked at registration) */
+    int drained; /* atomic: the last read was short, so the receive queue was empty */
 };
 
 #define HK__PD_CHUNK 1024u
@@ -175,9 +178,39 @@ static int hk__pd_register(hk_co_runtime_t *rt, hk__pd_t *pd, int fd)
         if (errno != EEXIST || epoll_ctl(rt->epfd, EPOLL_CTL_MOD, fd, &ev) < 0)
             return -errno;
     }
+    int type = 0;
+    socklen_t tlen = sizeof type;
+    pd->stream = getsockopt(fd, SOL_SOCKET, SO_TYPE, &type, &tlen) == 0 && type == SOCK_STREAM;
+    __atomic_store_n(&pd->drained, 0, __ATOMIC_RELAXED);
     pd->registered = 1;
     pd->ready = 0;
     return 0;
+}
+
+/*
+ * Why a short read lets the next read skip its system call: a stream
+ * socket's read returns everything queued up to the length asked, so a
+ * short read proves the queue was empty when it returned, and any byte that
+ * arrives later raises a new edge on the registration (the netpoller sets
+ * ready, or wakes the waiter). So the next read can go straight to the wait,
+ * instead of paying a read that returns EAGAIN first; a ready bit seen
+ * meanwhile (even one left by the data already read) sends it to the system
+ * call as before. Only for fds registered here (edges tracked) and stream
+ * sockets: a datagram, a TTY line or a pipe read proves nothing.
+ */
+int hk__pd_read_drained(hk_co_runtime_t *rt, int fd)
+{
+    hk__pd_t *pd = hk__pd_get(rt, fd, 0);
+    return pd && __atomic_load_n(&pd->drained, __ATOMIC_RELAXED) &&
+           !(__atomic_load_n(&pd->ready, __ATOMIC_RELAXED) & HK_READABLE);
+}
+
+void hk__pd_read_done(hk_co_runtime_t *rt, int fd, int drained)
+{
+    hk__pd_t *pd = hk__pd_get(rt, fd, 0);
+    if (pd && __atomic_load_n(&pd->registered, __ATOMIC_RELAXED) && pd->stream &&
+        __atomic_load_n(&pd->drained, __ATOMIC_RELAXED) != drained)
+        __atomic_store_n(&pd->drained, drained, __ATOMIC_RELAXED);
 }
 
 int hk__pd_wait(hk_co_runtime_t *rt, int fd, unsigned events, uint64_t deadline, int fresh)
@@ -263,6 +296,7 @@ int hk_co_close(int fd)
         pd->gen++;
         pd->registered = 0;
         pd->ready = 0;
+        __atomic_store_n(&pd->drained, 0, __ATOMIC_RELAXED);
         hk__pd_notify(pd, &pd->rw, 0, -EBADF);
         hk__pd_notify(pd, &pd->ww, 0, -EBADF);
         if (was)

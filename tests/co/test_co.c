@@ -2,13 +2,13 @@
 #include <criterion/criterion.h>
 #include <errno.h>
 #include <hark.h>
+
+#include "co_check.h"
 #include <stdint.h>
 #include <string.h>
 #include <fcntl.h>
 #include <stdio.h>
 #include <unistd.h>
-
-#define MS (UINT64_C(1000000))
 
 static void run(hk_co_fn fn, unsigned workers)
 {
@@ -20,14 +20,6 @@ static void run(hk_co_fn fn, unsigned workers)
     cr_assert_eq(res, (void *)1, "the main coroutine failed");
     cr_assert_eq(hk_co_runtime_free(rt), 0);
 }
-
-#define CHECK(c)                                                                                   \
-    do {                                                                                           \
-        if (!(c)) {                                                                                \
-            fprintf(stderr, "%s:%d: check failed: %s\n", __FILE__, __LINE__, #c);                  \
-            return NULL;                                                                           \
-        }                                                                                          \
-    } while (0)
 
 static void *add_one(void *arg)
 {
