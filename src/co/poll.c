@@ -31,6 +31,7 @@ struct hk__pd {
     hk__waiter_t *rw, *ww;
     int stream;  /* a SOCK_STREAM socket (checked at registration) */
     int drained; /* atomic: the last read was short, so the receive queue was empty */
+    int nodata;  /* atomic: an edge said hang-up, error or urgent data (sticky) */
 };
 
 #define HK__PD_CHUNK 1024u
@@ -146,7 +147,7 @@ unsigned hk__poll_run(hk_co_runtime_t *rt, int block)
             continue;
         uint32_t e = evs[i].events;
         unsigned bits = 0;
-        if (e & (EPOLLIN | EPOLLRDHUP))
+        if (e & (EPOLLIN | EPOLLRDHUP | EPOLLPRI))
             bits |= HK_READABLE;
         if (e & EPOLLOUT)
             bits |= HK_WRITABLE;
@@ -156,6 +157,9 @@ unsigned hk__poll_run(hk_co_runtime_t *rt, int block)
             bits |= HK_HANGUP | HK_READABLE | HK_WRITABLE;
         hk__spin_lock(&pd->lock);
         if (pd->registered && pd->gen == gen) {
+            /* What a short read does not drain: a FIN, an error, the urgent mark. */
+            if (e & (EPOLLRDHUP | EPOLLHUP | EPOLLERR | EPOLLPRI))
+                __atomic_store_n(&pd->nodata, 1, __ATOMIC_RELAXED);
             pd->ready |= bits;
             if (bits & HK_READABLE)
                 woken += hk__pd_notify(pd, &pd->rw, pd->ready, 0);
@@ -172,7 +176,7 @@ unsigned hk__poll_run(hk_co_runtime_t *rt, int block)
 
 static int hk__pd_register(hk_co_runtime_t *rt, hk__pd_t *pd, int fd)
 {
-    struct epoll_event ev = {.events = EPOLLIN | EPOLLOUT | EPOLLRDHUP | EPOLLET,
+    struct epoll_event ev = {.events = EPOLLIN | EPOLLOUT | EPOLLRDHUP | EPOLLPRI | EPOLLET,
                              .data.u64 = (uint64_t)(uint32_t)fd | ((uint64_t)pd->gen << 32)};
     if (epoll_ctl(rt->epfd, EPOLL_CTL_ADD, fd, &ev) < 0) {
         if (errno != EEXIST || epoll_ctl(rt->epfd, EPOLL_CTL_MOD, fd, &ev) < 0)
@@ -182,6 +186,7 @@ static int hk__pd_register(hk_co_runtime_t *rt, hk__pd_t *pd, int fd)
     socklen_t tlen = sizeof type;
     pd->stream = getsockopt(fd, SOL_SOCKET, SO_TYPE, &type, &tlen) == 0 && type == SOCK_STREAM;
     __atomic_store_n(&pd->drained, 0, __ATOMIC_RELAXED);
+    __atomic_store_n(&pd->nodata, 0, __ATOMIC_RELAXED);
     pd->registered = 1;
     pd->ready = 0;
     return 0;
@@ -196,12 +201,16 @@ static int hk__pd_register(hk_co_runtime_t *rt, hk__pd_t *pd, int fd)
  * instead of paying a read that returns EAGAIN first; a ready bit seen
  * meanwhile (even one left by the data already read) sends it to the system
  * call as before. Only for fds registered here (edges tracked) and stream
- * sockets: a datagram, a TTY line or a pipe read proves nothing.
+ * sockets: a datagram, a TTY line or a pipe read proves nothing. Not either
+ * once an edge reported a hang-up, an error or urgent data: a read stops
+ * short before a FIN or the urgent mark, and when that arrived with the data
+ * (one edge, consumed by the wait that woke us) no new edge would come.
  */
 int hk__pd_read_drained(hk_co_runtime_t *rt, int fd)
 {
     hk__pd_t *pd = hk__pd_get(rt, fd, 0);
     return pd && __atomic_load_n(&pd->drained, __ATOMIC_RELAXED) &&
+           !__atomic_load_n(&pd->nodata, __ATOMIC_RELAXED) &&
            !(__atomic_load_n(&pd->ready, __ATOMIC_RELAXED) & HK_READABLE);
 }
 
@@ -297,6 +306,7 @@ int hk_co_close(int fd)
         pd->registered = 0;
         pd->ready = 0;
         __atomic_store_n(&pd->drained, 0, __ATOMIC_RELAXED);
+        __atomic_store_n(&pd->nodata, 0, __ATOMIC_RELAXED);
         hk__pd_notify(pd, &pd->rw, 0, -EBADF);
         hk__pd_notify(pd, &pd->ww, 0, -EBADF);
         if (was)

@@ -2,7 +2,8 @@
  * A read after a short read of a stream socket waits for the next edge
  * instead of paying a read that returns EAGAIN (src/co/poll.c). What must
  * hold whatever the timing: data written between the two reads is still
- * read; data written later wakes the reader; EOF is seen; and fds where a
+ * read; data written later wakes the reader; EOF is seen, also when it came
+ * with the data; and fds where a
  * short read proves nothing (datagrams, pipes) never skip their read.
  */
 #include <criterion/criterion.h>
@@ -155,6 +156,44 @@ static void *dgram_main(void *arg)
     CHECK(hk_co_close(fds[0]) == 0);
     CHECK(close(fds[1]) == 0);
     return (void *)1;
+}
+
+static void *data_then_fin(void *arg)
+{
+    later_t *l = arg;
+    if (hk_co_sleep_until(hk_time_now() + 5 * MS) < 0)
+        return NULL;
+    /* Back to back: the data and the FIN raise one edge for the parked reader. */
+    if (write(l->fd, "last", 4) != 4 || shutdown(l->fd, SHUT_WR) != 0)
+        return NULL;
+    return (void *)1;
+}
+
+/* A short read stops before a FIN that came with the data: the next read must see EOF. */
+static void *fin_main(void *arg)
+{
+    (void)arg;
+    for (int round = 0; round < 20; round++) {
+        int fds[2];
+        CHECK(pair(SOCK_STREAM, fds) == 0);
+        CHECK(register_fd(fds[0]));
+        later_t l = {.fd = fds[1]};
+        hk_co_t *w;
+        CHECK(hk_co_spawn(NULL, data_then_fin, &l, NULL, &w) == 0);
+        char buf[64];
+        CHECK(hk_co_read(fds[0], buf, sizeof buf, hk_time_now() + 5000 * MS) == 4);
+        CHECK(hk_co_read(fds[0], buf, sizeof buf, hk_time_now() + 2000 * MS) == 0);
+        void *res;
+        CHECK(hk_co_join(w, &res, HK_FOREVER) == 0 && res == (void *)1);
+        CHECK(hk_co_close(fds[0]) == 0);
+        CHECK(close(fds[1]) == 0);
+    }
+    return (void *)1;
+}
+
+Test(read_drained, fin_with_the_data_is_seen)
+{
+    run(fin_main, 1, NULL);
 }
 
 Test(read_drained, datagrams_never_skip)
