@@ -40,6 +40,16 @@ static int register_fd(int fd)
     return hk_co_read(fd, &b, 1, hk_time_now() + MS) == -ETIMEDOUT;
 }
 
+/* Joins the writer (which must have succeeded) and closes both ends. */
+static int finish(hk_co_t *writer, int fds[2])
+{
+    void *res;
+    int ok = hk_co_join(writer, &res, HK_FOREVER) == 0 && res == (void *)1;
+    ok &= hk_co_close(fds[0]) == 0;
+    ok &= close(fds[1]) == 0;
+    return ok;
+}
+
 static void *between_main(void *arg)
 {
     (void)arg;
@@ -109,10 +119,7 @@ static void *later_main(void *arg)
         CHECK(n > 0);
         got += (int)n;
     }
-    void *res;
-    CHECK(hk_co_join(w, &res, HK_FOREVER) == 0 && res == (void *)1);
-    CHECK(hk_co_close(fds[0]) == 0);
-    CHECK(close(fds[1]) == 0);
+    CHECK(finish(w, fds));
     return (void *)1;
 }
 
@@ -151,10 +158,7 @@ static void *dgram_main(void *arg)
     CHECK(memcmp(buf, "one", 3) == 0);
     ssize_t n = hk_co_read(fds[0], buf, sizeof buf, hk_time_now() + 2000 * MS);
     CHECK(n == 3 && memcmp(buf, "two", 3) == 0);
-    void *res;
-    CHECK(hk_co_join(w, &res, HK_FOREVER) == 0 && res == (void *)1);
-    CHECK(hk_co_close(fds[0]) == 0);
-    CHECK(close(fds[1]) == 0);
+    CHECK(finish(w, fds));
     return (void *)1;
 }
 
@@ -183,10 +187,7 @@ static void *fin_main(void *arg)
         char buf[64];
         CHECK(hk_co_read(fds[0], buf, sizeof buf, hk_time_now() + 5000 * MS) == 4);
         CHECK(hk_co_read(fds[0], buf, sizeof buf, hk_time_now() + 2000 * MS) == 0);
-        void *res;
-        CHECK(hk_co_join(w, &res, HK_FOREVER) == 0 && res == (void *)1);
-        CHECK(hk_co_close(fds[0]) == 0);
-        CHECK(close(fds[1]) == 0);
+        CHECK(finish(w, fds));
     }
     return (void *)1;
 }
