@@ -220,6 +220,23 @@ void hk__co_after_switch(hk__worker_t *w, hk_co_t *co, int post)
     }
 }
 
+/*
+ * Zeroes the new coroutine. Why not memset: for a struct this size GCC emits
+ * rep stosq, whose start-up cost was a quarter of hk_co_spawn's own samples
+ * under perf (bench/co_micro spawn on the EPYC here); unrolled 16-byte stores
+ * take a few cycles. It may clear up to 15 bytes past the struct: co is
+ * 64-byte aligned with its own size below a 64-byte aligned end of its stack
+ * (hk_co_spawn), so they are still the stack's top.
+ */
+static inline void hk__co_zero(hk_co_t *co)
+{
+    typedef long long hk__v16 __attribute__((vector_size(16), may_alias));
+    hk__v16 *p = (hk__v16 *)(void *)co;
+#pragma GCC unroll 32
+    for (size_t i = 0; i < (sizeof *co + 15) / 16; i++)
+        p[i] = (hk__v16){0};
+}
+
 /* "co-<id>" without snprintf, which cost a fifth of a spawn. */
 static void hk__co_default_name(char *name, uint64_t id)
 {
@@ -277,7 +294,7 @@ int hk_co_spawn(hk_co_scope_t *scope, hk_co_fn fn, void *arg, const hk_co_attr_t
     size_t colour = (size_t)(id % HK__CO_COLOURS) * 64;
     hk_co_t *co =
         (hk_co_t *)(((uintptr_t)(st.lo + st.size) - sizeof *co - colour) & ~(uintptr_t)63);
-    memset(co, 0, sizeof *co);
+    hk__co_zero(co);
     co->stack = st;
     co->rt = rt;
     co->fn = fn;

@@ -283,10 +283,11 @@ struct hk_co_runtime {
     pthread_t mon_thread;
     pthread_mutex_t mon_lock;
     pthread_cond_t mon_cond;
-    int mon_stop;     /* mon_lock */
-    int mon_sleeping; /* atomic: the monitor waits for a worker to get busy */
-    int mon_reading;  /* atomic: the monitor reads a running coroutine */
-    int mon_fence;    /* read-modify-written to order the two above (monitor.c) */
+    int mon_stop;       /* mon_lock */
+    int mon_sleeping;   /* atomic: the monitor waits for a worker to get busy */
+    int mon_reading;    /* atomic: the monitor reads a running coroutine */
+    int mon_fence;      /* read-modify-written to order the two above (monitor.c) */
+    int mon_membarrier; /* set before the workers start: the monitor side fences for both */
     /* Blocking bridge. */
     pthread_t bthread;
     hk_loop_t *bloop;
@@ -341,12 +342,29 @@ void hk__pd_read_done(hk_co_runtime_t *rt, int fd, int drained);
 
 /* ---- stall monitor (monitor.c) ---- */
 
+/* Before the workers start: choose how exits and the monitor's reads are ordered. */
+void hk__monitor_prepare(hk_co_runtime_t *rt);
 int hk__monitor_start(hk_co_runtime_t *rt);
 void hk__monitor_stop(hk_co_runtime_t *rt);
 /* A worker that was idle starts running coroutines: wake the monitor if it sleeps. */
 void hk__monitor_busy(hk_co_runtime_t *rt);
-/* A coroutine exits: wait until the monitor no longer reads it. */
-void hk__monitor_exit(hk_co_runtime_t *rt);
+/* The slow path of hk__monitor_exit: the fence without membarrier, and the wait. */
+void hk__monitor_exit_wait(hk_co_runtime_t *rt);
+/*
+ * A coroutine exits: wait until the monitor no longer reads it. Inline: with
+ * membarrier (monitor.c) this costs one load, which a call would double.
+ */
+static inline void hk__monitor_exit(hk_co_runtime_t *rt)
+{
+    if (!rt->stall_ns)
+        return;
+    if (rt->mon_membarrier) {
+        __asm__ volatile("" ::: "memory"); /* the caller's store of `current` stays before */
+        if (!__atomic_load_n(&rt->mon_reading, __ATOMIC_ACQUIRE))
+            return;
+    }
+    hk__monitor_exit_wait(rt);
+}
 /* The signal that asks a worker for a backtrace (SIGRTMAX - 2); workers leave it unblocked. */
 int hk__monitor_signal(void);
 

@@ -25,6 +25,17 @@
  * other's store. That costs one atomic operation per coroutine exit, none
  * per switch.
  *
+ * Even that one was a tenth of a spawn-and-exit (bench/co_micro, 10 of 100
+ * ns: a locked add on a line every worker writes), for the benefit of a
+ * read that happens at most once a second. So where the kernel has it, the
+ * monitor pays for both sides: membarrier(MEMBARRIER_CMD_PRIVATE_EXPEDITED)
+ * runs a full barrier on every thread of the process that is running at
+ * that moment (and a thread that is not running passes one when it is
+ * switched back in), so the exit side needs only a compiler barrier between
+ * its store and its load. This is the asymmetric fence of liburcu's
+ * membarrier flavour. TSan does not know the system call, so TSan builds
+ * keep the symmetric read-modify-write.
+ *
  * When no worker runs anything for a whole tick, the monitor sleeps until a
  * worker that was idle (or is new) switches into a coroutine (the same
  * pairing, on mon_sleeping and the counters), so an idle runtime causes no
@@ -69,10 +80,12 @@
 
 #include <errno.h>
 #include <execinfo.h>
+#include <linux/membarrier.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/syscall.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -203,6 +216,30 @@ static void hk__monitor_fence(hk_co_runtime_t *rt)
     __atomic_fetch_add(&rt->mon_fence, 1, __ATOMIC_SEQ_CST);
 }
 
+void hk__monitor_prepare(hk_co_runtime_t *rt)
+{
+    rt->mon_membarrier = 0;
+#if !defined(HK_CO_TSAN) && defined(SYS_membarrier)
+    if (!rt->stall_ns)
+        return;
+    long cmds = syscall(SYS_membarrier, MEMBARRIER_CMD_QUERY, 0, 0);
+    if (cmds > 0 && (cmds & MEMBARRIER_CMD_PRIVATE_EXPEDITED) &&
+        syscall(SYS_membarrier, MEMBARRIER_CMD_REGISTER_PRIVATE_EXPEDITED, 0, 0) == 0)
+        rt->mon_membarrier = 1;
+#endif
+}
+
+/* The monitor's half of the pairing with hk__monitor_exit; 0, or -1 when it cannot order. */
+static int hk__monitor_read_fence(hk_co_runtime_t *rt)
+{
+    hk__monitor_fence(rt);
+#if defined(SYS_membarrier)
+    if (rt->mon_membarrier)
+        return syscall(SYS_membarrier, MEMBARRIER_CMD_PRIVATE_EXPEDITED, 0, 0) == 0 ? 0 : -1;
+#endif
+    return 0;
+}
+
 static uint64_t hk__monitor_cpu(const hk__watch_t *wt)
 {
     struct timespec ts;
@@ -241,9 +278,9 @@ static void hk__monitor_report(hk__monitor_t *m, hk__worker_t *w, hk__watch_t *w
     size_t size = 0;
     int found = 0;
     __atomic_store_n(&rt->mon_reading, 1, __ATOMIC_RELAXED);
-    hk__monitor_fence(rt);
+    int ordered = hk__monitor_read_fence(rt) == 0;
     hk_co_t *co = __atomic_load_n(&w->current, __ATOMIC_ACQUIRE);
-    if (co && __atomic_load_n(&w->slices, __ATOMIC_RELAXED) == wt->slices) {
+    if (ordered && co && __atomic_load_n(&w->slices, __ATOMIC_RELAXED) == wt->slices) {
         memcpy(name, co->name, sizeof name);
         name[sizeof name - 1] = '\0';
         fn = (const void *)(uintptr_t)co->fn;
@@ -401,11 +438,12 @@ void hk__monitor_busy(hk_co_runtime_t *rt)
     pthread_mutex_unlock(&rt->mon_lock);
 }
 
-void hk__monitor_exit(hk_co_runtime_t *rt)
+void hk__monitor_exit_wait(hk_co_runtime_t *rt)
 {
-    if (!rt->stall_ns)
-        return;
-    hk__monitor_fence(rt);
+    if (rt->mon_membarrier)
+        __asm__ volatile("" ::: "memory"); /* the monitor's membarrier orders the rest */
+    else
+        hk__monitor_fence(rt);
     while (__atomic_load_n(&rt->mon_reading, __ATOMIC_ACQUIRE))
         sched_yield();
 }

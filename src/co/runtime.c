@@ -58,6 +58,7 @@ int hk_co_runtime_new(hk_co_runtime_t **rtp, const hk_co_runtime_options_t *opts
     rt->nworkers = n;
     rt->stack_size = stack;
     rt->stall_ns = stall;
+    hk__monitor_prepare(rt);
     rt->stall_cb = opts ? opts->stall_cb : NULL;
     rt->stall_arg = opts ? opts->stall_arg : NULL;
     rt->next_deadline = HK_FOREVER;
