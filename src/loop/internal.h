@@ -48,6 +48,7 @@ struct hk__fdslot {
     hk_io_t *owner; /* the watcher whose registration the kernel holds */
     uint32_t gen;   /* generation tag of the current registration */
     uint32_t kmask; /* epoll events registered (0 with registered = disarmed ONESHOT) */
+    uint32_t fast;  /* events the callback may get as the kernel gave them (io.c, hk__fast) */
     uint8_t registered;
     uint8_t queued; /* in the change list */
     uint8_t is_file;
