@@ -143,6 +143,7 @@ static httpd_config_t *config_new(void)
     cfg->max_header_bytes = 32u << 10;
     cfg->open_file_cache = 1024;
     cfg->sndbuf = 256 * 1024;
+    cfg->notsent_lowat = 16 * 1024;
     cfg->open_file_ttl = 1000000000ull;
     cfg->access_format = HTTPD_LOG_COMBINED;
     cfg->drain_timeout = 10000000000ull;

@@ -94,6 +94,7 @@ typedef struct httpd_config {
     size_t max_header_bytes;     /* default 32 KiB */
     size_t open_file_cache;      /* entries per worker; default 1024, 0 = off */
     size_t sndbuf;               /* SO_SNDBUF of client sockets; default 256 KiB, 0 = autotuning */
+    size_t notsent_lowat;        /* TCP_NOTSENT_LOWAT of client sockets; default 16 KiB, 0 = off */
     uint64_t open_file_ttl;      /* ns; default 1 s */
     uint64_t busy_poll;          /* ns each worker loop polls before it sleeps; default 0 = off */
 

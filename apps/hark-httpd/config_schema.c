@@ -311,6 +311,8 @@ static const httpd_rule_t top_rules[] = {
     {"open_file_cache", HTTPD_RULE_COUNT, offsetof(httpd_config_t, open_file_cache), 0, 1048576,
      NULL, false},
     {"sndbuf", HTTPD_RULE_SIZE, offsetof(httpd_config_t, sndbuf), 0, 64u << 20, NULL, false},
+    {"notsent_lowat", HTTPD_RULE_SIZE, offsetof(httpd_config_t, notsent_lowat), 0, 64u << 20, NULL,
+     false},
     {"busy_poll", HTTPD_RULE_DURATION, offsetof(httpd_config_t, busy_poll), 0, HK_LOOP_SPIN_MAX_NS,
      NULL, false},
     {"open_file_ttl", HTTPD_RULE_DURATION, offsetof(httpd_config_t, open_file_ttl), 0, 0, NULL,

@@ -14,6 +14,8 @@
  * armed timer fires early, it re-arms for the real deadline. So a busy
  * keep-alive connection costs a store per request, not two heap operations.
  */
+#include <netinet/in.h>
+#include <netinet/tcp.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -508,6 +510,17 @@ void httpd_conn_start(httpd_worker_t *w, int fd, unsigned listen_index)
          */
         int v = (int)cfg->sndbuf;
         setsockopt(fd, SOL_SOCKET, SO_SNDBUF, &v, sizeof(v));
+    }
+    if (cfg->notsent_lowat) {
+        /*
+         * At most this many bytes wait in the socket unsent (docs/httpd.md): a
+         * sendfile of a large file stops there, and the rest goes out from this
+         * loop when the socket becomes writable again, instead of from inside
+         * whatever system call of the client's processes the ACK that opens the
+         * window.
+         */
+        int v = (int)cfg->notsent_lowat;
+        setsockopt(fd, IPPROTO_TCP, TCP_NOTSENT_LOWAT, &v, sizeof(v));
     }
     socklen_t sl = sizeof(c->peer);
     getpeername(fd, (struct sockaddr *)&c->peer, &sl);

@@ -18,6 +18,7 @@ typedef struct limits {
     uint64_t max_body;
     size_t max_header_bytes, open_file_cache;
     uint64_t open_file_ttl, drain_timeout, busy_poll;
+    size_t sndbuf, notsent_lowat;
 } limits_t;
 
 static const limits_t default_limits = {
@@ -31,6 +32,8 @@ static const limits_t default_limits = {
     .open_file_cache = 1024,
     .open_file_ttl = 1000000000ull,
     .drain_timeout = 10000000000ull,
+    .sndbuf = 262144,
+    .notsent_lowat = 16384,
 };
 
 static void check_limits(const httpd_config_t *cfg, const limits_t *w)
@@ -46,6 +49,8 @@ static void check_limits(const httpd_config_t *cfg, const limits_t *w)
     cr_assert_eq(cfg->open_file_ttl, w->open_file_ttl);
     cr_assert_eq(cfg->drain_timeout, w->drain_timeout);
     cr_assert_eq(cfg->busy_poll, w->busy_poll);
+    cr_assert_eq(cfg->sndbuf, w->sndbuf);
+    cr_assert_eq(cfg->notsent_lowat, w->notsent_lowat);
 }
 
 Test(httpd_config, defaults)
@@ -116,7 +121,8 @@ Test(httpd_config, full_file)
         "max_conns 1000;\n"
         "header_timeout 5s;  keepalive_timeout 0;  send_timeout 250ms;  keepalive_requests 7;\n"
         "max_body 2m;  max_header_bytes 8k;  open_file_cache 0;  open_file_ttl 2s;\n"
-        "status off;  metrics /m;  drain_timeout 1m;  busy_poll 50us;\n"
+        "status off;  metrics /m;  drain_timeout 1m;  busy_poll 50us;  sndbuf 0;  notsent_lowat "
+        "4k;\n"
         "upstream app {\n"
         "    balance least_conn;\n"
         "    server 127.0.0.1:9000 weight=2;\n"
@@ -163,7 +169,9 @@ Test(httpd_config, full_file)
                            .open_file_cache = 0,
                            .open_file_ttl = 2000000000ull,
                            .drain_timeout = 60000000000ull,
-                           .busy_poll = 50000ull};
+                           .busy_poll = 50000ull,
+                           .sndbuf = 0,
+                           .notsent_lowat = 4096};
     check_limits(cfg, &want);
     cr_assert_null(cfg->status_path);
     cr_assert_str_eq(cfg->metrics_path, "/m");
