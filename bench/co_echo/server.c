@@ -30,8 +30,15 @@ static void *serve(void *arg)
 {
     (void)arg;
     hk_co_attr_t attr = {.name = "echo", .stack_size = HK_CO_STACK_MIN};
-    for (;;) {
+    for (unsigned n = 1;; n++) {
         int fd = hk_co_accept(listen_fd, NULL, NULL, HK_FOREVER);
+        /*
+         * accept returns at once while connections are pending, so 1,000
+         * clients connecting together would keep this worker in this loop
+         * for milliseconds (the stall monitor said so): let the others run.
+         */
+        if (n % 64 == 0)
+            hk_co_yield();
         if (fd < 0)
             continue;
         int one = 1;
