@@ -80,7 +80,6 @@
 
 #include <errno.h>
 #include <execinfo.h>
-#include <linux/membarrier.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -216,15 +215,25 @@ static void hk__monitor_fence(hk_co_runtime_t *rt)
     __atomic_fetch_add(&rt->mon_fence, 1, __ATOMIC_SEQ_CST);
 }
 
+/*
+ * The membarrier commands, from the kernel's ABI (linux/membarrier.h has them
+ * as enum constants only since 4.14, which the preprocessor cannot test): a
+ * build against older headers still compiles, and the kernel it runs on
+ * answers the query.
+ */
+#define HK__MB_QUERY 0
+#define HK__MB_PRIVATE_EXPEDITED (1 << 3)
+#define HK__MB_REGISTER_PRIVATE_EXPEDITED (1 << 4)
+
 void hk__monitor_prepare(hk_co_runtime_t *rt)
 {
     rt->mon_membarrier = 0;
 #if !defined(HK_CO_TSAN) && defined(SYS_membarrier)
     if (!rt->stall_ns)
         return;
-    long cmds = syscall(SYS_membarrier, MEMBARRIER_CMD_QUERY, 0, 0);
-    if (cmds > 0 && (cmds & MEMBARRIER_CMD_PRIVATE_EXPEDITED) &&
-        syscall(SYS_membarrier, MEMBARRIER_CMD_REGISTER_PRIVATE_EXPEDITED, 0, 0) == 0)
+    long cmds = syscall(SYS_membarrier, HK__MB_QUERY, 0, 0);
+    if (cmds > 0 && (cmds & HK__MB_PRIVATE_EXPEDITED) &&
+        syscall(SYS_membarrier, HK__MB_REGISTER_PRIVATE_EXPEDITED, 0, 0) == 0)
         rt->mon_membarrier = 1;
 #endif
 }
@@ -235,7 +244,7 @@ static int hk__monitor_read_fence(hk_co_runtime_t *rt)
     hk__monitor_fence(rt);
 #if defined(SYS_membarrier)
     if (rt->mon_membarrier)
-        return syscall(SYS_membarrier, MEMBARRIER_CMD_PRIVATE_EXPEDITED, 0, 0) == 0 ? 0 : -1;
+        return syscall(SYS_membarrier, HK__MB_PRIVATE_EXPEDITED, 0, 0) == 0 ? 0 : -1;
 #endif
     return 0;
 }
