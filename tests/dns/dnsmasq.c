@@ -19,20 +19,33 @@
 
 #define DNSMASQ "/usr/sbin/dnsmasq"
 
-/* A port the kernel considers free right now (the server binds it a moment later). */
-static int free_udp_port(void)
+/*
+ * A port the kernel considers free right now for both UDP and TCP (dnsmasq
+ * binds it a moment later, for both). Why both: a UDP port picked alone was
+ * often a TCP port in use, when a test running alongside held 10,000 loopback
+ * connections, and dnsmasq then exited with "Address already in use" eight
+ * times in a row (seen once in .ci/run).
+ */
+static int free_port(void)
 {
-    int fd = socket(AF_INET, SOCK_DGRAM | SOCK_CLOEXEC, 0);
-    if (fd < 0)
-        return -1;
-    struct sockaddr_in a = {.sin_family = AF_INET, .sin_addr.s_addr = htonl(INADDR_LOOPBACK)};
-    socklen_t len = sizeof(a);
-    int port = -1;
-    if (bind(fd, (struct sockaddr *)&a, sizeof(a)) == 0 &&
-        getsockname(fd, (struct sockaddr *)&a, &len) == 0)
-        port = ntohs(a.sin_port);
-    close(fd);
-    return port;
+    for (int attempt = 0; attempt < 64; attempt++) {
+        int t = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+        int u = socket(AF_INET, SOCK_DGRAM | SOCK_CLOEXEC, 0);
+        struct sockaddr_in a = {.sin_family = AF_INET, .sin_addr.s_addr = htonl(INADDR_LOOPBACK)};
+        socklen_t len = sizeof(a);
+        int port = -1;
+        if (t >= 0 && u >= 0 && bind(t, (struct sockaddr *)&a, sizeof(a)) == 0 &&
+            getsockname(t, (struct sockaddr *)&a, &len) == 0 &&
+            bind(u, (struct sockaddr *)&a, sizeof(a)) == 0)
+            port = ntohs(a.sin_port);
+        if (t >= 0)
+            close(t);
+        if (u >= 0)
+            close(u);
+        if (port > 0 || t < 0 || u < 0)
+            return port;
+    }
+    return -1;
 }
 
 /* Sends an A query for probe.hark.test and waits up to wait_ms for any answer. */
@@ -122,8 +135,8 @@ int dnsmasq_start(struct dnsmasq *d, const char *hosts, unsigned ttl_s)
         return -1;
     fputs(hosts, f);
     fclose(f);
-    for (int attempt = 0; attempt < 8; attempt++) {
-        d->port = free_udp_port();
+    for (int attempt = 0; attempt < 16; attempt++) {
+        d->port = free_port();
         if (d->port < 0)
             return -1;
         d->pid = spawn(d, ttl_s);
