@@ -64,8 +64,10 @@ typedef struct hk_co_runtime_options {
      */
     uint64_t stall_ns;
     /*
-     * Called on the monitor's thread, at most once a second (the rest are
-     * counted in suppressed), while the coroutine still runs: loop is NULL,
+     * Called on the monitor's thread, at most once a second, while the
+     * coroutine still runs (a stall the limit holds back is reported once
+     * the second has passed if it still runs; one that ends first is
+     * counted in the next report's suppressed): loop is NULL,
      * symbol is the coroutine's name, callback its function, duration_ns a
      * lower bound of how long it has run (reports come at most stall_ns / 4
      * late), cpu_ns the worker's CPU time over that span (close to

@@ -100,8 +100,9 @@ typedef struct hk__watch {
     uint64_t cpu_since;
     clockid_t cpu; /* the worker thread's CPU clock */
     int has_cpu;
-    int running;  /* the slice was seen running */
-    int reported; /* this slice was counted already */
+    int running; /* the slice was seen running */
+    int counted; /* this slice's stall is in the stalls counter */
+    int done;    /* ... and was reported, or is past reporting */
 } hk__watch_t;
 
 typedef struct hk__monitor {
@@ -274,14 +275,23 @@ static void hk__monitor_default_report(hk_loop_t *loop, const hk_stall_info_t *i
         backtrace_symbols_fd((void *const *)info->frames, info->nframes, 2);
 }
 
-static void hk__monitor_report(hk__monitor_t *m, hk__worker_t *w, hk__watch_t *wt, uint64_t now)
+/*
+ * Reports a stalled slice; 0 when the rate limit holds it back. Why it is
+ * tried again then, on every tick until it ends or the second has passed: a
+ * stall that begins just after another report (a worker the OS descheduled
+ * for a moment, say) would otherwise never be named, however long it runs;
+ * the tests saw exactly that under a loaded machine. A stall that ends while
+ * held back is counted in the next report's suppressed.
+ */
+static int hk__monitor_report(hk__monitor_t *m, hk__worker_t *w, hk__watch_t *wt, uint64_t now)
 {
     hk_co_runtime_t *rt = m->rt;
-    hk__stat_add(&rt->stats.stalls, 1);
-    if (m->last_report && now - m->last_report < HK__MONITOR_REPORT_INTERVAL_NS) {
-        m->suppressed++;
-        return;
+    if (!wt->counted) {
+        wt->counted = 1;
+        hk__stat_add(&rt->stats.stalls, 1);
     }
+    if (m->last_report && now - m->last_report < HK__MONITOR_REPORT_INTERVAL_NS)
+        return 0;
     char name[sizeof((hk_co_t *)0)->name];
     const void *fn = NULL, *lo = NULL;
     size_t size = 0;
@@ -299,7 +309,7 @@ static void hk__monitor_report(hk__monitor_t *m, hk__worker_t *w, hk__watch_t *w
     }
     __atomic_store_n(&rt->mon_reading, 0, __ATOMIC_RELEASE);
     if (!found)
-        return; /* it switched away meanwhile: counted, nothing left to name */
+        return 1; /* it switched away meanwhile: counted, nothing left to name */
     void *frames[HK__BT_FRAMES];
     int nframes = hk__monitor_frames(m, w, wt->slices, lo, size, frames);
     hk_stall_info_t info = {
@@ -316,6 +326,7 @@ static void hk__monitor_report(hk__monitor_t *m, hk__worker_t *w, hk__watch_t *w
     m->suppressed = 0;
     hk_stall_cb cb = rt->stall_cb ? rt->stall_cb : hk__monitor_default_report;
     cb(NULL, &info, rt->stall_arg);
+    return 1;
 }
 
 /* Samples every worker once; returns whether any of them ran a coroutine. */
@@ -331,18 +342,19 @@ static int hk__monitor_sample(hk__monitor_t *m, uint64_t now)
         if (s != wt->slices || !running || !wt->running) {
             /* Seen running at the last sample: it ran something in this tick. */
             busy |= s != wt->slices || running || wt->running;
+            if (wt->counted && !wt->done)
+                m->suppressed++; /* a stall that ended while the rate limit held it */
             wt->slices = s;
             wt->running = running;
             wt->since = now;
             wt->cpu_since = running ? hk__monitor_cpu(wt) : 0;
-            wt->reported = 0;
+            wt->counted = 0;
+            wt->done = 0;
             continue;
         }
         busy = 1;
-        if (!wt->reported && now - wt->since >= rt->stall_ns) {
-            wt->reported = 1;
-            hk__monitor_report(m, w, wt, now);
-        }
+        if (!wt->done && now - wt->since >= rt->stall_ns)
+            wt->done = hk__monitor_report(m, w, wt, now);
     }
     return busy;
 }

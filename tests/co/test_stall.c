@@ -143,6 +143,67 @@ Test(stall, reports_the_stuck_coroutine_while_others_run, .timeout = 60)
                   (unsigned long long)seen);
 }
 
+/*
+ * Two stalls in a row: the first is reported, the second begins within the
+ * rate limit's second. It must still be named once that second has passed
+ * (it spins until a report names it, or LONG_WAIT).
+ */
+static char names_seen[2][32];
+static int nnames; /* atomic */
+
+static void on_stall_names(hk_loop_t *loop, const hk_stall_info_t *info, void *arg)
+{
+    (void)loop;
+    (void)arg;
+    int i = __atomic_load_n(&nnames, __ATOMIC_ACQUIRE);
+    if (i < 2 && info->symbol) {
+        snprintf(names_seen[i], sizeof names_seen[i], "%s", info->symbol);
+        __atomic_store_n(&nnames, i + 1, __ATOMIC_RELEASE);
+    }
+}
+
+static void *spin_until_named(void *arg)
+{
+    int want = (int)(intptr_t)arg;
+    uint64_t start = hk_time_now();
+    volatile uint64_t x = 0;
+    while (__atomic_load_n(&nnames, __ATOMIC_ACQUIRE) < want && hk_time_now() - start < LONG_WAIT)
+        for (int i = 0; i < 10000; i++)
+            x = x * 6364136223846793005ull + 1;
+    return NULL;
+}
+
+static void *two_stalls(void *arg)
+{
+    (void)arg;
+    hk_co_t *a, *b;
+    cr_assert_eq(hk_co_spawn(NULL, spin_until_named, (void *)(intptr_t)1,
+                             &(hk_co_attr_t){.name = "first"}, &a),
+                 0);
+    cr_assert_eq(hk_co_join(a, NULL, HK_FOREVER), 0);
+    cr_assert_eq(hk_co_spawn(NULL, spin_until_named, (void *)(intptr_t)2,
+                             &(hk_co_attr_t){.name = "second"}, &b),
+                 0);
+    cr_assert_eq(hk_co_join(b, NULL, HK_FOREVER), 0);
+    return NULL;
+}
+
+Test(stall, a_stall_held_back_by_the_rate_limit_is_named_later, .timeout = 60)
+{
+    __atomic_store_n(&nnames, 0, __ATOMIC_RELEASE);
+    hk_co_runtime_t *rt;
+    hk_co_runtime_options_t o = {.workers = 2, .stall_ns = 10 * MS, .stall_cb = on_stall_names};
+    cr_assert_eq(hk_co_runtime_new(&rt, &o), 0);
+    cr_assert_eq(hk_co_run(rt, two_stalls, NULL, NULL), 0);
+    hk_co_runtime_stats_t st;
+    cr_assert_eq(hk_co_runtime_stats(rt, &st), 0);
+    cr_assert_eq(hk_co_runtime_free(rt), 0);
+    cr_assert_eq(__atomic_load_n(&nnames, __ATOMIC_ACQUIRE), 2);
+    cr_assert_str_eq(names_seen[0], "first");
+    cr_assert_str_eq(names_seen[1], "second");
+    cr_assert_geq(st.stalls, 2);
+}
+
 static void *short_sleeps(void *arg)
 {
     (void)arg;
