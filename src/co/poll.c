@@ -26,6 +26,11 @@
 struct hk__pd {
     int lock;
     uint32_t gen;
+    /*
+     * registered, ready and stream change under lock; the short-read shortcut
+     * (hk__pd_read_drained, hk__pd_read_done) reads them without it, so their
+     * writes are atomic stores.
+     */
     int registered;
     unsigned ready; /* HK_READABLE / HK_WRITABLE / HK_ERROR / HK_HANGUP seen, unconsumed */
     hk__waiter_t *rw, *ww;
@@ -77,6 +82,12 @@ void hk__poll_interrupt(hk_co_runtime_t *rt)
     uint64_t one = 1;
     ssize_t r = write(rt->evfd, &one, sizeof one);
     (void)r; /* EAGAIN: the counter is already non-zero, the poller will wake */
+}
+
+/* Under pd->lock: an atomic store for the unlocked readers (struct hk__pd). */
+static void hk__pd_set_ready(hk__pd_t *pd, unsigned ready)
+{
+    __atomic_store_n(&pd->ready, ready, __ATOMIC_RELAXED);
 }
 
 static hk__pd_t *hk__pd_get(hk_co_runtime_t *rt, int fd, int create)
@@ -160,7 +171,7 @@ unsigned hk__poll_run(hk_co_runtime_t *rt, int block)
             /* What a short read does not drain: a FIN, an error, the urgent mark. */
             if (e & (EPOLLRDHUP | EPOLLHUP | EPOLLERR | EPOLLPRI))
                 __atomic_store_n(&pd->nodata, 1, __ATOMIC_RELAXED);
-            pd->ready |= bits;
+            hk__pd_set_ready(pd, pd->ready | bits);
             if (bits & HK_READABLE)
                 woken += hk__pd_notify(pd, &pd->rw, pd->ready, 0);
             if (bits & HK_WRITABLE)
@@ -184,11 +195,13 @@ static int hk__pd_register(hk_co_runtime_t *rt, hk__pd_t *pd, int fd)
     }
     int type = 0;
     socklen_t tlen = sizeof type;
-    pd->stream = getsockopt(fd, SOL_SOCKET, SO_TYPE, &type, &tlen) == 0 && type == SOCK_STREAM;
+    __atomic_store_n(&pd->stream,
+                     getsockopt(fd, SOL_SOCKET, SO_TYPE, &type, &tlen) == 0 && type == SOCK_STREAM,
+                     __ATOMIC_RELAXED);
     __atomic_store_n(&pd->drained, 0, __ATOMIC_RELAXED);
     __atomic_store_n(&pd->nodata, 0, __ATOMIC_RELAXED);
-    pd->registered = 1;
-    pd->ready = 0;
+    __atomic_store_n(&pd->registered, 1, __ATOMIC_RELAXED);
+    hk__pd_set_ready(pd, 0);
     return 0;
 }
 
@@ -217,7 +230,8 @@ int hk__pd_read_drained(hk_co_runtime_t *rt, int fd)
 void hk__pd_read_done(hk_co_runtime_t *rt, int fd, int drained)
 {
     hk__pd_t *pd = hk__pd_get(rt, fd, 0);
-    if (pd && __atomic_load_n(&pd->registered, __ATOMIC_RELAXED) && pd->stream &&
+    if (pd && __atomic_load_n(&pd->registered, __ATOMIC_RELAXED) &&
+        __atomic_load_n(&pd->stream, __ATOMIC_RELAXED) &&
         __atomic_load_n(&pd->drained, __ATOMIC_RELAXED) != drained)
         __atomic_store_n(&pd->drained, drained, __ATOMIC_RELAXED);
 }
@@ -245,7 +259,7 @@ int hk__pd_wait(hk_co_runtime_t *rt, int fd, unsigned events, uint64_t deadline,
     }
     if (fresh) {
         /* Report the current state, not an edge that may be stale by now. */
-        pd->ready &= ~want;
+        hk__pd_set_ready(pd, pd->ready & ~want);
         hk__spin_unlock(&pd->lock);
         struct pollfd p = {.fd = fd,
                            .events = (short)((want & HK_READABLE ? POLLIN : 0) |
@@ -262,7 +276,7 @@ int hk__pd_wait(hk_co_runtime_t *rt, int fd, unsigned events, uint64_t deadline,
     }
     if (pd->ready & want) {
         unsigned bits = pd->ready & (want | HK_ERROR | HK_HANGUP);
-        pd->ready &= ~want;
+        hk__pd_set_ready(pd, pd->ready & ~want);
         hk__spin_unlock(&pd->lock);
         return (int)bits;
     }
@@ -290,7 +304,7 @@ int hk__pd_wait(hk_co_runtime_t *rt, int fd, unsigned events, uint64_t deadline,
     if (pd->ww == &w)
         pd->ww = NULL;
     if (r == 0)
-        pd->ready &= ~want;
+        hk__pd_set_ready(pd, pd->ready & ~want);
     hk__spin_unlock(&pd->lock);
     return r < 0 ? r : w.status;
 }
@@ -303,8 +317,8 @@ int hk_co_close(int fd)
         hk__spin_lock(&pd->lock);
         int was = pd->registered;
         pd->gen++;
-        pd->registered = 0;
-        pd->ready = 0;
+        __atomic_store_n(&pd->registered, 0, __ATOMIC_RELAXED);
+        hk__pd_set_ready(pd, 0);
         __atomic_store_n(&pd->drained, 0, __ATOMIC_RELAXED);
         __atomic_store_n(&pd->nodata, 0, __ATOMIC_RELAXED);
         hk__pd_notify(pd, &pd->rw, 0, -EBADF);
