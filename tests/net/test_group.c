@@ -26,7 +26,7 @@ struct server {
     pthread_t *threads;
     hk_async_t *stops;
     hk_accept_stats_t *stats;
-    long *ctxsw; /* context switches of each loop thread while it ran */
+    long *ctxsw; /* voluntary context switches of each loop thread while it ran */
     unsigned n;
     int started; /* atomic */
     /*
@@ -70,7 +70,13 @@ static void *loop_thread(void *p)
     __atomic_fetch_add(&srv->started, 1, __ATOMIC_RELEASE);
     cr_assert_geq(hk_loop_run(loop, HK_RUN_DEFAULT), 0);
     getrusage(RUSAGE_THREAD, &r1);
-    srv->ctxsw[ta->index] = (r1.ru_nvcsw - r0.ru_nvcsw) + (r1.ru_nivcsw - r0.ru_nivcsw);
+    /*
+     * Voluntary switches only: each is the thread going to sleep in epoll_wait
+     * again, which is what a herd wake-up costs. Involuntary ones are other
+     * processes taking the CPU: under TSan with tests running alongside they
+     * made exclusive mode read 12 switches per connection.
+     */
+    srv->ctxsw[ta->index] = r1.ru_nvcsw - r0.ru_nvcsw;
     hk_accept_member_stats(&srv->members[ta->index], &srv->stats[ta->index]);
     while (!__atomic_load_n(&srv->sends_done, __ATOMIC_ACQUIRE))
         usleep(1000);
@@ -177,7 +183,12 @@ Test(group, plain_herd)
          * sleeps again without returning and hark's callback count stays near 1; the
          * thread's context switches show the herd.
          */
-        cr_assert_geq(r.wakeups_per_conn, 0.5);
+        /*
+         * At least one: a thread that runs late (TSan, a loaded machine) finds several
+         * connections queued and its accept loop takes them all in one wake-up (0.12 per
+         * connection was seen with two CPU hogs).
+         */
+        cr_assert_gt(r.wakeups_per_conn, 0.0);
         if (n >= 8)
             cr_assert_geq(r.ctxsw_per_conn, n / 4.0, "plain n=%u: %.2f", n, r.ctxsw_per_conn);
     }
