@@ -382,6 +382,22 @@ int watch_start(hk_loop_t *loop, const watch_config_t *cfg, watch_t **out)
             fprintf(stderr, "hark-watch: cannot listen on %s: %s\n", cfg->listen, hk_strerror(r));
             goto fail;
         }
+    }
+    if (!cfg->once) {
+        /*
+         * After the last step that can fail, before the first line is logged:
+         * whoever reads the log (an operator's script, test_hark_watch) may send
+         * SIGTERM as soon as a line appears, and before the watchers exist it
+         * killed the process instead of stopping it (seen once under ASan: exit
+         * by signal 15).
+         */
+        hk_signal_init(loop, &w->sigint);
+        hk_signal_init(loop, &w->sigterm);
+        w->sigint.base.data = w->sigterm.base.data = w;
+        hk_signal_start(&w->sigint, on_signal, SIGINT);
+        hk_signal_start(&w->sigterm, on_signal, SIGTERM);
+    }
+    if (w->metrics) {
         /* The one line a test or an operator needs to find a kernel-chosen port. */
         hk_log(HK_LOG_INFO, "metrics listening", "event=listening port=%d",
                metrics_port(w->metrics));
@@ -406,11 +422,6 @@ int watch_start(hk_loop_t *loop, const watch_config_t *cfg, watch_t **out)
         w->timer.base.data = w;
         hk_timer_start_in(&w->timer, on_timer, (int64_t)cfg->interval_ns,
                           (int64_t)cfg->interval_ns);
-        hk_signal_init(loop, &w->sigint);
-        hk_signal_init(loop, &w->sigterm);
-        w->sigint.base.data = w->sigterm.base.data = w;
-        hk_signal_start(&w->sigint, on_signal, SIGINT);
-        hk_signal_start(&w->sigterm, on_signal, SIGTERM);
     }
     w->rescan = 1;
     start_scan(w);
