@@ -279,9 +279,10 @@ static void hk__monitor_default_report(hk_loop_t *loop, const hk_stall_info_t *i
  * Reports a stalled slice; 0 when the rate limit holds it back. Why it is
  * tried again then, on every tick until it ends or the second has passed: a
  * stall that begins just after another report (a worker the OS descheduled
- * for a moment, say) would otherwise never be named, however long it runs;
- * the tests saw exactly that under a loaded machine. A stall that ends while
- * held back is counted in the next report's suppressed.
+ * for a moment, say) would otherwise never be named, however long it runs
+ * (a likely cause of a test_co_stall failure seen once on a loaded machine).
+ * A stall that ends while held back is counted in the next report's
+ * suppressed.
  */
 static int hk__monitor_report(hk__monitor_t *m, hk__worker_t *w, hk__watch_t *wt, uint64_t now)
 {
