@@ -445,6 +445,17 @@ static void stopper_cb(hk_io_t *io, unsigned revents)
     }
 }
 
+/* Starts a on fd_a and b on fd_b with the same callback, each the other's other. */
+static void start_linked_pair(hk_loop_t *loop, watch_t *a, int fd_a, watch_t *b, int fd_b,
+                              unsigned events, hk_io_cb cb)
+{
+    a->other = b;
+    b->other = a;
+    g_first = NULL;
+    watch_start(loop, a, fd_a, events, cb);
+    watch_start(loop, b, fd_b, events, cb);
+}
+
 static void stop_or_close_other(int mode)
 {
     hk_loop_t *loop = new_loop(0);
@@ -456,12 +467,8 @@ static void stop_or_close_other(int mode)
     write_byte(p1[1]);
     write_byte(p2[1]);
     watch_t a = {0}, b = {0};
-    a.other = &b;
-    b.other = &a;
-    g_first = NULL;
     g_other_mode = mode;
-    watch_start(loop, &a, p1[0], HK_READABLE, stopper_cb);
-    watch_start(loop, &b, p2[0], HK_READABLE, stopper_cb);
+    start_linked_pair(loop, &a, p1[0], &b, p2[0], HK_READABLE, stopper_cb);
     cr_assert_geq(hk_loop_run(loop, HK_RUN_ONCE), 0);
     cr_assert_not_null(g_first);
     cr_assert_eq(a.calls + b.calls, 1, "the stopped/closed watcher's pending event ran");
@@ -516,11 +523,7 @@ Test(io, callback_drops_other_interest_with_pending_event)
     make_socketpair(s1);
     make_socketpair(s2);
     watch_t a = {0}, b = {0};
-    a.other = &b;
-    b.other = &a;
-    g_first = NULL;
-    watch_start(loop, &a, s1[0], HK_WRITABLE, dropper_cb);
-    watch_start(loop, &b, s2[0], HK_WRITABLE, dropper_cb);
+    start_linked_pair(loop, &a, s1[0], &b, s2[0], HK_WRITABLE, dropper_cb);
     cr_assert_geq(hk_loop_run(loop, HK_RUN_ONCE), 0);
     cr_assert_not_null(g_first);
     watch_t *second = g_first->other;
