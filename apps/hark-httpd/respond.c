@@ -336,6 +336,15 @@ void httpd_batch_flush(httpd_conn_t *c)
     httpd_count(&c->w->counters.bytes_out, bytes);
     /* Callbacks never run inside the write calls, so counting after each is safe. */
     b->writes = 0;
+    /*
+     * A header followed by a file: corked, the header leaves with MSG_MORE and
+     * shares its segment with the file's first bytes (one segment fewer per
+     * response for both ends to process, and no small segment that makes the
+     * client ACK at once).
+     */
+    bool cork = b->niov > 0 && b->file && !(c->flags & HTTPD_C_TLS);
+    if (cork)
+        hk_stream_cork(&c->stream);
     if (b->niov > 0) {
         r = hk_stream_write(&c->stream, &b->req, b->iov, b->niov, on_batch_written);
         if (r >= 0)
@@ -354,6 +363,8 @@ void httpd_batch_flush(httpd_conn_t *c)
         if (r >= 0)
             b->writes++;
     }
+    if (cork)
+        hk_stream_uncork(&c->stream);
     if (r < 0) {
         /* The stream is dead; its close completes the requests already queued. */
         if (b->writes == 0) {

@@ -213,6 +213,18 @@ HK_API int hk_stream_sendfile(hk_stream_t *stream, hk_write_req_t *req, int fd, 
                               size_t len, hk_write_cb cb);
 
 /*
+ * Corks the stream: writes queue without being sent until hk_stream_uncork,
+ * which sends them together, in as few system calls and TCP segments as it
+ * can. For a response whose header and body are two requests (a header, then
+ * hk_stream_sendfile of the body): uncorked, the header leaves at once in a
+ * small segment of its own (TCP_NODELAY); corked, it goes out with MSG_MORE
+ * and shares a segment with the file's first bytes. Corks do not nest; a
+ * corked stream still counts its queue against the watermarks.
+ */
+HK_API void hk_stream_cork(hk_stream_t *stream);
+HK_API void hk_stream_uncork(hk_stream_t *stream);
+
+/*
  * Writes what the fd takes now, without queueing: returns the bytes written
  * (maybe fewer than asked), or -EAGAIN when the queue is not empty (ordering)
  * or the fd is full, or -errno.

@@ -113,7 +113,8 @@ void hk__stream_update(hk_stream_t *s)
         want = s->_want;
         if ((s->_flags & (HK__S_READING | HK__S_READ_DONE)) == HK__S_READING)
             want |= HK_READABLE;
-        if (s->_head || (s->_flags & (HK__S_SHUT_WANT | HK__S_SHUT_DONE)) == HK__S_SHUT_WANT)
+        if ((s->_head && !(s->_flags & HK__S_CORKED)) ||
+            (s->_flags & (HK__S_SHUT_WANT | HK__S_SHUT_DONE)) == HK__S_SHUT_WANT)
             want |= HK_WRITABLE;
     }
     int r;
@@ -248,7 +249,7 @@ static void hk__stream_on_io(hk_io_t *io, unsigned revents)
         s->_want = 0;
         revents |= HK_READABLE | HK_WRITABLE;
     }
-    if (revents & HK_WRITABLE)
+    if ((revents & HK_WRITABLE) && !(s->_flags & HK__S_CORKED))
         hk__stream_flush(s);
     if ((revents & HK_READABLE) && hk__stream_can_read(s))
         hk__stream_read(s);

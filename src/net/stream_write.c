@@ -252,7 +252,7 @@ static int hk__stream_enqueue(hk_stream_t *s, hk_write_req_t *req, hk_write_cb c
         s->_head = req;
     s->_tail = req;
     s->_queued += req->_left;
-    if (was_empty)
+    if (was_empty && !(s->_flags & HK__S_CORKED))
         hk__stream_flush(s);
     if (s->_done || s->_error)
         hk__stream_schedule(s);
@@ -299,6 +299,24 @@ int hk_stream_sendfile(hk_stream_t *s, hk_write_req_t *req, int fd, int64_t offs
     req->_file_fd = fd;
     req->_file_off = offset;
     return hk__stream_enqueue(s, req, cb);
+}
+
+void hk_stream_cork(hk_stream_t *s)
+{
+    s->_flags |= HK__S_CORKED;
+}
+
+void hk_stream_uncork(hk_stream_t *s)
+{
+    if (!(s->_flags & HK__S_CORKED))
+        return;
+    s->_flags &= ~HK__S_CORKED;
+    if (!s->_head)
+        return;
+    hk__stream_flush(s);
+    if (s->_done || s->_error)
+        hk__stream_schedule(s);
+    hk__stream_update(s);
 }
 
 ssize_t hk_stream_try_write(hk_stream_t *s, const struct iovec *iov, int iovcnt)

@@ -7,6 +7,8 @@
 #include "util.h"
 
 #include <stdlib.h>
+#include <netinet/in.h>
+#include <linux/tcp.h> /* struct tcp_info with tcpi_segs_out (glibc's is older) */
 #include <sys/uio.h>
 
 struct rx {
@@ -494,6 +496,19 @@ Test(stream, errors)
     finish_loop(loop);
 }
 
+/* Fills content with letters and returns an unlinked temporary file holding it. */
+static int temp_file(char *content, size_t len)
+{
+    char tmpl[] = "/tmp/hk-sendfile-XXXXXX";
+    int fd = mkstemp(tmpl);
+    cr_assert_geq(fd, 0);
+    unlink(tmpl);
+    for (size_t i = 0; i < len; i++)
+        content[i] = (char)('a' + i % 26);
+    cr_assert_eq(write(fd, content, len), (ssize_t)len);
+    return fd;
+}
+
 /*
  * sendfile requests keep their place among byte writes: header, file range,
  * trailer arrive in order; a range past the end of the file fails with -EIO;
@@ -504,14 +519,8 @@ Test(stream, sendfile_in_order)
     hk_loop_t *loop = new_loop();
     int sv[2];
     cr_assert_eq(socketpair(AF_UNIX, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0, sv), 0);
-    char tmpl[] = "/tmp/hk-sendfile-XXXXXX";
-    int fd = mkstemp(tmpl);
-    cr_assert_geq(fd, 0);
-    unlink(tmpl);
     static char content[40000];
-    for (size_t i = 0; i < sizeof content; i++)
-        content[i] = (char)('a' + i % 26);
-    cr_assert_eq(write(fd, content, sizeof content), (ssize_t)sizeof content);
+    int fd = temp_file(content, sizeof content);
 
     hk_stream_t a, b;
     struct rx ra = {0}, rb = {0};
@@ -558,6 +567,74 @@ Test(stream, sendfile_in_order)
     cr_assert_eq(hk_stream_sendfile(&ps, &r1, fd, 0, 1, on_written), -ENOTSUP);
     hk_stream_close(&ps, NULL);
     close(p[0]);
+    close(fd);
+    finish_loop(loop);
+}
+
+static unsigned segs_out(int fd)
+{
+    struct tcp_info ti;
+    socklen_t len = sizeof ti;
+    cr_assert_eq(getsockopt(fd, IPPROTO_TCP, TCP_INFO, &ti, &len), 0);
+    return ti.tcpi_segs_out;
+}
+
+/*
+ * A corked stream sends nothing until hk_stream_uncork; then a header and the
+ * file range behind it leave in one TCP segment (the header with MSG_MORE),
+ * in order. Counted with TCP_INFO's segs_out on the sending socket.
+ */
+Test(stream, cork_sends_header_and_file_in_one_segment)
+{
+    hk_loop_t *loop = new_loop();
+    int fds[2];
+    tcp_pair(loop, "127.0.0.1:0", fds);
+    int one = 1;
+    cr_assert_eq(setsockopt(fds[0], IPPROTO_TCP, TCP_NODELAY, &one, sizeof one), 0);
+    static char content[4000];
+    int fd = temp_file(content, sizeof content);
+
+    hk_stream_t a;
+    struct rx ra = {0};
+    cr_assert_eq(hk_stream_init(loop, &a, fds[0]), 0);
+    a.data = &ra;
+    struct iovec head = {"HEAD", 4};
+    hk_write_req_t r1, r2;
+    struct wr w1 = {0}, w2 = {0};
+    r1.data = &w1;
+    r2.data = &w2;
+    unsigned before = segs_out(fds[0]);
+    hk_stream_cork(&a);
+    cr_assert_eq(hk_stream_write(&a, &r1, &head, 1, on_written), 0);
+    cr_assert_eq(hk_stream_sendfile(&a, &r2, fd, 0, sizeof content, on_written), 0);
+    cr_assert_geq(hk_loop_run(loop, HK_RUN_NOWAIT), 0);
+    char buf[8192];
+    cr_assert_eq(recv(fds[1], buf, sizeof buf, MSG_DONTWAIT), -1, "sent while corked");
+    cr_assert_eq(errno, EAGAIN);
+    cr_assert_eq(a.bytes_written, 0);
+    cr_assert_eq(segs_out(fds[0]), before);
+
+    hk_stream_uncork(&a);
+    cr_assert_eq(a.bytes_written, 4 + sizeof content);
+    cr_assert_eq(segs_out(fds[0]) - before, 1, "header and file in %u segments",
+                 segs_out(fds[0]) - before);
+    size_t got = 0;
+    while (got < 4 + sizeof content) {
+        ssize_t n = recv(fds[1], buf + got, sizeof buf - got, 0);
+        cr_assert_gt(n, 0);
+        got += (size_t)n;
+    }
+    cr_assert(memcmp(buf, "HEAD", 4) == 0);
+    cr_assert(memcmp(buf + 4, content, sizeof content) == 0);
+    while (!w1.done || !w2.done)
+        hk_loop_run(loop, HK_RUN_ONCE);
+    cr_assert_eq(w1.status + w2.status, 0);
+    hk_stream_uncork(&a); /* not corked: nothing to do */
+
+    hk_stream_close(&a, on_closed);
+    while (!ra.closed)
+        hk_loop_run(loop, HK_RUN_ONCE);
+    close(fds[1]);
     close(fd);
     finish_loop(loop);
 }
