@@ -113,8 +113,9 @@ void hk__stream_update(hk_stream_t *s)
         want = s->_want;
         if ((s->_flags & (HK__S_READING | HK__S_READ_DONE)) == HK__S_READING)
             want |= HK_READABLE;
-        if ((s->_head && !(s->_flags & HK__S_CORKED)) ||
-            (s->_flags & (HK__S_SHUT_WANT | HK__S_SHUT_DONE)) == HK__S_SHUT_WANT)
+        /* Corked, the write side waits for hk_stream_uncork: no EPOLLOUT to spin on. */
+        if (!(s->_flags & HK__S_CORKED) &&
+            (s->_head || (s->_flags & (HK__S_SHUT_WANT | HK__S_SHUT_DONE)) == HK__S_SHUT_WANT))
             want |= HK_WRITABLE;
     }
     int r;

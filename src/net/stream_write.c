@@ -303,7 +303,10 @@ int hk_stream_sendfile(hk_stream_t *s, hk_write_req_t *req, int fd, int64_t offs
 
 void hk_stream_cork(hk_stream_t *s)
 {
+    if (s->_flags & HK__S_CORKED)
+        return;
     s->_flags |= HK__S_CORKED;
+    hk__stream_update(s); /* drops the writable interest a queued write holds */
 }
 
 void hk_stream_uncork(hk_stream_t *s)
