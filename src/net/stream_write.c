@@ -314,9 +314,7 @@ void hk_stream_uncork(hk_stream_t *s)
     if (!(s->_flags & HK__S_CORKED))
         return;
     s->_flags &= ~HK__S_CORKED;
-    if (!s->_head)
-        return;
-    hk__stream_flush(s);
+    hk__stream_flush(s); /* also a shutdown that waited behind the held writes */
     if (s->_done || s->_error)
         hk__stream_schedule(s);
     hk__stream_update(s);

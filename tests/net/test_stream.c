@@ -645,3 +645,57 @@ Test(stream, cork_sends_header_and_file_in_one_segment)
     close(fd);
     finish_loop(loop);
 }
+
+static int corked_shut_calls, corked_shut_status;
+static void corked_shut(hk_stream_t *s, int status)
+{
+    (void)s;
+    corked_shut_calls++;
+    corked_shut_status = status;
+}
+
+/*
+ * A shutdown asked for while the stream is corked waits behind the held
+ * write: the peer sees neither the byte nor EOF until hk_stream_uncork, then
+ * both, in that order.
+ */
+Test(stream, shutdown_waits_for_uncork)
+{
+    hk_loop_t *loop = new_loop();
+    int sv[2];
+    cr_assert_eq(socketpair(AF_UNIX, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0, sv), 0);
+    hk_stream_t a;
+    struct rx ra = {0};
+    cr_assert_eq(hk_stream_init(loop, &a, sv[0]), 0);
+    a.data = &ra;
+    struct iovec x = {"X", 1};
+    hk_write_req_t r1;
+    struct wr w1 = {0};
+    r1.data = &w1;
+    hk_stream_cork(&a);
+    cr_assert_eq(hk_stream_write(&a, &r1, &x, 1, on_written), 0);
+    cr_assert_eq(hk_stream_shutdown(&a, corked_shut), 0);
+    for (int i = 0; i < 3; i++)
+        cr_assert_geq(hk_loop_run(loop, HK_RUN_NOWAIT), 0);
+    char buf[4];
+    cr_assert_eq(recv(sv[1], buf, sizeof buf, MSG_DONTWAIT), -1, "data or EOF while corked");
+    cr_assert_eq(errno, EAGAIN);
+    cr_assert_eq(corked_shut_calls, 0);
+
+    hk_stream_uncork(&a);
+    while (!corked_shut_calls)
+        hk_loop_run(loop, HK_RUN_ONCE);
+    cr_assert_eq(corked_shut_status, 0);
+    cr_assert_eq(recv(sv[1], buf, sizeof buf, 0), 1);
+    cr_assert_eq(buf[0], 'X');
+    cr_assert_eq(recv(sv[1], buf, sizeof buf, 0), 0, "EOF after the byte");
+    while (!w1.done)
+        hk_loop_run(loop, HK_RUN_ONCE);
+    cr_assert_eq(w1.status, 0);
+
+    hk_stream_close(&a, on_closed);
+    while (!ra.closed)
+        hk_loop_run(loop, HK_RUN_ONCE);
+    close(sv[1]);
+    finish_loop(loop);
+}
