@@ -53,17 +53,28 @@ static void on_written(hk_write_req_t *req, int status)
     w->status = status;
 }
 
+/* A non-blocking Unix socketpair. */
+static void stream_socketpair(int sv[2])
+{
+    cr_assert_eq(socketpair(AF_UNIX, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0, sv), 0);
+}
+
+/* hk_stream_init on fd, with rx as the stream's data. */
+static void stream_open(hk_loop_t *loop, hk_stream_t *s, struct rx *rx, int fd)
+{
+    cr_assert_eq(hk_stream_init(loop, s, fd), 0);
+    s->data = rx;
+}
+
 Test(stream, echo_library_buffers_socketpair)
 {
     hk_loop_t *loop = new_loop();
     int sv[2];
-    cr_assert_eq(socketpair(AF_UNIX, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0, sv), 0);
+    stream_socketpair(sv);
     hk_stream_t a, b;
     struct rx ra = {0}, rb = {0};
-    cr_assert_eq(hk_stream_init(loop, &a, sv[0]), 0);
-    cr_assert_eq(hk_stream_init(loop, &b, sv[1]), 0);
-    a.data = &ra;
-    b.data = &rb;
+    stream_open(loop, &a, &ra, sv[0]);
+    stream_open(loop, &b, &rb, sv[1]);
     cr_assert_eq(hk_stream_read_start(&b, NULL, on_read), 0);
 
     struct iovec iov[2] = {{"hello ", 6}, {"world", 5}};
@@ -100,11 +111,10 @@ Test(stream, caller_buffers)
 {
     hk_loop_t *loop = new_loop();
     int sv[2];
-    cr_assert_eq(socketpair(AF_UNIX, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0, sv), 0);
+    stream_socketpair(sv);
     hk_stream_t b;
     struct rx rb = {0};
-    cr_assert_eq(hk_stream_init(loop, &b, sv[1]), 0);
-    b.data = &rb;
+    stream_open(loop, &b, &rb, sv[1]);
     cr_assert_eq(hk_stream_read_start(&b, alloc_small, on_read), 0);
     cr_assert_eq(write(sv[0], "0123456789abcdefghij", 20), 20);
     close(sv[0]);
@@ -518,16 +528,14 @@ Test(stream, sendfile_in_order)
 {
     hk_loop_t *loop = new_loop();
     int sv[2];
-    cr_assert_eq(socketpair(AF_UNIX, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0, sv), 0);
+    stream_socketpair(sv);
     static char content[40000];
     int fd = temp_file(content, sizeof content);
 
     hk_stream_t a, b;
     struct rx ra = {0}, rb = {0};
-    cr_assert_eq(hk_stream_init(loop, &a, sv[0]), 0);
-    cr_assert_eq(hk_stream_init(loop, &b, sv[1]), 0);
-    a.data = &ra;
-    b.data = &rb;
+    stream_open(loop, &a, &ra, sv[0]);
+    stream_open(loop, &b, &rb, sv[1]);
     cr_assert_eq(hk_stream_read_start(&b, NULL, on_read), 0);
     struct iovec head = {"HEAD", 4}, tail = {"TAIL", 4};
     hk_write_req_t r1, r2, r3, r4;
@@ -596,8 +604,7 @@ Test(stream, cork_sends_header_and_file_in_one_segment)
 
     hk_stream_t a;
     struct rx ra = {0};
-    cr_assert_eq(hk_stream_init(loop, &a, fds[0]), 0);
-    a.data = &ra;
+    stream_open(loop, &a, &ra, fds[0]);
     struct iovec head = {"HEAD", 4};
     hk_write_req_t r1, r2;
     struct wr w1 = {0}, w2 = {0};
@@ -663,11 +670,10 @@ Test(stream, shutdown_waits_for_uncork)
 {
     hk_loop_t *loop = new_loop();
     int sv[2];
-    cr_assert_eq(socketpair(AF_UNIX, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0, sv), 0);
+    stream_socketpair(sv);
     hk_stream_t a;
     struct rx ra = {0};
-    cr_assert_eq(hk_stream_init(loop, &a, sv[0]), 0);
-    a.data = &ra;
+    stream_open(loop, &a, &ra, sv[0]);
     struct iovec x = {"X", 1};
     hk_write_req_t r1;
     struct wr w1 = {0};
