@@ -25,7 +25,7 @@ int hk__async_setup(hk_loop_t *loop)
     int fd = eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC);
     if (fd < 0)
         return -errno;
-    int r = hk__epoll_ctl(loop, EPOLL_CTL_ADD, fd, EPOLLIN, HK__TAG_EVENTFD);
+    int r = hk__epoll_add_internal(loop, fd);
     if (r < 0) {
         close(fd);
         return r;

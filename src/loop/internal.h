@@ -33,22 +33,26 @@ enum {
 };
 
 /*
- * epoll_data.u64 of every registration: generation << 32 | fd. The loop's own
- * fds (eventfd, signalfd, timerfd) use fd values beyond any real fd, so the
- * bounds check of the fd table routes them to the internal handler for free.
+ * epoll_data.u64 of every registration: generation << 32 | the fd's slot
+ * offset in bytes (fd * sizeof(struct hk__fdslot)), so the dispatcher finds the
+ * slot with one add and no bounds check: a tag is only ever made for an fd
+ * whose slot exists, and the table never shrinks. User watchers' generations
+ * start at 1; the loop's own fds (eventfd, signalfd, timerfd) have slots too
+ * and register with generation 0, which no slot's live tag ever carries, so
+ * they reach the internal handler through the dispatcher's slow path.
  */
-#define HK__TAG_EVENTFD UINT64_C(0xFFFFFFFF)
-#define HK__TAG_SIGNALFD UINT64_C(0xFFFFFFFE)
-#define HK__TAG_TIMERFD UINT64_C(0xFFFFFFFD)
+#define HK__TAG_SLOT_MAX (UINT32_MAX / sizeof(struct hk__fdslot))
+/* A slot's live tag while no watcher is active: its low half is no slot offset. */
+#define HK__LIVE_NONE UINT64_MAX
 
 /* One slot per fd number: which watcher owns it and what the kernel holds. */
 struct hk__fdslot {
-    uint64_t live;  /* the tag events must carry to reach w: gen << 32 | fd, or 0 */
+    uint64_t live;  /* the tag events must carry to reach w, or HK__LIVE_NONE */
     hk_io_t *w;     /* the active watcher, or NULL */
     hk_io_t *owner; /* the watcher whose registration the kernel holds */
     uint32_t gen;   /* generation tag of the current registration */
     uint32_t kmask; /* epoll events registered (0 with registered = disarmed ONESHOT) */
-    uint32_t fast;  /* events the callback may get as the kernel gave them (io.c, hk__fast) */
+    uint32_t slow;  /* events the dispatcher must look at first: ~ the fast set (io.c, hk__fast) */
     uint8_t registered;
     uint8_t queued; /* in the change list */
     uint8_t is_file;
@@ -198,6 +202,7 @@ void hk__io_run_files(hk_loop_t *loop);
 void hk__io_close(hk_io_t *io);
 int hk__io_reregister_all(hk_loop_t *loop);
 int hk__epoll_ctl(hk_loop_t *loop, int op, int fd, uint32_t events, uint64_t data);
+int hk__epoll_add_internal(hk_loop_t *loop, int fd);
 
 /* timer.c, timer_heap.c */
 void hk__timers_run(hk_loop_t *loop);

@@ -11,7 +11,7 @@
  *
  * What we do: a table indexed by fd number records the active watcher, the
  * watcher whose registration the kernel holds, and a generation number. The
- * generation goes into epoll_data next to the fd and is bumped whenever a
+ * generation goes into epoll_data next to the fd's slot and is bumped whenever a
  * (re)initialised watcher takes the fd, so events for an old registration are
  * recognised and dropped. Interest changes made in callbacks are recorded in
  * a change list and applied once before the next sleep, after folding: a stop
@@ -61,12 +61,13 @@ int hk__epoll_ctl(hk_loop_t *loop, int op, int fd, uint32_t events, uint64_t dat
     return epoll_ctl(loop->epfd, op, fd, &ev) < 0 ? -errno : 0;
 }
 
+/* See internal.h: the low half is the slot's offset, not the fd. */
 static uint64_t hk__tag(int fd, uint32_t gen)
 {
-    return (uint64_t)gen << 32 | (uint32_t)fd;
+    return (uint64_t)gen << 32 | (uint32_t)fd * (uint32_t)sizeof(struct hk__fdslot);
 }
 
-/* Generations skip 0, so that tag 0 never matches a live watcher. */
+/* Generations skip 0, which tags the loop's own fds (hk__epoll_add_internal). */
 static uint32_t hk__next_gen(uint32_t gen)
 {
     return gen + 1 ? gen + 1 : 1;
@@ -78,7 +79,8 @@ static uint32_t hk__next_gen(uint32_t gen)
  * EPOLLOUT), unless it is ONESHOT, whose first event must also disarm it.
  * An event with any other bit (an error, a hang-up, an interest dropped
  * earlier in the batch) takes the dispatcher's slow path, so the common event
- * costs one test instead of the revents arithmetic and the ONESHOT check.
+ * costs one test instead of the revents arithmetic and the ONESHOT check. The
+ * slot keeps the complement (slow), so that test is a single AND with memory.
  */
 static uint32_t hk__fast(unsigned events)
 {
@@ -93,8 +95,8 @@ static uint32_t hk__fast(unsigned events)
 static void hk__slot_set(struct hk__fdslot *s, int fd, hk_io_t *w)
 {
     s->w = w;
-    s->live = w ? hk__tag(fd, s->gen) : 0;
-    s->fast = w ? hk__fast(w->_events) : 0;
+    s->live = w ? hk__tag(fd, s->gen) : HK__LIVE_NONE;
+    s->slow = w ? ~hk__fast(w->_events) : ~0u;
 }
 
 int hk__fdtable_reserve(hk_loop_t *loop, int fd)
@@ -104,12 +106,14 @@ int hk__fdtable_reserve(hk_loop_t *loop, int fd)
     uint64_t cap = loop->fds_cap ? loop->fds_cap : 64;
     while (cap <= (uint64_t)fd)
         cap *= 2;
-    if (cap > HK__TAG_TIMERFD)
-        return -EBADF;
+    if (cap > HK__TAG_SLOT_MAX)
+        return -EBADF; /* a tag's slot offset must fit in 32 bits */
     struct hk__fdslot *fds = realloc(loop->fds, cap * sizeof *fds);
     if (!fds)
         return -ENOMEM;
     memset(fds + loop->fds_cap, 0, (cap - loop->fds_cap) * sizeof *fds);
+    for (uint64_t i = loop->fds_cap; i < cap; i++)
+        fds[i].live = HK__LIVE_NONE;
     loop->fds = fds;
     loop->fds_cap = (uint32_t)cap;
     return 0;
@@ -253,7 +257,7 @@ int hk_io_modify(hk_io_t *io, unsigned events)
     hk_loop_t *loop = io->base.loop;
     struct hk__fdslot *s = &loop->fds[io->fd];
     io->_events = events;
-    s->fast = hk__fast(events);
+    s->slow = ~hk__fast(events);
     if (!s->is_file && hk__to_epoll(events) != s->kmask)
         return hk__queue_change(loop, io->fd);
     return 0;
@@ -329,14 +333,34 @@ void hk__io_apply_changes(hk_loop_t *loop)
     loop->nchanges = 0;
 }
 
-static void hk__io_internal_event(hk_loop_t *loop, uint64_t tag)
+/*
+ * Registers one of the loop's own fds (eventfd, signalfd, timerfd): its slot
+ * is reserved so that the dispatcher can look at it like any other, and its
+ * generation is 0, which sends its events to hk__io_internal_event.
+ */
+int hk__epoll_add_internal(hk_loop_t *loop, int fd)
 {
-    if (tag == HK__TAG_EVENTFD)
+    int r = hk__fdtable_reserve(loop, fd);
+    if (r < 0)
+        return r;
+    return hk__epoll_ctl(loop, EPOLL_CTL_ADD, fd, EPOLLIN, hk__tag(fd, 0));
+}
+
+/* Returns whether tag was one of the loop's own fds (and handles it). */
+static bool hk__io_internal_event(hk_loop_t *loop, uint64_t tag)
+{
+    if (tag >> 32)
+        return false;
+    int fd = (int)((uint32_t)tag / sizeof(struct hk__fdslot));
+    if (fd == loop->eventfd)
         hk__async_on_eventfd(loop);
-    else if (tag == HK__TAG_SIGNALFD)
+    else if (fd == loop->sigfd)
         hk__signal_on_fd(loop);
-    else if (tag == HK__TAG_TIMERFD)
+    else if (fd == loop->timerfd)
         hk__timerfd_drain(loop);
+    else
+        return false; /* closed and replaced earlier in this batch */
+    return true;
 }
 
 static inline __attribute__((always_inline)) void hk__io_invoke(hk_loop_t *loop, hk_io_t *w,
@@ -356,7 +380,10 @@ static inline __attribute__((always_inline)) void hk__io_invoke(hk_loop_t *loop,
  * The hot path: keep it short. Everything unusual is behind one branch. It is
  * compiled twice, with and without the per-callback hooks (the stall detector,
  * the queue model's clock read), so they cost nothing per event while off.
- * loop->fds is re-read after every callback, which may grow the table.
+ * loop->fds is re-read after every callback, which may grow the table. Per
+ * event: the slot is the table plus the tag's low half, one 64-bit compare
+ * checks "active" and "current registration", one AND checks "nothing
+ * unusual", then the call (about 14 instructions on x86-64 with GCC -O2).
  */
 static inline __attribute__((always_inline)) void hk__io_dispatch_impl(hk_loop_t *loop, int n,
                                                                        const bool hooked)
@@ -365,21 +392,16 @@ static inline __attribute__((always_inline)) void hk__io_dispatch_impl(hk_loop_t
     int skipped = 0;
     for (int i = 0; i < n; i++) {
         uint64_t tag = ev[i].data.u64;
-        uint32_t fd = (uint32_t)tag;
-        if (HK_UNLIKELY(fd >= loop->fds_cap)) {
-            hk__io_internal_event(loop, tag);
-            skipped++;
-            continue;
-        }
-        struct hk__fdslot *s = &loop->fds[fd];
+        struct hk__fdslot *s = (struct hk__fdslot *)(void *)((char *)loop->fds + (uint32_t)tag);
         if (HK_UNLIKELY(s->live != tag)) {
-            loop->stats.stale_events++; /* stopped, or an old registration */
+            if (!hk__io_internal_event(loop, tag))
+                loop->stats.stale_events++; /* stopped, or an old registration */
             skipped++;
             continue;
         }
         hk_io_t *w = s->w;
         uint32_t e = ev[i].events;
-        if (HK_LIKELY(!(e & ~s->fast))) {
+        if (HK_LIKELY(!(e & s->slow))) {
             hk__io_invoke(loop, w, e, hooked);
             continue;
         }
@@ -395,7 +417,7 @@ static inline __attribute__((always_inline)) void hk__io_dispatch_impl(hk_loop_t
             }
             /* The kernel disarmed it; it stays registered for a cheap re-arm. */
             s->kmask = 0;
-            hk__slot_set(s, (int)fd, NULL);
+            hk__slot_set(s, w->fd, NULL);
             hk__handle_stop(&w->base);
         }
         hk__io_invoke(loop, w, rev, hooked);

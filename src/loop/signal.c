@@ -66,7 +66,7 @@ static int hk__sigfd_update(hk_loop_t *loop)
     if (fd < 0)
         return -errno;
     if (loop->sigfd < 0) {
-        int r = hk__epoll_ctl(loop, EPOLL_CTL_ADD, fd, EPOLLIN, HK__TAG_SIGNALFD);
+        int r = hk__epoll_add_internal(loop, fd);
         if (r < 0) {
             close(fd);
             return r;
@@ -227,5 +227,5 @@ int hk__signal_fork(hk_loop_t *loop)
     if (loop->sigfd < 0)
         return 0;
     hk__sig_registry_add(loop);
-    return hk__epoll_ctl(loop, EPOLL_CTL_ADD, loop->sigfd, EPOLLIN, HK__TAG_SIGNALFD);
+    return hk__epoll_add_internal(loop, loop->sigfd);
 }

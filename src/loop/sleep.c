@@ -21,7 +21,7 @@ int hk__timerfd_setup(hk_loop_t *loop)
     int fd = timerfd_create(CLOCK_MONOTONIC, TFD_NONBLOCK | TFD_CLOEXEC);
     if (fd < 0)
         return -errno;
-    int r = hk__epoll_ctl(loop, EPOLL_CTL_ADD, fd, EPOLLIN, HK__TAG_TIMERFD);
+    int r = hk__epoll_add_internal(loop, fd);
     if (r < 0) {
         close(fd);
         return r;

@@ -60,6 +60,58 @@ Test(signal, sigusr1_without_prior_blocking)
     finish_loop(loop);
 }
 
+static void count_io_cb(hk_io_t *io, unsigned revents)
+{
+    (void)revents;
+    char c;
+    cr_assert_eq(read(io->fd, &c, 1), 1);
+    (*(int *)io->base.data)++;
+}
+
+/*
+ * The loop's own fds register with generation 0 and the slot offset as the
+ * tag, so a signalfd that gets fd number 0 carries tag 0: the tag of a slot
+ * with no watcher must never equal it, or the event would reach a NULL
+ * watcher. A readable io watcher shares the batch with the signal.
+ */
+Test(signal, signalfd_as_fd_zero)
+{
+    hk_loop_t *loop = new_loop(0);
+    guard_t g;
+    guard_start(loop, &g, 10000);
+    int sp[2];
+    make_socketpair(sp);
+    int io_calls = 0;
+    hk_io_t io;
+    cr_assert_eq(hk_io_init(loop, &io, sp[0]), 0);
+    io.base.data = &io_calls;
+    cr_assert_eq(hk_io_start(&io, HK_READABLE, count_io_cb), 0);
+
+    int saved = dup(0);
+    cr_assert_geq(saved, 0);
+    cr_assert_eq(close(0), 0);
+    sigw_t w = {0};
+    cr_assert_eq(hk_signal_init(loop, &w.s), 0);
+    cr_assert_eq(hk_signal_start(&w.s, sig_cb, SIGUSR1), 0);
+    char target[64] = {0};
+    cr_assert_gt(readlink("/proc/self/fd/0", target, sizeof target - 1), 0);
+    cr_assert(strstr(target, "signalfd") != NULL, "fd 0 is %s, not the loop's signalfd", target);
+
+    write_byte(sp[1]);
+    cr_assert_eq(kill(getpid(), SIGUSR1), 0);
+    RUN_UNTIL(loop, &g, w.calls > 0 && io_calls > 0);
+    cr_assert_eq(w.calls, 1);
+    cr_assert_eq(io_calls, 1);
+
+    hk_close(&w.s.base, NULL);
+    hk_close(&io.base, NULL);
+    guard_close(&g);
+    finish_loop(loop);
+    cr_assert_eq(dup2(saved, 0), 0);
+    cr_assert_eq(close(saved), 0);
+    close_pair(sp);
+}
+
 Test(signal, several_watchers_same_signal)
 {
     const int sigs[] = {SIGUSR1, SIGUSR2};
