@@ -227,8 +227,9 @@ HK_API int hk_io_init(hk_loop_t *loop, hk_io_t *io, int fd);
  * HK_HANGUP and HK_ERROR are readiness bits only: passing them gives -EINVAL. A regular file, which
  * epoll refuses with EPERM, is reported ready on every iteration instead. Errors: -EINVAL (no
  * interest, unknown bits, or EXCLUSIVE with ONESHOT), -EBUSY (already active), -EEXIST (another
- * watcher of this loop is active on the same fd), -EBADF, -ENOMEM, -ENOSPC (epoll's
- * max_user_watches), or any other errno of EPOLL_CTL_ADD.
+ * watcher of this loop is active on the same fd), -EBADF (also for an fd number of 2^26 or
+ * more, beyond the loop's fd table), -ENOMEM, -ENOSPC (epoll's max_user_watches), or any other
+ * errno of EPOLL_CTL_ADD.
  */
 HK_API int hk_io_start(hk_io_t *io, unsigned events, hk_io_cb cb);
 

@@ -147,9 +147,17 @@ Test(errors, io)
     EXPECT_ERR(hk_io_start(&dead, HK_READABLE, nop_io), -EBADF);
     cr_assert_not(hk_is_active(&dead.base));
 
+    /* An fd number beyond the fd table's reach: refused before any allocation. */
+    hk_io_t far;
+    cr_assert_eq(hk_io_init(loop, &far, 1 << 26), 0);
+    EXPECT_ERR(hk_io_start(&far, HK_READABLE, nop_io), -EBADF);
+    cr_assert_not(hk_is_active(&far.base));
+    cr_assert_eq(hk_io_start(&io2, HK_READABLE, nop_io), 0, "the loop is still usable");
+
     hk_close(&io.base, NULL);
     hk_close(&io2.base, NULL);
     hk_close(&dead.base, NULL);
+    hk_close(&far.base, NULL);
     close_pair(p);
     finish_loop(loop);
 }
