@@ -139,22 +139,56 @@ static bool conn_skip_body(const hk_http_request_t *req, size_t avail, size_t *s
     return true;
 }
 
-static int conn_special(httpd_conn_t *c, const httpd_config_t *cfg, const char *path, size_t len,
-                        bool ka, bool head)
+/*
+ * What is served here answers GET and HEAD; OPTIONS gets the list, a method
+ * this server does not know 501 (RFC 9110 section 9.1) and a known one it
+ * does not serve 405, both with Allow. Returns 1 when it answered.
+ */
+static int conn_bad_method(httpd_conn_t *c, const hk_http_request_t *req, bool ka)
+{
+    switch (req->method_id) {
+    case HK_HTTP_GET:
+    case HK_HTTP_HEAD:
+        return 0;
+    case HK_HTTP_OPTIONS: {
+        httpd_resp_t r = {.status = 200,
+                          .keep_alive = ka,
+                          .length = 0,
+                          .extra = HTTPD_ALLOW_LINE,
+                          .extra_len = sizeof(HTTPD_ALLOW_LINE) - 1};
+        (void)httpd_resp_head(c, &r);
+        return 1;
+    }
+    case HK_HTTP_OTHER:
+        httpd_resp_error(c, 501, ka, false);
+        return 1;
+    default:
+        httpd_resp_error(c, 405, ka, false);
+        return 1;
+    }
+}
+
+static int conn_special(httpd_conn_t *c, const httpd_config_t *cfg, const hk_http_request_t *req,
+                        const char *path, size_t len, bool ka)
 {
     char *body = NULL;
     size_t blen = 0;
     const char *type;
-    if (cfg->metrics_path && strlen(cfg->metrics_path) == len &&
-        memcmp(cfg->metrics_path, path, len) == 0) {
+    bool metrics = cfg->metrics_path && strlen(cfg->metrics_path) == len &&
+                   memcmp(cfg->metrics_path, path, len) == 0;
+    bool status = !metrics && cfg->status_path && strlen(cfg->status_path) == len &&
+                  memcmp(cfg->status_path, path, len) == 0;
+    if (!metrics && !status)
+        return 0;
+    if (conn_bad_method(c, req, ka))
+        return 1;
+    bool head = req->method_id == HK_HTTP_HEAD;
+    if (metrics) {
         body = httpd_metrics_render(c->w->server, &blen);
         type = "text/plain; version=0.0.4; charset=utf-8";
-    } else if (cfg->status_path && strlen(cfg->status_path) == len &&
-               memcmp(cfg->status_path, path, len) == 0) {
+    } else {
         body = httpd_status_render(c->w->server, &blen);
         type = "text/html; charset=utf-8";
-    } else {
-        return 0;
     }
     if (!body) {
         httpd_resp_error(c, 500, ka, head);
@@ -210,21 +244,32 @@ static int conn_dispatch(httpd_conn_t *c, const hk_http_request_t *req, bool ka,
     const httpd_config_t *cfg = c->gen->cfg;
     const char *head_ptr = head;
     bool head_only = req->method_id == HK_HTTP_HEAD;
+    /*
+     * Only the proxy reads request bodies. Every other answer leaves the body
+     * to conn_process, which skips it when it is all here (whole); when it is
+     * not (or it is chunked), the answer must close the connection, or the
+     * body's bytes would be read as the next request.
+     */
+    bool ka_local = ka && whole;
+    if (req->path_len == 1 && req->path[0] == '*') { /* OPTIONS *: the parser allows no other */
+        (void)conn_bad_method(c, req, ka_local);
+        return 0;
+    }
     char path[4096];
     ssize_t plen = hk_http_path_decode(req->path, req->path_len, path, sizeof(path));
     if (plen < 0) {
-        httpd_resp_error(c, plen == -ENAMETOOLONG ? 414 : 400, ka, head_only);
+        httpd_resp_error(c, plen == -ENAMETOOLONG ? 414 : 400, ka_local, head_only);
         return 0;
     }
     if (cfg->listens[c->listen_index].redirect_https) {
-        conn_redirect_https(c, req, cfg->listens[c->listen_index].https_port, ka);
+        conn_redirect_https(c, req, cfg->listens[c->listen_index].https_port, ka_local);
         return 0;
     }
-    if (conn_special(c, cfg, path, (size_t)plen, ka, head_only))
+    if (conn_special(c, cfg, req, path, (size_t)plen, ka_local))
         return 0;
     const httpd_location_t *loc = httpd_config_route(cfg, path, (size_t)plen);
     if (!loc) {
-        httpd_resp_error(c, 404, ka, head_only);
+        httpd_resp_error(c, 404, ka_local, head_only);
         return 0;
     }
     if (loc->proxy) {
@@ -236,15 +281,10 @@ static int conn_dispatch(httpd_conn_t *c, const hk_http_request_t *req, bool ka,
         c->flags |= HTTPD_C_WAITING;
         return 2;
     }
-    /* A body not all here: the static handler would have to read and discard it; close instead. */
-    if (!whole)
-        ka = false;
-    if (req->method_id != HK_HTTP_GET && !head_only) {
-        httpd_resp_error(c, 405, ka, false);
+    if (conn_bad_method(c, req, ka_local))
         return 0;
-    }
     int root_fd = c->gen->root_fds[loc - cfg->locations];
-    return httpd_static_handle(c, req, loc, root_fd, path, (size_t)plen, ka);
+    return httpd_static_handle(c, req, loc, root_fd, path, (size_t)plen, ka_local);
 }
 
 /* Handles every complete request in p[0 .. len); keeps the rest. */

@@ -105,8 +105,13 @@ httpd_file_t *httpd_fcache_get(httpd_fcache_t *c, int root_fd, const char *path,
 
 static void fc_etag(httpd_file_t *f, const struct stat *st)
 {
-    /* Weak enough to be cheap, strong enough for a static file: mtime and size, as nginx does. */
-    int n = snprintf(f->etag, sizeof(f->etag), "\"%llx-%llx\"", (unsigned long long)st->st_mtime,
+    /*
+     * Cheap and strong enough for a static file: mtime to the nanosecond and
+     * size (nginx uses whole seconds, so two versions written within one
+     * second at the same size share its tag).
+     */
+    int n = snprintf(f->etag, sizeof(f->etag), "\"%llx.%lx-%llx\"",
+                     (unsigned long long)st->st_mtim.tv_sec, (unsigned long)st->st_mtim.tv_nsec,
                      (unsigned long long)st->st_size);
     f->etag_len = n > 0 && (size_t)n < sizeof(f->etag) ? (unsigned)n : 0;
     hk_http_date_format(st->st_mtime, f->lastmod);
@@ -126,6 +131,8 @@ httpd_file_t *httpd_file_new(int root_fd, const char *path, size_t len, int fd,
     f->fd = fd;
     f->size = (uint64_t)st->st_size;
     f->mtime = st->st_mtime;
+    f->mtim = st->st_mtim;
+    f->ctim = st->st_ctim;
     f->ino = st->st_ino;
     f->dev = st->st_dev;
     f->validated = now;
@@ -139,7 +146,8 @@ httpd_file_t *httpd_file_new(int root_fd, const char *path, size_t len, int fd,
 bool httpd_file_same(const httpd_file_t *f, const struct stat *st)
 {
     return f->ino == st->st_ino && f->dev == st->st_dev && f->size == (uint64_t)st->st_size &&
-           f->mtime == st->st_mtime;
+           f->mtim.tv_sec == st->st_mtim.tv_sec && f->mtim.tv_nsec == st->st_mtim.tv_nsec &&
+           f->ctim.tv_sec == st->st_ctim.tv_sec && f->ctim.tv_nsec == st->st_ctim.tv_nsec;
 }
 
 void httpd_fcache_put(httpd_fcache_t *c, httpd_file_t *f)

@@ -8,7 +8,8 @@
  * even if the entry is evicted or replaced meanwhile. Freshness: an entry is
  * trusted for ttl after it was validated; then the next request opens the
  * path again (off the loop when the dentry is cold) and keeps the entry if
- * the inode, size and mtime are unchanged.
+ * the inode, size, mtime and ctime are unchanged, to the nanosecond (a file
+ * rewritten in place within one second at the same size is noticed).
  */
 #ifndef HTTPD_FCACHE_H
 #define HTTPD_FCACHE_H
@@ -30,14 +31,15 @@ typedef struct httpd_file {
     uint32_t hash;
     int fd;
     uint64_t size;
-    time_t mtime;
+    time_t mtime;               /* seconds: Last-Modified and the date preconditions */
+    struct timespec mtim, ctim; /* what httpd_file_same compares */
     ino_t ino;
     dev_t dev;
     uint64_t validated; /* loop time of the last check */
     const char *mime;
     char *data; /* the bytes of a small file, NULL for larger ones */
     unsigned etag_len;
-    char etag[40];
+    char etag[56];
     char lastmod[32];
     size_t path_len;
     char path[]; /* relative to root_fd, NUL-terminated */
@@ -63,7 +65,7 @@ httpd_file_t *httpd_fcache_get(httpd_fcache_t *c, int root_fd, const char *path,
 httpd_file_t *httpd_file_new(int root_fd, const char *path, size_t len, int fd,
                              const struct stat *st, uint64_t now);
 
-/* Same inode, size and mtime: the cached copy is still right. */
+/* Same inode, size, mtime and ctime (nanoseconds): the cached copy is still right. */
 bool httpd_file_same(const httpd_file_t *f, const struct stat *st);
 
 /* Caches f (the cache takes its own reference), replacing an entry with the same key. */

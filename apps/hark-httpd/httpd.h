@@ -24,6 +24,9 @@
 
 #include "config.h"
 
+/* The methods served by the static handler and the built-in pages (405, 501, OPTIONS). */
+#define HTTPD_ALLOW_LINE "Allow: GET, HEAD, OPTIONS\r\n"
+
 typedef struct httpd_gen {
     _Atomic unsigned refs;
     unsigned id;         /* 1, 2, ... one per successful (re)load */

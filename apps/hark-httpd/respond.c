@@ -272,9 +272,9 @@ void httpd_resp_error(httpd_conn_t *c, int status, bool keep_alive, bool head)
                       .head = head,
                       .type = "text/html; charset=utf-8",
                       .length = (uint64_t)n};
-    if (status == 405) {
-        r.extra = "Allow: GET, HEAD\r\n";
-        r.extra_len = strlen(r.extra);
+    if (status == 405 || status == 501) {
+        r.extra = HTTPD_ALLOW_LINE;
+        r.extra_len = sizeof(HTTPD_ALLOW_LINE) - 1;
     }
     if (httpd_resp_head(c, &r) < 0)
         return;

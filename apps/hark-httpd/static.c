@@ -14,6 +14,7 @@
 #include <linux/openat2.h>
 #include <stdlib.h>
 #include <string.h>
+#include <strings.h>
 #include <unistd.h>
 
 #include "conn.h"
@@ -179,8 +180,12 @@ static int open_error_status(int err)
     }
 }
 
-/* Does an If-None-Match list match the ETag (weak comparison, RFC 9110 section 13.1.2)? */
-static bool etag_matches(const char *v, size_t vlen, const httpd_file_t *f)
+/*
+ * Does an entity-tag list match the file's ETag? Weak comparison for
+ * If-None-Match, strong for If-Match, where a weak tag never matches (RFC 9110
+ * section 8.8.3.2); "*" matches any current file.
+ */
+static bool etag_matches(const char *v, size_t vlen, const httpd_file_t *f, bool strong)
 {
     size_t i = 0;
     while (i < vlen) {
@@ -188,7 +193,8 @@ static bool etag_matches(const char *v, size_t vlen, const httpd_file_t *f)
             i++;
         if (i < vlen && v[i] == '*')
             return true;
-        if (i + 2 < vlen && v[i] == 'W' && v[i + 1] == '/')
+        bool weak = i + 2 < vlen && v[i] == 'W' && v[i + 1] == '/';
+        if (weak)
             i += 2;
         size_t s = i;
         while (i < vlen && v[i] != ',')
@@ -196,10 +202,54 @@ static bool etag_matches(const char *v, size_t vlen, const httpd_file_t *f)
         size_t e = i;
         while (e > s && (v[e - 1] == ' ' || v[e - 1] == '\t'))
             e--;
-        if (e - s == f->etag_len && memcmp(v + s, f->etag, e - s) == 0)
+        if (!(strong && weak) && e - s == f->etag_len && memcmp(v + s, f->etag, e - s) == 0)
             return true;
     }
     return false;
+}
+
+/*
+ * A list header may come as several lines (RFC 9110 section 5.3): 1 if one
+ * of them matches, 0 if none does, -1 if the header is absent.
+ */
+static int etag_header_matches(const hk_http_request_t *req, const char *name, size_t nlen,
+                               const httpd_file_t *f, bool strong)
+{
+    int found = -1;
+    for (size_t i = 0; i < req->num_headers; i++) {
+        const hk_http_header_t *h = &req->headers[i];
+        if (h->name_len != nlen || strncasecmp(h->name, name, nlen) != 0)
+            continue;
+        if (etag_matches(h->value, h->value_len, f, strong))
+            return 1;
+        found = 0;
+    }
+    return found;
+}
+
+/*
+ * The preconditions of a GET or HEAD in the order of RFC 9110 section 13.2.2:
+ * If-Match, else If-Unmodified-Since (412 when false); then If-None-Match,
+ * else If-Modified-Since (304 when false). Returns the status, 200 to go on.
+ * A date that does not parse leaves its header ignored.
+ */
+static int static_preconditions(const hk_http_request_t *req, const httpd_file_t *f)
+{
+    const hk_http_header_t *h;
+    time_t t;
+    int m = etag_header_matches(req, "if-match", 8, f, true);
+    if (m == 0)
+        return 412;
+    if (m < 0 && (h = hk_http_find_header(req->headers, req->num_headers, "if-unmodified-since")) &&
+        hk_http_date_parse(h->value, h->value_len, &t) == 0 && f->mtime > t)
+        return 412;
+    m = etag_header_matches(req, "if-none-match", 13, f, false);
+    if (m == 1)
+        return 304;
+    if (m < 0 && (h = hk_http_find_header(req->headers, req->num_headers, "if-modified-since")) &&
+        hk_http_date_parse(h->value, h->value_len, &t) == 0 && f->mtime <= t)
+        return 304;
+    return 200;
 }
 
 static int static_serve(httpd_conn_t *c, const hk_http_request_t *req, httpd_file_t *f, bool ka)
@@ -218,15 +268,10 @@ static int static_serve(httpd_conn_t *c, const hk_http_request_t *req, httpd_fil
                       .extra_len = (size_t)n};
     uint64_t first = 0, last = f->size ? f->size - 1 : 0;
     const hk_http_header_t *h;
-    const hk_http_header_t *inm =
-        hk_http_find_header(req->headers, req->num_headers, "if-none-match");
-    if (inm) {
-        if (etag_matches(inm->value, inm->value_len, f))
-            r.status = 304;
-    } else if ((h = hk_http_find_header(req->headers, req->num_headers, "if-modified-since"))) {
-        time_t t;
-        if (hk_http_date_parse(h->value, h->value_len, &t) == 0 && f->mtime <= t)
-            r.status = 304;
+    r.status = static_preconditions(req, f);
+    if (r.status == 412) {
+        httpd_resp_error(c, 412, ka, head);
+        return 0;
     }
     if (r.status == 200 && req->method_id == HK_HTTP_GET &&
         (h = hk_http_find_header(req->headers, req->num_headers, "range"))) {
@@ -349,10 +394,15 @@ int httpd_static_handle(httpd_conn_t *c, const hk_http_request_t *req, const htt
     }
     if (!f) {
         if (err == -EISDIR && (len == 0 || path[len - 1] != '/')) {
-            /* A directory named without its slash: send the client to the right URL. */
+            /*
+             * A directory named without its slash: send the client to the
+             * right URL. The path as the client sent it, still percent-encoded
+             * (the parser let no CR, LF or space through): the decoded one
+             * could hold "?", "%" or a line break.
+             */
             char extra[4500];
-            int n = snprintf(extra, sizeof(extra), "Location: %.*s/%s%.*s\r\n", (int)len, path,
-                             req->query ? "?" : "", req->query ? (int)req->query_len : 0,
+            int n = snprintf(extra, sizeof(extra), "Location: %.*s/%s%.*s\r\n", (int)req->path_len,
+                             req->path, req->query ? "?" : "", req->query ? (int)req->query_len : 0,
                              req->query ? req->query : "");
             if (n > 0 && (size_t)n < sizeof(extra)) {
                 httpd_resp_redirect(c, ka, head, extra, (size_t)n);

@@ -201,6 +201,8 @@ HK_API ssize_t hk_http_path_decode(const char *path, size_t len, char *out, size
  * Only a single byte range is served (first-last, first-, -suffix):
  *   0             *first and *last (inclusive) are set: answer 206
  *   -ERANGE       not satisfiable: answer 416
+ *   -ENODATA      a suffix range (-N, N > 0) of an empty representation: satisfiable,
+ *                 but a 206 cannot carry zero bytes; answer 200
  *   -ENOTSUP      several ranges or another unit: ignore it, answer 200
  *   -EINVAL       malformed: ignore it, answer 200 (RFC 9110 section 14.2)
  */

@@ -122,9 +122,8 @@ static int host(struct hk__http_parse *ps, const char *v, size_t n)
 {
     if (ps->at.facts & HK__F_HOST)
         return hk__http_fail(ps, 400, "several Host");
-    for (size_t i = 0; i < n; i++)
-        if (!hk__http_hostc[(unsigned char)v[i]])
-            return hk__http_fail(ps, 400, "bad Host");
+    if (!hk__http_authority_ok(v, n))
+        return hk__http_fail(ps, 400, "bad Host");
     ps->at.facts |= HK__F_HOST;
     if (!(ps->at.facts & HK__F_ABSOLUTE)) {
         ps->host = v;

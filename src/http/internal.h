@@ -14,6 +14,9 @@ extern const uint8_t hk__http_vchar[256]; /* field-value bytes: VCHAR, obs-text,
 extern const uint8_t hk__http_hostc[256]; /* bytes of a Host value or an authority */
 extern const uint8_t hk__http_hex1[256];  /* hex digit value + 1; 0 for other bytes */
 
+/* authority.c: host [":" port] per RFC 3986 (no userinfo); 1 if valid. An empty value is valid. */
+int hk__http_authority_ok(const char *a, size_t n);
+
 /* The value of a hex digit, -1 for another byte. */
 static inline int hk__http_hex(unsigned char c)
 {

@@ -52,8 +52,10 @@ int hk_http_range_parse(const char *value, size_t len, uint64_t size, uint64_t *
         i++;
         if (number(value, n, &i, &b) < 0 || i != n)
             return -EINVAL;
-        if (b == 0 || size == 0)
+        if (b == 0)
             return -ERANGE;
+        if (size == 0) /* satisfiable (RFC 9110 section 14.1.3), but no byte to send in a 206 */
+            return -ENODATA;
         *first = b >= size ? 0 : size - b;
         *last = size - 1;
         return 0;

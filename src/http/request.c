@@ -48,10 +48,7 @@ static void split_path(hk_http_request_t *req, const char *t, size_t n)
 
 static int authority_ok(const char *a, size_t n)
 {
-    for (size_t i = 0; i < n; i++)
-        if (!hk__http_hostc[(unsigned char)a[i]])
-            return 0;
-    return n > 0;
+    return n > 0 && hk__http_authority_ok(a, n);
 }
 
 /* CONNECT's host:port. */

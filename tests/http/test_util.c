@@ -186,7 +186,8 @@ Test(range, cases)
     range_err("bytes=99999999999999999999999-", 100, -ERANGE);
     range_err("bytes=-0", 100, -ERANGE);
     range_err("bytes=0-0", 0, -ERANGE);
-    range_err("bytes=-5", 0, -ERANGE);
+    range_err("bytes=-5", 0, -ENODATA); /* RFC 9110 section 14.1.3 */
+    range_err("bytes=-0", 0, -ERANGE);
     range_err("bytes=5-3", 100, -EINVAL);
     range_err("bytes=0-1,2-3", 100, -ENOTSUP);
     range_err("bytes=0-1, 5-", 100, -ENOTSUP);

@@ -150,7 +150,7 @@ Test(httpd_static, errors_404_405)
     cr_assert_str_eq(out, "404");
     run(out, sizeof(out), "curl -s -i -X DELETE http://127.0.0.1:%d/small.txt", srv.port);
     cr_assert(strstr(out, "HTTP/1.1 405"), "%s", out);
-    cr_assert(strstr(out, "Allow: GET, HEAD\r\n"));
+    cr_assert(strstr(out, "Allow: GET, HEAD, OPTIONS\r\n"));
 }
 
 Test(httpd_static, pipelined_in_order)
