@@ -246,7 +246,10 @@ HK_API int hk_io_modify(hk_io_t *io, unsigned events);
 /*
  * Stops watching. Events already fetched in the current batch for this fd are
  * dropped (generation tag), so closing the fd right after, or even before,
- * hk_io_stop is safe, and so is reusing the fd number in the same batch.
+ * hk_io_stop is safe, and so is reusing the fd number in the same batch. The
+ * kernel registration is removed before the next sleep (hk_close removes it
+ * at once); an fd with dup'ed copies closed before that costs the loop one
+ * rebuild of its epoll set (docs/loop.md, pitfall 2).
  * To watch a new file (even one that got the same fd number), call
  * hk_io_init again before hk_io_start: a plain stop + start of the same
  * watcher is assumed to be the same file, and costs no system call.
@@ -545,6 +548,7 @@ typedef struct hk_loop_stats {
     uint64_t ns_asleep;       /* time inside epoll_wait (and busy polling) */
     uint64_t spin_polls;      /* zero-timeout polls made while busy polling */
     uint64_t spin_hits;       /* ... that found events (each one a sleep and a wake-up saved) */
+    uint64_t epoll_rebuilds;  /* epoll sets rebuilt to drop a registration that outlived its fd */
     uint64_t lag_count;       /* samples in lag_hist */
     uint64_t lag_sum_ns;
     uint64_t lag_max_ns;

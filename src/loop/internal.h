@@ -56,6 +56,7 @@ struct hk__fdslot {
     uint8_t registered;
     uint8_t queued; /* in the change list */
     uint8_t is_file;
+    uint8_t lost_del; /* a DEL found the number closed (EBADF): a dup may keep the registration */
 };
 
 struct hk__heap_entry {
@@ -126,6 +127,7 @@ struct hk_loop {
     struct hk__queue *queue; /* queue model, or NULL (queue.c) */
     uint8_t queue_on;        /* the queue model measures callbacks */
     uint8_t hooked;          /* stall || queue_on: io dispatch takes its hooked path */
+    uint8_t io_rebuild;      /* a registration outlived its fd: rebuild the epoll set (io.c) */
     uint64_t spin_ns;        /* busy polling before a sleep, or 0 (spin.c) */
 
     hk_loop_stats_t stats;

@@ -19,8 +19,10 @@
  * epoll refuses regular files with EPERM; they are always ready, so such
  * watchers go on a list that is dispatched every iteration instead.
  */
+#include <fcntl.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 #include "loop/stall.h"
 
@@ -176,7 +178,22 @@ static int hk__register(hk_loop_t *loop, int fd, struct hk__fdslot *s, uint32_t 
     s->registered = 1;
     s->kmask = want;
     s->gen = gen;
+    s->lost_del = 0;
     return 0;
+}
+
+/*
+ * Removes fd's registration. EBADF means the number was closed first: if the
+ * file is still open through a dup'ed copy, the registration lives on and
+ * can no longer be reached by number; lost_del lets the dispatcher recognise
+ * its events and rebuild the epoll set (hk__io_rebuild).
+ */
+static void hk__unregister(hk_loop_t *loop, int fd, struct hk__fdslot *s)
+{
+    if (hk__epoll_ctl(loop, EPOLL_CTL_DEL, fd, 0, 0) == -EBADF)
+        s->lost_del = 1;
+    s->registered = 0;
+    s->kmask = 0;
 }
 
 int hk_io_init(hk_loop_t *loop, hk_io_t *io, int fd)
@@ -286,11 +303,14 @@ void hk__io_close(hk_io_t *io)
         struct hk__fdslot *s = &loop->fds[io->fd];
         if (s->owner == io) {
             s->owner = NULL;
-            if (s->kmask != 0 && !s->queued && hk__queue_change(loop, io->fd) < 0) {
-                (void)hk__epoll_ctl(loop, EPOLL_CTL_DEL, io->fd, 0, 0);
-                s->registered = 0;
-                s->kmask = 0;
-            }
+            /*
+             * At once, not with the next changes: the caller may close the fd
+             * right after hk_close, and if a dup'ed copy keeps the file open,
+             * a later DEL by number (EBADF) could no longer reach the
+             * registration, which would then report events forever.
+             */
+            if (s->registered && !s->is_file)
+                hk__unregister(loop, io->fd, s);
         }
     }
 }
@@ -303,8 +323,38 @@ static void hk__io_fail(hk_loop_t *loop, hk_io_t *w)
     w->_cb(w, HK_ERROR);
 }
 
+/*
+ * A registration outlived its fd number (a dup'ed copy keeps the file open,
+ * and the DEL came after the close): the kernel keeps reporting it and no
+ * epoll_ctl can reach it any more. The only way out is a new epoll set: it
+ * takes the old one's number (dup3, so hk_loop_backend_fd stays valid), and
+ * the loop's own fds and every active watcher are registered again.
+ */
+static void hk__io_rebuild(hk_loop_t *loop)
+{
+    loop->io_rebuild = 0;
+    int ep = epoll_create1(EPOLL_CLOEXEC);
+    if (ep < 0)
+        return; /* EMFILE, ENOMEM: the stale events go on being dropped; tried again later */
+    if (dup3(ep, loop->epfd, O_CLOEXEC) < 0) {
+        close(ep);
+        return;
+    }
+    close(ep);
+    loop->stats.epoll_rebuilds++;
+    for (uint32_t fd = 0; fd < loop->fds_cap; fd++)
+        loop->fds[fd].lost_del = 0;
+    int own[] = {loop->eventfd, loop->sigfd, loop->timerfd};
+    for (size_t i = 0; i < sizeof own / sizeof own[0]; i++)
+        if (own[i] >= 0)
+            (void)hk__epoll_ctl(loop, EPOLL_CTL_ADD, own[i], EPOLLIN, hk__tag(own[i], 0));
+    (void)hk__io_reregister_all(loop);
+}
+
 void hk__io_apply_changes(hk_loop_t *loop)
 {
+    if (HK_UNLIKELY(loop->io_rebuild))
+        hk__io_rebuild(loop);
     /* Callbacks run by hk__io_fail may queue more changes; take them too. */
     for (uint32_t i = 0; i < loop->nchanges; i++) {
         int fd = loop->changes[i];
@@ -317,10 +367,8 @@ void hk__io_apply_changes(hk_loop_t *loop)
         if (want == s->kmask)
             continue;
         if (want == 0) {
-            /* EBADF/ENOENT: the fd was closed first; the kernel already forgot it. */
-            (void)hk__epoll_ctl(loop, EPOLL_CTL_DEL, fd, 0, 0);
-            s->registered = 0;
-            s->kmask = 0;
+            /* ENOENT, or EBADF: the fd was closed first (see hk__unregister). */
+            hk__unregister(loop, fd, s);
             continue;
         }
         int r = hk__register(loop, fd, s, want, s->gen);
@@ -343,14 +391,39 @@ int hk__epoll_add_internal(hk_loop_t *loop, int fd)
     int r = hk__fdtable_reserve(loop, fd);
     if (r < 0)
         return r;
+    /*
+     * The number may have been a watched fd closed in this iteration, with its
+     * DEL still queued: forget that registration, or the queued DEL would
+     * remove this one.
+     */
+    struct hk__fdslot *s = &loop->fds[fd];
+    s->registered = 0;
+    s->kmask = 0;
+    s->owner = NULL;
     return hk__epoll_ctl(loop, EPOLL_CTL_ADD, fd, EPOLLIN, hk__tag(fd, 0));
 }
 
-/* Returns whether tag was one of the loop's own fds (and handles it). */
-static bool hk__io_internal_event(hk_loop_t *loop, uint64_t tag)
+/*
+ * An event that reaches no watcher: the loop's own fd, or a stale one. A
+ * stale event of the slot's current ONESHOT registration (its watcher was
+ * stopped earlier in the batch) means the kernel disarmed it: record that, so
+ * that a restart with the same mask re-arms it instead of finding nothing to
+ * change. Returns whether tag was one of the loop's own fds (and handles it).
+ */
+static bool hk__io_internal_event(hk_loop_t *loop, struct hk__fdslot *s, uint64_t tag)
 {
-    if (tag >> 32)
+    if (tag >> 32) {
+        if ((uint32_t)(tag >> 32) == s->gen) {
+            if (s->kmask & EPOLLONESHOT)
+                s->kmask = 0;
+            if (s->lost_del) {
+                /* The registration we could not remove; queued, so that the next apply runs. */
+                loop->io_rebuild = 1;
+                (void)hk__queue_change(loop, (int)(s - loop->fds));
+            }
+        }
         return false;
+    }
     int fd = (int)((uint32_t)tag / sizeof(struct hk__fdslot));
     if (fd == loop->eventfd)
         hk__async_on_eventfd(loop);
@@ -394,7 +467,7 @@ static inline __attribute__((always_inline)) void hk__io_dispatch_impl(hk_loop_t
         uint64_t tag = ev[i].data.u64;
         struct hk__fdslot *s = (struct hk__fdslot *)(void *)((char *)loop->fds + (uint32_t)tag);
         if (HK_UNLIKELY(s->live != tag)) {
-            if (!hk__io_internal_event(loop, tag))
+            if (!hk__io_internal_event(loop, s, tag))
                 loop->stats.stale_events++; /* stopped, or an old registration */
             skipped++;
             continue;
@@ -412,6 +485,8 @@ static inline __attribute__((always_inline)) void hk__io_dispatch_impl(hk_loop_t
             rev |= interest & HK__IO_INTEREST;
         if (HK_UNLIKELY(!rev || (interest & HK_ONESHOT))) {
             if (!rev) {
+                if (interest & HK_ONESHOT)
+                    s->kmask = 0; /* disarmed all the same; the queued modify re-arms it */
                 skipped++;
                 continue; /* interest dropped earlier in this batch */
             }
@@ -461,21 +536,30 @@ void hk__io_run_files(hk_loop_t *loop)
     }
 }
 
+/*
+ * After fork, into the child's new epoll set. Only fds with an active
+ * watcher: a stopped one would be removed by its queued change anyway, and
+ * its number may now be the child's new epoll fd or eventfd.
+ */
 int hk__io_reregister_all(hk_loop_t *loop)
 {
     for (uint32_t fd = 0; fd < loop->fds_cap; fd++) {
         struct hk__fdslot *s = &loop->fds[fd];
         if (!s->registered)
             continue;
-        if (s->kmask == 0) {
-            s->registered = 0; /* disarmed ONESHOT: the next start ADDs */
+        if (s->kmask == 0 || !s->w) {
+            s->registered = 0; /* disarmed ONESHOT or stopped: the next start ADDs */
+            s->kmask = 0;
             continue;
         }
         int r = hk__epoll_ctl(loop, EPOLL_CTL_ADD, (int)fd, s->kmask, hk__tag((int)fd, s->gen));
-        if (r < 0 && r != -EBADF)
-            return r;
-        if (r == -EBADF)
+        /* The number no longer names the watched file: closed, or now one of the loop's own. */
+        if (r == -EBADF || r == -EEXIST || r == -EINVAL) {
             s->registered = 0;
+            s->kmask = 0;
+        } else if (r < 0) {
+            return r;
+        }
     }
     return 0;
 }

@@ -179,3 +179,40 @@ Test(fork, child_and_parent_loops_work_timerfd, .timeout = 50)
 {
     fork_test(HK_LOOP_TIMERFD);
 }
+
+/*
+ * A watcher closed and its fd closed just before fork, its DEL still queued:
+ * in the child the new epoll fd takes that number, and hk_loop_fork must not
+ * try to re-register the old watcher there (it failed with EINVAL).
+ */
+static void nop_io_cb(hk_io_t *io, unsigned revents)
+{
+    (void)io;
+    (void)revents;
+}
+
+Test(fork, fork_right_after_a_close)
+{
+    hk_loop_t *loop = new_loop(0);
+    int sp[2];
+    make_socketpair(sp);
+    hk_io_t io;
+    cr_assert_eq(hk_io_init(loop, &io, sp[0]), 0);
+    cr_assert_eq(hk_io_start(&io, HK_READABLE, nop_io_cb), 0);
+    cr_assert_eq(hk_io_stop(&io), 0);
+    cr_assert_eq(close(sp[0]), 0);
+    pid_t pid = fork();
+    cr_assert_geq(pid, 0);
+    if (pid == 0) {
+        int r = hk_loop_fork(loop);
+        _exit(r < 0 ? -r : 0);
+    }
+    int st;
+    cr_assert_eq(waitpid(pid, &st, 0), pid);
+    cr_assert(WIFEXITED(st));
+    cr_assert_eq(WEXITSTATUS(st), 0, "hk_loop_fork in the child: %s",
+                 hk_err_name(-WEXITSTATUS(st)));
+    hk_close(&io.base, NULL);
+    finish_loop(loop);
+    close(sp[1]);
+}

@@ -827,3 +827,198 @@ Test(io, close_callback_and_loop_free_busy)
     cr_assert_eq(hk_loop_free(loop), 0);
     close_pair(p);
 }
+
+/*
+ * A ONESHOT watcher stopped by another callback earlier in the batch whose
+ * own event is in that batch: the kernel disarmed the registration when it
+ * reported the event, which the dispatcher then dropped. Restarted with the
+ * same mask before the next sleep, it must be re-armed (it once stayed
+ * active and silent: the loop believed the old arm was still there).
+ */
+static watch_t *g_oneshot;
+static int g_oneshot_state; /* 1: stopped in the batch, 2: restarted in the check hook */
+
+static void stop_oneshot_cb(hk_io_t *io, unsigned revents)
+{
+    count_cb(io, revents);
+    if (g_oneshot_state == 0 && hk_io_stop(&g_oneshot->io) == 0)
+        g_oneshot_state = 1;
+}
+
+static void restart_oneshot_hook(hk_hook_t *h)
+{
+    (void)h;
+    if (g_oneshot_state != 1)
+        return;
+    g_oneshot_state = 2;
+    cr_assert_eq(hk_io_start(&g_oneshot->io, HK_READABLE | HK_ONESHOT, count_cb), 0);
+}
+
+Test(io, oneshot_stopped_in_batch_then_restarted_fires)
+{
+    hk_loop_t *loop = new_loop(0);
+    guard_t g;
+    guard_start(loop, &g, 2000);
+    int s1[2], s2[2];
+    make_socketpair(s1);
+    make_socketpair(s2);
+    watch_t y = {.drain = 1}, x = {.drain = 1};
+    g_oneshot = &x;
+    g_oneshot_state = 0;
+    watch_start(loop, &y, s1[0], HK_READABLE, stop_oneshot_cb);
+    watch_start(loop, &x, s2[0], HK_READABLE | HK_ONESHOT, count_cb);
+    hk_hook_t h;
+    cr_assert_eq(hk_hook_init(loop, &h, HK_HOOK_CHECK), 0);
+    cr_assert_eq(hk_hook_start(&h, restart_oneshot_hook), 0);
+    hk_unref(&h.base);
+
+    write_byte(s1[1]); /* y's event comes first in the batch, then x's */
+    write_byte(s2[1]);
+    cr_assert_geq(hk_loop_run(loop, HK_RUN_ONCE), 0);
+    cr_assert_eq(g_oneshot_state, 2);
+    cr_assert_eq(x.calls, 0, "x was stopped before its event was dispatched");
+    cr_assert(hk_is_active(&x.io.base));
+    RUN_UNTIL(loop, &g, x.calls > 0); /* its byte is still unread: it must fire */
+    cr_assert_eq(x.calls, 1);
+
+    hk_close(&h.base, NULL);
+    hk_close(&x.io.base, NULL);
+    hk_close(&y.io.base, NULL);
+    guard_close(&g);
+    finish_loop(loop);
+    close_pair(s1);
+    close_pair(s2);
+}
+
+/*
+ * docs/loop.md, pitfall 2: an fd with a dup'ed copy. hk_close on the watcher,
+ * then close(fd): the registration must be gone at once (a DEL left for the
+ * next iteration would find the number closed, EBADF, and the registration,
+ * kept alive by the copy, would wake the loop for ever).
+ */
+static void close_then_close_fd_cb(hk_io_t *io, unsigned revents)
+{
+    count_cb(io, revents);
+    hk_close(&io->base, NULL);
+    cr_assert_eq(close(io->fd), 0);
+}
+
+static void nop_timer(hk_timer_t *t, uint64_t e)
+{
+    (void)t;
+    (void)e;
+}
+
+Test(io, close_watcher_then_fd_with_a_copy)
+{
+    hk_loop_t *loop = new_loop(0);
+    guard_t g;
+    guard_start(loop, &g, 2000);
+    int s[2];
+    make_socketpair(s);
+    int copy = dup(s[0]);
+    cr_assert_geq(copy, 0);
+    write_byte(s[1]);
+    watch_t w = {0};
+    watch_start(loop, &w, s[0], HK_READABLE, close_then_close_fd_cb);
+    RUN_UNTIL(loop, &g, w.calls > 0);
+
+    /* 50 ms of a loop with nothing to do: it must sleep, not spin on stale events. */
+    hk_timer_t t;
+    cr_assert_eq(hk_timer_init(loop, &t), 0);
+    cr_assert_eq(hk_timer_start_in(&t, nop_timer, MS(50), 0), 0);
+    hk_loop_stats_t a = get_stats(loop);
+    cr_assert_geq(hk_loop_run(loop, HK_RUN_DEFAULT), 0);
+    hk_loop_stats_t b = get_stats(loop);
+    cr_assert_lt(b.stale_events - a.stale_events, 3, "%llu stale events in 50 ms",
+                 (unsigned long long)(b.stale_events - a.stale_events));
+    cr_assert_lt(b.iterations - a.iterations, 5, "%llu iterations in 50 ms",
+                 (unsigned long long)(b.iterations - a.iterations));
+
+    hk_close(&t.base, NULL);
+    guard_close(&g);
+    finish_loop(loop);
+    close(copy);
+    close(s[1]);
+}
+
+/*
+ * The same pitfall with only hk_io_stop before close(fd) (its DEL waits for
+ * the next iteration), and with close(fd) before hk_close: either way the DEL
+ * finds the number closed while a dup'ed copy keeps the registration alive.
+ * The loop recognises the orphan's events and rebuilds its epoll set once;
+ * the other watchers keep working and the backend fd keeps its number.
+ */
+static void stop_then_close_fd_cb(hk_io_t *io, unsigned revents)
+{
+    count_cb(io, revents);
+    cr_assert_eq(hk_io_stop(io), 0);
+    cr_assert_eq(close(io->fd), 0);
+}
+
+static void close_fd_then_watcher_cb(hk_io_t *io, unsigned revents)
+{
+    count_cb(io, revents);
+    cr_assert_eq(close(io->fd), 0);
+    hk_close(&io->base, NULL);
+}
+
+static void stop_loop_timer(hk_timer_t *t, uint64_t e)
+{
+    (void)e;
+    hk_loop_stop(t->base.loop);
+}
+
+static void orphan_case(hk_io_cb cb)
+{
+    hk_loop_t *loop = new_loop(0);
+    int backend = hk_loop_backend_fd(loop);
+    guard_t g;
+    guard_start(loop, &g, 2000);
+    int s[2], other[2];
+    make_socketpair(s);
+    make_socketpair(other);
+    int copy = dup(s[0]);
+    cr_assert_geq(copy, 0);
+    watch_t bystander = {.drain = 1};
+    watch_start(loop, &bystander, other[0], HK_READABLE, count_cb);
+    write_byte(s[1]);
+    watch_t w = {0};
+    watch_start(loop, &w, s[0], HK_READABLE, cb);
+    RUN_UNTIL(loop, &g, w.calls > 0);
+
+    hk_timer_t t;
+    cr_assert_eq(hk_timer_init(loop, &t), 0);
+    cr_assert_eq(hk_timer_start_in(&t, stop_loop_timer, MS(50), 0), 0);
+    hk_loop_stats_t a = get_stats(loop);
+    cr_assert_geq(hk_loop_run(loop, HK_RUN_DEFAULT), 0);
+    hk_loop_stats_t b = get_stats(loop);
+    cr_assert_lt(b.stale_events - a.stale_events, 3, "%llu stale events in 50 ms",
+                 (unsigned long long)(b.stale_events - a.stale_events));
+    cr_assert_eq(b.epoll_rebuilds, 1);
+    cr_assert_eq(hk_loop_backend_fd(loop), backend);
+    cr_assert_eq(w.calls, 1);
+
+    write_byte(other[1]); /* still registered in the new set */
+    RUN_UNTIL(loop, &g, bystander.calls > 0);
+
+    hk_close(&t.base, NULL);
+    hk_close(&bystander.io.base, NULL);
+    if (!hk_is_closing(&w.io.base))
+        hk_close(&w.io.base, NULL);
+    guard_close(&g);
+    finish_loop(loop);
+    close(copy);
+    close(s[1]);
+    close_pair(other);
+}
+
+Test(io, stop_then_close_fd_with_a_copy)
+{
+    orphan_case(stop_then_close_fd_cb);
+}
+
+Test(io, close_fd_then_watcher_with_a_copy)
+{
+    orphan_case(close_fd_then_watcher_cb);
+}

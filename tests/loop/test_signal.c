@@ -11,6 +11,7 @@
 #include <pthread.h>
 #include <signal.h>
 #include <stdatomic.h>
+#include <stdio.h>
 #include <time.h>
 
 typedef struct sigw {
@@ -267,4 +268,48 @@ Test(signal, two_loops_two_threads, .timeout = 50)
     cr_assert_eq(atomic_load(&b.got_hup), 1);
     cr_assert_eq(atomic_load(&a.got_other), 0, "loop A saw a signal it does not watch");
     cr_assert_eq(atomic_load(&b.got_other), 0, "loop B saw a signal it does not watch");
+}
+
+/*
+ * A callback stops its watcher and closes the fd (the DEL waits in the change
+ * list), then starts a signal watcher: the new signalfd takes the closed
+ * number. The queued DEL must not remove the signalfd's registration.
+ */
+static sigw_t g_reuse_sig;
+
+static void stop_close_then_signal_cb(hk_io_t *io, unsigned revents)
+{
+    (void)revents;
+    cr_assert_eq(hk_io_stop(io), 0);
+    int fd = io->fd;
+    cr_assert_eq(close(fd), 0);
+    cr_assert_eq(hk_signal_init(io->base.loop, &g_reuse_sig.s), 0);
+    cr_assert_eq(hk_signal_start(&g_reuse_sig.s, sig_cb, SIGUSR2), 0);
+    char target[64] = {0};
+    char link[64];
+    snprintf(link, sizeof link, "/proc/self/fd/%d", fd);
+    cr_assert_gt(readlink(link, target, sizeof target - 1), 0);
+    cr_assert(strstr(target, "signalfd") != NULL, "fd %d is %s, not the new signalfd", fd, target);
+}
+
+Test(signal, signalfd_reuses_number_with_del_pending)
+{
+    hk_loop_t *loop = new_loop(0);
+    guard_t g;
+    guard_start(loop, &g, 5000);
+    int sp[2];
+    make_socketpair(sp);
+    hk_io_t io;
+    cr_assert_eq(hk_io_init(loop, &io, sp[0]), 0);
+    cr_assert_eq(hk_io_start(&io, HK_READABLE, stop_close_then_signal_cb), 0);
+    write_byte(sp[1]);
+    RUN_UNTIL(loop, &g, hk_is_active(&g_reuse_sig.s.base));
+    cr_assert_eq(kill(getpid(), SIGUSR2), 0);
+    RUN_UNTIL(loop, &g, g_reuse_sig.calls > 0);
+
+    hk_close(&g_reuse_sig.s.base, NULL);
+    hk_close(&io.base, NULL);
+    guard_close(&g);
+    finish_loop(loop);
+    close(sp[1]);
 }
