@@ -21,6 +21,9 @@
  * Order is what HTTP needs: headers, then the body from the page cache.
  */
 #include <limits.h>
+#include <stddef.h>
+#include <stdlib.h>
+#include <string.h>
 #include <sys/sendfile.h>
 #include <unistd.h>
 
@@ -314,10 +317,70 @@ void hk_stream_uncork(hk_stream_t *s)
     if (!(s->_flags & HK__S_CORKED))
         return;
     s->_flags &= ~HK__S_CORKED;
+    if (s->_flags & HK__S_CLOSING)
+        return;          /* the held writes are cancelled by the close, never sent */
     hk__stream_flush(s); /* also a shutdown that waited behind the held writes */
     if (s->_done || s->_error)
         hk__stream_schedule(s);
     hk__stream_update(s);
+}
+
+/* A copy of the bytes an engine took but could not send (hk_stream_try_write). */
+typedef struct hk__owned_write {
+    hk_write_req_t req;
+    struct iovec iov;
+    char data[];
+} hk__owned_write_t;
+
+static void hk__owned_write_done(hk_write_req_t *req, int status)
+{
+    (void)status; /* an error reaches the caller through the stream's next call */
+    free((char *)req - offsetof(hk__owned_write_t, req));
+}
+
+/*
+ * A transport with an engine (TLS) may have sealed the first bytes of iov
+ * into a record it could not send, and must be offered the same bytes again
+ * (OpenSSL's retry rule): it then asks for writability. The caller was told
+ * nothing about them and may write other bytes next, so the stream keeps a
+ * copy of everything from done on and queues it; the caller is told it was
+ * all written, which it was, as far as ordering goes.
+ */
+static ssize_t hk__stream_keep_rest(hk_stream_t *s, const struct iovec *iov, int iovcnt,
+                                    size_t done)
+{
+    size_t total = 0;
+    for (int i = 0; i < iovcnt; i++)
+        total += iov[i].iov_len;
+    size_t rest = total - done;
+    if (rest == 0)
+        return (ssize_t)total;
+    hk__owned_write_t *o = malloc(sizeof *o + rest);
+    if (!o) {
+        hk__stream_set_error(s, -ENOMEM);
+        hk__stream_schedule(s);
+        hk__stream_update(s);
+        return done > 0 ? (ssize_t)done : -ENOMEM;
+    }
+    size_t skip = done, at = 0;
+    for (int i = 0; i < iovcnt; i++) {
+        size_t len = iov[i].iov_len;
+        if (skip >= len) {
+            skip -= len;
+            continue;
+        }
+        memcpy(o->data + at, (const char *)iov[i].iov_base + skip, len - skip);
+        at += len - skip;
+        skip = 0;
+    }
+    o->iov.iov_base = o->data;
+    o->iov.iov_len = rest;
+    int r = hk_stream_write(s, &o->req, &o->iov, 1, hk__owned_write_done);
+    if (r < 0) {
+        free(o);
+        return done > 0 ? (ssize_t)done : r;
+    }
+    return (ssize_t)total;
 }
 
 ssize_t hk_stream_try_write(hk_stream_t *s, const struct iovec *iov, int iovcnt)
@@ -335,6 +398,12 @@ ssize_t hk_stream_try_write(hk_stream_t *s, const struct iovec *iov, int iovcnt)
     ssize_t w = s->_transport->writev(s, iov, iovcnt);
     if (w == -EWOULDBLOCK)
         w = -EAGAIN;
+    if ((w >= 0 || w == -EAGAIN) && (s->_want & HK_WRITABLE) &&
+        s->_transport != &hk__fd_transport) {
+        if (w > 0)
+            s->bytes_written += (uint64_t)w;
+        return hk__stream_keep_rest(s, iov, iovcnt, w > 0 ? (size_t)w : 0);
+    }
     if (w >= 0)
         s->bytes_written += (uint64_t)w;
     else if (w != -EAGAIN) {

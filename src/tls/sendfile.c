@@ -93,10 +93,31 @@ int hk__tls_file_write(hk__tls_conn_t *c, const void *p, size_t left, size_t *wr
     return ret;
 }
 
+/*
+ * A request completed before all its bytes went out (an error, a close) is
+ * still on the connection's list: take it off before its callback, which may
+ * free it or queue the next one.
+ */
+static void hk__tls_sf_unlink(hk__tls_conn_t *c, hk_tls_sendfile_t *req)
+{
+    hk_tls_sendfile_t *prev = NULL;
+    for (hk_tls_sendfile_t **pp = &c->sf_head; *pp; prev = *pp, pp = &(*pp)->_next) {
+        if (*pp == req) {
+            *pp = req->_next;
+            if (c->sf_tail == req)
+                c->sf_tail = prev;
+            return;
+        }
+    }
+}
+
 static void hk__tls_on_file_written(hk_write_req_t *wreq, int status)
 {
     hk_tls_sendfile_t *req =
         (hk_tls_sendfile_t *)((char *)wreq - offsetof(hk_tls_sendfile_t, _req));
+    hk__tls_conn_t *c = hk__tls_conn(req->stream);
+    if (c && req->_sent < req->len)
+        hk__tls_sf_unlink(c, req);
     if (req->_cb)
         req->_cb(req, status);
 }

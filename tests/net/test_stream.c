@@ -705,3 +705,58 @@ Test(stream, shutdown_waits_for_uncork)
     close(sv[1]);
     finish_loop(loop);
 }
+
+struct uncork_wr {
+    int done, status;
+};
+
+static void uncork_on_written(hk_write_req_t *req, int status)
+{
+    struct uncork_wr *w = req->data;
+    w->done++;
+    w->status = status;
+}
+
+static int uncork_closed;
+static void uncork_on_closed(hk_stream_t *s)
+{
+    (void)s;
+    uncork_closed = 1;
+}
+
+/*
+ * hk_stream_uncork on a stream already closed (in the same callback, before
+ * the close callback): the held writes are sent to whatever fd now has the
+ * stream's old number, and complete with that write's status instead of
+ * -ECANCELED.
+ */
+Test(stream, uncork_after_close_sends_nothing)
+{
+    hk_loop_t *loop = new_loop();
+    int sv[2];
+    cr_assert_eq(socketpair(AF_UNIX, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0, sv), 0);
+    hk_stream_t a;
+    cr_assert_eq(hk_stream_init(loop, &a, sv[0]), 0);
+    struct iovec secret = {"SECRET", 6};
+    hk_write_req_t r1;
+    struct uncork_wr w1 = {0};
+    r1.data = &w1;
+    hk_stream_cork(&a);
+    cr_assert_eq(hk_stream_write(&a, &r1, &secret, 1, uncork_on_written), 0);
+    hk_stream_close(&a, uncork_on_closed);
+    /* Another connection of the process gets the freed fd number. */
+    int other[2];
+    cr_assert_eq(socketpair(AF_UNIX, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0, other), 0);
+    cr_assert_eq(other[0], sv[0], "fd number not reused (%d vs %d)", other[0], sv[0]);
+    hk_stream_uncork(&a); /* e.g. the end of a response handler that closed on an error */
+    run_until(loop, &uncork_closed, 5000);
+    cr_expect_eq(w1.done, 1);
+    cr_expect_eq(w1.status, -ECANCELED, "status %s", hk_err_name(w1.status));
+    char buf[16];
+    ssize_t n = recv(other[1], buf, sizeof buf, MSG_DONTWAIT);
+    cr_expect_eq(n, -1, "the closed stream's bytes reached an unrelated socket: %.*s", (int)n, buf);
+    close(other[0]);
+    close(other[1]);
+    close(sv[1]);
+    finish_loop(loop);
+}

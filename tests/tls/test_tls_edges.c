@@ -1,0 +1,251 @@
+/*
+ * TLS streams at the edges a review probed: try_write meeting a full socket
+ * (OpenSSL has sealed the bytes: the stream must keep them), a sendfile
+ * request that fails and the next one on the same connection, a KeyUpdate
+ * that arrives while the server's write is stuck, and an uncork after close.
+ */
+#include "conn.h"
+#include "tls/internal.h"
+
+#include <signal.h>
+#include <sys/socket.h>
+
+static hk_loop_t *loop;
+static hk_tls_ctx_t *sctx, *cctx;
+
+static void setup(void)
+{
+    make_certs();
+    loop = new_loop();
+    char crt[128], key[128];
+    cert_path(crt, sizeof crt, "localhost", "crt");
+    cert_path(key, sizeof key, "localhost", "key");
+    hk_tls_ctx_options_t so = {.cert_file = crt, .key_file = key};
+    cr_assert_eq(hk_tls_ctx_new(&so, &sctx), 0, "%s", hk_tls_last_error());
+    hk_tls_ctx_options_t co = {.ca_file = crt};
+    cr_assert_eq(hk_tls_ctx_new(&co, &cctx), 0, "%s", hk_tls_last_error());
+}
+
+static void teardown(void)
+{
+    hk_tls_ctx_free(sctx);
+    hk_tls_ctx_free(cctx);
+    remove_certs();
+}
+
+TestSuite(tls_edges, .init = setup, .fini = teardown, .timeout = 120);
+
+static void pair_start(conn_t *srv, conn_t *cli, int tiny)
+{
+    int fds[2];
+    tcp_pair(fds);
+    if (tiny) {
+        int one = 1;
+        for (int i = 0; i < 2; i++) {
+            setsockopt(fds[i], SOL_SOCKET, SO_SNDBUF, &one, sizeof one);
+            setsockopt(fds[i], SOL_SOCKET, SO_RCVBUF, &one, sizeof one);
+        }
+    }
+    conn_start(loop, srv, fds[0], sctx, HK_TLS_SERVER, NULL);
+    conn_start(loop, cli, fds[1], cctx, HK_TLS_CLIENT, "localhost");
+    conn_handshake(loop, srv);
+    conn_handshake(loop, cli);
+}
+
+/* What the client received: counts of 'A' and 'B', and whether an A came after a B. */
+static size_t got_a, got_b;
+static int a_after_b, rd_err;
+static void count_read(hk_stream_t *s, ssize_t n, const hk_buf_t *buf)
+{
+    (void)s;
+    if (n < 0 && n != -EAGAIN)
+        rd_err = (int)n;
+    for (ssize_t i = 0; i < n; i++) {
+        if (buf->base[i] == 'A') {
+            got_a++;
+            if (got_b)
+                a_after_b = 1;
+        } else if (buf->base[i] == 'B') {
+            got_b++;
+        }
+    }
+}
+
+static int wdone, wstatus;
+static void on_w(hk_write_req_t *req, int status)
+{
+    (void)req;
+    wdone = 1;
+    wstatus = status;
+}
+
+static int all_in(void *arg)
+{
+    size_t want = *(size_t *)arg;
+    return rd_err || (wdone && got_a + got_b >= want);
+}
+
+/*
+ * hk_stream_try_write says -EAGAIN ("nothing written, the fd is full"), but
+ * OpenSSL has already sealed those bytes into a record it will send first.
+ * A caller that then writes other bytes gets the old ones on the wire.
+ */
+Test(tls_edges, try_write_eagain_keeps_the_sealed_bytes)
+{
+    conn_t srv, cli;
+    pair_start(&srv, &cli, 1);
+    cr_assert_eq(hk_stream_read_stop(&cli.s), 0);
+    static char a[1000];
+    memset(a, 'A', sizeof a);
+    struct iovec ia = {a, sizeof a};
+    size_t accepted = 0;
+    ssize_t w;
+    while ((w = hk_stream_try_write(&srv.s, &ia, 1)) > 0)
+        accepted += (size_t)w;
+    cr_assert_eq(w, -EAGAIN, "try_write: %s", hk_err_name((int)w));
+    /* The caller was told nothing of that last buffer went out; it sends something else. */
+    static char b[2000];
+    memset(b, 'B', sizeof b);
+    struct iovec ib = {b, sizeof b};
+    hk_write_req_t req;
+    cr_assert_geq(hk_stream_write(&srv.s, &req, &ib, 1, on_w), 0);
+    cr_assert_eq(hk_stream_read_start(&cli.s, NULL, count_read), 0);
+    size_t want = accepted + sizeof b;
+    run_until_cond(loop, all_in, &want, 20000, "all bytes");
+    cr_expect_eq(rd_err, 0, "read error %s", hk_err_name(rd_err));
+    cr_expect_eq(wstatus, 0, "write status %s", hk_err_name(wstatus));
+    cr_expect_eq(got_a, accepted, "client got %zu 'A' bytes, try_write reported %zu written", got_a,
+                 accepted);
+    cr_expect_eq(got_b, sizeof b, "client got %zu 'B' bytes of %zu", got_b, sizeof b);
+    conn_close(loop, &cli);
+    conn_close(loop, &srv);
+    finish_loop(loop);
+}
+
+/*
+ * A sendfile request that fails (peer reset) stays on the connection's list of
+ * file requests: the next hk_tls_sendfile links the new request to the old,
+ * already completed (here freed) one.
+ */
+static int sf_fd = -1, sf_status = 1, sf_second = 1;
+static void on_sf2(hk_tls_sendfile_t *req, int status)
+{
+    (void)req;
+    (void)status;
+}
+static void on_sf1(hk_tls_sendfile_t *req, int status)
+{
+    hk_stream_t *s = req->stream;
+    sf_status = status;
+    free(req); /* the request is done: its memory goes back */
+    /* The application's next response on this connection (refused: the stream is dead). */
+    static hk_tls_sendfile_t next;
+    sf_second = hk_tls_sendfile(s, &next, sf_fd, 0, 4096, on_sf2);
+}
+static int sf_failed(void *arg)
+{
+    (void)arg;
+    return sf_status != 1;
+}
+
+Test(tls_edges, sendfile_after_a_failed_sendfile)
+{
+    char path[128];
+    cert_path(path, sizeof path, "file", "bin");
+    sf_fd = open(path, O_RDWR | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
+    cr_assert_geq(sf_fd, 0);
+    size_t size = (size_t)1 << 20;
+    char *data = calloc(1, size);
+    cr_assert_eq(write(sf_fd, data, size), (ssize_t)size);
+    signal(SIGPIPE, SIG_IGN);
+    conn_t srv, cli;
+    pair_start(&srv, &cli, 1);
+    cr_assert_eq(hk_stream_read_stop(&cli.s), 0);
+    hk_tls_sendfile_t *sf = malloc(sizeof *sf);
+    cr_assert_geq(hk_tls_sendfile(&srv.s, sf, sf_fd, 0, size, on_sf1), 0);
+    for (int i = 0; i < 5; i++)
+        hk_loop_run(loop, HK_RUN_NOWAIT);
+    struct linger lg = {.l_onoff = 1, .l_linger = 0};
+    cr_assert_eq(setsockopt(cli.s.fd, SOL_SOCKET, SO_LINGER, &lg, sizeof lg), 0);
+    conn_close(loop, &cli); /* RST */
+    run_until_cond(loop, sf_failed, NULL, 10000, "the sendfile to fail");
+    cr_expect_lt(sf_status, 0);
+    cr_expect_lt(sf_second, 0);
+    conn_close(loop, &srv);
+    close(sf_fd);
+    free(data);
+    finish_loop(loop);
+}
+
+/*
+ * KeyUpdate (update requested) arriving while the server's own write is stuck
+ * on a full socket: the server must answer it without breaking the stream.
+ */
+static conn_t *ku_srv, *ku_cli;
+static int ku_written = 0, ku_wstatus = 1;
+static void on_ku_written(hk_write_req_t *req, int status)
+{
+    (void)req;
+    ku_written = 1;
+    ku_wstatus = status;
+}
+static int ku_done(void *arg)
+{
+    size_t want = *(size_t *)arg;
+    return ku_srv->rerr || ku_cli->rerr || ku_wstatus < 0 || (ku_written && ku_cli->nread >= want);
+}
+
+Test(tls_edges, key_update_while_write_pending)
+{
+    conn_t srv, cli;
+    pair_start(&srv, &cli, 1);
+    ku_srv = &srv;
+    ku_cli = &cli;
+    cr_assert_eq(hk_stream_read_stop(&cli.s), 0);
+    size_t size = (size_t)256 << 10;
+    char *data = malloc(size);
+    uint64_t sum = 0;
+    for (size_t i = 0; i < size; i++) {
+        data[i] = (char)(i * 7 + 3);
+        sum = sum * 31 + (unsigned char)data[i];
+    }
+    struct iovec iov = {data, size};
+    hk_write_req_t req;
+    cr_assert_geq(hk_stream_write(&srv.s, &req, &iov, 1, on_ku_written), 0);
+    for (int i = 0; i < 20; i++)
+        hk_loop_run(loop, HK_RUN_NOWAIT);
+    cr_assert_gt(hk_stream_queued(&srv.s), 0, "the server's write is not stuck");
+    /* The client asks for a key update and sends a byte to carry it. */
+    cr_assert_eq(SSL_key_update(hk__tls_conn(&cli.s)->ssl, SSL_KEY_UPDATE_REQUESTED), 1);
+    hk_write_req_t creq;
+    struct iovec civ;
+    conn_write_text(&cli, &creq, &civ, "k");
+    struct text_arg ta = {&srv, "k"};
+    run_until_cond(loop, text_cond, &ta, 10000, "the server to read the byte");
+    cr_assert_eq(hk_stream_read_start(&cli.s, NULL, conn_on_read), 0);
+    run_until_cond(loop, ku_done, &size, 30000, "the bulk");
+    cr_expect_eq(srv.rerr, 0, "server read: %s (%s)", hk_err_name(srv.rerr), hk_tls_last_error());
+    cr_expect_eq(cli.rerr, 0, "client read: %s (%s)", hk_err_name(cli.rerr), hk_tls_last_error());
+    cr_expect_eq(ku_wstatus, 0, "bulk write: %s", hk_err_name(ku_wstatus));
+    cr_expect_eq(cli.nread, size);
+    cr_expect_eq(cli.sum, sum);
+    conn_close(loop, &cli);
+    conn_close(loop, &srv);
+    free(data);
+    finish_loop(loop);
+}
+
+Test(tls_edges, uncork_after_close)
+{
+    conn_t srv, cli;
+    pair_start(&srv, &cli, 0);
+    hk_write_req_t req;
+    struct iovec iov;
+    hk_stream_cork(&srv.s);
+    conn_write_text(&srv, &req, &iov, "held");
+    hk_stream_close(&srv.s, conn_on_close);
+    hk_stream_uncork(&srv.s);
+    run_until(loop, &srv.closed, 5000, "close");
+    conn_close(loop, &cli);
+    finish_loop(loop);
+}
