@@ -108,7 +108,7 @@ typedef struct httpd_proxy_reqinfo {
     const char *client_addr; /* appended to X-Forwarded-For */
     bool https;              /* X-Forwarded-Proto */
     const char *host;        /* Host for a request without one (HTTP/1.0) ... */
-    int port;                /* ... and its port */
+    int port;                /* ... and its port, or 0 for none */
     bool chunked;            /* the body goes re-chunked: Transfer-Encoding, no Content-Length */
     bool close;              /* no keep-alive to the upstream: Connection: close */
 } httpd_proxy_reqinfo_t;
@@ -119,6 +119,7 @@ typedef struct httpd_proxy_respinfo {
     bool drop_length; /* the upstream's Content-Length does not describe what the client gets */
     bool keep_alive;  /* else Connection: close */
     bool client_10;   /* an HTTP/1.0 client: keep-alive must be said */
+    const char *date; /* the worker's Date value, added when the upstream sent none */
 } httpd_proxy_respinfo_t;
 
 /* Bytes that always suffice for the rewritten request head. */

@@ -65,6 +65,17 @@ static bool token_listed(const char *v, size_t vlen, const char *name, size_t nl
     return false;
 }
 
+/*
+ * A connection option may not name a header meant for every recipient (RFC
+ * 9110 section 7.6.1); the framing and Host of what we forward are never
+ * dropped for one: "Connection: Content-Length" once sent a body upstream
+ * without its length, to be read there as the next request.
+ */
+static bool end_to_end(const hk_http_header_t *h)
+{
+    return name_is(h, "Content-Length") || name_is(h, "Host");
+}
+
 static bool hop_by_hop(const hk_http_header_t *h, const hk_http_header_t *all, size_t n)
 {
     static const char *const fixed[] = {"Connection", "Keep-Alive",        "Proxy-Connection", "TE",
@@ -73,6 +84,8 @@ static bool hop_by_hop(const hk_http_header_t *h, const hk_http_header_t *all, s
         if (name_is(h, fixed[i]))
             return true;
     }
+    if (end_to_end(h))
+        return false;
     for (size_t i = 0; i < n; i++) {
         if (name_is(&all[i], "Connection") &&
             token_listed(all[i].value, all[i].value_len, h->name, h->name_len))
@@ -93,22 +106,43 @@ ssize_t httpd_proxy_request_head(char *buf, size_t cap, const hk_http_request_t 
     out_t o = {buf, 0, cap, false};
     put(&o, req->method, req->method_len);
     put(&o, " ", 1);
-    put(&o, req->target, req->target_len);
+    /*
+     * An absolute-form target ("http://a/p") names the host, and it wins over
+     * Host (RFC 9112 section 3.2.2): the upstream gets the origin form and a
+     * Host made from that authority, so that it cannot see two different hosts.
+     */
+    bool absolute = req->target_len > 0 && req->target[0] != '/' && req->target[0] != '*';
+    if (absolute) {
+        put(&o, req->path, req->path_len);
+        if (req->query) {
+            put(&o, "?", 1);
+            put(&o, req->query, req->query_len);
+        }
+    } else {
+        put(&o, req->target, req->target_len);
+    }
     put_str(&o, " HTTP/1.1\r\n");
     const hk_http_header_t *hs = req->headers;
     for (size_t i = 0; i < req->num_headers; i++) {
         const hk_http_header_t *h = &hs[i];
-        if (hop_by_hop(h, hs, req->num_headers) || name_is(h, "Expect") ||
-            name_is(h, "X-Forwarded-For") || name_is(h, "X-Forwarded-Proto") ||
-            (info->chunked && name_is(h, "Content-Length")))
+        if ((absolute && name_is(h, "Host")) || hop_by_hop(h, hs, req->num_headers) ||
+            name_is(h, "Expect") || name_is(h, "X-Forwarded-For") ||
+            name_is(h, "X-Forwarded-Proto") || (info->chunked && name_is(h, "Content-Length")))
             continue;
         put_header(&o, h);
     }
-    if (!req->host) {
+    if (absolute && req->host) {
+        put_str(&o, "Host: ");
+        put(&o, req->host, req->host_len);
+        put(&o, "\r\n", 2);
+    } else if (!req->host) {
         char line[300];
         bool v6 = strchr(info->host, ':') && info->host[0] != '[';
-        int n = snprintf(line, sizeof(line), v6 ? "Host: [%s]:%d\r\n" : "Host: %s:%d\r\n",
-                         info->host, info->port);
+        int n =
+            info->port > 0
+                ? snprintf(line, sizeof(line), v6 ? "Host: [%s]:%d\r\n" : "Host: %s:%d\r\n",
+                           info->host, info->port)
+                : snprintf(line, sizeof(line), v6 ? "Host: [%s]\r\n" : "Host: %s\r\n", info->host);
         if (n < 0 || (size_t)n >= sizeof(line))
             return -ENOSPC;
         put(&o, line, (size_t)n);
@@ -135,7 +169,7 @@ ssize_t httpd_proxy_request_head(char *buf, size_t cap, const hk_http_request_t 
 
 size_t httpd_proxy_response_head_max(const hk_http_response_t *res, size_t head_len)
 {
-    return head_len + 4 * res->num_headers + 256;
+    return head_len + 4 * res->num_headers + 320;
 }
 
 ssize_t httpd_proxy_response_head(char *buf, size_t cap, const hk_http_response_t *res,
@@ -148,12 +182,20 @@ ssize_t httpd_proxy_response_head(char *buf, size_t cap, const hk_http_response_
     put(&o, res->reason, res->reason_len);
     put(&o, "\r\n", 2);
     const hk_http_header_t *hs = res->headers;
+    bool dated = false;
     for (size_t i = 0; i < res->num_headers; i++) {
         const hk_http_header_t *h = &hs[i];
         if (hop_by_hop(h, hs, res->num_headers) ||
             (info->drop_length && name_is(h, "Content-Length")))
             continue;
+        dated = dated || name_is(h, "Date");
         put_header(&o, h);
+    }
+    /* A recipient with a clock adds the Date an origin left out (RFC 9110 section 6.6.1). */
+    if (!dated && info->date) {
+        put_str(&o, "Date: ");
+        put_str(&o, info->date);
+        put(&o, "\r\n", 2);
     }
     if (info->chunked)
         put_str(&o, "Transfer-Encoding: chunked\r\n");

@@ -189,6 +189,7 @@ static void resp_respond(httpd_proxy_t *p, size_t head_len)
         .drop_length = p->in == HTTPD_FRAME_CHUNKED || p->in == HTTPD_FRAME_CLOSE,
         .keep_alive = p->ka,
         .client_10 = p->client_10,
+        .date = httpd_worker_date(p->c->w),
     };
     size_t cap = httpd_proxy_response_head_max(res, head_len);
     p->resp_head = malloc(cap);

@@ -100,6 +100,9 @@ def app(sock, f, method, path, lines, headers):
     elif path.endswith("/truncated"):
         sock.sendall(b"HTTP/1.1 200 OK\r\nContent-Length: 1000\r\n\r\n0123456789")
         return False
+    elif path.endswith("/connlen"):
+        # A connection option naming the framing header (RFC 9110 7.6.1 forbids it).
+        send(sock, "200 OK", b"hello", ["Connection: Content-Length"])
     elif path.endswith("/nocontent"):
         send(sock, "204 No Content", b"", length=False)
     elif path.endswith("/health"):

@@ -218,6 +218,51 @@ Test(httpd_proxy, response_framing)
     front_stop();
 }
 
+/*
+ * What a review found: a connection option naming Content-Length dropped the
+ * framing (request: the body was read upstream as the next request; response:
+ * the client got no length), an HTTP/1.0 request without Host went up with
+ * "Host: app:0", an absolute-form target went up with a contradicting Host,
+ * and a response without Date was forwarded without one.
+ */
+Test(httpd_proxy, framing_host_and_date_survive_hostile_heads)
+{
+    front_start("server 127.0.0.1:%d;", app.port);
+    const char smuggled[] = "GET /api/SMUGGLED HTTP/1.1\r\nHost: x\r\n\r\n";
+    char req[512];
+    snprintf(req, sizeof(req),
+             "POST /api/echo HTTP/1.1\r\nHost: x\r\nConnection: Content-Length\r\n"
+             "Content-Length: %zu\r\n\r\n%s"
+             "GET /api/last HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n",
+             strlen(smuggled), smuggled);
+    int closed;
+    raw_exchange(front.port, req, strlen(req), out, sizeof(out), 5000, &closed);
+    char want[64];
+    snprintf(want, sizeof(want), "len=%zu md5=", strlen(smuggled));
+    cr_assert(strstr(out, want), "the upstream did not get the body as a body:\n%s", out);
+    cr_assert_null(strstr(out, "SMUGGLED"), "the body was read as a request:\n%s", out);
+    cr_assert(strstr(out, "app /api/last"), "%s", out);
+
+    const char res[] = "GET /api/connlen HTTP/1.1\r\nHost: x\r\n\r\n"
+                       "GET /api/last HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n";
+    raw_exchange(front.port, res, sizeof(res) - 1, out, sizeof(out), 5000, &closed);
+    cr_assert(strstr(out, "Content-Length: 5\r\n"), "the response lost its length:\n%s", out);
+    cr_assert(strstr(out, "\r\n\r\nhelloHTTP/1.1 200 OK\r\n"), "%s", out);
+    cr_assert(strstr(out, "\r\nDate: "), "no Date added:\n%s", out);
+
+    const char old[] = "GET /api/headers HTTP/1.0\r\n\r\n";
+    raw_exchange(front.port, old, sizeof(old) - 1, out, sizeof(out), 5000, &closed);
+    cr_assert(strstr(out, "\nHost: app\n"), "HTTP/1.0 without Host:\n%s", out);
+
+    const char absolute[] = "GET http://good.example/api/headers HTTP/1.1\r\n"
+                            "Host: evil.example\r\nConnection: close\r\n\r\n";
+    raw_exchange(front.port, absolute, sizeof(absolute) - 1, out, sizeof(out), 5000, &closed);
+    cr_assert(strstr(out, "GET /api/headers HTTP/1.1\n"), "%s", out);
+    cr_assert(strstr(out, "\nHost: good.example\n"), "%s", out);
+    cr_assert_null(strstr(out, "evil.example"), "the upstream saw a second host:\n%s", out);
+    front_stop();
+}
+
 Test(httpd_proxy, balancing_weights_and_least_conn)
 {
     make_tmpdir(&back);
