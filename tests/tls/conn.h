@@ -68,6 +68,29 @@ struct text_arg {
     const char *needle;
 };
 
+/*
+ * A TCP pair on loopback, TLS server and client on it, both handshakes done.
+ * tiny: 1-byte socket buffers (the kernel rounds them up to its minimum), so
+ * that writes meet a full socket early.
+ */
+static inline void conn_pair_start(hk_loop_t *loop, conn_t *srv, conn_t *cli, hk_tls_ctx_t *sctx,
+                                   hk_tls_ctx_t *cctx, int tiny)
+{
+    int fds[2];
+    tcp_pair(fds);
+    if (tiny) {
+        int one = 1;
+        for (int i = 0; i < 2; i++) {
+            setsockopt(fds[i], SOL_SOCKET, SO_SNDBUF, &one, sizeof one);
+            setsockopt(fds[i], SOL_SOCKET, SO_RCVBUF, &one, sizeof one);
+        }
+    }
+    conn_start(loop, srv, fds[0], sctx, HK_TLS_SERVER, NULL);
+    conn_start(loop, cli, fds[1], cctx, HK_TLS_CLIENT, "localhost");
+    conn_handshake(loop, srv);
+    conn_handshake(loop, cli);
+}
+
 static inline int text_cond(void *arg)
 {
     struct text_arg *a = arg;

@@ -37,19 +37,7 @@ TestSuite(tls_edges, .init = setup, .fini = teardown, .timeout = 120);
 
 static void pair_start(conn_t *srv, conn_t *cli, int tiny)
 {
-    int fds[2];
-    tcp_pair(fds);
-    if (tiny) {
-        int one = 1;
-        for (int i = 0; i < 2; i++) {
-            setsockopt(fds[i], SOL_SOCKET, SO_SNDBUF, &one, sizeof one);
-            setsockopt(fds[i], SOL_SOCKET, SO_RCVBUF, &one, sizeof one);
-        }
-    }
-    conn_start(loop, srv, fds[0], sctx, HK_TLS_SERVER, NULL);
-    conn_start(loop, cli, fds[1], cctx, HK_TLS_CLIENT, "localhost");
-    conn_handshake(loop, srv);
-    conn_handshake(loop, cli);
+    conn_pair_start(loop, srv, cli, sctx, cctx, tiny);
 }
 
 /* What the client received: counts of 'A' and 'B', and whether an A came after a B. */
