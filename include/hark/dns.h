@@ -32,9 +32,12 @@
  *   -ETIMEDOUT   the request's deadline passed, or c-ares gave up (its own
  *                timeout and attempts, from the options or resolv.conf)
  *   -ECANCELED   hk_dns_cancel(), or hk_resolver_free() while in flight
- *   -ECONNREFUSED  no server could be used: every one refused, or answered
- *                ICMP "port unreachable"
- *   -EAGAIN      a server failure (SERVFAIL): try again later
+ *   -ECONNREFUSED  no server could be used: every one refused, failed
+ *                (SERVFAIL, NOTIMP: c-ares 1.18 moves on to the next server
+ *                and reports this when none is left), or answered ICMP
+ *                "port unreachable"
+ *   -EAGAIN      a server failure reported as such (ARES_ESERVFAIL, from
+ *                c-ares versions that do): try again later
  *   -EBADMSG     a malformed answer, or a server that did not understand
  *   -EINVAL      a name c-ares rejects (bad characters, empty labels)
  *   -ENOMEM, -EIO  out of memory; any other c-ares failure

@@ -12,6 +12,8 @@
  */
 #include <fcntl.h>
 #include <linux/openat2.h>
+#include <stdbool.h>
+#include <sys/stat.h>
 #include <sys/syscall.h>
 #include <stdio.h>
 #include <unistd.h>
@@ -137,6 +139,36 @@ int hk__fs_openat2(const hk_fs_req_t *req, uint64_t extra_resolve)
     return (int)r;
 }
 
+/*
+ * The open tried on the loop thread. RESOLVE_CACHED keeps the path walk in
+ * the dentry cache, but the open itself may still sleep: a FIFO opened for
+ * reading waits for a writer, and so may a device or a FUSE file. So it is
+ * made with O_NONBLOCK, and kept only for a regular file or a directory
+ * (where the flag changes nothing but is cleared again, as asked); anything
+ * else is closed and opened again on the pool, blocking as the caller meant.
+ * Returns the fd, -EAGAIN (go to the pool: not cached, or not a regular
+ * file), -EINVAL (no RESOLVE_CACHED: go to the pool) or a definite -errno.
+ */
+static int hk__fs_open_on_loop(hk_fs_req_t *req)
+{
+    int asked = req->flags;
+    bool added = !(asked & O_NONBLOCK);
+    req->flags = asked | O_NONBLOCK;
+    int fd = hk__fs_openat2(req, RESOLVE_CACHED);
+    int err = fd < 0 ? -errno : 0;
+    req->flags = asked;
+    if (fd < 0)
+        return err == -ENXIO && added ? -EAGAIN : err; /* ENXIO: a FIFO with no reader yet */
+    if (!added)
+        return fd;
+    struct stat st;
+    if (fstat(fd, &st) == 0 && (S_ISREG(st.st_mode) || S_ISDIR(st.st_mode)) &&
+        fcntl(fd, F_SETFL, asked & (O_APPEND | O_ASYNC | O_DIRECT | O_NOATIME)) == 0)
+        return fd;
+    close(fd);
+    return -EAGAIN;
+}
+
 int hk_fs_openat(hk_fs_t *fs, hk_fs_req_t *req, int dirfd, const char *path, int flags, mode_t mode,
                  uint64_t resolve, hk_fs_cb cb)
 {
@@ -148,15 +180,14 @@ int hk_fs_openat(hk_fs_t *fs, hk_fs_req_t *req, int dirfd, const char *path, int
     req->mode = mode;
     req->resolve = resolve;
     if (!(flags & (O_CREAT | O_TRUNC | O_TMPFILE))) {
-        int r = hk__fs_openat2(req, RESOLVE_CACHED);
-        if (r >= 0 || (errno != EAGAIN && errno != EINVAL)) {
+        int r = hk__fs_open_on_loop(req);
+        if (r >= 0 || (r != -EAGAIN && r != -EINVAL)) {
             /* Done from the dentry cache (or a definite error): no pool round trip. */
-            req->result = r < 0 ? -errno : r;
+            req->result = r;
             req->served = HK_FS_SERVED_INLINE;
             hk__fs_finish_later(req);
             return 0;
         }
-        /* EAGAIN: not all cached. EINVAL: a kernel without RESOLVE_CACHED. */
     }
     return hk__fs_op_submit(req, HK_WORK_FAST);
 }

@@ -5,6 +5,7 @@
  */
 #include <limits.h>
 #include <linux/openat2.h>
+#include <pthread.h>
 #include <sys/stat.h>
 #include <stdatomic.h>
 
@@ -382,6 +383,8 @@ Test(fs_ops, openat_beneath)
     RUN(hk_fs_openat(fx.fs, &req, dirfd, "f.txt", O_RDONLY, 0, RESOLVE_BENEATH, fx_on_done));
     cr_assert_geq(d.result, 0);
     cr_assert_eq(d.served, HK_FS_SERVED_INLINE);
+    /* Opened on the loop with O_NONBLOCK (see fifo test below), which is cleared again. */
+    cr_assert_eq(fcntl((int)d.result, F_GETFL) & O_NONBLOCK, 0);
     close((int)d.result);
 
     const char *escapes[] = {"../secret", "out", "abs", "/etc/passwd"};
@@ -399,4 +402,53 @@ Test(fs_ops, openat_beneath)
     close((int)d.result);
     close(dirfd);
     teardown();
+}
+
+/*
+ * The open on the loop thread must never sleep: a FIFO opened for reading
+ * waits for a writer. The writer here opens only after hk_fs_openat has
+ * returned (or, if it never returns, after 5 s, to end the test): blocking
+ * on the loop thread shows as that give-up.
+ */
+static char fifo_path[512];
+static atomic_int fifo_submitted;
+static int fifo_gave_up;
+
+static void *fifo_writer(void *arg)
+{
+    (void)arg;
+    for (int i = 0; i < 500 && !atomic_load(&fifo_submitted); i++)
+        usleep(10 * 1000);
+    fifo_gave_up = !atomic_load(&fifo_submitted);
+    int fd = open(fifo_path, O_WRONLY);
+    if (fd >= 0)
+        close(fd);
+    return NULL;
+}
+
+Test(fs_ops, openat_fifo_does_not_block_the_loop)
+{
+    setup_pool();
+    fx_path(&fx, fifo_path, sizeof(fifo_path), "fifo");
+    cr_assert_eq(mkfifo(fifo_path, 0600), 0);
+    char dir[512];
+    fx_path(&fx, dir, sizeof(dir), "");
+    int dirfd = open(dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+    cr_assert_geq(dirfd, 0);
+    pthread_t th;
+    cr_assert_eq(pthread_create(&th, NULL, fifo_writer, NULL), 0);
+    hk_fs_req_t req;
+    struct done d = {0};
+    req.data = &d;
+    cr_assert_eq(hk_fs_openat(fx.fs, &req, dirfd, "fifo", O_RDONLY, 0, 0, fx_on_done), 0);
+    atomic_store(&fifo_submitted, 1);
+    fx_wait(&fx, &d);
+    cr_assert_eq(pthread_join(th, NULL), 0);
+    cr_assert_not(fifo_gave_up, "hk_fs_openat waited on the loop thread for a FIFO writer");
+    cr_assert_geq(d.result, 0, "%s", hk_strerror((int)d.result));
+    cr_assert_eq(d.served, 0, "a FIFO is opened on the pool");
+    cr_assert_eq(fcntl((int)d.result, F_GETFL) & O_NONBLOCK, 0,
+                 "the caller did not ask O_NONBLOCK");
+    close((int)d.result);
+    close(dirfd);
 }
