@@ -31,6 +31,7 @@
  * (access_ready) and the writer takes it on its next pass.
  */
 #include <errno.h>
+#include <stdbool.h>
 #include <fcntl.h>
 #include <poll.h>
 #include <stdio.h>
@@ -109,6 +110,7 @@ typedef struct sink {
     size_t off, len; /* pending bytes: out[off, len) */
     int fd;
     int kind;
+    bool torn; /* the file ends inside a line cut by an error: end it before the next one */
 } sink_t;
 
 typedef struct writer {
@@ -144,12 +146,30 @@ static size_t flush_out(writer_t *w, int ch)
     sink_t *s = &w->s[ch];
     hk__log_chan_stats_t *cs = &hk__log.cs[ch];
     size_t total = 0;
+    /*
+     * An error (ENOSPC, EIO) after part of a line was written left that part
+     * in the file: a newline first, so that the next line starts on its own
+     * and stays parsable (the cut line itself was counted in lost).
+     */
+    if (s->torn && s->off < s->len) {
+        ssize_t r = s->kind == HK__SINK_SOCK ? send(s->fd, "\n", 1, MSG_DONTWAIT | MSG_NOSIGNAL)
+                                             : write(s->fd, "\n", 1);
+        if (r != 1) {
+            if (r < 0 && errno != EAGAIN && errno != EWOULDBLOCK && errno != EINTR) {
+                atomic_fetch_add_explicit(&cs->write_errors, 1, memory_order_relaxed);
+                discard_out(w, ch); /* still failing: lost, as below */
+            }
+            return 0;
+        }
+        s->torn = false;
+    }
     while (s->off < s->len) {
         const char *p = s->out + s->off;
         size_t n = s->len - s->off;
         ssize_t r = s->kind == HK__SINK_SOCK ? send(s->fd, p, n, MSG_DONTWAIT | MSG_NOSIGNAL)
                                              : write(s->fd, p, n);
         if (r > 0) {
+            s->torn = p[r - 1] != '\n';
             atomic_fetch_add_explicit(&cs->written, count_lines(p, (size_t)r),
                                       memory_order_relaxed);
             atomic_fetch_add_explicit(&cs->bytes, (uint64_t)r, memory_order_relaxed);
@@ -344,6 +364,7 @@ static void reopen_one(writer_t *w, int ch, char *path)
     close(s->fd);
     s->fd = fd;
     s->kind = kind;
+    s->torn = false;
     pthread_mutex_lock(&hk__log.ctl_lock);
     free(hk__log.path[ch]);
     hk__log.path[ch] = path;

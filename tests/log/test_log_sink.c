@@ -14,6 +14,7 @@
 #include <pthread.h>
 #include <signal.h>
 #include <spawn.h>
+#include <sys/resource.h>
 #include <sys/wait.h>
 
 extern char **environ;
@@ -241,5 +242,54 @@ Test(log_sink, exit_with_stalled_sink_does_not_hang)
     ssize_t n = read(p[0], buf, sizeof buf - 1); /* something reached the pipe */
     cr_assert_gt(n, 0);
     close(p[0]);
+    tmpdir_clean(&td);
+}
+
+/*
+ * A sink that fails after taking part of a line (a full disk; here a file
+ * size limit, which makes write(2) short and then fail with EFBIG): the cut
+ * line is lost and counted, and the next line still starts a line of its
+ * own. It once went on right after the fragment, one unparsable JSON line.
+ */
+Test(log_sink, line_cut_by_a_failing_sink_does_not_glue_the_next)
+{
+    char path[128];
+    snprintf(path, sizeof path, "%s", tmpdir_path(&td, "cut.log"));
+    hk_log_options_t o = opts_path(path, HK_LOG_JSON);
+    cr_assert_eq(hk_log_open(&o), 0);
+    signal(SIGXFSZ, SIG_IGN);
+    struct rlimit old, small;
+    cr_assert_eq(getrlimit(RLIMIT_FSIZE, &old), 0);
+    small = old;
+    small.rlim_cur = 5000;
+    cr_assert_eq(setrlimit(RLIMIT_FSIZE, &small), 0);
+    for (int i = 0; i < 200; i++)
+        HK_LOGI("before", "i=%d pad=%s", i, "xxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxx");
+    (void)hk_log_flush(5 * SEC);
+    cr_assert_eq(setrlimit(RLIMIT_FSIZE, &old), 0); /* the disk has room again */
+    for (int j = 0; j < 20; j++)
+        HK_LOGI("after", "j=%d", j);
+    cr_assert_eq(hk_log_flush(5 * SEC), 0);
+    hk_log_stats_t st;
+    hk_log_stats(&st);
+    cr_assert_geq(st.write_errors, 1);
+    cr_assert_geq(st.lost, 1);
+    cr_assert_eq(hk_log_close(5 * SEC), 0);
+
+    char *s = slurp(path, NULL);
+    int after = 0;
+    for (char *line = s, *nl; *line; line = nl + 1) {
+        nl = strchr(line, '\n');
+        cr_assert_not_null(nl, "the file ends inside a line");
+        *nl = '\0';
+        char *ts = strstr(line, "{\"ts\"");
+        cr_assert(ts == NULL || strstr(ts + 1, "{\"ts\"") == NULL, "two lines glued: %s", line);
+        if (strstr(line, "\"msg\":\"after\"")) {
+            cr_assert_eq(line[0], '{', "an 'after' line does not start a line: %s", line);
+            after++;
+        }
+    }
+    cr_assert_eq(after, 20);
+    free(s);
     tmpdir_clean(&td);
 }
