@@ -123,6 +123,7 @@ void baseline_judge(const baseline_t *b, const bl_entry_t *e, double x, verdict_
     v->threshold = v->mean + b->k * v->sd;
     if (v->threshold < v->mean + b->floor)
         v->threshold = v->mean + b->floor;
+    v->samples = e->w.n;
     v->warming = e->w.n < b->warmup;
     /* x >= mean + floor and x > mean + k sd, folded into one threshold. */
     v->alert = !v->warming && x > v->mean + b->k * v->sd && x >= v->mean + b->floor;

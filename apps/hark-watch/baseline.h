@@ -34,6 +34,7 @@ typedef struct verdict {
     int alert;
     int warming; /* fewer than warmup samples: never alerts */
     double mean, sd, threshold;
+    uint64_t samples; /* behind mean and sd (this scan's sample is not among them) */
 } verdict_t;
 
 /* Errors: -EINVAL (alpha outside (0, 1], floor < 0). */

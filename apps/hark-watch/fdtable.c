@@ -89,7 +89,8 @@ int fd_table_read(fd_pass_t *f)
                 return -ENOMEM;
         }
     }
-    return 0;
+    /* ENOENT (ESRCH): the process exited while its table was read. */
+    return dn < 0 ? -errno : 0;
 }
 
 int fd_table_restore(fd_pass_t *f, const fd_memo_t *m)

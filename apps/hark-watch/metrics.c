@@ -232,6 +232,10 @@ static void on_conn(hk_io_t *io, unsigned revents)
             return;
         }
         size_t from = c->rlen > 3 ? c->rlen - 3 : 0;
+        /* A bare LF (a line end without CR) can never become a valid head: say so now. */
+        for (size_t i = c->rlen; i < c->rlen + (size_t)n; i++)
+            if (c->req[i] == '\n' && (i == 0 || c->req[i - 1] != '\r'))
+                return respond(c, 400, "Bad Request", NULL, 0);
         c->rlen += (size_t)n;
         for (size_t i = from; i + 3 < c->rlen; i++) {
             if (!memcmp(c->req + i, "\r\n\r\n", 4)) {

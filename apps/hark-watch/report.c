@@ -64,7 +64,7 @@ void report_endpoints(const scan_t *sc, const proc_rec_t *p, char *out, size_t c
 }
 
 void report_alert(const scan_t *sc, const proc_rec_t *p, int cls, const verdict_t *v,
-                  const baseline_t *b, const bl_entry_t *e, char *line, size_t cap)
+                  const baseline_t *b, char *line, size_t cap)
 {
     char top[512];
     report_endpoints(sc, p, top, sizeof top);
@@ -75,7 +75,7 @@ void report_alert(const scan_t *sc, const proc_rec_t *p, int cls, const verdict_
            "threshold=%.3f top=%s",
            (int)p->pid, scan_exe(sc, p), scan_user(sc, p), (unsigned)p->uid, cname,
            p->kinds[WK_SOCKET], p->entries, p->epolls, p->fds, p->listening, v->mean, v->sd,
-           (unsigned long long)e->w.n, b->k, b->alpha, b->floor, v->threshold, top);
+           (unsigned long long)v->samples, b->k, b->alpha, b->floor, v->threshold, top);
     if (line)
         snprintf(line, cap,
                  "hark-watch: alert pid=%d exe=%s user=%s sockets=%u entries=%u mean=%.2f "

@@ -10,7 +10,7 @@ void report_endpoints(const scan_t *sc, const proc_rec_t *p, char *out, size_t c
 
 /* Logs the alert for p (and returns the text line for syslog in line, when non-NULL). */
 void report_alert(const scan_t *sc, const proc_rec_t *p, int cls, const verdict_t *v,
-                  const baseline_t *b, const bl_entry_t *e, char *line, size_t cap);
+                  const baseline_t *b, char *line, size_t cap);
 
 void report_proc(const scan_t *sc, const proc_rec_t *p, int cls, const verdict_t *v);
 

@@ -224,6 +224,12 @@ static const fd_memo_t *open_fd_dir(scanner_t *s, int procfd, pid_t pid, int64_t
 }
 
 /* Scans one process; returns 0 (recorded or skipped and counted) or -ENOMEM. */
+static const char *name_exe(char *path, size_t cap, const char *name)
+{
+    snprintf(path, cap, "%s/exe", name);
+    return path;
+}
+
 static int scan_pid(scanner_t *s, int procfd, const char *name, scan_t *sc, int full)
 {
     char path[48], exe[4096];
@@ -262,6 +268,11 @@ static int scan_pid(scanner_t *s, int procfd, const char *name, scan_t *sc, int 
     fd_pass_t f = {s, sc, p, dfd, 0};
     r = memo ? fd_table_restore(&f, memo) : fd_table_read(&f);
     sc->reused += memo != NULL;
+    if (r < 0 && r != -ENOMEM) {
+        count_errno(sc, -r); /* gone (or denied) mid-scan: dropped, never a sample */
+        r = 0;
+        goto out;
+    }
     if (r < 0)
         goto out;
     if (cpu >= 0) {
@@ -273,11 +284,14 @@ static int scan_pid(scanner_t *s, int procfd, const char *name, scan_t *sc, int 
         (void)memo_put(&s->memo, &rec, s->kind, s->ino); /* no room: a full pass next time */
     }
     struct entry_ctx c = {s, sc, p, f.fdmax, 0};
+    int missed = 0;
     for (size_t i = 0; i < s->nep; i++) {
         snprintf(path, sizeof path, "%s/fdinfo/%d", name, s->epfds[i]);
         struct fdinfo_src src = {openat(procfd, path, O_RDONLY | O_CLOEXEC), 0};
-        if (src.fd < 0)
-            continue; /* closed meanwhile, or the process is exiting */
+        if (src.fd < 0) {
+            missed++; /* closed meanwhile, or the process is exiting: see below */
+            continue;
+        }
         fdinfo_stats_t fst;
         int rr = fdinfo_stream(s->buf, SCAN_BUF_SIZE, read_fdinfo, &src, on_tfd, &c, &fst);
         close(src.fd);
@@ -287,6 +301,16 @@ static int scan_pid(scanner_t *s, int procfd, const char *name, scan_t *sc, int 
         p->bad += fst.bad;
         sc->bad_lines += fst.bad;
         sc->truncated += fst.truncated != 0;
+    }
+    /*
+     * An epoll fd that could not be opened: if the process itself is gone
+     * (its exe link goes when it exits), what was read is a dying process's
+     * leftovers, not a sample; drop it and count it as gone.
+     */
+    char probe[8]; /* only whether the link is still there */
+    if (missed && readlinkat(procfd, name_exe(path, sizeof path, name), probe, sizeof probe) < 0) {
+        count_errno(sc, errno);
+        goto out;
     }
     char ubuf[32];
     const char *uname = user_name(s, p->uid, ubuf, sizeof ubuf);

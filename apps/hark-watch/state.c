@@ -151,18 +151,58 @@ static int unescape(const char *s, char *out, size_t cap)
     return o ? 0 : -1;
 }
 
-/* Parses one entry line (NUL-terminated, no '\n'). */
+/* The largest sample count a line may hold: far beyond any real one, far from wrapping. */
+#define STATE_MAX_SAMPLES (UINT64_C(1) << 48)
+
+/* Decimal digits at *p up to a space (no sign: sscanf's %llu took "-5"); 0, or -1. */
+static int field_u64(char **p, uint64_t max, uint64_t *out)
+{
+    char *s = *p;
+    uint64_t v = 0;
+    if (*s < '0' || *s > '9')
+        return -1;
+    for (; *s >= '0' && *s <= '9'; s++) {
+        unsigned d = (unsigned)(*s - '0');
+        if (v > max / 10 || (v == max / 10 && d > max % 10))
+            return -1;
+        v = v * 10 + d;
+    }
+    if (*s != ' ')
+        return -1;
+    *p = s + 1;
+    *out = v;
+    return 0;
+}
+
+/* A finite number >= 0 at *p, followed by a space; 0, or -1. */
+static int field_nonneg(char **p, double *out)
+{
+    char *end;
+    if (**p == '-' || **p == ' ' || **p == '\0')
+        return -1;
+    double v = strtod(*p, &end);
+    if (end == *p || *end != ' ' || !isfinite(v) || v < 0.0)
+        return -1;
+    *p = end + 1;
+    *out = v;
+    return 0;
+}
+
+/*
+ * Parses one entry line (NUL-terminated, no '\n'): "class n mean m2 exe".
+ * Strict: n in 1 .. 2^48, mean and m2 finite and not negative, m2 = 0 when
+ * n = 1 (one sample has no spread); anything else refuses the file.
+ */
 static int load_line(baseline_t *b, char *line)
 {
-    unsigned cls;
-    unsigned long long n;
+    uint64_t cls, n;
     double mean, m2;
-    int off = 0;
-    if (sscanf(line, "%u %llu %lf %lf %n", &cls, &n, &mean, &m2, &off) != 4 || off == 0 ||
-        cls > CLASS_NET || n == 0)
+    char *p = line;
+    if (field_u64(&p, CLASS_NET, &cls) < 0 || field_u64(&p, STATE_MAX_SAMPLES, &n) < 0 || n == 0 ||
+        field_nonneg(&p, &mean) < 0 || field_nonneg(&p, &m2) < 0 || (n == 1 && m2 != 0.0))
         return -EINVAL;
     char exe[4096];
-    if (unescape(line + off, exe, sizeof exe) < 0)
+    if (unescape(p, exe, sizeof exe) < 0)
         return -EINVAL;
     hk_welford_t w;
     if (hk_stats_welford_set(&w, n, mean, m2) < 0)

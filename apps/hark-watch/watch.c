@@ -85,7 +85,7 @@ static void evaluate(watch_t *w, int partial)
             if (!pa)
                 continue;
             w->pend = pa;
-            pa[w->npend++] = (pending_alert_t){i, (size_t)(e - w->bl.v), cls, v};
+            pa[w->npend++] = (pending_alert_t){i, cls, v};
         }
     }
     baseline_commit(&w->bl);
@@ -145,8 +145,7 @@ static void ep_done(hk_work_t *work, int status)
     for (size_t i = 0; i < w->npend; i++) {
         pending_alert_t *a = &w->pend[i];
         char line[1024];
-        report_alert(&w->scan, &w->scan.procs[a->proc], a->cls, &a->v, &w->bl, &w->bl.v[a->entry],
-                     line, sizeof line);
+        report_alert(&w->scan, &w->scan.procs[a->proc], a->cls, &a->v, &w->bl, line, sizeof line);
         w->alerts++;
         if (w->cfg.syslog)
             watch_syslog(&w->syslog_fd, line);

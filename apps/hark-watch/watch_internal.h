@@ -16,10 +16,9 @@
 
 /* An alert decided on the loop, reported once the endpoints are resolved. */
 typedef struct pending_alert {
-    size_t proc;  /* index in scan.procs */
-    size_t entry; /* index in bl.v (an index: the vector may move) */
+    size_t proc; /* index in scan.procs */
     int cls;
-    verdict_t v;
+    verdict_t v; /* as judged, before this scan's sample joined the baseline */
 } pending_alert_t;
 
 struct watch {

@@ -238,6 +238,12 @@ Test(state, errors, .init = mkdir_tmp, .fini = rm_tmp)
         {"hark-watch-state 1\n0 3 1 2 /bin/bad%zz\n", 2},
         {"hark-watch-state 1\n0 3 1 2 /bin/cut", 2},
         {"hark-watch-state 1\n0 0 0 0 /bin/zero\n", 2},
+        /* sscanf's %llu took these: a sign, a count past 2^64, spread in one sample. */
+        {"hark-watch-state 1\n0 -5 1 1 /bin/neg\n", 2},
+        {"hark-watch-state 1\n0 18446744073709551616 2 1 /bin/wrap\n", 2},
+        {"hark-watch-state 1\n0 18446744073709551615 0 0 /bin/max\n", 2},
+        {"hark-watch-state 1\n0 1 5 7 /bin/onesample\n", 2},
+        {"hark-watch-state 1\n0 3 -1 2 /bin/negmean\n", 2},
     };
     for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
         write_file(path, cases[i].text);
