@@ -246,6 +246,7 @@ typedef struct hk__blocking {
 } hk__blocking_t;
 
 struct hk_co_runtime {
+    hk_co_runtime_t *live_next; /* in the process's list of runtimes (runtime.c) */
     unsigned nworkers;
     size_t stack_size;
     hk__worker_t *workers;
@@ -371,6 +372,9 @@ int hk__monitor_signal(void);
 /* ---- blocking bridge (blocking.c) ---- */
 
 int hk__blocking_init(hk_co_runtime_t *rt);
+
+/* runtime.c: calls fn on every live runtime, under the list's lock (hk_co_close off a worker). */
+void hk__runtime_each(void (*fn)(hk_co_runtime_t *rt, void *arg), void *arg);
 void hk__blocking_fini(hk_co_runtime_t *rt);
 
 /* ---- names on the bridge loop (net.c) ---- */

@@ -258,8 +258,14 @@ int hk__pd_wait(hk_co_runtime_t *rt, int fd, unsigned events, uint64_t deadline,
         }
     }
     if (fresh) {
-        /* Report the current state, not an edge that may be stale by now. */
+        /*
+         * Report the current state, not an edge that may be stale by now. The
+         * readable edge this consumes may be the one a drained read would
+         * wait for: forget the drain, so that the next read tries first.
+         */
         hk__pd_set_ready(pd, pd->ready & ~want);
+        if (want & HK_READABLE)
+            __atomic_store_n(&pd->drained, 0, __ATOMIC_RELAXED);
         hk__spin_unlock(&pd->lock);
         struct pollfd p = {.fd = fd,
                            .events = (short)((want & HK_READABLE ? POLLIN : 0) |
@@ -309,23 +315,33 @@ int hk__pd_wait(hk_co_runtime_t *rt, int fd, unsigned events, uint64_t deadline,
     return r < 0 ? r : w.status;
 }
 
+/* Forgets fd in rt's netpoller: waiters get -EBADF, the next wait registers afresh. */
+static void hk__pd_forget(hk_co_runtime_t *rt, void *arg)
+{
+    int fd = (int)(intptr_t)arg;
+    hk__pd_t *pd = hk__pd_get(rt, fd, 0);
+    if (!pd)
+        return;
+    hk__spin_lock(&pd->lock);
+    int was = pd->registered;
+    pd->gen++;
+    __atomic_store_n(&pd->registered, 0, __ATOMIC_RELAXED);
+    hk__pd_set_ready(pd, 0);
+    __atomic_store_n(&pd->drained, 0, __ATOMIC_RELAXED);
+    __atomic_store_n(&pd->nodata, 0, __ATOMIC_RELAXED);
+    hk__pd_notify(pd, &pd->rw, 0, -EBADF);
+    hk__pd_notify(pd, &pd->ww, 0, -EBADF);
+    if (was)
+        epoll_ctl(rt->epfd, EPOLL_CTL_DEL, fd, NULL);
+    hk__spin_unlock(&pd->lock);
+}
+
 int hk_co_close(int fd)
 {
     hk__worker_t *wk = hk__worker_current();
-    hk__pd_t *pd = wk ? hk__pd_get(wk->rt, fd, 0) : NULL;
-    if (pd) {
-        hk__spin_lock(&pd->lock);
-        int was = pd->registered;
-        pd->gen++;
-        __atomic_store_n(&pd->registered, 0, __ATOMIC_RELAXED);
-        hk__pd_set_ready(pd, 0);
-        __atomic_store_n(&pd->drained, 0, __ATOMIC_RELAXED);
-        __atomic_store_n(&pd->nodata, 0, __ATOMIC_RELAXED);
-        hk__pd_notify(pd, &pd->rw, 0, -EBADF);
-        hk__pd_notify(pd, &pd->ww, 0, -EBADF);
-        if (was)
-            epoll_ctl(wk->rt->epfd, EPOLL_CTL_DEL, fd, NULL);
-        hk__spin_unlock(&pd->lock);
-    }
+    if (wk)
+        hk__pd_forget(wk->rt, (void *)(intptr_t)fd);
+    else /* a pool thread (hk_co_blocking) or any other: every runtime may know fd */
+        hk__runtime_each(hk__pd_forget, (void *)(intptr_t)fd);
     return close(fd) < 0 ? -errno : 0;
 }

@@ -10,6 +10,42 @@
 #include <string.h>
 #include <unistd.h>
 
+/*
+ * The live runtimes, for hk_co_close called off the workers (a pool thread of
+ * hk_co_blocking, any other thread): it has no worker to say which runtime's
+ * netpoller may hold the fd, so it asks each.
+ */
+static pthread_mutex_t hk__live_lock = PTHREAD_MUTEX_INITIALIZER;
+static hk_co_runtime_t *hk__live;
+
+static void hk__live_add(hk_co_runtime_t *rt)
+{
+    pthread_mutex_lock(&hk__live_lock);
+    rt->live_next = hk__live;
+    hk__live = rt;
+    pthread_mutex_unlock(&hk__live_lock);
+}
+
+static void hk__live_remove(hk_co_runtime_t *rt)
+{
+    pthread_mutex_lock(&hk__live_lock);
+    for (hk_co_runtime_t **pp = &hk__live; *pp; pp = &(*pp)->live_next) {
+        if (*pp == rt) {
+            *pp = rt->live_next;
+            break;
+        }
+    }
+    pthread_mutex_unlock(&hk__live_lock);
+}
+
+void hk__runtime_each(void (*fn)(hk_co_runtime_t *rt, void *arg), void *arg)
+{
+    pthread_mutex_lock(&hk__live_lock);
+    for (hk_co_runtime_t *rt = hk__live; rt; rt = rt->live_next)
+        fn(rt, arg);
+    pthread_mutex_unlock(&hk__live_lock);
+}
+
 static void hk__runtime_stop_workers(hk_co_runtime_t *rt, unsigned started)
 {
     __atomic_store_n(&rt->stopping, 1, __ATOMIC_SEQ_CST);
@@ -97,6 +133,7 @@ int hk_co_runtime_new(hk_co_runtime_t **rtp, const hk_co_runtime_options_t *opts
         hk__runtime_destroy(rt);
         return r < 0 ? r : -EAGAIN;
     }
+    hk__live_add(rt);
     *rtp = rt;
     return 0;
 }
@@ -107,6 +144,7 @@ int hk_co_runtime_free(hk_co_runtime_t *rt)
         return -EPERM;
     if (__atomic_load_n(&rt->runs, __ATOMIC_SEQ_CST))
         return -EBUSY;
+    hk__live_remove(rt);
     hk__monitor_stop(rt);
     hk__blocking_fini(rt);
     hk__runtime_stop_workers(rt, rt->nworkers);
@@ -161,6 +199,48 @@ static void hk__run_empty(void *arg)
     pthread_mutex_unlock(&r->lock);
 }
 
+/* On hk_co_run's thread: waits until s has no coroutine left (none can join: it is cancelled). */
+static void hk__run_wait_empty(hk__runner_t *r, hk_co_scope_t *s)
+{
+    hk__spin_lock(&s->lock);
+    int busy = s->count != 0;
+    if (busy) {
+        pthread_mutex_lock(&r->lock);
+        r->empty = 0;
+        pthread_mutex_unlock(&r->lock);
+        s->empty_cb = hk__run_empty;
+        s->empty_arg = r;
+    }
+    hk__spin_unlock(&s->lock);
+    if (!busy)
+        return;
+    pthread_mutex_lock(&r->lock);
+    while (!r->empty)
+        pthread_cond_wait(&r->cond, &r->lock);
+    pthread_mutex_unlock(&r->lock);
+}
+
+/*
+ * Scopes that main's coroutines created and never closed: cancelled with the
+ * root, but their coroutines may still be finishing (a blocking call cannot
+ * be interrupted). No coroutine outlives its scope, and no scope outlives
+ * hk_co_run: each is waited for, outermost first (once a scope is empty, no
+ * coroutine of it can close its children under our feet), then freed.
+ */
+static void hk__run_reap(hk__runner_t *r, hk_co_scope_t *s)
+{
+    for (;;) {
+        hk__spin_lock(&s->lock);
+        hk_co_scope_t *c = s->children;
+        hk__spin_unlock(&s->lock);
+        if (!c)
+            return;
+        hk__run_wait_empty(r, c);
+        hk__run_reap(r, c);
+        hk__scope_destroy(c);
+    }
+}
+
 int hk_co_run(hk_co_runtime_t *rt, hk_co_fn fn, void *arg, void **result)
 {
     if (hk__worker_current())
@@ -185,6 +265,7 @@ int hk_co_run(hk_co_runtime_t *rt, hk_co_fn fn, void *arg, void **result)
         pthread_mutex_unlock(&r.lock);
         if (result)
             *result = r.result;
+        hk__run_reap(&r, r.scope);
     }
     hk__scope_destroy(r.scope);
     __atomic_fetch_sub(&rt->runs, 1, __ATOMIC_SEQ_CST);

@@ -17,17 +17,6 @@
 #include <sys/socket.h>
 #include <unistd.h>
 
-static void run(hk_co_fn fn, unsigned workers, void *arg)
-{
-    hk_co_runtime_t *rt;
-    hk_co_runtime_options_t o = {.workers = workers};
-    cr_assert_eq(hk_co_runtime_new(&rt, &o), 0);
-    void *res = NULL;
-    cr_assert_eq(hk_co_run(rt, fn, arg, &res), 0);
-    cr_assert_eq(res, (void *)1, "the main coroutine failed");
-    cr_assert_eq(hk_co_runtime_free(rt), 0);
-}
-
 static int pair(int type, int fds[2])
 {
     return socketpair(AF_UNIX, type | SOCK_NONBLOCK | SOCK_CLOEXEC, 0, fds);
@@ -82,7 +71,7 @@ static void *between_main(void *arg)
 
 Test(read_drained, data_between_two_reads_is_read)
 {
-    run(between_main, 1, NULL);
+    co_run(between_main, 1, NULL);
 }
 
 typedef struct later {
@@ -125,7 +114,7 @@ static void *later_main(void *arg)
 
 Test(read_drained, data_written_later_wakes_the_reader)
 {
-    run(later_main, 2, NULL);
+    co_run(later_main, 2, NULL);
 }
 
 static void *two_datagrams(void *arg)
@@ -194,10 +183,10 @@ static void *fin_main(void *arg)
 
 Test(read_drained, fin_with_the_data_is_seen)
 {
-    run(fin_main, 1, NULL);
+    co_run(fin_main, 1, NULL);
 }
 
 Test(read_drained, datagrams_never_skip)
 {
-    run(dgram_main, 1, NULL);
+    co_run(dgram_main, 1, NULL);
 }
