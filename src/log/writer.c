@@ -110,7 +110,8 @@ typedef struct sink {
     size_t off, len; /* pending bytes: out[off, len) */
     int fd;
     int kind;
-    bool torn; /* the file ends inside a line cut by an error: end it before the next one */
+    bool mid_line; /* the last byte written was not a line end (a short write) */
+    bool torn;     /* a line was cut there by an error: end it before the next one */
 } sink_t;
 
 typedef struct writer {
@@ -161,7 +162,7 @@ static size_t flush_out(writer_t *w, int ch)
             }
             return 0;
         }
-        s->torn = false;
+        s->torn = s->mid_line = false;
     }
     while (s->off < s->len) {
         const char *p = s->out + s->off;
@@ -169,7 +170,7 @@ static size_t flush_out(writer_t *w, int ch)
         ssize_t r = s->kind == HK__SINK_SOCK ? send(s->fd, p, n, MSG_DONTWAIT | MSG_NOSIGNAL)
                                              : write(s->fd, p, n);
         if (r > 0) {
-            s->torn = p[r - 1] != '\n';
+            s->mid_line = p[r - 1] != '\n';
             atomic_fetch_add_explicit(&cs->written, count_lines(p, (size_t)r),
                                       memory_order_relaxed);
             atomic_fetch_add_explicit(&cs->bytes, (uint64_t)r, memory_order_relaxed);
@@ -183,6 +184,7 @@ static size_t flush_out(writer_t *w, int ch)
             break;
         /* EPIPE, EIO, ENOSPC...: these lines are lost; later ones try again. */
         atomic_fetch_add_explicit(&cs->write_errors, 1, memory_order_relaxed);
+        s->torn = s->mid_line; /* the rest of a line already begun is among them */
         discard_out(w, ch);
     }
     if (s->off == s->len)
@@ -364,7 +366,7 @@ static void reopen_one(writer_t *w, int ch, char *path)
     close(s->fd);
     s->fd = fd;
     s->kind = kind;
-    s->torn = false;
+    s->torn = s->mid_line = false;
     pthread_mutex_lock(&hk__log.ctl_lock);
     free(hk__log.path[ch]);
     hk__log.path[ch] = path;
