@@ -154,7 +154,12 @@ HK_API int hk_conf_expect(const hk_conf_node_t *d, size_t min_args, size_t max_a
  * arguments are read the same way.
  */
 
-/* "10s": an unsigned integer and a unit ns, us, ms, s, m or h; no unit = seconds. */
+/*
+ * "10s": an unsigned integer and a unit ns, us, ms, s, m or h; no unit =
+ * seconds. At most HK_CONF_DURATION_MAX (-ERANGE beyond), so that a deadline
+ * made by adding it to a clock reading cannot wrap.
+ */
+#define HK_CONF_DURATION_MAX (UINT64_C(1) << 62)
 HK_API int hk_conf_duration(const hk_conf_arg_t *a, uint64_t *ns, char *err, size_t errlen);
 
 /* "32k": an unsigned integer and an optional k, m or g (either case; 1024-based). */

@@ -68,7 +68,8 @@ typedef enum hk_http_method {
 
 /* Limits the parser enforces; zero fields take the defaults below. */
 typedef struct hk_http_limits {
-    size_t max_request_line; /* bytes of the request line: over -> 414 */
+    size_t max_request_line; /* bytes of the request line, empty lines before it included: over ->
+                                414 */
     size_t max_head;         /* bytes of the whole head: over -> 431 */
 } hk_http_limits_t;
 

@@ -162,9 +162,15 @@ int hk_conf_duration(const hk_conf_arg_t *a, uint64_t *ns, char *err, size_t err
         for (size_t i = 0; i < sizeof units / sizeof units[0]; i++) {
             if (strcmp(rest, units[i].name) != 0)
                 continue;
-            if (rc == 0 && scaled(v, units[i].ns, ns) == 0)
+            /*
+             * At most HK_CONF_DURATION_MAX (2^62 ns, about 146 years): a
+             * deadline "now + d" (even two such terms) must not wrap, or a
+             * huge timeout would fire at once. 5124095h once passed and
+             * closed every connection of hark-httpd as it was accepted.
+             */
+            if (rc == 0 && scaled(v, units[i].ns, ns) == 0 && *ns <= HK_CONF_DURATION_MAX)
                 return 0;
-            hk_conf_error_arg(err, errlen, a, "a duration of at most 5124095h");
+            hk_conf_error_arg(err, errlen, a, "a duration of at most 1281023h");
             return -ERANGE;
         }
     }

@@ -196,8 +196,15 @@ int hk__http_head(struct hk__http_parse *ps, size_t from, size_t len)
     for (;;) {
         int first = !(ps->at.facts & HK__F_LINE1);
         size_t line_lim = SIZE_MAX, lim = head_lim;
-        if (first && ps->max_line && ps->max_line <= ps->max_head - ps->at.line) {
-            line_lim = ps->at.line + ps->max_line;
+        /*
+         * The request line's limit counts from the start of the head, empty
+         * lines before it included: hk__http_no_end_yet, which may not look
+         * back, checks it at that position, so one-shot and split parses of
+         * the same bytes agree (counted from the line's own start, a call
+         * that could not resume once missed a 414 after leading CRLFs).
+         */
+        if (first && ps->max_line && ps->max_line <= ps->max_head) {
+            line_lim = ps->max_line;
             if (line_lim < lim)
                 lim = line_lim;
         }

@@ -48,8 +48,8 @@ Test(conf_values, durations)
     cr_assert_eq(duration_ok("t 250ms;"), 250000000ull);
     cr_assert_eq(duration_ok("t 2m;"), 120000000000ull);
     cr_assert_eq(duration_ok("t \"3h\";"), 10800000000000ull);
-    cr_assert_eq(duration_ok("t 5124095h;"), 5124095ull * 3600000000000ull);
-    cr_assert_eq(duration_ok("t 18446744073709551615ns;"), UINT64_MAX);
+    cr_assert_eq(duration_ok("t 1281023h;"), 1281023ull * 3600000000000ull);
+    cr_assert_eq(duration_ok("t 4611686018427387904ns;"), HK_CONF_DURATION_MAX);
 
     uint64_t ns = 42;
     const hk_conf_node_t *d = one("header_timeout   ten;");
@@ -64,9 +64,17 @@ Test(conf_values, durations)
                      bad[i]);
     }
     cr_assert_eq(ns, 42);
+    /* Beyond 2^62 ns a deadline "now + d" could wrap: refused (5124095h once passed). */
+    const char *huge[] = {"t 1281024h;", "t 5124095h;", "t 4611686018427387905ns;",
+                          "t 18446744073709551615ns;"};
+    for (size_t i = 0; i < sizeof huge / sizeof huge[0]; i++) {
+        d = one(huge[i]);
+        cr_assert_eq(hk_conf_duration(hk_conf_arg(d, 0), &ns, err, sizeof err), -ERANGE, "%s",
+                     huge[i]);
+    }
     d = one("t 5124096h;");
     cr_assert_eq(hk_conf_duration(hk_conf_arg(d, 0), &ns, err, sizeof err), -ERANGE);
-    cr_assert_str_eq(err, "v.conf:1:3: expected a duration of at most 5124095h, got \"5124096h\"");
+    cr_assert_str_eq(err, "v.conf:1:3: expected a duration of at most 1281023h, got \"5124096h\"");
     d = one("t 99999999999999999999999s;");
     cr_assert_eq(hk_conf_duration(hk_conf_arg(d, 0), &ns, err, sizeof err), -ERANGE);
     d = one("t 99999999999999999999999q;");

@@ -200,6 +200,31 @@ Test(incremental, fresh_struct_errors)
     req = (hk_http_request_t){.headers = hs, .max_headers = 8, .limits = {.max_head = 100}};
     cr_assert_eq(hk_http_parse_request(&req, head, 100, 99), -EBADMSG);
     cr_assert_eq(req.status, 431);
+
+    /*
+     * A request line after empty lines (which RFC 9112 lets a server skip):
+     * its limit counts from where it starts, whatever the split. A call at
+     * 103 bytes once answered -EAGAIN and later calls never checked the line
+     * again, so the 414 waited for max_head.
+     */
+    char line[300];
+    memcpy(line, "\r\n\r\nGET /", 9);
+    memset(line + 9, 'a', sizeof line - 9);
+    hk_http_request_t one = {.headers = hs, .max_headers = 8, .limits = {.max_request_line = 100}};
+    cr_assert_eq(hk_http_parse_request(&one, line, sizeof line, 0), -EBADMSG);
+    cr_assert_eq(one.status, 414);
+    for (size_t split = 1; split < sizeof line; split++) {
+        req = (hk_http_request_t){
+            .headers = hs, .max_headers = 8, .limits = {.max_request_line = 100}};
+        int first = hk_http_parse_request(&req, line, split, 0);
+        if (first != -EAGAIN)
+            continue; /* the 414 already came from the first part */
+        req = (hk_http_request_t){
+            .headers = hs, .max_headers = 8, .limits = {.max_request_line = 100}};
+        cr_assert_eq(hk_http_parse_request(&req, line, sizeof line, split), -EBADMSG,
+                     "split at %zu", split);
+        cr_assert_eq(req.status, 414, "split at %zu", split);
+    }
 }
 
 /*

@@ -45,6 +45,9 @@ Test(httpd_config_errors, value_errors)
           "2:16: expected a duration such as 10s (a number and ns, us, ms, s, m or h), got "
           "\"ten\"");
     fails("root www;\nheader_timeout 0s;\n", "2:16: expected a duration longer than 0, got \"0s\"");
+    /* Once accepted: the deadline now + 5124095h wrapped, and every connection closed at once. */
+    fails("root www;\nheader_timeout 5124095h;\n",
+          "2:16: expected a duration of at most 1281023h, got \"5124095h\"");
     fails("root www;\nnotsent_lowat 65m;\n",
           "2:15: expected a size from 0 to 67108864 bytes, got \"65m\"");
     fails("root www;\nbusy_poll 20ms;\n",
