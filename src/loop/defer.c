@@ -46,6 +46,13 @@ void hk__defers_run(hk_loop_t *loop)
             hk__stall_enter(loop, (const void *)d->_cb);
             d->_cb(d);
             hk__stall_leave(loop);
+            /*
+             * A callback boundary, as between io callbacks: an ONTIME or HOLD
+             * timer due now runs before the next deferred callback (loop.h:
+             * deferred work ready inside a hold window waits for the timer).
+             */
+            if (HK_UNLIKELY(loop->queue_on))
+                hk__queue_after_cb(loop);
         }
     }
 }

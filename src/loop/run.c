@@ -88,8 +88,19 @@ static int hk__iterate(hk_loop_t *loop, hk_run_mode_t mode, bool worked)
     if (loop->stall && deadline != 0)
         hk__stall_sleeping(loop);
     int n = 0;
-    if (HK_UNLIKELY(loop->spin_ns != 0) && deadline != 0)
+    if (HK_UNLIKELY(loop->spin_ns != 0) && deadline != 0) {
         n = hk__spin(loop, deadline, before);
+        /*
+         * Busy polling found events and the loop will not sleep: it still
+         * passes between iterations, so say so (a quiescent state for
+         * hark/publish), or a loop kept busy by its polls would hold every
+         * replaced version for ever.
+         */
+        if (n > 0 && HK_UNLIKELY(loop->sleep_fn != NULL)) {
+            loop->sleep_fn(loop, 1);
+            loop->sleep_fn(loop, 0);
+        }
+    }
     if (n == 0)
         n = HK_UNLIKELY(loop->sleep_fn != NULL) ? hk__sleep_bracketed(loop, deadline, before)
                                                 : hk__sleep(loop, deadline, before);

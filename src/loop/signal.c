@@ -99,15 +99,19 @@ int hk_signal_start(hk_signal_t *sig, hk_signal_cb cb, int signum)
     int r = 0;
     pthread_mutex_lock(&hk__sig_lock);
     if (loop->sigcount[signum] == 0) {
-        sigset_t one;
+        sigset_t one, old;
         sigemptyset(&one);
         sigaddset(&one, signum);
-        r = -pthread_sigmask(SIG_BLOCK, &one, NULL);
+        r = -pthread_sigmask(SIG_BLOCK, &one, &old);
         if (r == 0) {
             sigaddset(&loop->sigmask, signum);
             r = hk__sigfd_update(loop);
-            if (r < 0)
+            if (r < 0) {
+                /* A failed start changes nothing: not even the thread's mask (EMFILE, ENOMEM). */
                 sigdelset(&loop->sigmask, signum);
+                if (!sigismember(&old, signum))
+                    (void)pthread_sigmask(SIG_UNBLOCK, &one, NULL);
+            }
         }
     }
     if (r == 0) {
