@@ -18,9 +18,9 @@ struct httpd_fcache {
     httpd_file_t *lru_head, *lru_tail;
 };
 
-static uint32_t fc_hash(int root_fd, const char *path, size_t len)
+static uint32_t fc_hash(uint64_t root, const char *path, size_t len)
 {
-    uint32_t h = 2166136261u ^ (uint32_t)root_fd; /* FNV-1a */
+    uint32_t h = 2166136261u ^ (uint32_t)(root ^ (root >> 32)); /* FNV-1a */
     for (size_t i = 0; i < len; i++)
         h = (h ^ (unsigned char)path[i]) * 16777619u;
     return h;
@@ -75,15 +75,15 @@ void httpd_fcache_free(httpd_fcache_t *c)
     free(c);
 }
 
-httpd_file_t *httpd_fcache_get(httpd_fcache_t *c, int root_fd, const char *path, size_t len,
+httpd_file_t *httpd_fcache_get(httpd_fcache_t *c, uint64_t root, const char *path, size_t len,
                                uint64_t now, bool *fresh)
 {
     *fresh = false;
     if (!c->cap)
         return NULL;
-    uint32_t h = fc_hash(root_fd, path, len);
+    uint32_t h = fc_hash(root, path, len);
     for (httpd_file_t *f = c->buckets[h & c->mask]; f; f = f->hnext) {
-        if (f->hash != h || f->root_fd != root_fd || f->path_len != len ||
+        if (f->hash != h || f->root != root || f->path_len != len ||
             memcmp(f->path, path, len) != 0)
             continue;
         *fresh = now - f->validated <= c->ttl; /* stale: the caller revalidates */
@@ -117,7 +117,7 @@ static void fc_etag(httpd_file_t *f, const struct stat *st)
     hk_http_date_format(st->st_mtime, f->lastmod);
 }
 
-httpd_file_t *httpd_file_new(int root_fd, const char *path, size_t len, int fd,
+httpd_file_t *httpd_file_new(uint64_t root, const char *path, size_t len, int fd,
                              const struct stat *st, uint64_t now)
 {
     httpd_file_t *f = calloc(1, sizeof(*f) + len + 1);
@@ -126,8 +126,8 @@ httpd_file_t *httpd_file_new(int root_fd, const char *path, size_t len, int fd,
         return NULL;
     }
     f->refs = 1;
-    f->root_fd = root_fd;
-    f->hash = fc_hash(root_fd, path, len);
+    f->root = root;
+    f->hash = fc_hash(root, path, len);
     f->fd = fd;
     f->size = (uint64_t)st->st_size;
     f->mtime = st->st_mtime;
@@ -156,7 +156,7 @@ void httpd_fcache_put(httpd_fcache_t *c, httpd_file_t *f)
         return;
     httpd_file_t **pp = &c->buckets[f->hash & c->mask];
     for (httpd_file_t *o = *pp; o; o = o->hnext) {
-        if (o->hash == f->hash && o->root_fd == f->root_fd && o->path_len == f->path_len &&
+        if (o->hash == f->hash && o->root == f->root && o->path_len == f->path_len &&
             memcmp(o->path, f->path, f->path_len) == 0) {
             fc_unlink(c, o);
             break;

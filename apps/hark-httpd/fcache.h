@@ -19,6 +19,17 @@
 #include <sys/stat.h>
 #include <sys/types.h>
 
+/*
+ * The cache's name for a root directory: the configuration generation and
+ * the root's fd number. Not the fd number alone: after a reload the kernel
+ * gives an old generation's closed numbers to new roots, and a cache keyed by
+ * number served an earlier root's files.
+ */
+static inline uint64_t httpd_root_key(unsigned gen_id, int root_fd)
+{
+    return (uint64_t)gen_id << 32 | (uint32_t)root_fd;
+}
+
 /* Files up to this size are kept in memory and sent with the header in one write. */
 #define HTTPD_SMALL_FILE 16384
 
@@ -27,7 +38,7 @@ typedef struct httpd_file {
     struct httpd_file *lprev, *lnext; /* LRU list, most recent first */
     unsigned refs;
     bool cached;
-    int root_fd;
+    uint64_t root; /* httpd_root_key: the generation and the root's fd number */
     uint32_t hash;
     int fd;
     uint64_t size;
@@ -42,7 +53,7 @@ typedef struct httpd_file {
     char etag[56];
     char lastmod[32];
     size_t path_len;
-    char path[]; /* relative to root_fd, NUL-terminated */
+    char path[]; /* relative to the root, NUL-terminated */
 } httpd_file_t;
 
 typedef struct httpd_fcache httpd_fcache_t;
@@ -52,17 +63,17 @@ httpd_fcache_t *httpd_fcache_new(unsigned cap, uint64_t ttl_ns);
 void httpd_fcache_free(httpd_fcache_t *c);
 
 /*
- * The entry for (root_fd, path) with a new reference, or NULL; *fresh says
+ * The entry for (root, path) with a new reference, or NULL; *fresh says
  * whether it was validated within the ttl (a stale one must be revalidated).
  */
-httpd_file_t *httpd_fcache_get(httpd_fcache_t *c, int root_fd, const char *path, size_t len,
+httpd_file_t *httpd_fcache_get(httpd_fcache_t *c, uint64_t root, const char *path, size_t len,
                                uint64_t now, bool *fresh);
 
 /*
  * A new file from an open fd (taken over) and its stat: refs 1, not cached.
  * NULL on ENOMEM (fd is then closed).
  */
-httpd_file_t *httpd_file_new(int root_fd, const char *path, size_t len, int fd,
+httpd_file_t *httpd_file_new(uint64_t root, const char *path, size_t len, int fd,
                              const struct stat *st, uint64_t now);
 
 /* Same inode, size, mtime and ctime (nanoseconds): the cached copy is still right. */

@@ -27,6 +27,7 @@ struct httpd_open {
     int err;             /* or the error */
     bool done;
     int root_fd;
+    uint64_t root; /* httpd_root_key */
     size_t path_len;
     char path[4352];
 };
@@ -90,7 +91,7 @@ static void on_opened(hk_fs_req_t *req)
         open_finish(o);
         return;
     }
-    httpd_file_t *f = httpd_file_new(o->root_fd, o->path, o->path_len, fd, &st, now);
+    httpd_file_t *f = httpd_file_new(o->root, o->path, o->path_len, fd, &st, now);
     if (!f) {
         o->err = -ENOMEM;
         open_finish(o);
@@ -126,6 +127,7 @@ static int static_open(httpd_conn_t *c, int root_fd, const char *path, size_t le
     o->err = 0;
     o->done = false;
     o->root_fd = root_fd;
+    o->root = httpd_root_key(c->gen->id, root_fd);
     o->path_len = len;
     memcpy(o->path, path, len);
     o->path[len] = '\0';
@@ -343,7 +345,8 @@ int httpd_static_handle(httpd_conn_t *c, const hk_http_request_t *req, const htt
     if (o && o->done) {
         /* The open this request waited for (unless the route changed meanwhile). */
         o->done = false;
-        if (o->root_fd == root_fd && o->path_len == rlen && memcmp(o->path, rel, rlen) == 0) {
+        if (o->root == httpd_root_key(c->gen->id, root_fd) && o->path_len == rlen &&
+            memcmp(o->path, rel, rlen) == 0) {
             f = o->file;
             err = o->err;
         } else {
@@ -354,7 +357,8 @@ int httpd_static_handle(httpd_conn_t *c, const hk_http_request_t *req, const htt
     if (!f && !err) {
         uint64_t now = hk_loop_now(c->w->loop);
         bool fresh;
-        f = httpd_fcache_get(c->w->fcache, root_fd, rel, rlen, now, &fresh);
+        f = httpd_fcache_get(c->w->fcache, httpd_root_key(c->gen->id, root_fd), rel, rlen, now,
+                             &fresh);
         if (f && fresh) {
             httpd_count(&c->w->counters.cache_hits, 1);
         } else {

@@ -150,6 +150,50 @@ Test(httpd_ops, reload_under_load)
     cr_assert_eq(server_stop(&srv, SIGTERM), 0);
 }
 
+/*
+ * Each reload points at a new root; the kernel gives an old generation's
+ * closed root fd number to a later root, and the open-file cache, keyed by
+ * that number, once served an earlier root's file (www5 answered "root3").
+ */
+Test(httpd_ops, reloaded_roots_never_serve_an_earlier_roots_files)
+{
+    for (int i = 1; i <= 5; i++) {
+        char dir[300], body[16];
+        snprintf(dir, sizeof(dir), "%s/r%d", srv.dir, i);
+        cr_assert_eq(mkdir(dir, 0755), 0);
+        snprintf(body, sizeof(body), "root%d", i);
+        write_file(dir, "index.html", body, strlen(body));
+    }
+    char conf[1024];
+    for (int i = 1; i <= 5; i++) {
+        snprintf(conf, sizeof(conf),
+                 "threads 1;\nlisten 127.0.0.1:0;\naccess_log off;\nopen_file_ttl 60s;\n"
+                 "root %s/r%d;\n",
+                 srv.dir, i);
+        write_conf(conf);
+        if (i == 1) {
+            const char *args[] = {"-c", srv.conf, NULL};
+            server_start_argv(&srv, args);
+        } else {
+            kill(srv.pid, SIGHUP);
+            char want[64];
+            snprintf(want, sizeof(want), "hark_config_generation %d", i);
+            for (int t = 0; t < 100; t++) {
+                run(out, sizeof(out), "curl -s http://127.0.0.1:%d/metrics", srv.port);
+                if (strstr(out, want))
+                    break;
+                usleep(20 * 1000);
+            }
+            cr_assert(strstr(out, want), "reload %d not applied", i);
+        }
+        char want[16];
+        snprintf(want, sizeof(want), "root%d", i);
+        run(out, sizeof(out), "curl -s http://127.0.0.1:%d/", srv.port);
+        cr_assert_str_eq(out, want, "after reload %d", i);
+    }
+    cr_assert_eq(server_stop(&srv, SIGTERM), 0);
+}
+
 Test(httpd_ops, drain_finishes_in_flight)
 {
     run(NULL, 0, "head -c 33554432 /dev/zero > %s/www/huge.bin", srv.dir);
