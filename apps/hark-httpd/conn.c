@@ -315,7 +315,7 @@ static void conn_process(httpd_conn_t *c, const char *p, size_t len)
         }
         size_t skip;
         bool ka = (req.flags & HK_HTTP_KEEP_ALIVE) && c->requests + 1 < cfg->keepalive_requests &&
-                  !w->draining;
+                  cfg->keepalive_timeout > 0 && !w->draining; /* keepalive_timeout 0: none */
         if (req.content_length > 0 && (uint64_t)req.content_length > cfg->max_body) {
             httpd_resp_error(c, 413, false, false);
             off = len;
@@ -429,7 +429,7 @@ void httpd_conn_proxy_done(httpd_conn_t *c, bool keep_alive)
         httpd_conn_close(c);
         return;
     }
-    c->deadline = hk_loop_now(c->w->loop) + c->gen->cfg->keepalive_timeout;
+    conn_arm(c, hk_loop_now(c->w->loop) + c->gen->cfg->keepalive_timeout);
     httpd_conn_resume(c);
 }
 
@@ -473,6 +473,17 @@ static void on_timer(hk_timer_t *t, uint64_t expirations)
         hk_timer_start(&c->timer, on_timer, c->deadline, 0);
         return;
     }
+    if (c->writes > 0 && c->stream.bytes_written != c->sent_mark) {
+        /*
+         * send_timeout is the longest gap between two writes, not the time a
+         * whole response may take: bytes went out since the deadline was
+         * set, so it moves on (checked here, lazily, not on every write).
+         */
+        c->sent_mark = c->stream.bytes_written;
+        c->deadline = now + c->gen->cfg->send_timeout;
+        hk_timer_start(&c->timer, on_timer, c->deadline, 0);
+        return;
+    }
     if (c->in_len && !(c->flags & HTTPD_C_WAITING) && c->writes == 0) {
         /* Slowloris: the head did not arrive in time. */
         httpd_count(&c->w->counters.header_timeouts, 1);
@@ -487,6 +498,11 @@ static void on_timer(hk_timer_t *t, uint64_t expirations)
     if (c->writes == 0)
         httpd_count(&c->w->counters.idle_timeouts, 1);
     httpd_conn_close(c);
+}
+
+void httpd_conn_arm(httpd_conn_t *c, uint64_t deadline)
+{
+    conn_arm(c, deadline);
 }
 
 static void conn_arm(httpd_conn_t *c, uint64_t deadline)

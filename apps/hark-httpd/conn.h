@@ -61,6 +61,7 @@ struct httpd_conn {
     httpd_conn_t *prev, *next;
     hk_timer_t timer;
     uint64_t deadline;   /* the real deadline; the timer may be earlier (re-armed lazily) */
+    uint64_t sent_mark;  /* stream.bytes_written when the send deadline was set */
     uint64_t head_start; /* when the first byte of the pending head arrived */
     unsigned flags;
     unsigned closes; /* handles still closing */
@@ -81,6 +82,8 @@ struct httpd_conn {
 /* conn.c */
 void httpd_conn_start(httpd_worker_t *w, int fd, unsigned listen_index);
 void httpd_conn_close(httpd_conn_t *c);
+/* Sets the connection's deadline, moving its timer earlier when needed. */
+void httpd_conn_arm(httpd_conn_t *c, uint64_t deadline);
 void httpd_conn_resume(httpd_conn_t *c); /* an open finished: handle the waiting requests */
 void httpd_conn_drain(httpd_conn_t *c);  /* SIGTERM: close when idle */
 

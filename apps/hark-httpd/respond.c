@@ -308,8 +308,8 @@ static void on_batch_written(hk_write_req_t *req, int status)
         httpd_conn_close(c);
         return;
     }
-    if (c->writes == 0)
-        c->deadline = hk_loop_now(c->w->loop) + c->gen->cfg->keepalive_timeout;
+    if (c->writes == 0) /* idle now: keepalive_timeout may be shorter than what is armed */
+        httpd_conn_arm(c, hk_loop_now(c->w->loop) + c->gen->cfg->keepalive_timeout);
 }
 
 static void on_tls_file_written(hk_tls_sendfile_t *req, int status)
@@ -379,5 +379,6 @@ void httpd_batch_flush(httpd_conn_t *c)
         c->flags |= HTTPD_C_PAUSED;
         hk_stream_read_stop(&c->stream);
     }
-    c->deadline = hk_loop_now(c->w->loop) + c->gen->cfg->send_timeout;
+    c->sent_mark = c->stream.bytes_written;
+    httpd_conn_arm(c, hk_loop_now(c->w->loop) + c->gen->cfg->send_timeout);
 }

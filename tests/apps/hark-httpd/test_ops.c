@@ -7,6 +7,8 @@
  */
 #include "httpd_util.h"
 
+#include <time.h>
+
 #include <sys/resource.h>
 
 static server_t srv;
@@ -191,6 +193,67 @@ Test(httpd_ops, reloaded_roots_never_serve_an_earlier_roots_files)
         run(out, sizeof(out), "curl -s http://127.0.0.1:%d/", srv.port);
         cr_assert_str_eq(out, want, "after reload %d", i);
     }
+    cr_assert_eq(server_stop(&srv, SIGTERM), 0);
+}
+
+/*
+ * keepalive_timeout shorter than header_timeout closes an idle connection on
+ * time (the timer armed for the header timeout was never moved earlier), and
+ * 0 means no keep-alive at all.
+ */
+Test(httpd_ops, keepalive_timeout_is_honoured)
+{
+    char conf[1024];
+    snprintf(conf, sizeof(conf),
+             "listen 127.0.0.1:0;\naccess_log off;\nkeepalive_timeout 1s;\nheader_timeout 10s;\n"
+             "root %s/www;\n",
+             srv.dir);
+    write_conf(conf);
+    const char *args[] = {"-c", srv.conf, NULL};
+    server_start_argv(&srv, args);
+    const char req[] = "GET /a.txt HTTP/1.1\r\nHost: x\r\n\r\n";
+    int closed;
+    struct timespec a, b;
+    clock_gettime(CLOCK_MONOTONIC, &a);
+    raw_exchange(srv.port, req, sizeof(req) - 1, out, sizeof(out), 5000, &closed);
+    clock_gettime(CLOCK_MONOTONIC, &b);
+    long took_ms = (b.tv_sec - a.tv_sec) * 1000 + (b.tv_nsec - a.tv_nsec) / 1000000;
+    cr_assert(strstr(out, "version-one"), "%s", out);
+    cr_assert(closed, "the idle connection was not closed");
+    cr_assert_lt(took_ms, 5000, "closed after %ld ms (keepalive_timeout 1s, header_timeout 10s)",
+                 took_ms);
+    cr_assert_eq(server_stop(&srv, SIGTERM), 0);
+
+    snprintf(conf, sizeof(conf),
+             "listen 127.0.0.1:0;\naccess_log off;\nkeepalive_timeout 0;\nroot %s/www;\n", srv.dir);
+    write_conf(conf);
+    server_start_argv(&srv, args);
+    raw_exchange(srv.port, req, sizeof(req) - 1, out, sizeof(out), 5000, &closed);
+    cr_assert(strstr(out, "Connection: close\r\n") && closed, "keepalive_timeout 0: %s", out);
+    cr_assert_eq(server_stop(&srv, SIGTERM), 0);
+}
+
+/*
+ * send_timeout is the longest gap between two writes, not the time a whole
+ * download may take: a client reading 32 MiB steadily at 8 MB/s (4 s) with
+ * send_timeout 1s gets all of it (it was cut after about a second). The rate
+ * keeps the gaps the socket buffers make (the sender waits until a third or
+ * so of several MB has drained) well under the second.
+ */
+Test(httpd_ops, send_timeout_is_between_writes)
+{
+    run(NULL, 0, "head -c 33554432 /dev/zero > %s/www/big.bin", srv.dir);
+    char conf[1024];
+    snprintf(conf, sizeof(conf),
+             "listen 127.0.0.1:0;\naccess_log off;\nsend_timeout 1s;\nroot %s/www;\n", srv.dir);
+    write_conf(conf);
+    const char *args[] = {"-c", srv.conf, NULL};
+    server_start_argv(&srv, args);
+    run(out, sizeof(out),
+        "curl -s --limit-rate 8M -o /dev/null -w '%%{http_code} %%{size_download}' "
+        "http://127.0.0.1:%d/big.bin",
+        srv.port);
+    cr_assert_str_eq(out, "200 33554432");
     cr_assert_eq(server_stop(&srv, SIGTERM), 0);
 }
 
