@@ -224,9 +224,21 @@ static void conn_redirect_https(httpd_conn_t *c, const hk_http_request_t *req, i
     if (colon && (!bracket || colon > bracket))
         end = colon;
     bool head = req->method_id == HK_HTTP_HEAD;
+    /* The origin form: an absolute-form target ("http://a/p") is path and query here. */
+    const char *path = req->target;
+    int plen = (int)req->target_len, qlen = 0;
+    const char *q = "";
+    if (req->target_len > 0 && req->target[0] != '/') {
+        path = req->path;
+        plen = (int)req->path_len;
+        if (req->query) {
+            q = req->query - 1; /* with its '?' */
+            qlen = (int)req->query_len + 1;
+        }
+    }
     char extra[4600];
-    int n = snprintf(extra, sizeof(extra), "Location: https://%.*s:%d%.*s\r\n", (int)(end - host),
-                     host, port, (int)req->target_len, req->target);
+    int n = snprintf(extra, sizeof(extra), "Location: https://%.*s:%d%.*s%.*s\r\n",
+                     (int)(end - host), host, port, plen, path, qlen, q);
     if (n < 0 || (size_t)n >= sizeof(extra)) {
         httpd_resp_error(c, 414, ka, head);
         return;

@@ -26,6 +26,12 @@ static uint32_t fc_hash(uint64_t root, const char *path, size_t len)
     return h;
 }
 
+void httpd_fcache_set_ttl(httpd_fcache_t *c, uint64_t ttl_ns)
+{
+    if (c)
+        c->ttl = ttl_ns;
+}
+
 httpd_fcache_t *httpd_fcache_new(unsigned cap, uint64_t ttl_ns)
 {
     httpd_fcache_t *c = calloc(1, sizeof(*c));

@@ -61,6 +61,8 @@ typedef struct httpd_fcache httpd_fcache_t;
 /* cap 0: nothing is kept (every file is opened per request). */
 httpd_fcache_t *httpd_fcache_new(unsigned cap, uint64_t ttl_ns);
 void httpd_fcache_free(httpd_fcache_t *c);
+/* A reload's open_file_ttl (the capacity, open_file_cache, needs a restart). */
+void httpd_fcache_set_ttl(httpd_fcache_t *c, uint64_t ttl_ns);
 
 /*
  * The entry for (root, path) with a new reference, or NULL; *fresh says

@@ -50,6 +50,7 @@ enum {
     HTTPD_ST_404,
     HTTPD_ST_405,
     HTTPD_ST_408,
+    HTTPD_ST_412,
     HTTPD_ST_413,
     HTTPD_ST_414,
     HTTPD_ST_416,
@@ -118,6 +119,7 @@ struct httpd {
     hk_pool_t *pool;
     uint64_t started_ns;
     _Atomic unsigned gen_id;
+    uint64_t drain_timeout; /* of the current generation (the control thread's copy) */
 };
 
 /* server.c */

@@ -38,7 +38,6 @@ typedef struct control {
     hk_signal_t hup, term, intr, usr1;
     hk_timer_t drain_deadline, drain_poll;
     bool draining;
-    uint64_t drain_timeout;
 } control_t;
 
 static void control_done(control_t *ctl)
@@ -85,7 +84,8 @@ static void on_signal(hk_signal_t *sig, int signum)
         hk_log(HK_LOG_INFO, "draining: no new connections, finishing requests in flight",
                "signal=%d", signum);
         httpd_server_drain(ctl->srv);
-        hk_timer_start_in(&ctl->drain_deadline, on_drain_deadline, (int64_t)ctl->drain_timeout, 0);
+        hk_timer_start_in(&ctl->drain_deadline, on_drain_deadline, (int64_t)ctl->srv->drain_timeout,
+                          0); /* the current config's */
         hk_timer_start_in(&ctl->drain_poll, on_drain_poll, 20000000, 20000000);
     }
 }
@@ -198,7 +198,7 @@ int main(int argc, char **argv)
         fprintf(stderr, "hark-httpd: access_log %s: %s\n", gen->cfg->access_log, hk_strerror(r0));
         return EXIT_START;
     }
-    control_t ctl = {.config_path = config_path, .drain_timeout = gen->cfg->drain_timeout};
+    control_t ctl = {.config_path = config_path};
     static httpd_t srv;
     ctl.srv = &srv;
     /* Signals first: hk_signal_start blocks them here, and the workers inherit the mask. */

@@ -46,8 +46,9 @@ __attribute__((format(printf, 2, 3))) static void out(mbuf_t *b, const char *fmt
     }
 }
 
-static const int status_codes[HTTPD_ST_COUNT] = {200, 206, 301, 304, 400, 403, 404, 405, 408, 413,
-                                                 414, 416, 431, 500, 501, 502, 503, 504, 505, 0};
+static const int status_codes[HTTPD_ST_COUNT] = {200, 206, 301, 304, 400, 403, 404,
+                                                 405, 408, 412, 413, 414, 416, 431,
+                                                 500, 501, 502, 503, 504, 505, 0};
 
 static void sum_counters(httpd_t *srv, httpd_counters_t *t)
 {
@@ -195,10 +196,16 @@ char *httpd_status_render(httpd_t *srv, size_t *len)
         (unsigned long long)t.requests, (unsigned long long)t.conns_open,
         (unsigned long long)t.conns_total, (unsigned long long)t.bytes_out,
         (unsigned long long)t.cache_hits, (unsigned long long)t.cache_misses);
-    for (int k = 0; k < HTTPD_ST_COUNT; k++)
-        if (t.by_status[k])
+    for (int k = 0; k < HTTPD_ST_COUNT; k++) {
+        if (!t.by_status[k])
+            continue;
+        if (status_codes[k])
             out(&b, "<tr><th>status %d</th><td>%llu</td></tr>", status_codes[k],
                 (unsigned long long)t.by_status[k]);
+        else /* HTTPD_ST_OTHER */
+            out(&b, "<tr><th>other statuses</th><td>%llu</td></tr>",
+                (unsigned long long)t.by_status[k]);
+    }
     out(&b, "</table><h2>Loops</h2><table><tr><th>worker</th><th>iterations</th><th>events</th>"
             "<th>lag p99 (us)</th><th>stalls</th><th>accept wake-ups</th></tr>");
     for (unsigned i = 0; i < srv->nworkers; i++) {

@@ -116,6 +116,9 @@ void httpd_count_status(httpd_worker_t *w, int status)
     case 408:
         k = HTTPD_ST_408;
         break;
+    case 412:
+        k = HTTPD_ST_412;
+        break;
     case 413:
         k = HTTPD_ST_413;
         break;

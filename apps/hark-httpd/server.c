@@ -134,6 +134,7 @@ int httpd_server_start(httpd_t *srv, httpd_gen_t *gen)
     srv->nlisteners = (unsigned)cfg->nlistens;
     atomic_store(&srv->gen_id, gen->id);
     srv->listen_cfg = httpd_config_ref(gen->cfg);
+    srv->drain_timeout = gen->cfg->drain_timeout;
     srv->initial = httpd_gen_ref(gen);
     int r = hk_publish_new(&srv->publish, publish_free, NULL);
     if (r < 0)
@@ -208,6 +209,10 @@ int httpd_server_reload(httpd_t *srv, const char *path)
     }
     if (httpd_access_reload(cfg) < 0)
         hk_log(HK_LOG_WARN, "access_log change not applied (needs a restart)", "file=%s", path);
+    const char *el0 = srv->listen_cfg->error_log ? srv->listen_cfg->error_log : "-";
+    if (strcmp(el0, cfg->error_log ? cfg->error_log : "-") != 0)
+        hk_log(HK_LOG_WARN, "error_log change not applied (needs a restart)", "file=%s", path);
+    srv->drain_timeout = cfg->drain_timeout;
     atomic_fetch_add(&srv->gen_id, 1);
     int r = hk_publish_set(srv->publish, gen);
     if (r < 0) {

@@ -42,6 +42,7 @@ static void on_new_gen(hk_subscriber_t *sub, void *version)
     httpd_gen_unref(old);
     httpd_count(&w->counters.reloads_seen, 1);
     (void)hk_loop_busy_poll(w->loop, gen->cfg->busy_poll); /* checked by the config loader */
+    httpd_fcache_set_ttl(w->fcache, gen->cfg->open_file_ttl);
     httpd_upstreams_start(w); /* health checks and name lookups of the new upstreams */
 }
 

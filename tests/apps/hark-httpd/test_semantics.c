@@ -14,6 +14,7 @@
 #include <time.h>
 
 static server_t srv;
+static server_t redir; /* a second server, for redirect_https; stopped by teardown too */
 static char out[1 << 16];
 
 static void setup(void)
@@ -32,6 +33,10 @@ static void setup(void)
 
 static void teardown(void)
 {
+    if (redir.pid > 0) {
+        server_stop(&redir, SIGTERM);
+        cleanup_dir(&redir);
+    }
     cr_assert_eq(server_stop(&srv, SIGTERM), 0, "clean exit");
     cleanup_dir(&srv);
 }
@@ -282,4 +287,32 @@ Test(httpd_semantics, rewrite_in_place_within_a_second_is_seen)
     usleep(1200 * 1000); /* past the cache's default TTL of 1 s */
     run(out, sizeof(out), "curl -s http://127.0.0.1:%d/t.txt", srv.port);
     cr_assert_str_eq(out, "v2\n", "the open-file cache kept the old bytes");
+}
+
+/*
+ * A redirect_https listener builds Location from the origin form: an
+ * absolute-form target ("GET http://a/p") once gave
+ * "https://a:8443http://a/p".
+ */
+Test(httpd_semantics, redirect_https_location_from_absolute_form)
+{
+    server_t *r = &redir;
+    make_tmpdir(r);
+    server_start_conf(r, "listen 127.0.0.1:0 { redirect_https on; https_port 8443; }\nroot %s;\n",
+                      r->dir);
+    const char *reqs[][2] = {
+        {"GET http://other.example/p?q=1 HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n",
+         "Location: https://other.example:8443/p?q=1\r\n"},
+        {"GET /p?q=1 HTTP/1.1\r\nHost: good.example:80\r\nConnection: close\r\n\r\n",
+         "Location: https://good.example:8443/p?q=1\r\n"},
+    };
+    for (size_t i = 0; i < sizeof reqs / sizeof reqs[0]; i++) {
+        int closed;
+        raw_exchange(r->port, reqs[i][0], strlen(reqs[i][0]), out, sizeof(out), 2000, &closed);
+        cr_assert(strstr(out, "HTTP/1.1 301"), "%s", out);
+        cr_assert(strstr(out, reqs[i][1]), "case %zu: %s", i, out);
+    }
+    cr_assert_eq(server_stop(r, SIGTERM), 0);
+    r->pid = 0;
+    cleanup_dir(r);
 }
