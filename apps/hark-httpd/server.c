@@ -11,9 +11,11 @@
  * between two requests, never inside one.
  */
 #include <fcntl.h>
+#include <netinet/in.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/socket.h>
 #include <unistd.h>
 
 #include "accesslog.h"
@@ -126,6 +128,8 @@ static void publish_free(void *version, void *arg)
     httpd_gen_unref(version);
 }
 
+static int address_free(const char *addr);
+
 int httpd_server_start(httpd_t *srv, httpd_gen_t *gen)
 {
     const httpd_config_t *cfg = gen->cfg;
@@ -151,6 +155,12 @@ int httpd_server_start(httpd_t *srv, httpd_gen_t *gen)
         srv->members[l] = calloc(srv->nworkers, sizeof(**srv->members));
         if (!srv->members[l])
             return -ENOMEM;
+        r = address_free(cfg->listens[l].addr);
+        if (r < 0) {
+            fprintf(stderr, "hark-httpd: listen %s: %s%s\n", cfg->listens[l].addr, hk_strerror(r),
+                    r == -EADDRINUSE ? " (another process listens there)" : "");
+            return r;
+        }
         r = hk_accept_group_open(&srv->groups[l], HK_ACCEPT_DEFAULT, cfg->listens[l].addr, 4096,
                                  HK_LISTEN_NODELAY, srv->members[l], srv->nworkers);
         if (r < 0) {
@@ -174,6 +184,31 @@ int httpd_server_start(httpd_t *srv, httpd_gen_t *gen)
             return s;
     }
     return 0;
+}
+
+/*
+ * The workers' listeners use SO_REUSEPORT, so a second hark-httpd on the same
+ * address would bind too and take half the connections. A plain socket (no
+ * SO_REUSEPORT; SO_REUSEADDR so that TIME_WAIT does not count) finds out
+ * first whether anything listens there already. Port 0 is always free.
+ */
+static int address_free(const char *addr)
+{
+    struct sockaddr_storage ss;
+    socklen_t len;
+    int r = hk_addr_parse(addr, &ss, &len);
+    if (r < 0)
+        return r;
+    int fd = socket(ss.ss_family, SOCK_STREAM | SOCK_CLOEXEC, 0);
+    if (fd < 0)
+        return -errno;
+    int one = 1;
+    (void)setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof one);
+    if (ss.ss_family == AF_INET6)
+        (void)setsockopt(fd, IPPROTO_IPV6, IPV6_V6ONLY, &one, sizeof one);
+    r = bind(fd, (struct sockaddr *)&ss, len) < 0 ? -errno : 0;
+    close(fd);
+    return r;
 }
 
 /* Listeners cannot change on reload: the sockets stay, so nothing in flight is lost. */

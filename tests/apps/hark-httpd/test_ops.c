@@ -257,6 +257,28 @@ Test(httpd_ops, send_timeout_is_between_writes)
     cr_assert_eq(server_stop(&srv, SIGTERM), 0);
 }
 
+/*
+ * The workers' listeners use SO_REUSEPORT: a second instance on the same
+ * address once started and took half the connections. It must refuse (exit 3).
+ */
+Test(httpd_ops, second_instance_on_the_same_address_refuses)
+{
+    char conf[1024];
+    snprintf(conf, sizeof(conf), "listen 127.0.0.1:0;\naccess_log off;\nroot %s/www;\n", srv.dir);
+    write_conf(conf);
+    const char *args[] = {"-c", srv.conf, NULL};
+    server_start_argv(&srv, args);
+    int code = run(out, sizeof(out), "timeout 5 %s --root %s/www2 --listen 127.0.0.1:%d 2>&1",
+                   HARK_HTTPD_BIN, srv.dir, srv.port);
+    cr_assert_eq(code, 3, "second instance: exit %d: %s", code, out);
+    cr_assert(strstr(out, "address already in use"), "%s", out);
+    for (int i = 0; i < 6; i++) {
+        run(out, sizeof(out), "curl -s http://127.0.0.1:%d/a.txt", srv.port);
+        cr_assert_str_eq(out, "version-one");
+    }
+    cr_assert_eq(server_stop(&srv, SIGTERM), 0);
+}
+
 Test(httpd_ops, drain_finishes_in_flight)
 {
     run(NULL, 0, "head -c 33554432 /dev/zero > %s/www/huge.bin", srv.dir);
