@@ -609,9 +609,16 @@ void httpd_conn_start(httpd_worker_t *w, int fd, unsigned listen_index)
 
 void httpd_conn_drain(httpd_conn_t *c)
 {
-    /* Idle (nothing pending, nothing being written): close now; otherwise after the response. */
-    if (c->writes == 0 && c->in_len == 0 && !(c->flags & HTTPD_C_WAITING))
-        httpd_conn_close(c);
-    else
-        c->flags |= HTTPD_C_CLOSE_AFTER;
+    /*
+     * Idle (nothing pending, nothing being written): close now. A head still
+     * arriving is a request in flight: it is read to its end (under
+     * header_timeout) and answered with Connection: close, as every request
+     * is while draining. Otherwise: close after the response being written.
+     */
+    if (c->writes == 0 && !(c->flags & HTTPD_C_WAITING)) {
+        if (c->in_len == 0)
+            httpd_conn_close(c);
+        return;
+    }
+    c->flags |= HTTPD_C_CLOSE_AFTER;
 }

@@ -119,13 +119,17 @@ struct httpd {
     hk_pool_t *pool;
     uint64_t started_ns;
     _Atomic unsigned gen_id;
-    uint64_t drain_timeout; /* of the current generation (the control thread's copy) */
+    uint64_t drain_timeout;          /* of the current generation (the control thread's copy) */
+    _Atomic unsigned members_closed; /* accept members closed by draining workers */
+    bool unlistened;                 /* the listening sockets are closed (drain) */
 };
 
 /* server.c */
 int httpd_server_start(httpd_t *srv, httpd_gen_t *gen);
 int httpd_server_reload(httpd_t *srv, const char *path);
 void httpd_server_drain(httpd_t *srv);
+/* Once every worker stopped accepting: closes the listening sockets (new connections refused). */
+void httpd_server_unlisten(httpd_t *srv);
 uint64_t httpd_server_open_conns(httpd_t *srv);
 void httpd_server_stop(httpd_t *srv);
 

@@ -54,6 +54,8 @@ static void on_drain_poll(hk_timer_t *t, uint64_t expirations)
 {
     (void)expirations;
     control_t *ctl = t->base.data;
+    /* Stop listening as soon as every worker stopped accepting: later clients are refused. */
+    httpd_server_unlisten(ctl->srv);
     if (httpd_server_open_conns(ctl->srv) == 0)
         control_done(ctl);
 }

@@ -265,6 +265,15 @@ void httpd_server_drain(httpd_t *srv)
         hk_async_send(&srv->workers[i].stop_async);
 }
 
+void httpd_server_unlisten(httpd_t *srv)
+{
+    if (srv->unlistened || atomic_load(&srv->members_closed) < srv->nlisteners * srv->nworkers)
+        return;
+    for (unsigned l = 0; l < srv->nlisteners; l++)
+        hk_accept_group_stop_listening(&srv->groups[l]);
+    srv->unlistened = true;
+}
+
 /* Connections still open on every worker (relaxed reads of the workers' counters). */
 uint64_t httpd_server_open_conns(httpd_t *srv)
 {

@@ -74,7 +74,8 @@ static void on_tick(hk_timer_t *t, uint64_t expirations)
 
 static void on_member_closed(hk_accept_member_t *m)
 {
-    (void)m;
+    httpd_worker_t *w = m->data;
+    atomic_fetch_add(&w->server->members_closed, 1); /* the control thread then unlistens */
 }
 
 static void on_stop(hk_async_t *a)

@@ -524,6 +524,14 @@ HK_API void hk_accept_member_close(hk_accept_member_t *member, hk_accept_close_c
 /* The member's counters. */
 HK_API void hk_accept_member_stats(const hk_accept_member_t *member, hk_accept_stats_t *out);
 
+/*
+ * Closes the group's listening sockets, after every member has closed, and
+ * nothing else: new connections are refused from now on (a draining server)
+ * while the members' counters stay readable. hk_accept_group_close is still
+ * needed to free the rest.
+ */
+HK_API void hk_accept_group_stop_listening(hk_accept_group_t *group);
+
 /* Closes the group's sockets, after every member has closed. */
 HK_API void hk_accept_group_close(hk_accept_group_t *group);
 

@@ -260,7 +260,7 @@ void hk_accept_member_stats(const hk_accept_member_t *m, hk_accept_stats_t *out)
     out->backoffs = listens ? ls->backoffs : 0;
 }
 
-void hk_accept_group_close(hk_accept_group_t *g)
+void hk_accept_group_stop_listening(hk_accept_group_t *g)
 {
     if (g->_fds) {
         for (unsigned i = 0; i < g->nmembers; i++)
@@ -271,6 +271,11 @@ void hk_accept_group_close(hk_accept_group_t *g)
     if (g->_fd >= 0)
         close(g->_fd);
     g->_fd = -1;
+}
+
+void hk_accept_group_close(hk_accept_group_t *g)
+{
+    hk_accept_group_stop_listening(g);
     for (unsigned i = 0; i < g->nmembers; i++)
         pthread_mutex_destroy(&g->members[i]._lock);
 }

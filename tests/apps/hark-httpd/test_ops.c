@@ -279,6 +279,54 @@ Test(httpd_ops, second_instance_on_the_same_address_refuses)
     cr_assert_eq(server_stop(&srv, SIGTERM), 0);
 }
 
+/*
+ * While draining, the listening sockets are closed (a new client is refused
+ * at once, not queued in the backlog and reset at exit), and a request whose
+ * head was still arriving at SIGTERM is read to its end and answered, with
+ * Connection: close. Both once failed: LISTEN stayed, and the head was dropped.
+ */
+Test(httpd_ops, drain_refuses_new_clients_and_answers_a_head_in_flight)
+{
+    char conf[1024];
+    snprintf(conf, sizeof(conf), "listen 127.0.0.1:0;\naccess_log off;\nroot %s/www;\n", srv.dir);
+    write_conf(conf);
+    const char *args[] = {"-c", srv.conf, NULL};
+    server_start_argv(&srv, args);
+    int a = connect_port(srv.port);
+    const char part1[] = "GET /a.txt HTTP/1.1\r\n", part2[] = "Host: x\r\n\r\n";
+    cr_assert_eq(write(a, part1, sizeof(part1) - 1), (ssize_t)sizeof(part1) - 1);
+    usleep(100 * 1000);
+    kill(srv.pid, SIGTERM);
+    usleep(300 * 1000);
+
+    int b = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+    struct sockaddr_in sa = {.sin_family = AF_INET, .sin_port = htons((uint16_t)srv.port)};
+    sa.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+    int rc = connect(b, (struct sockaddr *)&sa, sizeof(sa));
+    int err = errno;
+    close(b);
+    cr_assert(rc < 0 && err == ECONNREFUSED, "a new client during the drain: connect %d (%s)", rc,
+              strerror(err));
+
+    cr_assert_eq(write(a, part2, sizeof(part2) - 1), (ssize_t)sizeof(part2) - 1);
+    size_t len = 0;
+    for (;;) {
+        struct pollfd p = {.fd = a, .events = POLLIN};
+        if (poll(&p, 1, 3000) <= 0)
+            break;
+        ssize_t n = read(a, out + len, sizeof(out) - 1 - len);
+        if (n <= 0)
+            break;
+        len += (size_t)n;
+    }
+    out[len] = '\0';
+    close(a);
+    cr_assert(strstr(out, "HTTP/1.1 200") && strstr(out, "Connection: close\r\n") &&
+                  strstr(out, "version-one"),
+              "the head in flight: %s", out);
+    cr_assert_eq(server_stop(&srv, SIGTERM), 0);
+}
+
 Test(httpd_ops, drain_finishes_in_flight)
 {
     run(NULL, 0, "head -c 33554432 /dev/zero > %s/www/huge.bin", srv.dir);
