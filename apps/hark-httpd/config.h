@@ -33,6 +33,7 @@ typedef struct httpd_listen {
     size_t ncerts;
     bool redirect_https; /* plain listener answering 301 to https://host:https_port */
     int https_port;      /* target port of the redirect (0: the first TLS listener's) */
+    unsigned line;       /* of the listen directive in the file (0: the command line) */
 } httpd_listen_t;
 
 typedef enum httpd_balance {

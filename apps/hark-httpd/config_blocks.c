@@ -194,6 +194,7 @@ int httpd_config_listen(httpd_loader_t *ld, const hk_conf_node_t *d, void *obj)
         httpd_config_free_listen(&lb.l);
         return rc;
     }
+    lb.l.line = d->pos.line;
     ls[cfg->nlistens++] = lb.l;
     seen[ld->nlistens++] = (httpd_listen_seen_t){ss, sslen, d->pos.line, lb.redirect};
     return 0;

@@ -3,11 +3,14 @@
  * signals into reload (SIGHUP), drain (SIGTERM, SIGINT) and log reopening
  * (SIGUSR1). The workers do all the serving (server.c, worker.c).
  */
+#include <errno.h>
 #include <getopt.h>
+#include <libgen.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/resource.h>
+#include <unistd.h>
 
 #include "accesslog.h"
 #include "httpd.h"
@@ -112,6 +115,46 @@ static int control_init(control_t *ctl)
     return 0;
 }
 
+/* Command-line listen addresses are not parsed by a loader: check them like a file's. */
+static int check_listens(const httpd_config_t *cfg)
+{
+    for (size_t i = 0; i < cfg->nlistens; i++) {
+        struct sockaddr_storage ss;
+        socklen_t len;
+        if (hk_addr_parse(cfg->listens[i].addr, &ss, &len) < 0) {
+            fprintf(stderr,
+                    "hark-httpd: %s: listen %s: expected an address such as 127.0.0.1:8080\n",
+                    cfg->source ? cfg->source : "(command line)", cfg->listens[i].addr);
+            return -1;
+        }
+    }
+    return 0;
+}
+
+/* -t: a log file must be creatable (its directory exists and is writable), as at start. */
+static int check_log_paths(const httpd_config_t *cfg)
+{
+    const char *paths[] = {cfg->access_log, cfg->error_log};
+    const char *names[] = {"access_log", "error_log"};
+    for (size_t i = 0; i < 2; i++) {
+        if (!paths[i] || strcmp(paths[i], "-") == 0)
+            continue;
+        if (access(paths[i], W_OK) == 0)
+            continue;
+        char *copy = strdup(paths[i]);
+        int ok = copy && errno == ENOENT && access(dirname(copy), W_OK) == 0;
+        int e = errno;
+        free(copy);
+        if (!ok) {
+            fprintf(stderr, "hark-httpd: %s: %s %s: %s\n",
+                    cfg->source ? cfg->source : "(command line)", names[i], paths[i],
+                    strerror(e ? e : EACCES));
+            return -1;
+        }
+    }
+    return 0;
+}
+
 int main(int argc, char **argv)
 {
     static const struct option opts[] = {
@@ -168,6 +211,10 @@ int main(int argc, char **argv)
                                       : httpd_config_defaults(root ? root : ".", listen, threads);
     if (!cfg) {
         fprintf(stderr, "hark-httpd: %s\n", err[0] ? err : "out of memory");
+        return EXIT_CONFIG;
+    }
+    if (check_listens(cfg) < 0 || (test && check_log_paths(cfg) < 0)) {
+        httpd_config_unref(cfg);
         return EXIT_CONFIG;
     }
     httpd_gen_t *gen = httpd_gen_new(cfg, 1, err, sizeof(err));

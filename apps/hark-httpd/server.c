@@ -72,7 +72,10 @@ static int gen_tls(httpd_gen_t *gen, size_t i, char *err, size_t errlen)
                               .alpn = alpn};
     int r = hk_tls_ctx_new(&o, &gen->tls[i]);
     free(sni);
-    if (r < 0)
+    if (r < 0 && l->line)
+        snprintf(err, errlen, "%s:%u: listen %s: TLS: %s", gen->cfg->source ? gen->cfg->source : "",
+                 l->line, l->addr, hk_tls_last_error());
+    else if (r < 0)
         snprintf(err, errlen, "%s: listen %s: TLS: %s", gen->cfg->source ? gen->cfg->source : "",
                  l->addr, hk_tls_last_error());
     return r;

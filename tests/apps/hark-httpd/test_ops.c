@@ -58,6 +58,38 @@ Test(httpd_ops, check_mode_and_help)
     cr_assert_eq(run(out, sizeof(out), "%s --bogus 2>&1", HARK_HTTPD_BIN), 1);
 }
 
+/*
+ * -t catches what a start would refuse: a bad command-line listen address
+ * (it said "valid" and the start failed), a log in a missing directory, and a
+ * certificate error names the file and line of its listen directive.
+ */
+Test(httpd_ops, check_mode_catches_what_start_would_refuse)
+{
+    int code = run(out, sizeof(out), "%s -t -l bogus -r %s/www 2>&1", HARK_HTTPD_BIN, srv.dir);
+    cr_assert_eq(code, 2, "%s", out);
+    cr_assert(strstr(out, "listen bogus: expected an address"), "%s", out);
+    code =
+        run(out, sizeof(out), "%s -t -l 127.0.0.1:99999 -r %s/www 2>&1", HARK_HTTPD_BIN, srv.dir);
+    cr_assert_eq(code, 2, "%s", out);
+
+    char conf[1024];
+    snprintf(conf, sizeof(conf), "root %s/www;\naccess_log %s/no/such/dir/a.log;\n", srv.dir,
+             srv.dir);
+    write_conf(conf);
+    code = run(out, sizeof(out), "%s -t -c %s 2>&1", HARK_HTTPD_BIN, srv.conf);
+    cr_assert_eq(code, 2, "%s", out);
+    cr_assert(strstr(out, "access_log") && strstr(out, "No such file or directory"), "%s", out);
+
+    run(NULL, 0, "echo 'not a certificate' > %s/bad.pem", srv.dir);
+    snprintf(conf, sizeof(conf),
+             "root %s/www;\n\nlisten 127.0.0.1:0 { tls on; cert %s/bad.pem; key %s/bad.pem; }\n",
+             srv.dir, srv.dir, srv.dir);
+    write_conf(conf);
+    code = run(out, sizeof(out), "%s -t -c %s 2>&1", HARK_HTTPD_BIN, srv.conf);
+    cr_assert_eq(code, 2, "%s", out);
+    cr_assert(strstr(out, "hark.conf:3: listen 127.0.0.1:0: TLS:"), "%s", out);
+}
+
 Test(httpd_ops, https_with_alpn)
 {
     cr_assert_eq(run(NULL, 0,
