@@ -132,8 +132,22 @@ unsigned hk__poll_run(hk_co_runtime_t *rt, int block)
     struct epoll_event evs[128];
     int timeout = 0;
     if (block) {
-        uint64_t next = __atomic_load_n(&rt->next_deadline, __ATOMIC_ACQUIRE);
-        __atomic_store_n(&rt->poll_until, next, __ATOMIC_SEQ_CST);
+        /*
+         * Announce how long we sleep, then look at the nearest deadline once
+         * more: a timer added in between published it (next_deadline) and
+         * then read poll_until; with both sides sequentially consistent,
+         * either it sees our announcement (and interrupts us) or we see its
+         * deadline here. One read before the store alone left a window where
+         * a new, earlier timer woke nobody.
+         */
+        uint64_t next = __atomic_load_n(&rt->next_deadline, __ATOMIC_SEQ_CST);
+        for (;;) {
+            __atomic_store_n(&rt->poll_until, next, __ATOMIC_SEQ_CST);
+            uint64_t again = __atomic_load_n(&rt->next_deadline, __ATOMIC_SEQ_CST);
+            if (again >= next)
+                break;
+            next = again;
+        }
         if (next == HK_FOREVER) {
             timeout = -1;
         } else {

@@ -64,7 +64,8 @@ static void hk__heap_remove(hk_co_runtime_t *rt, hk__timer_t *t)
 static void hk__heap_publish(hk_co_runtime_t *rt)
 {
     uint64_t next = rt->nheap ? rt->heap[0]->deadline : HK_FOREVER;
-    __atomic_store_n(&rt->next_deadline, next, __ATOMIC_RELEASE);
+    /* Sequentially consistent: paired with hk__poll_run's announcement (poll.c). */
+    __atomic_store_n(&rt->next_deadline, next, __ATOMIC_SEQ_CST);
 }
 
 int hk__timer_add(hk_co_runtime_t *rt, hk__timer_t *t)
