@@ -157,9 +157,19 @@ static void hk__member_on_async(hk_async_t *a)
         while (k < 64 && m->_head != m->_tail)
             fds[k++] = m->_queue[m->_head++ % HK_ACCEPT_QUEUE];
         pthread_mutex_unlock(&m->_lock);
-        for (unsigned i = 0; i < k; i++)
+        for (unsigned i = 0; i < k; i++) {
+            /*
+             * A callback of this batch may have closed the member: the fds
+             * taken off its queue with the others are then closed, not handed
+             * to a callback that was told it would get no more (net.h).
+             */
+            if (!m->_ready) {
+                close(fds[i]);
+                continue;
+            }
             hk__member_deliver(m, fds[i]);
-        if (k < 64)
+        }
+        if (k < 64 || !m->_ready)
             break;
     }
 }

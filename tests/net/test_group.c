@@ -249,3 +249,68 @@ Test(group, errors)
     cr_assert_eq(hk_loop_free(loop), 0);
     hk_accept_group_close(&g);
 }
+
+/*
+ * Hand-off: a member that closes itself from its accept callback gets no
+ * more fds, not even those its loop had already taken off its queue in the
+ * same batch (they are closed). Two were once delivered after the close.
+ */
+static int handoff_calls_after_close, handoff_closed;
+
+static void handoff_m0(hk_accept_member_t *m, int fd)
+{
+    (void)m;
+    close(fd);
+}
+
+static void handoff_m1(hk_accept_member_t *m, int fd)
+{
+    close(fd);
+    if (handoff_closed) {
+        handoff_calls_after_close++;
+        return;
+    }
+    handoff_closed = 1;
+    hk_accept_member_close(m, NULL);
+}
+
+static int connect_blocking(int port)
+{
+    int fd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+    struct sockaddr_in sin = {.sin_family = AF_INET, .sin_port = htons((uint16_t)port)};
+    sin.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+    cr_assert_eq(connect(fd, (struct sockaddr *)&sin, sizeof sin), 0);
+    return fd;
+}
+
+Test(group, handoff_member_closed_in_its_callback_gets_no_more_fds)
+{
+    hk_loop_t *l0, *l1;
+    cr_assert_eq(hk_loop_new(&l0, 0), 0);
+    cr_assert_eq(hk_loop_new(&l1, 0), 0);
+    hk_accept_group_t g;
+    hk_accept_member_t m[2];
+    cr_assert_eq(hk_accept_group_open(&g, HK_ACCEPT_HANDOFF, "127.0.0.1:0", 64, 0, m, 2), 0);
+    cr_assert_eq(hk_accept_member_start(&g, 0, l0, handoff_m0), 0);
+    cr_assert_eq(hk_accept_member_start(&g, 1, l1, handoff_m1), 0);
+    int c[6];
+    for (int i = 0; i < 6; i++)
+        c[i] = connect_blocking(g.port);
+    /* Member 0 accepts and hands every other connection to member 1: three queue there. */
+    for (int i = 0; i < 5; i++)
+        cr_assert_geq(hk_loop_run(l0, HK_RUN_NOWAIT), 0);
+    cr_assert_eq(m[1]._tail - m[1]._head, 3u);
+    for (int i = 0; i < 3; i++)
+        cr_assert_geq(hk_loop_run(l1, HK_RUN_NOWAIT), 0);
+    cr_assert_eq(handoff_closed, 1);
+    cr_assert_eq(handoff_calls_after_close, 0, "member 1 got %d fds after closing itself",
+                 handoff_calls_after_close);
+    hk_accept_member_close(&m[0], NULL);
+    for (int i = 0; i < 6; i++)
+        close(c[i]);
+    cr_assert_geq(hk_loop_run(l0, HK_RUN_NOWAIT), 0);
+    cr_assert_geq(hk_loop_run(l1, HK_RUN_NOWAIT), 0);
+    cr_assert_eq(hk_loop_free(l0), 0);
+    cr_assert_eq(hk_loop_free(l1), 0);
+    hk_accept_group_close(&g);
+}
