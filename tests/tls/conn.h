@@ -69,6 +69,22 @@ struct text_arg {
 };
 
 /*
+ * The test certificate (made with make_certs) in a server context and a
+ * client context that trusts it; extra flags for each (HK_TLS_KTLS, ...).
+ */
+static inline void tls_ctx_pair_new(hk_tls_ctx_t **sctx, hk_tls_ctx_t **cctx, unsigned sflags,
+                                    unsigned cflags)
+{
+    char crt[128], key[128];
+    cert_path(crt, sizeof crt, "localhost", "crt");
+    cert_path(key, sizeof key, "localhost", "key");
+    hk_tls_ctx_options_t so = {.cert_file = crt, .key_file = key, .flags = sflags};
+    cr_assert_eq(hk_tls_ctx_new(&so, sctx), 0, "%s", hk_tls_last_error());
+    hk_tls_ctx_options_t co = {.ca_file = crt, .flags = cflags};
+    cr_assert_eq(hk_tls_ctx_new(&co, cctx), 0, "%s", hk_tls_last_error());
+}
+
+/*
  * A TCP pair on loopback, TLS server and client on it, both handshakes done.
  * tiny: 1-byte socket buffers (the kernel rounds them up to its minimum), so
  * that writes meet a full socket early.

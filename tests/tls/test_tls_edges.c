@@ -17,13 +17,7 @@ static void setup(void)
 {
     make_certs();
     loop = new_loop();
-    char crt[128], key[128];
-    cert_path(crt, sizeof crt, "localhost", "crt");
-    cert_path(key, sizeof key, "localhost", "key");
-    hk_tls_ctx_options_t so = {.cert_file = crt, .key_file = key};
-    cr_assert_eq(hk_tls_ctx_new(&so, &sctx), 0, "%s", hk_tls_last_error());
-    hk_tls_ctx_options_t co = {.ca_file = crt};
-    cr_assert_eq(hk_tls_ctx_new(&co, &cctx), 0, "%s", hk_tls_last_error());
+    tls_ctx_pair_new(&sctx, &cctx, 0, 0);
 }
 
 static void teardown(void)
