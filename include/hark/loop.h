@@ -124,7 +124,13 @@ HK_API int hk_loop_fork(hk_loop_t *loop);
 #define HK_LOOP_SPIN_MAX_NS (UINT64_C(10) * 1000 * 1000)
 HK_API int hk_loop_busy_poll(hk_loop_t *loop, uint64_t spin_ns);
 
-/* The epoll fd, for embedding the loop in another poller (read-only use). */
+/*
+ * The epoll fd, for embedding the loop in another poller (read-only use).
+ * After hk_loop_fork ask again (a new epoll set, maybe another number). When
+ * the loop rebuilt its set (epoll_rebuilds in hk_loop_stats grew: a
+ * registration had outlived its fd, docs/loop.md), the same number names a
+ * new epoll instance: register it with the outer poller again.
+ */
 HK_API int hk_loop_backend_fd(const hk_loop_t *loop);
 
 /* ------------------------------------------------------------------------ */
