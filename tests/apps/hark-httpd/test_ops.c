@@ -98,14 +98,10 @@ Test(httpd_ops, https_with_alpn)
                      ">/dev/null 2>&1",
                      srv.dir),
                  0);
-    char conf[2048];
-    snprintf(conf, sizeof(conf),
-             "listen 127.0.0.1:0 { tls on; cert %s/cert.pem; key %s/key.pem; }\n"
-             "root %s/www;\naccess_log off;\n",
-             srv.dir, srv.dir, srv.dir);
-    write_conf(conf);
-    const char *args[] = {"-c", srv.conf, NULL};
-    server_start_argv(&srv, args);
+    server_start_conf(&srv,
+                      "listen 127.0.0.1:0 { tls on; cert %s/cert.pem; key %s/key.pem; }\n"
+                      "root %s/www;\naccess_log off;\n",
+                      srv.dir, srv.dir, srv.dir);
     run(out, sizeof(out), "curl -s -k https://127.0.0.1:%d/a.txt", srv.port);
     cr_assert_str_eq(out, "version-one");
     run(out, sizeof(out),
@@ -140,11 +136,8 @@ static int wrk_failures(const char *text)
 Test(httpd_ops, reload_under_load)
 {
     char conf[1024];
-    snprintf(conf, sizeof(conf), "threads 2;\nlisten 127.0.0.1:0;\naccess_log off;\nroot %s/www;\n",
-             srv.dir);
-    write_conf(conf);
-    const char *args[] = {"-c", srv.conf, NULL};
-    server_start_argv(&srv, args);
+    server_start_conf(&srv, "threads 2;\nlisten 127.0.0.1:0;\naccess_log off;\nroot %s/www;\n",
+                      srv.dir);
     run(out, sizeof(out), "curl -s http://127.0.0.1:%d/a.txt", srv.port);
     cr_assert_str_eq(out, "version-one");
 
@@ -235,14 +228,11 @@ Test(httpd_ops, reloaded_roots_never_serve_an_earlier_roots_files)
  */
 Test(httpd_ops, keepalive_timeout_is_honoured)
 {
-    char conf[1024];
-    snprintf(conf, sizeof(conf),
-             "listen 127.0.0.1:0;\naccess_log off;\nkeepalive_timeout 1s;\nheader_timeout 10s;\n"
-             "root %s/www;\n",
-             srv.dir);
-    write_conf(conf);
-    const char *args[] = {"-c", srv.conf, NULL};
-    server_start_argv(&srv, args);
+    server_start_conf(
+        &srv,
+        "listen 127.0.0.1:0;\naccess_log off;\nkeepalive_timeout 1s;\nheader_timeout 10s;\n"
+        "root %s/www;\n",
+        srv.dir);
     const char req[] = "GET /a.txt HTTP/1.1\r\nHost: x\r\n\r\n";
     int closed;
     struct timespec a, b;
@@ -256,10 +246,9 @@ Test(httpd_ops, keepalive_timeout_is_honoured)
                  took_ms);
     cr_assert_eq(server_stop(&srv, SIGTERM), 0);
 
-    snprintf(conf, sizeof(conf),
-             "listen 127.0.0.1:0;\naccess_log off;\nkeepalive_timeout 0;\nroot %s/www;\n", srv.dir);
-    write_conf(conf);
-    server_start_argv(&srv, args);
+    server_start_conf(&srv,
+                      "listen 127.0.0.1:0;\naccess_log off;\nkeepalive_timeout 0;\nroot %s/www;\n",
+                      srv.dir);
     raw_exchange(srv.port, req, sizeof(req) - 1, out, sizeof(out), 5000, &closed);
     cr_assert(strstr(out, "Connection: close\r\n") && closed, "keepalive_timeout 0: %s", out);
     cr_assert_eq(server_stop(&srv, SIGTERM), 0);
@@ -275,12 +264,8 @@ Test(httpd_ops, keepalive_timeout_is_honoured)
 Test(httpd_ops, send_timeout_is_between_writes)
 {
     run(NULL, 0, "head -c 33554432 /dev/zero > %s/www/big.bin", srv.dir);
-    char conf[1024];
-    snprintf(conf, sizeof(conf),
-             "listen 127.0.0.1:0;\naccess_log off;\nsend_timeout 1s;\nroot %s/www;\n", srv.dir);
-    write_conf(conf);
-    const char *args[] = {"-c", srv.conf, NULL};
-    server_start_argv(&srv, args);
+    server_start_conf(
+        &srv, "listen 127.0.0.1:0;\naccess_log off;\nsend_timeout 1s;\nroot %s/www;\n", srv.dir);
     run(out, sizeof(out),
         "curl -s --limit-rate 8M -o /dev/null -w '%%{http_code} %%{size_download}' "
         "http://127.0.0.1:%d/big.bin",
@@ -295,11 +280,7 @@ Test(httpd_ops, send_timeout_is_between_writes)
  */
 Test(httpd_ops, second_instance_on_the_same_address_refuses)
 {
-    char conf[1024];
-    snprintf(conf, sizeof(conf), "listen 127.0.0.1:0;\naccess_log off;\nroot %s/www;\n", srv.dir);
-    write_conf(conf);
-    const char *args[] = {"-c", srv.conf, NULL};
-    server_start_argv(&srv, args);
+    server_start_conf(&srv, "listen 127.0.0.1:0;\naccess_log off;\nroot %s/www;\n", srv.dir);
     int code = run(out, sizeof(out), "timeout 5 %s --root %s/www2 --listen 127.0.0.1:%d 2>&1",
                    HARK_HTTPD_BIN, srv.dir, srv.port);
     cr_assert_eq(code, 3, "second instance: exit %d: %s", code, out);
@@ -319,11 +300,7 @@ Test(httpd_ops, second_instance_on_the_same_address_refuses)
  */
 Test(httpd_ops, drain_refuses_new_clients_and_answers_a_head_in_flight)
 {
-    char conf[1024];
-    snprintf(conf, sizeof(conf), "listen 127.0.0.1:0;\naccess_log off;\nroot %s/www;\n", srv.dir);
-    write_conf(conf);
-    const char *args[] = {"-c", srv.conf, NULL};
-    server_start_argv(&srv, args);
+    server_start_conf(&srv, "listen 127.0.0.1:0;\naccess_log off;\nroot %s/www;\n", srv.dir);
     int a = connect_port(srv.port);
     const char part1[] = "GET /a.txt HTTP/1.1\r\n", part2[] = "Host: x\r\n\r\n";
     cr_assert_eq(write(a, part1, sizeof(part1) - 1), (ssize_t)sizeof(part1) - 1);
@@ -362,11 +339,7 @@ Test(httpd_ops, drain_refuses_new_clients_and_answers_a_head_in_flight)
 Test(httpd_ops, drain_finishes_in_flight)
 {
     run(NULL, 0, "head -c 33554432 /dev/zero > %s/www/huge.bin", srv.dir);
-    char conf[1024];
-    snprintf(conf, sizeof(conf), "listen 127.0.0.1:0;\naccess_log off;\nroot %s/www;\n", srv.dir);
-    write_conf(conf);
-    const char *args[] = {"-c", srv.conf, NULL};
-    server_start_argv(&srv, args);
+    server_start_conf(&srv, "listen 127.0.0.1:0;\naccess_log off;\nroot %s/www;\n", srv.dir);
     /* A slow reader (1 MB/s) of 32 MiB: still downloading when SIGTERM comes... */
     char cmd[512];
     snprintf(cmd, sizeof(cmd),
@@ -394,11 +367,7 @@ Test(httpd_ops, drain_finishes_in_flight)
 
 Test(httpd_ops, ten_thousand_idle_connections)
 {
-    char conf[1024];
-    snprintf(conf, sizeof(conf), "listen 127.0.0.1:0;\naccess_log off;\nroot %s/www;\n", srv.dir);
-    write_conf(conf);
-    const char *args[] = {"-c", srv.conf, NULL};
-    server_start_argv(&srv, args);
+    server_start_conf(&srv, "listen 127.0.0.1:0;\naccess_log off;\nroot %s/www;\n", srv.dir);
     enum { N = 10000 };
     int ready[2];
     cr_assert_eq(pipe(ready), 0);
@@ -447,14 +416,10 @@ Test(httpd_ops, autoindex_lists_beneath_the_root)
     char link[400];
     snprintf(link, sizeof(link), "%s/www/out", srv.dir);
     cr_assert_eq(symlink("/etc", link), 0);
-    char conf[1024];
-    snprintf(conf, sizeof(conf),
-             "listen 127.0.0.1:0;\naccess_log off;\n"
-             "location / { root %s/www; autoindex on; }\n",
-             srv.dir);
-    write_conf(conf);
-    const char *args[] = {"-c", srv.conf, NULL};
-    server_start_argv(&srv, args);
+    server_start_conf(&srv,
+                      "listen 127.0.0.1:0;\naccess_log off;\n"
+                      "location / { root %s/www; autoindex on; }\n",
+                      srv.dir);
     run(out, sizeof(out), "curl -s -i http://127.0.0.1:%d/list/", srv.port);
     cr_assert(strstr(out, "HTTP/1.1 200"), "%s", out);
     cr_assert(strstr(out, "Content-Type: text/html"));
@@ -469,9 +434,7 @@ Test(httpd_ops, autoindex_lists_beneath_the_root)
     cr_assert_str_eq(out, "404");
     /* Without autoindex (the default), a directory without an index is 404. */
     cr_assert_eq(server_stop(&srv, SIGTERM), 0);
-    snprintf(conf, sizeof(conf), "listen 127.0.0.1:0;\naccess_log off;\nroot %s/www;\n", srv.dir);
-    write_conf(conf);
-    server_start_argv(&srv, args);
+    server_start_conf(&srv, "listen 127.0.0.1:0;\naccess_log off;\nroot %s/www;\n", srv.dir);
     run(out, sizeof(out), "curl -s -o /dev/null -w '%%{http_code}' http://127.0.0.1:%d/list/",
         srv.port);
     cr_assert_str_eq(out, "404");
@@ -480,14 +443,11 @@ Test(httpd_ops, autoindex_lists_beneath_the_root)
 
 Test(httpd_ops, redirect_to_https)
 {
-    char conf[1024];
-    snprintf(conf, sizeof(conf),
-             "listen 127.0.0.1:0 { redirect_https on; https_port 8443; }\naccess_log off;\n"
-             "root %s/www;\n",
-             srv.dir);
-    write_conf(conf);
-    const char *args[] = {"-c", srv.conf, NULL};
-    server_start_argv(&srv, args);
+    server_start_conf(
+        &srv,
+        "listen 127.0.0.1:0 { redirect_https on; https_port 8443; }\naccess_log off;\n"
+        "root %s/www;\n",
+        srv.dir);
     run(out, sizeof(out), "curl -s -i -H 'Host: example.org:%d' 'http://127.0.0.1:%d/a.txt?q=1'",
         srv.port, srv.port);
     cr_assert(strstr(out, "HTTP/1.1 301"), "%s", out);
