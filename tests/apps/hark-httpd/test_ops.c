@@ -256,21 +256,22 @@ Test(httpd_ops, keepalive_timeout_is_honoured)
 
 /*
  * send_timeout is the longest gap between two writes, not the time a whole
- * download may take: a client reading 32 MiB steadily at 8 MB/s (4 s) with
- * send_timeout 1s gets all of it (it was cut after about a second). The rate
- * keeps the gaps the socket buffers make (the sender waits until a third or
- * so of several MB has drained) well under the second.
+ * download may take: a client reading 48 MiB steadily at 8 MB/s (6 s) with
+ * send_timeout 3s gets all of it (a deadline for the whole response would cut
+ * it after 3 s). The rate keeps the gaps the socket buffers make (the sender
+ * waits until a third or so of several MB has drained) far under 3 s, with
+ * room for a loaded CI machine (1s once failed there under ASan).
  */
 Test(httpd_ops, send_timeout_is_between_writes)
 {
-    run(NULL, 0, "head -c 33554432 /dev/zero > %s/www/big.bin", srv.dir);
+    run(NULL, 0, "head -c 50331648 /dev/zero > %s/www/big.bin", srv.dir);
     server_start_conf(
-        &srv, "listen 127.0.0.1:0;\naccess_log off;\nsend_timeout 1s;\nroot %s/www;\n", srv.dir);
+        &srv, "listen 127.0.0.1:0;\naccess_log off;\nsend_timeout 3s;\nroot %s/www;\n", srv.dir);
     run(out, sizeof(out),
         "curl -s --limit-rate 8M -o /dev/null -w '%%{http_code} %%{size_download}' "
         "http://127.0.0.1:%d/big.bin",
         srv.port);
-    cr_assert_str_eq(out, "200 33554432");
+    cr_assert_str_eq(out, "200 50331648");
     cr_assert_eq(server_stop(&srv, SIGTERM), 0);
 }
 
