@@ -35,11 +35,11 @@ static void hk__connect_finish(hk_connect_t *req, int result)
 {
     if (req->_pending)
         return; /* already finishing */
-    if (result < 0)
-        close(req->_io.fd);
     req->_result = result;
     req->_pending = 2;
-    hk_close(&req->_io.base, hk__connect_closed);
+    hk_close(&req->_io.base, hk__connect_closed); /* before close(): its DEL goes by number */
+    if (result < 0)
+        close(req->_io.fd);
     hk_close(&req->_timer.base, hk__connect_closed);
 }
 

@@ -202,9 +202,8 @@ void hk_listener_close(hk_listener_t *l, hk_listener_close_cb cb)
         return;
     l->_state |= HK__L_CLOSING | (2u << HK__L_PENDING_SHIFT);
     l->_close_cb = cb;
-    (void)hk_io_stop(&l->_io);
+    hk_close(&l->_io.base, hk__listener_closed); /* before close(): its DEL goes by number */
     if (!(l->_flags & HK_LISTEN_SHARED))
         close(l->fd);
-    hk_close(&l->_io.base, hk__listener_closed);
     hk_close(&l->_timer.base, hk__listener_closed);
 }

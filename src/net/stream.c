@@ -323,7 +323,8 @@ void hk_stream_close(hk_stream_t *s, hk_stream_close_cb cb)
     (void)hk_defer_cancel(s->_io.base.loop, &s->_defer);
     if (s->_transport->close)
         s->_transport->close(s);
-    (void)hk_io_stop(&s->_io);
-    close(s->fd);
+    /* hk_close removes the registration by number, so it goes first: after
+     * close() the DEL would find EBADF (and a dup'ed copy would keep it). */
     hk_close(&s->_io.base, hk__stream_closed);
+    close(s->fd);
 }

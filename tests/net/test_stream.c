@@ -760,3 +760,36 @@ Test(stream, uncork_after_close_sends_nothing)
     close(sv[1]);
     finish_loop(loop);
 }
+
+/*
+ * hk_stream_close removes the registration before it closes the fd. The other
+ * order made every close's DEL fail with EBADF (a wasted syscall), and when
+ * the file lived on through a dup the registration outlived the stream: its
+ * next event forced the loop to rebuild its epoll set.
+ */
+Test(stream, close_with_dup_leaves_no_registration)
+{
+    hk_loop_t *loop = new_loop();
+    int sv[2];
+    stream_socketpair(sv);
+    int copy = dup(sv[0]);
+    cr_assert_geq(copy, 0);
+    hk_stream_t s;
+    struct rx rx = {0};
+    cr_assert_eq(hk_stream_init(loop, &s, sv[0]), 0);
+    s.data = &rx;
+    cr_assert_eq(hk_stream_read_start(&s, NULL, on_read), 0);
+    hk_loop_run(loop, HK_RUN_NOWAIT);
+    hk_stream_close(&s, on_closed);
+    run_until(loop, &rx.closed, 5000);
+    cr_assert_eq(write(sv[1], "x", 1), 1); /* the file behind the dup becomes readable */
+    for (int i = 0; i < 5; i++)
+        hk_loop_run(loop, HK_RUN_NOWAIT);
+    hk_loop_stats_t st;
+    hk_loop_stats(loop, &st);
+    cr_expect_eq(st.epoll_rebuilds, 0, "the closed stream's registration outlived it");
+    cr_expect_eq(rx.len, 0);
+    close(copy);
+    close(sv[1]);
+    finish_loop(loop);
+}
