@@ -250,6 +250,13 @@ int httpd_server_reload(httpd_t *srv, const char *path)
     const char *el0 = srv->listen_cfg->error_log ? srv->listen_cfg->error_log : "-";
     if (strcmp(el0, cfg->error_log ? cfg->error_log : "-") != 0)
         hk_log(HK_LOG_WARN, "error_log change not applied (needs a restart)", "file=%s", path);
+    /* Each worker sizes its open-file cache and makes its resolver once. */
+    if (cfg->open_file_cache != srv->listen_cfg->open_file_cache)
+        hk_log(HK_LOG_WARN, "open_file_cache change not applied (needs a restart)", "file=%s",
+               path);
+    const char *rs0 = srv->listen_cfg->resolver ? srv->listen_cfg->resolver : "";
+    if (strcmp(rs0, cfg->resolver ? cfg->resolver : "") != 0)
+        hk_log(HK_LOG_WARN, "resolver change not applied (needs a restart)", "file=%s", path);
     srv->drain_timeout = cfg->drain_timeout;
     atomic_fetch_add(&srv->gen_id, 1);
     int r = hk_publish_set(srv->publish, gen);

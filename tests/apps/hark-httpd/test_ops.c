@@ -221,6 +221,55 @@ Test(httpd_ops, reloaded_roots_never_serve_an_earlier_roots_files)
     cr_assert_eq(server_stop(&srv, SIGTERM), 0);
 }
 
+/* Reads the server's stderr until it contains want (or 10 s pass); returns what it read. */
+static const char *read_err_until(const char *want)
+{
+    static char log[1 << 14];
+    size_t len = 0;
+    log[0] = '\0';
+    for (int t = 0; t < 1000 && !strstr(log, want) && len < sizeof(log) - 1; t++) {
+        ssize_t n = read(srv.err_fd, log + len, sizeof(log) - 1 - len);
+        if (n > 0) {
+            len += (size_t)n;
+            log[len] = '\0';
+        } else {
+            usleep(10 * 1000);
+        }
+    }
+    return log;
+}
+
+/*
+ * Settings each worker applies once (the open-file cache's size, the
+ * resolver, the error log) are not changed by a reload: it says so with a
+ * warning for each, and the rest of the reload is applied.
+ */
+Test(httpd_ops, reload_warns_about_what_needs_a_restart)
+{
+    char conf[1024];
+    snprintf(conf, sizeof(conf),
+             "threads 1;\nlisten 127.0.0.1:0;\naccess_log off;\nopen_file_cache 64;\n"
+             "resolver 127.0.0.1:53;\nroot %s/www;\n",
+             srv.dir);
+    write_conf(conf);
+    const char *args[] = {"-c", srv.conf, NULL};
+    server_start_argv(&srv, args);
+    snprintf(conf, sizeof(conf),
+             "threads 1;\nlisten 127.0.0.1:0;\naccess_log off;\nopen_file_cache 128;\n"
+             "resolver 127.0.0.1:5353;\nerror_log %s/error.log;\nroot %s/www2;\n",
+             srv.dir, srv.dir);
+    write_conf(conf);
+    kill(srv.pid, SIGHUP);
+    const char *log = read_err_until("configuration reloaded");
+    cr_assert(strstr(log, "configuration reloaded"), "no reload: %s", log);
+    cr_expect(strstr(log, "open_file_cache change not applied"), "%s", log);
+    cr_expect(strstr(log, "resolver change not applied"), "%s", log);
+    cr_expect(strstr(log, "error_log change not applied"), "%s", log);
+    run(out, sizeof(out), "curl -s http://127.0.0.1:%d/a.txt", srv.port);
+    cr_expect_str_eq(out, "version-two", "the root follows the reload");
+    cr_assert_eq(server_stop(&srv, SIGTERM), 0);
+}
+
 /*
  * keepalive_timeout shorter than header_timeout closes an idle connection on
  * time (the timer armed for the header timeout was never moved earlier), and
