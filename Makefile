@@ -6,7 +6,8 @@
 #   make bench      build and run every benchmark (peers side by side)
 #   make science    re-measure the models of docs/science.md and redraw their plots
 #   make fuzz       build the libFuzzer drivers with clang and run each for 60 s
-#   make install    install libhark, headers and hark.pc (PREFIX, DESTDIR)
+#   make install    install libhark (shared, static), headers, hark.pc, the programs and their
+#                   man pages (PREFIX, DESTDIR)
 PREFIX ?= /usr/local
 DESTDIR ?=
 JOBS ?= $(shell nproc)

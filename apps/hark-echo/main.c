@@ -1,6 +1,6 @@
 /*
- * hark-echo: the demo that `make run` starts until hark-httpd exists. An echo
- * server on 127.0.0.1:7000 that prints its own loop metrics every second.
+ * hark-echo: a small demo of the loop (`make run-echo`). An echo server on
+ * 127.0.0.1:7000 that prints its own loop metrics every second.
  * Exit codes: 0 after SIGINT/SIGTERM, 1 on a start-up error, 2 on bad usage.
  */
 #include <errno.h>
@@ -8,6 +8,8 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+
+#include <hark/net.h>
 
 #include "echo.h"
 
@@ -67,7 +69,10 @@ static int parse_listen(const char *arg, char *host, size_t hostlen, int *port)
     memcpy(host, arg, (size_t)(colon - arg));
     host[colon - arg] = '\0';
     *port = (int)p;
-    return 0;
+    /* A bad address (numeric IPv4 or [IPv6] only) is a usage error too, not a start-up one. */
+    struct sockaddr_storage ss;
+    socklen_t sslen;
+    return hk_addr_parse(arg, &ss, &sslen) < 0 ? -1 : 0;
 }
 
 int main(int argc, char **argv)

@@ -34,7 +34,7 @@ static void usage(FILE *f)
                "  --listen A:P      serve Prometheus metrics at http://A:P/metrics (port 0: any)\n"
                "  --log FILE        JSON lines to FILE instead of stdout\n"
                "  --syslog          also send alerts to syslog (facility auth)\n"
-               "  --service EXE     count EXE (full path) as a network service\n"
+               "  --service EXE     count EXE (full path) as a network service (up to 64 times)\n"
                "  --no-netlink      poll only; do not use the netlink process connector\n"
                "  --verbose         one debug line per process and scan\n"
                "Exit codes: 0 ok, 1 flagged (--once), 2 bad usage, 3 error.\n");
@@ -100,6 +100,9 @@ int main(int argc, char **argv)
             cfg.proc_root = argv[++i];
         } else if (!strcmp(a, "--service") && cfg.nservices < MAX_SERVICES) {
             services[cfg.nservices++] = argv[++i];
+        } else if (!strcmp(a, "--service")) {
+            fprintf(stderr, "hark-watch: at most %d --service options\n", MAX_SERVICES);
+            return 2;
         } else {
             fprintf(stderr, "hark-watch: bad value for %s: '%s'\n", a, v);
             usage(stderr);

@@ -160,11 +160,25 @@ Test(hark_echo, serves_many_clients_at_once)
     close(s.out);
 }
 
+/* Runs argv, which must fail with exit status 2 and say want on stderr. */
+static void expect_usage_error(char **argv, const char *want)
+{
+    int out, err;
+    char buf[512];
+    pid_t pid = spawn(argv, &out, &err);
+    read_all(err, buf, sizeof buf);
+    cr_assert(strstr(buf, want), "%s: stderr: %s", argv[1], buf);
+    cr_assert_eq(wait_exit(pid), 2, "%s %s", argv[1], argv[2] ? argv[2] : "");
+    close(out);
+    close(err);
+}
+
 Test(hark_echo, usage_errors_and_help)
 {
     char *help[] = {HARK_ECHO_BIN, "--help", NULL};
     char *bad[] = {HARK_ECHO_BIN, "--bogus", NULL};
     char *badaddr[] = {HARK_ECHO_BIN, "--listen", "nonsense", NULL};
+    char *badhost[] = {HARK_ECHO_BIN, "--listen", "localhost:1", NULL};
     int out, err;
     char buf[512];
 
@@ -175,19 +189,10 @@ Test(hark_echo, usage_errors_and_help)
     close(out);
     close(err);
 
-    pid = spawn(bad, &out, &err);
-    read_all(err, buf, sizeof buf);
-    cr_assert(strstr(buf, "unknown argument '--bogus'"), "stderr: %s", buf);
-    cr_assert_eq(wait_exit(pid), 2);
-    close(out);
-    close(err);
-
-    pid = spawn(badaddr, &out, &err);
-    read_all(err, buf, sizeof buf);
-    cr_assert(strstr(buf, "--listen wants ADDR:PORT"), "stderr: %s", buf);
-    cr_assert_eq(wait_exit(pid), 2);
-    close(out);
-    close(err);
+    expect_usage_error(bad, "unknown argument '--bogus'");
+    expect_usage_error(badaddr, "--listen wants ADDR:PORT");
+    /* A name is not an address: a bad command line (2), not a failed start (1). */
+    expect_usage_error(badhost, "--listen wants ADDR:PORT");
 }
 
 Test(hark_echo, port_in_use_is_a_clear_start_up_error)
