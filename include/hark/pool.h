@@ -68,7 +68,9 @@ HK_API int hk_pool_free(hk_pool_t *pool);
 /*
  * The process-wide pool, created on first use with the default options (or
  * with HARK_POOL_THREADS workers if that environment variable is set).
- * Returns NULL only if it cannot be created. Thread-safe.
+ * Returns NULL only if it cannot be created. Thread-safe. In a fork child the
+ * first call creates the child's own default pool (the parent's workers do
+ * not exist there); pools from hk_pool_new must not be used in the child.
  */
 HK_API hk_pool_t *hk_pool_default(void);
 

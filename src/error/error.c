@@ -4,6 +4,7 @@
  * short wording, not strerror(), which varies by locale and libc.
  */
 #include <errno.h>
+#include <limits.h>
 #include <stddef.h>
 
 #include "hark/error.h"
@@ -60,7 +61,12 @@
     X(ECANCELED, "operation canceled")                                                             \
     X(ENODATA, "no data of the requested kind")                                                    \
     X(ESHUTDOWN, "shut down")                                                                      \
-    X(EOWNERDEAD, "owner died")
+    X(EOWNERDEAD, "owner died")                                                                    \
+    X(EXDEV, "cross-device link or outside the tree")                                              \
+    X(EDEADLK, "would deadlock")                                                                   \
+    X(EAFNOSUPPORT, "address family not supported")                                                \
+    X(ENOTSOCK, "not a socket")                                                                    \
+    X(EPROTONOSUPPORT, "protocol not supported")
 
 struct hk_errno_entry {
     int code;
@@ -74,6 +80,8 @@ static const struct hk_errno_entry hk_errno_table[] = {HK_ERRNO_TABLE(HK_ERRNO_E
 
 static const struct hk_errno_entry *hk_errno_find(int err)
 {
+    if (err == INT_MIN)
+        return NULL; /* -INT_MIN overflows, and no errno is that large */
     if (err < 0)
         err = -err;
     for (size_t i = 0; i < sizeof hk_errno_table / sizeof hk_errno_table[0]; i++) {

@@ -206,10 +206,38 @@ int hk_pool_free(hk_pool_t *pool)
     return 0;
 }
 
-static pthread_once_t hk__default_once = PTHREAD_ONCE_INIT;
+/*
+ * The default pool is created on first use. After fork() only the forking
+ * thread exists in the child: the parent's workers are gone and its lock may
+ * have been held by one of them, so the child forgets that pool (leaked: it
+ * cannot be freed safely) and creates its own on first use.
+ */
+static pthread_mutex_t hk__default_lock = PTHREAD_MUTEX_INITIALIZER;
+static pthread_once_t hk__atfork_once = PTHREAD_ONCE_INIT;
 static hk_pool_t *hk__default_pool;
 
-static void hk__default_create(void)
+static void hk__default_prepare(void)
+{
+    pthread_mutex_lock(&hk__default_lock);
+}
+
+static void hk__default_parent(void)
+{
+    pthread_mutex_unlock(&hk__default_lock);
+}
+
+static void hk__default_child(void)
+{
+    pthread_mutex_init(&hk__default_lock, NULL);
+    __atomic_store_n(&hk__default_pool, NULL, __ATOMIC_RELEASE);
+}
+
+static void hk__atfork_register(void)
+{
+    pthread_atfork(hk__default_prepare, hk__default_parent, hk__default_child);
+}
+
+static hk_pool_t *hk__default_create(void)
 {
     hk_pool_options_t o = {0};
     const char *env = getenv("HARK_POOL_THREADS");
@@ -218,14 +246,27 @@ static void hk__default_create(void)
         if (n > 0 && n <= 1024)
             o.threads = (unsigned)n;
     }
-    if (hk_pool_new(&hk__default_pool, &o) == 0)
-        hk__default_pool->is_default = 1;
+    hk_pool_t *pool;
+    if (hk_pool_new(&pool, &o) < 0)
+        return NULL;
+    pool->is_default = 1;
+    return pool;
 }
 
 hk_pool_t *hk_pool_default(void)
 {
-    pthread_once(&hk__default_once, hk__default_create);
-    return hk__default_pool;
+    hk_pool_t *pool = __atomic_load_n(&hk__default_pool, __ATOMIC_ACQUIRE);
+    if (pool)
+        return pool;
+    pthread_once(&hk__atfork_once, hk__atfork_register);
+    pthread_mutex_lock(&hk__default_lock);
+    pool = hk__default_pool;
+    if (!pool) {
+        pool = hk__default_create();
+        __atomic_store_n(&hk__default_pool, pool, __ATOMIC_RELEASE);
+    }
+    pthread_mutex_unlock(&hk__default_lock);
+    return pool;
 }
 
 unsigned hk_pool_threads(const hk_pool_t *pool)

@@ -26,9 +26,13 @@ int hk_stats_welford_add(hk_welford_t *w, double x)
     if (!isfinite(x))
         return -EINVAL;
     w->n++;
+    double n = (double)w->n;
     double delta = x - w->mean;
-    w->mean += delta / (double)w->n;
-    w->m2 += delta * (x - w->mean);
+    if (isfinite(delta))
+        w->mean += delta / n;
+    else /* |x - mean| overflows (samples of opposite sign near DBL_MAX): scale first */
+        w->mean += x / n - w->mean / n;
+    w->m2 += delta * (x - w->mean); /* same sign as delta^2: may overflow to +inf, never < 0 */
     return 0;
 }
 
