@@ -21,6 +21,7 @@ struct echo_conn {
     struct echo_server *server;
     struct echo_conn *prev, *next;
     size_t start, end;
+    int eof; /* the client shut down its side: close once the echo is out */
     char buf[ECHO_BUF];
 };
 
@@ -48,9 +49,10 @@ static void echo_conn_close(struct echo_conn *c)
     if (c->next)
         c->next->prev = c->prev;
     s->connections--;
-    close(c->io.fd);
+    int fd = c->io.fd;
     c->io.base.data = c;
-    hk_close(&c->io.base, echo_conn_closed);
+    hk_close(&c->io.base, echo_conn_closed); /* before close(): its DEL goes by number */
+    close(fd);
 }
 
 static void echo_conn_on_io(hk_io_t *io, unsigned revents)
@@ -67,12 +69,14 @@ static void echo_conn_on_io(hk_io_t *io, unsigned revents)
             c->server->bytes += (unsigned long long)n;
         }
     }
-    if ((revents & (HK_READABLE | HK_HANGUP | HK_ERROR)) && c->end < ECHO_BUF) {
+    if ((revents & (HK_READABLE | HK_HANGUP | HK_ERROR)) && !c->eof && c->end < ECHO_BUF) {
         ssize_t n = read(io->fd, c->buf + c->end, ECHO_BUF - c->end);
-        if (n == 0 || (n < 0 && errno != EAGAIN && errno != EINTR)) {
+        if (n < 0 && errno != EAGAIN && errno != EINTR) {
             echo_conn_close(c);
             return;
         }
+        if (n == 0)
+            c->eof = 1; /* a half-close: the echo still queued goes out first */
         if (n > 0) {
             c->end += (size_t)n;
             ssize_t w = send(io->fd, c->buf + c->start, c->end - c->start, MSG_NOSIGNAL);
@@ -82,11 +86,16 @@ static void echo_conn_on_io(hk_io_t *io, unsigned revents)
             }
         }
     }
-    if (c->start == c->end)
+    if (c->start == c->end) {
         c->start = c->end = 0;
+        if (c->eof) {
+            echo_conn_close(c);
+            return;
+        }
+    }
     /* Read while there is room; wait for writability while output is queued. */
     unsigned want = 0;
-    if (c->end < ECHO_BUF)
+    if (c->end < ECHO_BUF && !c->eof)
         want |= HK_READABLE;
     if (c->end > c->start)
         want |= HK_WRITABLE;
@@ -103,12 +112,12 @@ static void echo_on_accept(hk_listener_t *listener, int fd)
         return;
     }
     c->server = s;
-    c->start = c->end = 0;
+    c->start = c->end = c->eof = 0;
     hk_io_init(s->loop, &c->io, fd);
     if (hk_io_start(&c->io, HK_READABLE, echo_conn_on_io) < 0) {
-        close(fd);
         c->io.base.data = c;
         hk_close(&c->io.base, echo_conn_closed);
+        close(fd);
         return;
     }
     c->prev = NULL;

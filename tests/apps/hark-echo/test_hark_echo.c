@@ -130,6 +130,59 @@ Test(hark_echo, echoes_every_byte_and_exits_cleanly_on_sigterm)
     close(s.out);
 }
 
+/*
+ * A client that sends everything, then shuts down its side, then reads: the
+ * echo of the whole input must come back before the server closes. The
+ * client's small receive buffer keeps part of the echo queued in the server
+ * when the server reads the EOF; the server used to close at once and drop it.
+ */
+Test(hark_echo, half_close_gets_the_whole_echo)
+{
+    struct server s;
+    start_server(&s);
+    int fd = socket(AF_INET, SOCK_STREAM, 0);
+    int small = 4096;
+    setsockopt(fd, SOL_SOCKET, SO_RCVBUF, &small, sizeof small);
+    struct sockaddr_in a = {.sin_family = AF_INET, .sin_port = htons((uint16_t)s.port)};
+    inet_pton(AF_INET, "127.0.0.1", &a.sin_addr);
+    cr_assert_eq(connect(fd, (struct sockaddr *)&a, sizeof a), 0, "connect: %s", strerror(errno));
+
+    /* Full 16 KiB reads, then a short last one that arrives while the echo is stuck. */
+    size_t total = 256 * 1024 + 5000;
+    unsigned char *out = malloc(total), *in = malloc(total + 1);
+    for (size_t i = 0; i < total; i++)
+        out[i] = (unsigned char)(i * 13 + (i >> 8));
+    size_t sent = 0;
+    while (sent < total) {
+        struct pollfd p = {.fd = fd, .events = POLLOUT};
+        cr_assert_gt(poll(&p, 1, 10000), 0, "send stalled at %zu of %zu bytes", sent, total);
+        ssize_t n = send(fd, out + sent, total - sent, MSG_DONTWAIT);
+        if (n > 0)
+            sent += (size_t)n;
+    }
+    cr_assert_eq(shutdown(fd, SHUT_WR), 0);
+    /* Read slowly, so that the server's send buffer stays full to the end. */
+    size_t got = 0;
+    for (;;) {
+        struct pollfd p = {.fd = fd, .events = POLLIN};
+        cr_assert_gt(poll(&p, 1, 10000), 0, "echo stalled at %zu of %zu bytes", got, total);
+        size_t want = total + 1 - got < 2048 ? total + 1 - got : 2048;
+        ssize_t n = recv(fd, in + got, want, 0);
+        if (n <= 0)
+            break;
+        got += (size_t)n;
+        usleep(500);
+    }
+    cr_assert_eq(got, total, "the server closed after %zu of %zu echoed bytes", got, total);
+    cr_assert_eq(memcmp(in, out, total), 0, "echoed bytes differ");
+    free(out);
+    free(in);
+    close(fd);
+    kill(s.pid, SIGTERM);
+    cr_assert_eq(wait_exit(s.pid), 0);
+    close(s.out);
+}
+
 Test(hark_echo, serves_many_clients_at_once)
 {
     struct server s;
