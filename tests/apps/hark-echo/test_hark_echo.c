@@ -92,6 +92,19 @@ static int connect_to(int port)
     return fd;
 }
 
+/* Checks the echo, frees both buffers, closes the client, and stops the server with SIGTERM. */
+static void check_echo_and_stop(struct server *s, int fd, unsigned char *out, unsigned char *in,
+                                size_t total)
+{
+    cr_assert_eq(memcmp(in, out, total), 0, "echoed bytes differ");
+    free(out);
+    free(in);
+    close(fd);
+    kill(s->pid, SIGTERM);
+    cr_assert_eq(wait_exit(s->pid), 0, "hark-echo did not exit 0 on SIGTERM");
+    close(s->out);
+}
+
 Test(hark_echo, echoes_every_byte_and_exits_cleanly_on_sigterm)
 {
     struct server s;
@@ -120,14 +133,7 @@ Test(hark_echo, echoes_every_byte_and_exits_cleanly_on_sigterm)
                 got += (size_t)n;
         }
     }
-    cr_assert_eq(memcmp(in, out, total), 0, "echoed bytes differ");
-    free(out);
-    free(in);
-    close(fd);
-
-    kill(s.pid, SIGTERM);
-    cr_assert_eq(wait_exit(s.pid), 0);
-    close(s.out);
+    check_echo_and_stop(&s, fd, out, in, total);
 }
 
 /*
@@ -174,13 +180,7 @@ Test(hark_echo, half_close_gets_the_whole_echo)
         usleep(500);
     }
     cr_assert_eq(got, total, "the server closed after %zu of %zu echoed bytes", got, total);
-    cr_assert_eq(memcmp(in, out, total), 0, "echoed bytes differ");
-    free(out);
-    free(in);
-    close(fd);
-    kill(s.pid, SIGTERM);
-    cr_assert_eq(wait_exit(s.pid), 0);
-    close(s.out);
+    check_echo_and_stop(&s, fd, out, in, total);
 }
 
 Test(hark_echo, serves_many_clients_at_once)
