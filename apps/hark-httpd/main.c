@@ -28,8 +28,9 @@ static void usage(FILE *f)
           "  -n, --threads N      worker threads (default 1)\n"
           "  -h, --help           this text\n"
           "  -V, --version        the version\n"
-          "Signals: HUP reloads the configuration file, TERM or INT drains and exits,\n"
-          "USR1 reopens the logs. Status page /_hark/status, metrics /metrics.\n"
+          "Signals: HUP reloads the configuration file, TERM or INT drains and exits (a\n"
+          "second one closes the connections left at once), USR1 reopens the logs.\n"
+          "Status page /_hark/status, metrics /metrics.\n"
           "Exit codes: 0 ok, 1 usage, 2 configuration error, 3 could not start.\n",
           f);
 }
@@ -45,6 +46,15 @@ typedef struct control {
 
 static void control_done(control_t *ctl)
 {
+    /*
+     * Closing a signal's last watcher unblocks it, and its default action is
+     * back: a TERM or HUP that came during the teardown (or was pending) would
+     * kill the process before the last log lines and the exit status. Ignoring
+     * them also discards one that is pending.
+     */
+    int nums[] = {SIGHUP, SIGTERM, SIGINT, SIGUSR1};
+    for (int i = 0; i < 4; i++)
+        signal(nums[i], SIG_IGN);
     hk_close(&ctl->hup.base, NULL);
     hk_close(&ctl->term.base, NULL);
     hk_close(&ctl->intr.base, NULL);
@@ -92,6 +102,13 @@ static void on_signal(hk_signal_t *sig, int signum)
         hk_timer_start_in(&ctl->drain_deadline, on_drain_deadline, (int64_t)ctl->srv->drain_timeout,
                           0); /* the current config's */
         hk_timer_start_in(&ctl->drain_poll, on_drain_poll, 20000000, 20000000);
+    } else {
+        /* A second TERM or INT (Ctrl-C twice): no more waiting. */
+        hk_log(HK_LOG_WARN, "second signal: closing the remaining connections",
+               "signal=%d open=%llu", signum,
+               (unsigned long long)httpd_server_open_conns(ctl->srv));
+        httpd_server_drain(ctl->srv);
+        control_done(ctl);
     }
 }
 

@@ -160,8 +160,10 @@ Test(httpd_config_errors, location_and_root_errors)
 
 Test(httpd_config_errors, unreadable_certificate)
 {
-    if (geteuid() == 0)
+    if (geteuid() == 0) {
+        teardown(); /* a skipped test's .fini does not run: its temp dir stayed behind */
         cr_skip_test("root reads every file");
+    }
     cr_assert_eq(chmod(in_dir("key.pem"), 0), 0);
     char want[512];
     snprintf(want, sizeof want, "2:51: expected a readable file, got \"key.pem\" (%s: %s)",

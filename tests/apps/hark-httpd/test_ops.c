@@ -342,6 +342,20 @@ Test(httpd_ops, second_instance_on_the_same_address_refuses)
     cr_assert_eq(server_stop(&srv, SIGTERM), 0);
 }
 
+/* Waits up to ms for the server to exit by itself; returns its exit status, -1 if it did not. */
+static int wait_exit_within(int ms)
+{
+    int st = 0;
+    pid_t w = 0;
+    for (int i = 0; i < ms / 10 && (w = waitpid(srv.pid, &st, WNOHANG)) == 0; i++)
+        usleep(10000);
+    if (w != srv.pid)
+        return -1; /* the teardown kills it */
+    srv.pid = 0;
+    close(srv.err_fd);
+    return WIFEXITED(st) ? WEXITSTATUS(st) : 128 + WTERMSIG(st);
+}
+
 /*
  * While draining, the listening sockets are closed (a new client is refused
  * at once, not queued in the backlog and reset at exit), and a request whose
@@ -386,20 +400,32 @@ Test(httpd_ops, drain_refuses_new_clients_and_answers_a_head_in_flight)
     cr_assert_eq(server_stop(&srv, SIGTERM), 0);
 }
 
-Test(httpd_ops, drain_finishes_in_flight)
+/*
+ * Starts the server (with extra config lines), a curl that downloads 32 MiB at
+ * rate (curl's --limit-rate) and prints "STATUS SIZE", and, half a second in,
+ * SIGTERM; returns the curl's output stream 200 ms later.
+ */
+static FILE *start_slow_download_then_term(const char *extra, const char *rate)
 {
     run(NULL, 0, "head -c 33554432 /dev/zero > %s/www/huge.bin", srv.dir);
-    server_start_conf(&srv, "listen 127.0.0.1:0;\naccess_log off;\nroot %s/www;\n", srv.dir);
-    /* A slow reader (1 MB/s) of 32 MiB: still downloading when SIGTERM comes... */
+    server_start_conf(&srv, "listen 127.0.0.1:0;\naccess_log off;\n%sroot %s/www;\n", extra,
+                      srv.dir);
     char cmd[512];
     snprintf(cmd, sizeof(cmd),
-             "curl -s --limit-rate 8M -o /dev/null -w '%%{http_code} %%{size_download}' "
+             "curl -s --limit-rate %s -o /dev/null -w '%%{http_code} %%{size_download}' "
              "http://127.0.0.1:%d/huge.bin",
-             srv.port);
+             rate, srv.port);
     FILE *c = popen(cmd, "r");
     usleep(500 * 1000);
     kill(srv.pid, SIGTERM);
     usleep(200 * 1000);
+    return c;
+}
+
+Test(httpd_ops, drain_finishes_in_flight)
+{
+    /* A slow reader (8 MB/s) of 32 MiB: still downloading when SIGTERM comes... */
+    FILE *c = start_slow_download_then_term("", "8M");
     /* ...new connections are refused meanwhile... */
     cr_assert_neq(run(NULL, 0, "curl -s -m 2 http://127.0.0.1:%d/a.txt", srv.port), 0);
     /* ...and the download completes before the server exits 0. */
@@ -407,12 +433,25 @@ Test(httpd_ops, drain_finishes_in_flight)
     out[len] = '\0';
     pclose(c);
     cr_assert_str_eq(out, "200 33554432");
-    int st = 0;
-    for (int i = 0; i < 500 && waitpid(srv.pid, &st, WNOHANG) == 0; i++)
-        usleep(10000);
-    cr_assert(WIFEXITED(st) && WEXITSTATUS(st) == 0);
-    srv.pid = 0;
-    close(srv.err_fd);
+    cr_assert_eq(wait_exit_within(5000), 0, "the drain did not end in a clean exit");
+}
+
+/*
+ * A second SIGTERM during the drain (Ctrl-C twice) closes what is left at
+ * once: a download that would take half a minute more does not hold the exit
+ * until drain_timeout (60 s here).
+ */
+Test(httpd_ops, second_signal_ends_the_drain)
+{
+    FILE *c = start_slow_download_then_term("drain_timeout 60s;\n", "1M");
+    cr_assert_eq(waitpid(srv.pid, NULL, WNOHANG), 0,
+                 "the first SIGTERM must wait for the download");
+    kill(srv.pid, SIGTERM);
+    cr_assert_eq(wait_exit_within(10000), 0, "a second SIGTERM did not end the drain cleanly");
+    size_t len = fread(out, 1, sizeof(out) - 1, c);
+    out[len] = '\0';
+    pclose(c);
+    cr_assert_str_neq(out, "200 33554432", "the download was cut, not finished");
 }
 
 Test(httpd_ops, ten_thousand_idle_connections)
