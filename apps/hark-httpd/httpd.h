@@ -91,8 +91,10 @@ typedef struct httpd_worker {
     hk_fs_t *fs;
     httpd_gen_t *gen; /* current generation (own reference) */
     hk_subscriber_t sub;
-    hk_async_t stop_async; /* drain request from the control thread */
-    hk_timer_t tick;       /* once a second: the Date header, stats snapshot */
+    hk_async_t stop_async;     /* drain request from the control thread */
+    pthread_mutex_t stop_lock; /* the control thread sends stop_async only while !exited */
+    bool exited;               /* the loop is ending: stop_async is closed, the loop freed */
+    hk_timer_t tick;           /* once a second: the Date header, stats snapshot */
     httpd_fcache_t *fcache;
     httpd_conn_t *conns; /* every open connection (doubly linked) */
     char date[HK_HTTP_DATE_LEN + 1];

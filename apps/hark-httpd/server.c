@@ -176,6 +176,7 @@ int httpd_server_start(httpd_t *srv, httpd_gen_t *gen)
         w->server = srv;
         w->index = i;
         pthread_mutex_init(&w->snap_lock, NULL);
+        pthread_mutex_init(&w->stop_lock, NULL);
         if (pthread_create(&w->thread, NULL, httpd_worker_main, w) != 0)
             return -EAGAIN;
     }
@@ -268,11 +269,20 @@ int httpd_server_reload(httpd_t *srv, const char *path)
     return 0;
 }
 
-/* First call: drain (stop accepting, finish requests). Second call: close what is left. */
+/*
+ * First call: drain (stop accepting, finish requests). Second call: close what
+ * is left. A worker whose connections are all gone has ended its loop and
+ * freed it: it gets nothing (a send there wrote to freed memory).
+ */
 void httpd_server_drain(httpd_t *srv)
 {
-    for (unsigned i = 0; i < srv->nworkers; i++)
-        hk_async_send(&srv->workers[i].stop_async);
+    for (unsigned i = 0; i < srv->nworkers; i++) {
+        httpd_worker_t *w = &srv->workers[i];
+        pthread_mutex_lock(&w->stop_lock);
+        if (!w->exited)
+            hk_async_send(&w->stop_async);
+        pthread_mutex_unlock(&w->stop_lock);
+    }
 }
 
 void httpd_server_unlisten(httpd_t *srv)
@@ -305,8 +315,10 @@ void httpd_server_stop(httpd_t *srv)
     hk_publish_free(srv->publish);
     hk_publish_barrier();
     httpd_config_unref(srv->listen_cfg);
-    for (unsigned i = 0; i < srv->nworkers; i++)
+    for (unsigned i = 0; i < srv->nworkers; i++) {
         pthread_mutex_destroy(&srv->workers[i].snap_lock);
+        pthread_mutex_destroy(&srv->workers[i].stop_lock);
+    }
     free(srv->workers);
     free(srv->groups);
     free(srv->members);

@@ -116,6 +116,9 @@ void *httpd_worker_main(void *arg)
     if (r == 0)
         r = hk_publish_subscribe(srv->publish, w->loop, &w->sub, on_new_gen);
     if (r < 0) {
+        pthread_mutex_lock(&w->stop_lock);
+        w->exited = true; /* no stop_async to send to */
+        pthread_mutex_unlock(&w->stop_lock);
         __atomic_store_n(&w->started, r, __ATOMIC_RELEASE);
         return NULL;
     }
@@ -141,6 +144,10 @@ void *httpd_worker_main(void *arg)
         httpd_upstreams_start(w);
         hk_loop_run(w->loop, HK_RUN_DEFAULT);
     }
+    /* From here on the control thread must not send: the loop is about to be freed. */
+    pthread_mutex_lock(&w->stop_lock);
+    w->exited = true;
+    pthread_mutex_unlock(&w->stop_lock);
     if (!hk_is_closing(&w->stop_async.base))
         hk_close(&w->stop_async.base, NULL);
     hk_loop_run(w->loop, HK_RUN_NOWAIT);
