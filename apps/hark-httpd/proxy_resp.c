@@ -15,8 +15,11 @@
  * business, trailers are dropped); a body delimited by the upstream closing
  * goes chunked to an HTTP/1.1 client and close-delimited to an HTTP/1.0
  * one. HEAD, 204 and 304 have no body whatever the headers say. Interim 1xx
- * responses are dropped: the client got its 100 Continue from us.
+ * responses (103 Early Hints, 102...) go to an HTTP/1.1 client rewritten like
+ * a final head, as RFC 9110 section 15.2 asks of a proxy; an HTTP/1.0 client
+ * must not get one, and 101 is refused (no upgrades).
  */
+#include <errno.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -161,6 +164,55 @@ static void resp_body(httpd_proxy_t *p, httpd_pbuf_t *b, size_t off, size_t n)
         resp_complete(p);
 }
 
+/* An interim response on its way to the client; freed when its write completes. */
+typedef struct interim {
+    hk_write_req_t wr;
+    httpd_proxy_t *p;
+    struct iovec iov;
+    char data[];
+} interim_t;
+
+static void on_interim_written(hk_write_req_t *req, int status)
+{
+    interim_t *im = req->data;
+    httpd_proxy_t *p = im->p;
+    free(im);
+    p->client_pending--;
+    httpd_proxy_client_written(p, status);
+    httpd_proxy_maybe_free(p);
+}
+
+/* The parsed 1xx head (head_len bytes) to the client; false when the request is over. */
+static bool resp_interim(httpd_proxy_t *p, size_t head_len)
+{
+    httpd_conn_t *c = p->c;
+    if (!c || p->client_10)
+        return true;
+    httpd_proxy_respinfo_t info = {.keep_alive = true};
+    size_t cap = httpd_proxy_response_head_max(&p->res, head_len);
+    interim_t *im = malloc(sizeof(*im) + cap);
+    ssize_t n = im ? httpd_proxy_response_head(im->data, cap, &p->res, &info) : -ENOMEM;
+    if (n < 0) {
+        free(im);
+        httpd_proxy_up_failed(p, -EBADMSG);
+        return false;
+    }
+    im->p = p;
+    im->iov = (struct iovec){im->data, (size_t)n};
+    im->wr.data = im;
+    int r = hk_stream_write(&c->stream, &im->wr, &im->iov, 1, on_interim_written);
+    if (r < 0) {
+        free(im);
+        httpd_conn_close(c);
+        return false;
+    }
+    p->client_pending++;
+    httpd_count(&p->w->counters.bytes_out, (uint64_t)n);
+    if (r == HK_STREAM_FULL)
+        p->client_full = true;
+    return true;
+}
+
 /* The head is parsed (head_len bytes of the first buffer): answer the client. */
 static void resp_respond(httpd_proxy_t *p, size_t head_len)
 {
@@ -249,7 +301,9 @@ static void resp_head(httpd_proxy_t *p)
             resp_respond(p, (size_t)r);
             return;
         }
-        /* An interim response: drop it, the final one follows. */
+        /* An interim response: forwarded; the final one follows. */
+        if (!resp_interim(p, (size_t)r))
+            return;
         memmove(b->data, b->data + r, p->hlen - (size_t)r);
         p->hlen -= (size_t)r;
         if (p->hlen == 0)

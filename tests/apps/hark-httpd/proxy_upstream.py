@@ -12,6 +12,7 @@ Modes:
               GET .../chunked    -> a chunked body ("chunk 0\\n" .. "chunk 9\\n")
               GET .../untilclose -> a body without length, ended by closing
               GET .../hop        -> hop-by-hop headers that must not reach the client
+              GET .../hints      -> 103 Early Hints (with a hop-by-hop header), then 200
               GET .../nocontent  -> 204
               GET .../truncated  -> 10 of the 1000 bytes announced, then closes
               GET .../health     -> 200, or 500 while the file ARG exists
@@ -103,6 +104,10 @@ def app(sock, f, method, path, lines, headers):
     elif path.endswith("/connlen"):
         # A connection option naming the framing header (RFC 9110 7.6.1 forbids it).
         send(sock, "200 OK", b"hello", ["Connection: Content-Length"])
+    elif path.endswith("/hints"):
+        sock.sendall(b"HTTP/1.1 103 Early Hints\r\nLink: </style.css>; rel=preload\r\n"
+                     b"Connection: X-Hop\r\nX-Hop: 1\r\n\r\n")
+        send(sock, "200 OK", b"hinted")
     elif path.endswith("/nocontent"):
         send(sock, "204 No Content", b"", length=False)
     elif path.endswith("/health"):

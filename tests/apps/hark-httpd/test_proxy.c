@@ -180,6 +180,27 @@ Test(httpd_proxy, forwarded_headers_and_hop_by_hop)
     front_stop();
 }
 
+/*
+ * An interim response the proxy did not ask for is forwarded (RFC 9110
+ * section 15.2), rewritten like a final head (hop-by-hop fields out, Via in),
+ * before the final one; an HTTP/1.0 client must not get it. It used to be
+ * dropped.
+ */
+Test(httpd_proxy, interim_responses_forwarded)
+{
+    front_start("server 127.0.0.1:%d;", app.port);
+    run(out, sizeof(out), "curl -s -i http://127.0.0.1:%d/api/hints", front.port);
+    const char *hint = strstr(out, "HTTP/1.1 103 Early Hints\r\n");
+    const char *final = strstr(out, "HTTP/1.1 200 OK\r\n");
+    cr_assert(hint && final && hint < final, "no 103 before the 200:\n%s", out);
+    cr_assert(strstr(out, "Link: </style.css>; rel=preload\r\n") && strstr(out, "hinted"), "%s",
+              out);
+    cr_assert(!strstr(out, "X-Hop"), "a hop-by-hop header of the 103 went through:\n%s", out);
+    run(out, sizeof(out), "curl -s -i --http1.0 http://127.0.0.1:%d/api/hints", front.port);
+    cr_assert(!strstr(out, " 103 ") && strstr(out, "hinted"), "HTTP/1.0:\n%s", out);
+    front_stop();
+}
+
 Test(httpd_proxy, response_framing)
 {
     front_start("server 127.0.0.1:%d;", app.port);
