@@ -48,6 +48,8 @@ static int run_one_job(void)
     hk_loop_run(loop, HK_RUN_DEFAULT);
     hk_close(&guard.base, NULL);
     hk_loop_run(loop, HK_RUN_NOWAIT);
+    if (hk_loop_free(loop) < 0)
+        return -1;
     return g_done == 1 && g_status == 0 ? 1 : 0;
 }
 
