@@ -20,6 +20,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "accesslog.h"
 #include "proxy.h"
 
 #define PROXY_UP_HIGH ((size_t)256 << 10) /* upstream stream watermarks */
@@ -59,6 +60,7 @@ static void px_free(httpd_proxy_t *p)
         free(p->bufs[i]);
     free(p->req_head);
     free(p->resp_head);
+    free(p->log_buf);
     httpd_ups_leave(p->ups);
     free(p);
 }
@@ -92,6 +94,8 @@ void httpd_proxy_abort(httpd_conn_t *c)
     httpd_proxy_t *p = c->proxy;
     if (!p)
         return;
+    /* 499 (as nginx logs it): the client went away before a response head reached it. */
+    httpd_proxy_log(p, p->responded ? p->res.status : 499, p->log_bytes);
     p->c = NULL;
     if (p->state != HTTPD_PX_DONE)
         p->state = HTTPD_PX_FAILED;
@@ -112,6 +116,7 @@ void httpd_proxy_finish(httpd_proxy_t *p)
     bool ka = p->ka && p->body_done && !p->client_eof;
     if (ka)
         httpd_proxy_pause_client(p, false);
+    httpd_proxy_log(p, p->res.status, p->log_bytes);
     p->c = NULL;
     httpd_conn_proxy_done(c, ka);
 }
@@ -128,6 +133,7 @@ void httpd_proxy_error(httpd_proxy_t *p, int status)
     if (ka)
         httpd_proxy_pause_client(p, false);
     httpd_resp_error(c, status, ka, p->head_req);
+    httpd_proxy_log(p, c->last_status, c->last_bytes);
     httpd_batch_flush(c);
     if (!p->c)
         return; /* the write failed and the connection closed */
@@ -363,6 +369,53 @@ static int px_build_head(httpd_proxy_t *p, const hk_http_request_t *req, size_t 
     return 0;
 }
 
+/* ---- Access log ------------------------------------------------------------------------- */
+
+/* Copies what the access log needs of req: its head lives in the connection's input. */
+static void px_log_capture(httpd_proxy_t *p, const hk_http_request_t *req)
+{
+    const hk_http_header_t *hs[2] = {
+        hk_http_find_header(req->headers, req->num_headers, "Referer"),
+        hk_http_find_header(req->headers, req->num_headers, "User-Agent"),
+    };
+    static const char *const names[2] = {"Referer", "User-Agent"};
+    size_t n = req->method_len + req->target_len;
+    for (int i = 0; i < 2; i++)
+        n += hs[i] ? hs[i]->value_len : 0;
+    char *at = malloc(n + 1);
+    if (!at)
+        return; /* this request goes unlogged; it is served all the same */
+    p->log_buf = at;
+    hk_http_request_t *lr = &p->log_req;
+    lr->method = at;
+    lr->method_len = req->method_len;
+    at = (char *)memcpy(at, req->method, req->method_len) + req->method_len;
+    lr->target = at;
+    lr->target_len = req->target_len;
+    at = (char *)memcpy(at, req->target, req->target_len) + req->target_len;
+    lr->minor_version = req->minor_version;
+    lr->headers = p->log_hdrs;
+    for (int i = 0; i < 2; i++) {
+        if (!hs[i])
+            continue;
+        hk_http_header_t *h = &p->log_hdrs[lr->num_headers++];
+        h->name = names[i];
+        h->name_len = strlen(names[i]);
+        h->value = at;
+        h->value_len = hs[i]->value_len;
+        at = (char *)memcpy(at, hs[i]->value, hs[i]->value_len) + hs[i]->value_len;
+    }
+}
+
+void httpd_proxy_log(httpd_proxy_t *p, int status, uint64_t bytes)
+{
+    if (!p->log_buf || !p->c)
+        return;
+    httpd_access_log(p->c, &p->log_req, status, bytes);
+    free(p->log_buf);
+    p->log_buf = NULL;
+}
+
 static bool idempotent(hk_http_method_t m)
 {
     return m == HK_HTTP_GET || m == HK_HTTP_HEAD || m == HK_HTTP_PUT || m == HK_HTTP_DELETE ||
@@ -388,6 +441,8 @@ int httpd_proxy_handle(httpd_conn_t *c, const hk_http_request_t *req, const char
     }
     p->c = c;
     p->w = c->w;
+    if (c->gen->cfg->access_log)
+        px_log_capture(p, req);
     p->ka = keep_alive;
     p->head_req = head_only;
     p->client_10 = req->minor_version == 0;

@@ -78,6 +78,12 @@ struct httpd_proxy {
     hk_write_req_t resp_wr, end_wr;
     struct iovec resp_iov;
     uint64_t read_deadline, send_deadline;
+    /* The access log's copy of the request line, Referer and User-Agent (the head is gone by
+     * the time the response ends); NULL when the log is off. */
+    hk_http_request_t log_req;
+    hk_http_header_t log_hdrs[2];
+    char *log_buf;
+    uint64_t log_bytes; /* body bytes written to the client */
 };
 
 /* proxy.c */
@@ -91,6 +97,7 @@ void httpd_proxy_finish(httpd_proxy_t *p);
 void httpd_proxy_maybe_free(httpd_proxy_t *p);
 void httpd_proxy_client_written(httpd_proxy_t *p, int status);       /* a client write completed */
 void httpd_proxy_on_client_written(hk_write_req_t *req, int status); /* req->data is p */
+void httpd_proxy_log(httpd_proxy_t *p, int status, uint64_t bytes);  /* once, while p->c is set */
 
 /* proxy_body.c */
 void httpd_proxy_pause_client(httpd_proxy_t *p, bool pause);

@@ -106,6 +106,7 @@ static bool client_write(httpd_proxy_t *p, httpd_pbuf_t *b, char *d, size_t len)
     }
     b->busy = true;
     p->client_pending++;
+    p->log_bytes += len;
     httpd_count(&p->w->counters.bytes_out, len);
     if (r == HK_STREAM_FULL)
         p->client_full = true;

@@ -156,6 +156,41 @@ Test(httpd_proxy, upstream_down_is_502_and_slow_is_504)
     front_stop();
 }
 
+/*
+ * Proxied requests are in the access log like the others: request line,
+ * the status the client got (the upstream's, or the proxy's own 502) and
+ * the body bytes sent; Referer and User-Agent survive until the response
+ * ends, long after the request head's buffer was reused. They used to be
+ * missing from the log.
+ */
+Test(httpd_proxy, proxied_requests_are_logged)
+{
+    int dead = free_tcp_port();
+    server_start_conf(&front,
+                      "threads 1;\nlisten 127.0.0.1:0;\naccess_log %s/access.log combined;\n"
+                      "root %s/www;\nupstream app {\nserver 127.0.0.1:%d;\n}\n"
+                      "upstream gone {\nserver 127.0.0.1:%d;\nconnect_timeout 1s;\n}\n"
+                      "location /api/ { proxy_pass app; }\nlocation /down/ { proxy_pass gone; }\n",
+                      front.dir, front.dir, app.port, dead);
+    run(out, sizeof(out),
+        "curl -s -o /dev/null -H 'Referer: http://r.example/' -A 'agent/1' "
+        "http://127.0.0.1:%d/api/chunked http://127.0.0.1:%d/down/x",
+        front.port, front.port);
+    front_stop(); /* flushes the log */
+    char path[512];
+    snprintf(path, sizeof(path), "%s/access.log", front.dir);
+    FILE *f = fopen(path, "r");
+    cr_assert_not_null(f);
+    size_t n = fread(out, 1, sizeof(out) - 1, f);
+    out[n] = '\0';
+    fclose(f);
+    /* The chunked body of ten 8-byte lines: 80 bytes of body, re-chunked to the client. */
+    cr_assert(
+        strstr(out, "\"GET /api/chunked HTTP/1.1\" 200 80 \"http://r.example/\" \"agent/1\"\n"),
+        "%s", out);
+    cr_assert(strstr(out, "\"GET /down/x HTTP/1.1\" 502 "), "%s", out);
+}
+
 Test(httpd_proxy, forwarded_headers_and_hop_by_hop)
 {
     front_start("server 127.0.0.1:%d;\nserver 127.0.0.1:%d;", ngx.port, app.port);
