@@ -296,6 +296,7 @@ typedef void (*hk_listener_close_cb)(hk_listener_t *listener);
 /* Flags of hk_tcp_listen, hk_unix_listen and hk_listener_open. */
 #define HK_LISTEN_REUSEPORT 0x01u /* SO_REUSEPORT before bind */
 #define HK_LISTEN_V6ONLY 0x02u    /* IPV6_V6ONLY on an IPv6 socket */
+/* Set on the listening socket, which Linux copies into every accepted one (no call per accept). */
 #define HK_LISTEN_NODELAY 0x04u   /* TCP_NODELAY on every accepted socket */
 #define HK_LISTEN_KEEPALIVE 0x08u /* keep-alive (60 s) on every accepted socket */
 #define HK_LISTEN_EXCLUSIVE 0x10u /* watch with EPOLLEXCLUSIVE (fd shared by loops) */

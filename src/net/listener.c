@@ -22,6 +22,7 @@
 
 #define HK__L_CLOSING 0x1u
 #define HK__L_PAUSED 0x2u
+#define HK__L_INHERITS 0x4u /* the listening socket has the options: accepted ones inherit them */
 #define HK__L_PENDING_SHIFT 8
 
 #define HK__LISTEN_FLAGS                                                                           \
@@ -77,7 +78,8 @@ static void hk__listener_on_io(hk_io_t *io, unsigned revents)
         }
         got++;
         l->stats.accepts++;
-        if (l->_flags & (HK_LISTEN_NODELAY | HK_LISTEN_KEEPALIVE))
+        if ((l->_flags & (HK_LISTEN_NODELAY | HK_LISTEN_KEEPALIVE)) &&
+            !(l->_state & HK__L_INHERITS))
             hk__conn_options(fd, l->_flags & HK_LISTEN_NODELAY, l->_flags & HK_LISTEN_KEEPALIVE);
         l->_cb(l, fd);
         if (l->_state & (HK__L_CLOSING | HK__L_PAUSED))
@@ -104,6 +106,16 @@ int hk_listener_open(hk_loop_t *loop, hk_listener_t *l, int fd, unsigned flags, 
     l->_flags = flags;
     l->_batch = HK_LISTEN_BATCH_DEFAULT;
     l->_state = 0;
+    /*
+     * Linux copies TCP_NODELAY and the keep-alive options of a listening
+     * socket into every socket accept4 returns: set once here, they cost no
+     * system call per connection. Where the listening socket refuses them,
+     * each accepted one gets them as before.
+     */
+    unsigned opts = flags & (HK_LISTEN_NODELAY | HK_LISTEN_KEEPALIVE);
+    if (opts && (!(opts & HK_LISTEN_NODELAY) || hk_tcp_nodelay(fd, 1) == 0) &&
+        (!(opts & HK_LISTEN_KEEPALIVE) || hk_tcp_keepalive(fd, 60) == 0))
+        l->_state |= HK__L_INHERITS;
     l->_backoff_ns = HK_LISTEN_BACKOFF_NS;
     l->_cb = cb;
     l->_close_cb = NULL;

@@ -44,7 +44,8 @@ static void listen_and_connect(const char *listen_addr, const char *fmt)
     hk_listener_t l;
     struct acc a = {.n = 0};
     l.data = &a;
-    int r = hk_tcp_listen(loop, &l, listen_addr, 0, HK_LISTEN_NODELAY, on_conn);
+    int r =
+        hk_tcp_listen(loop, &l, listen_addr, 0, HK_LISTEN_NODELAY | HK_LISTEN_KEEPALIVE, on_conn);
     cr_assert_eq(r, 0, "listen %s: %s", listen_addr, hk_err_name(r));
     int port = hk_listener_port(&l);
     cr_assert_gt(port, 0);
@@ -68,6 +69,10 @@ static void listen_and_connect(const char *listen_addr, const char *fmt)
     cr_assert(on, "TCP_NODELAY set on the accepted socket");
     cr_assert_eq(getsockopt(c.fd, SOL_SOCKET, SO_KEEPALIVE, &on, &len), 0);
     cr_assert(on, "keep-alive on");
+    cr_assert_eq(getsockopt(a.fds[0], SOL_SOCKET, SO_KEEPALIVE, &on, &len), 0);
+    cr_assert(on, "keep-alive on the accepted socket");
+    cr_assert_eq(getsockopt(a.fds[0], IPPROTO_TCP, TCP_KEEPIDLE, &on, &len), 0);
+    cr_assert_eq(on, 60, "the accepted socket's keep-alive idle time");
     cr_assert_eq(write(c.fd, "ping", 4), 4);
     char buf[8];
     usleep(1000);
