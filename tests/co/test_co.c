@@ -284,13 +284,24 @@ Test(co, sync_and_select)
     run(sync_main, 2);
 }
 
-/* Work stealing: coroutines queued on a busy worker move to the idle one. */
-static void *spin_a_while(void *arg)
+/*
+ * Work stealing: coroutines queued on a busy worker move to the idle one. Each keeps its
+ * worker busy until a migration is counted (or the shared deadline passes): a fixed spin
+ * (2 ms each) let the queue drain before the idle worker's thread got a CPU on a loaded
+ * machine (failed 1 in 30 with two CPU hogs).
+ */
+struct steal {
+    hk_co_runtime_t *rt;
+    uint64_t before, give_up;
+};
+
+static void *spin_until_stolen(void *arg)
 {
-    (void)arg;
-    uint64_t end = hk_time_now() + 2 * MS;
-    while (hk_time_now() < end)
-        ;
+    struct steal *s = arg;
+    hk_co_runtime_stats_t st;
+    do
+        hk_co_runtime_stats(s->rt, &st);
+    while (st.migrations == s->before && hk_time_now() < s->give_up);
     return NULL;
 }
 
@@ -299,9 +310,10 @@ static void *steal_main(void *arg)
     hk_co_runtime_t *rt = arg;
     hk_co_runtime_stats_t before, after;
     hk_co_runtime_stats(rt, &before);
+    struct steal s = {rt, before.migrations, hk_time_now() + 10000 * MS};
     hk_co_t *cos[64];
     for (int i = 0; i < 64; i++)
-        CHECK(hk_co_spawn(NULL, spin_a_while, NULL, NULL, &cos[i]) == 0);
+        CHECK(hk_co_spawn(NULL, spin_until_stolen, &s, NULL, &cos[i]) == 0);
     for (int i = 0; i < 64; i++)
         CHECK(hk_co_join(cos[i], NULL, HK_FOREVER) == 0);
     hk_co_runtime_stats(rt, &after);

@@ -18,6 +18,7 @@
 #include <string.h>
 #include <sys/resource.h>
 #include <sys/socket.h>
+#include <sys/syscall.h>
 #include <unistd.h>
 
 struct server {
@@ -27,6 +28,7 @@ struct server {
     hk_async_t *stops;
     hk_accept_stats_t *stats;
     long *ctxsw; /* voluntary context switches of each loop thread while it ran */
+    pid_t *tids; /* atomic: each loop thread's id, set before it counts as started */
     unsigned n;
     int started; /* atomic */
     /*
@@ -67,6 +69,7 @@ static void *loop_thread(void *p)
     srv->stops[ta->index].base.data = &srv->members[ta->index];
     struct rusage r0, r1;
     getrusage(RUSAGE_THREAD, &r0);
+    __atomic_store_n(&srv->tids[ta->index], gettid(), __ATOMIC_RELAXED);
     __atomic_fetch_add(&srv->started, 1, __ATOMIC_RELEASE);
     cr_assert_geq(hk_loop_run(loop, HK_RUN_DEFAULT), 0);
     getrusage(RUSAGE_THREAD, &r1);
@@ -85,13 +88,63 @@ static void *loop_thread(void *p)
     return NULL;
 }
 
-/* One connection at a time: connect, wait for the server's close, reset (no TIME_WAIT). */
-static void client_run(int port, unsigned conns)
+/* Is the thread off the CPU, asleep in epoll_wait (state S, blocked in an epoll syscall)? */
+static int asleep_in_epoll(pid_t tid)
 {
+    char path[64], buf[512];
+    snprintf(path, sizeof path, "/proc/self/task/%d/stat", (int)tid);
+    FILE *f = fopen(path, "r");
+    cr_assert(f, "%s: %s", path, strerror(errno));
+    size_t n = fread(buf, 1, sizeof buf - 1, f);
+    fclose(f);
+    buf[n] = 0;
+    char *end = strrchr(buf, ')'); /* the state follows the command name */
+    if (!end || end[1] != ' ' || end[2] != 'S')
+        return 0;
+    snprintf(path, sizeof path, "/proc/self/task/%d/syscall", (int)tid);
+    f = fopen(path, "r");
+    cr_assert(f, "%s: %s", path, strerror(errno));
+    long nr = -1;
+    int got = fscanf(f, "%ld", &nr); /* "running" when on a CPU: no number */
+    fclose(f);
+    if (got != 1)
+        return 0;
+#ifdef SYS_epoll_wait
+    if (nr == SYS_epoll_wait)
+        return 1;
+#endif
+#ifdef SYS_epoll_pwait2
+    if (nr == SYS_epoll_pwait2)
+        return 1;
+#endif
+    return nr == SYS_epoll_pwait;
+}
+
+/*
+ * The counts assume every loop sleeps in epoll_wait when a connection comes: a thread
+ * still runnable (woken for the previous connection, or not yet in its first epoll_wait
+ * on a loaded box) takes no new wake-up, and the herd would not show.
+ */
+static void wait_all_asleep(struct server *srv)
+{
+    uint64_t give_up = hk_time_now() + 30ull * 1000000000ull;
+    for (unsigned i = 0; i < srv->n; i++) {
+        while (!asleep_in_epoll(__atomic_load_n(&srv->tids[i], __ATOMIC_RELAXED))) {
+            cr_assert_lt(hk_time_now(), give_up, "loop %u never went to sleep in epoll_wait", i);
+            usleep(100);
+        }
+    }
+}
+
+/* One connection at a time: connect, wait for the server's close, reset (no TIME_WAIT). */
+static void client_run(struct server *srv, unsigned conns)
+{
+    int port = srv->group.port;
     struct sockaddr_in sin = {.sin_family = AF_INET,
                               .sin_addr.s_addr = htonl(INADDR_LOOPBACK),
                               .sin_port = htons((uint16_t)port)};
     for (unsigned i = 0; i < conns; i++) {
+        wait_all_asleep(srv);
         int fd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
         cr_assert_geq(fd, 0);
         cr_assert_eq(connect(fd, (struct sockaddr *)&sin, sizeof sin), 0, "connect: %s",
@@ -119,7 +172,8 @@ static struct result run_mode(hk_accept_mode_t mode, unsigned n, unsigned conns)
     srv.stops = calloc(n, sizeof *srv.stops);
     srv.stats = calloc(n, sizeof *srv.stats);
     srv.ctxsw = calloc(n, sizeof *srv.ctxsw);
-    cr_assert(srv.members && srv.threads && srv.stops && srv.stats && srv.ctxsw);
+    srv.tids = calloc(n, sizeof *srv.tids);
+    cr_assert(srv.members && srv.threads && srv.stops && srv.stats && srv.ctxsw && srv.tids);
     int r = hk_accept_group_open(&srv.group, mode, "127.0.0.1:0", 512, 0, srv.members, n);
     cr_assert_eq(r, 0, "group open: %s", hk_err_name(r));
     cr_assert_gt(srv.group.port, 0);
@@ -131,8 +185,7 @@ static struct result run_mode(hk_accept_mode_t mode, unsigned n, unsigned conns)
     }
     while (__atomic_load_n(&srv.started, __ATOMIC_ACQUIRE) < (int)n)
         usleep(1000);
-    usleep(20000); /* every loop asleep in epoll */
-    client_run(srv.group.port, conns);
+    client_run(&srv, conns);
     for (unsigned i = 0; i < n; i++)
         hk_async_send(&srv.stops[i]);
     __atomic_store_n(&srv.sends_done, 1, __ATOMIC_RELEASE);
@@ -166,6 +219,7 @@ static struct result run_mode(hk_accept_mode_t mode, unsigned n, unsigned conns)
     free(srv.stops);
     free(srv.stats);
     free(srv.ctxsw);
+    free(srv.tids);
     return res;
 }
 
