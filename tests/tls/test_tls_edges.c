@@ -205,7 +205,7 @@ Test(tls_edges, key_update_while_write_pending)
     struct text_arg ta = {&srv, "k"};
     run_until_cond(loop, text_cond, &ta, 10000, "the server to read the byte");
     cr_assert_eq(hk_stream_read_start(&cli.s, NULL, conn_on_read), 0);
-    run_until_cond(loop, ku_done, &size, 30000, "the bulk");
+    run_until_cond(loop, ku_done, &size, 60000, "the bulk");
     cr_expect_eq(srv.rerr, 0, "server read: %s (%s)", hk_err_name(srv.rerr), hk_tls_last_error());
     cr_expect_eq(cli.rerr, 0, "client read: %s (%s)", hk_err_name(cli.rerr), hk_tls_last_error());
     cr_expect_eq(ku_wstatus, 0, "bulk write: %s", hk_err_name(ku_wstatus));
