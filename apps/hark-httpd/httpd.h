@@ -23,6 +23,7 @@
 #include <stdio.h>
 
 #include "config.h"
+#include "upstream_stats.h"
 
 /* The methods served by the static handler and the built-in pages (405, 501, OPTIONS). */
 #define HTTPD_ALLOW_LINE "Allow: GET, HEAD, OPTIONS\r\n"
@@ -124,6 +125,8 @@ struct httpd {
     uint64_t drain_timeout;          /* of the current generation (the control thread's copy) */
     _Atomic unsigned members_closed; /* accept members closed by draining workers */
     bool unlistened;                 /* the listening sockets are closed (drain) */
+    pthread_mutex_t ustats_lock;     /* guards the list of ustats (upstream_stats.h) */
+    httpd_ustats_entry_t *ustats;    /* upstream counters, kept across reloads */
 };
 
 /* server.c */

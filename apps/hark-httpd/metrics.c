@@ -11,14 +11,9 @@
 #include <string.h>
 
 #include "conn.h"
+#include "metrics.h"
 
-typedef struct mbuf {
-    char *p;
-    size_t len, cap;
-    bool failed;
-} mbuf_t;
-
-__attribute__((format(printf, 2, 3))) static void out(mbuf_t *b, const char *fmt, ...)
+void httpd_out(httpd_mbuf_t *b, const char *fmt, ...)
 {
     if (b->failed)
         return;
@@ -69,17 +64,17 @@ static void sum_counters(httpd_t *srv, httpd_counters_t *t)
     }
 }
 
-static void counter(mbuf_t *b, const char *name, const char *help, uint64_t v)
+static void counter(httpd_mbuf_t *b, const char *name, const char *help, uint64_t v)
 {
-    out(b, "# HELP %s %s\n# TYPE %s counter\n%s %llu\n", name, help, name, name,
-        (unsigned long long)v);
+    httpd_out(b, "# HELP %s %s\n# TYPE %s counter\n%s %llu\n", name, help, name, name,
+              (unsigned long long)v);
 }
 
-static void lag_histogram(mbuf_t *b, httpd_t *srv)
+static void lag_histogram(httpd_mbuf_t *b, httpd_t *srv)
 {
     static const double bounds[] = {1e-5, 1e-4, 5e-4, 1e-3, 5e-3, 1e-2, 5e-2, 1e-1, 1.0};
-    out(b, "# HELP hark_loop_lag_seconds How late ready events and timers were served.\n"
-           "# TYPE hark_loop_lag_seconds histogram\n");
+    httpd_out(b, "# HELP hark_loop_lag_seconds How late ready events and timers were served.\n"
+                 "# TYPE hark_loop_lag_seconds histogram\n");
     for (unsigned i = 0; i < srv->nworkers; i++) {
         httpd_worker_t *w = &srv->workers[i];
         pthread_mutex_lock(&w->snap_lock);
@@ -90,53 +85,54 @@ static void lag_histogram(mbuf_t *b, httpd_t *srv)
             for (unsigned bk = 0; bk < HK_LAG_BUCKETS; bk++)
                 if ((double)hk_lag_bucket_max(bk) <= bounds[k] * 1e9)
                     n += st.lag_hist[bk];
-            out(b, "hark_loop_lag_seconds_bucket{worker=\"%u\",le=\"%g\"} %llu\n", i, bounds[k],
-                (unsigned long long)n);
+            httpd_out(b, "hark_loop_lag_seconds_bucket{worker=\"%u\",le=\"%g\"} %llu\n", i,
+                      bounds[k], (unsigned long long)n);
         }
-        out(b, "hark_loop_lag_seconds_bucket{worker=\"%u\",le=\"+Inf\"} %llu\n", i,
-            (unsigned long long)st.lag_count);
-        out(b, "hark_loop_lag_seconds_sum{worker=\"%u\"} %.9f\n", i, (double)st.lag_sum_ns / 1e9);
-        out(b, "hark_loop_lag_seconds_count{worker=\"%u\"} %llu\n", i,
-            (unsigned long long)st.lag_count);
+        httpd_out(b, "hark_loop_lag_seconds_bucket{worker=\"%u\",le=\"+Inf\"} %llu\n", i,
+                  (unsigned long long)st.lag_count);
+        httpd_out(b, "hark_loop_lag_seconds_sum{worker=\"%u\"} %.9f\n", i,
+                  (double)st.lag_sum_ns / 1e9);
+        httpd_out(b, "hark_loop_lag_seconds_count{worker=\"%u\"} %llu\n", i,
+                  (unsigned long long)st.lag_count);
     }
 }
 
 #define PER_WORKER(b, srv, name, help, type, expr)                                                 \
     do {                                                                                           \
-        out(b, "# HELP %s %s\n# TYPE %s %s\n", name, help, name, type);                            \
+        httpd_out(b, "# HELP %s %s\n# TYPE %s %s\n", name, help, name, type);                      \
         for (unsigned i_ = 0; i_ < (srv)->nworkers; i_++) {                                        \
             httpd_worker_t *w = &(srv)->workers[i_];                                               \
             pthread_mutex_lock(&w->snap_lock);                                                     \
             unsigned long long v_ = (unsigned long long)(expr);                                    \
             pthread_mutex_unlock(&w->snap_lock);                                                   \
-            out(b, "%s{worker=\"%u\"} %llu\n", name, i_, v_);                                      \
+            httpd_out(b, "%s{worker=\"%u\"} %llu\n", name, i_, v_);                                \
         }                                                                                          \
     } while (0)
 
 char *httpd_metrics_render(httpd_t *srv, size_t *len)
 {
-    mbuf_t b = {.cap = 8192};
+    httpd_mbuf_t b = {.cap = 8192};
     b.p = malloc(b.cap);
     if (!b.p)
         return NULL;
     httpd_counters_t t;
     sum_counters(srv, &t);
-    out(&b, "# HELP hark_http_requests_total Responses sent, by status code.\n"
-            "# TYPE hark_http_requests_total counter\n");
+    httpd_out(&b, "# HELP hark_http_requests_total Responses sent, by status code.\n"
+                  "# TYPE hark_http_requests_total counter\n");
     for (int k = 0; k < HTTPD_ST_COUNT; k++) {
         if (status_codes[k])
-            out(&b, "hark_http_requests_total{code=\"%d\"} %llu\n", status_codes[k],
-                (unsigned long long)t.by_status[k]);
+            httpd_out(&b, "hark_http_requests_total{code=\"%d\"} %llu\n", status_codes[k],
+                      (unsigned long long)t.by_status[k]);
         else
-            out(&b, "hark_http_requests_total{code=\"other\"} %llu\n",
-                (unsigned long long)t.by_status[k]);
+            httpd_out(&b, "hark_http_requests_total{code=\"other\"} %llu\n",
+                      (unsigned long long)t.by_status[k]);
     }
     counter(&b, "hark_http_response_bytes_total", "Bytes of responses queued.", t.bytes_out);
     counter(&b, "hark_http_connections_total", "Connections accepted.", t.conns_total);
-    out(&b,
-        "# HELP hark_http_connections_open Connections open now.\n"
-        "# TYPE hark_http_connections_open gauge\nhark_http_connections_open %llu\n",
-        (unsigned long long)t.conns_open);
+    httpd_out(&b,
+              "# HELP hark_http_connections_open Connections open now.\n"
+              "# TYPE hark_http_connections_open gauge\nhark_http_connections_open %llu\n",
+              (unsigned long long)t.conns_open);
     counter(&b, "hark_http_connections_refused_total", "Connections over max_conns.",
             t.conns_refused);
     counter(&b, "hark_http_header_timeouts_total", "Heads not complete in header_timeout.",
@@ -157,15 +153,16 @@ char *httpd_metrics_render(httpd_t *srv, size_t *len)
     lag_histogram(&b, srv);
     hk_pool_stats_t ps;
     if (hk_pool_stats(srv->pool ? srv->pool : hk_pool_default(), &ps) == 0) {
-        out(&b, "# HELP hark_pool_queue_depth Jobs waiting in the blocking-work pool.\n"
-                "# TYPE hark_pool_queue_depth gauge\n");
-        out(&b, "hark_pool_queue_depth{class=\"fast\"} %u\n", ps.queued[HK_WORK_FAST]);
-        out(&b, "hark_pool_queue_depth{class=\"slow\"} %u\n", ps.queued[HK_WORK_SLOW]);
+        httpd_out(&b, "# HELP hark_pool_queue_depth Jobs waiting in the blocking-work pool.\n"
+                      "# TYPE hark_pool_queue_depth gauge\n");
+        httpd_out(&b, "hark_pool_queue_depth{class=\"fast\"} %u\n", ps.queued[HK_WORK_FAST]);
+        httpd_out(&b, "hark_pool_queue_depth{class=\"slow\"} %u\n", ps.queued[HK_WORK_SLOW]);
     }
-    out(&b,
-        "# HELP hark_config_generation Configuration generation in use (1 + reloads).\n"
-        "# TYPE hark_config_generation gauge\nhark_config_generation %u\n",
-        atomic_load(&srv->gen_id));
+    httpd_metrics_upstreams(&b, srv);
+    httpd_out(&b,
+              "# HELP hark_config_generation Configuration generation in use (1 + reloads).\n"
+              "# TYPE hark_config_generation gauge\nhark_config_generation %u\n",
+              atomic_load(&srv->gen_id));
     if (b.failed) {
         free(b.p);
         return NULL;
@@ -176,20 +173,22 @@ char *httpd_metrics_render(httpd_t *srv, size_t *len)
 
 char *httpd_status_render(httpd_t *srv, size_t *len)
 {
-    mbuf_t b = {.cap = 8192};
+    httpd_mbuf_t b = {.cap = 8192};
     b.p = malloc(b.cap);
     if (!b.p)
         return NULL;
     httpd_counters_t t;
     sum_counters(srv, &t);
     double up = (double)(hk_time_now() - srv->started_ns) / 1e9;
-    out(&b, "<!doctype html><html><head><meta charset=\"utf-8\">"
-            "<meta http-equiv=\"refresh\" content=\"2\"><title>hark-httpd status</title>"
-            "<style>body{font:14px sans-serif;margin:2em}td,th{padding:2px 12px;text-align:right}"
-            "th{text-align:left}</style></head><body><h1>hark-httpd</h1>");
-    out(&b, "<p>up %.0f s, configuration generation %u, %u worker(s)</p><table>", up,
-        atomic_load(&srv->gen_id), srv->nworkers);
-    out(&b,
+    httpd_out(&b,
+              "<!doctype html><html><head><meta charset=\"utf-8\">"
+              "<meta http-equiv=\"refresh\" content=\"2\"><title>hark-httpd status</title>"
+              "<style>body{font:14px sans-serif;margin:2em}td,th{padding:2px 12px;text-align:right}"
+              "th{text-align:left}</style></head><body><h1>hark-httpd</h1>");
+    httpd_out(&b, "<p>up %.0f s, configuration generation %u, %u worker(s)</p><table>", up,
+              atomic_load(&srv->gen_id), srv->nworkers);
+    httpd_out(
+        &b,
         "<tr><th>requests</th><td>%llu</td></tr><tr><th>open connections</th><td>%llu</td>"
         "</tr><tr><th>connections</th><td>%llu</td></tr><tr><th>bytes out</th><td>%llu</td></tr>"
         "<tr><th>file cache hits / misses</th><td>%llu / %llu</td></tr>",
@@ -200,27 +199,31 @@ char *httpd_status_render(httpd_t *srv, size_t *len)
         if (!t.by_status[k])
             continue;
         if (status_codes[k])
-            out(&b, "<tr><th>status %d</th><td>%llu</td></tr>", status_codes[k],
-                (unsigned long long)t.by_status[k]);
+            httpd_out(&b, "<tr><th>status %d</th><td>%llu</td></tr>", status_codes[k],
+                      (unsigned long long)t.by_status[k]);
         else /* HTTPD_ST_OTHER */
-            out(&b, "<tr><th>other statuses</th><td>%llu</td></tr>",
-                (unsigned long long)t.by_status[k]);
+            httpd_out(&b, "<tr><th>other statuses</th><td>%llu</td></tr>",
+                      (unsigned long long)t.by_status[k]);
     }
-    out(&b, "</table><h2>Loops</h2><table><tr><th>worker</th><th>iterations</th><th>events</th>"
-            "<th>lag p99 (us)</th><th>stalls</th><th>accept wake-ups</th></tr>");
+    httpd_out(&b,
+              "</table><h2>Loops</h2><table><tr><th>worker</th><th>iterations</th><th>events</th>"
+              "<th>lag p99 (us)</th><th>stalls</th><th>accept wake-ups</th></tr>");
     for (unsigned i = 0; i < srv->nworkers; i++) {
         httpd_worker_t *w = &srv->workers[i];
         pthread_mutex_lock(&w->snap_lock);
         hk_loop_stats_t st = w->snap;
         hk_accept_stats_t acc = w->accept_snap;
         pthread_mutex_unlock(&w->snap_lock);
-        out(&b,
+        httpd_out(
+            &b,
             "<tr><td>%u</td><td>%llu</td><td>%llu</td><td>%.1f</td><td>%llu</td><td>%llu</td></tr>",
             i, (unsigned long long)st.iterations, (unsigned long long)st.events,
             (double)hk_loop_stats_lag_quantile(&st, 0.99) / 1e3, (unsigned long long)st.stalls,
             (unsigned long long)acc.wakeups);
     }
-    out(&b, "</table></body></html>\n");
+    httpd_out(&b, "</table>");
+    httpd_status_upstreams(&b, srv);
+    httpd_out(&b, "</body></html>\n");
     if (b.failed) {
         free(b.p);
         return NULL;

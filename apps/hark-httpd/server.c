@@ -138,6 +138,7 @@ int httpd_server_start(httpd_t *srv, httpd_gen_t *gen)
     const httpd_config_t *cfg = gen->cfg;
     srv->started_ns = hk_time_now();
     srv->nworkers = cfg->threads ? cfg->threads : 1;
+    pthread_mutex_init(&srv->ustats_lock, NULL);
     srv->nlisteners = (unsigned)cfg->nlistens;
     atomic_store(&srv->gen_id, gen->id);
     srv->listen_cfg = httpd_config_ref(gen->cfg);
@@ -322,4 +323,6 @@ void httpd_server_stop(httpd_t *srv)
     free(srv->workers);
     free(srv->groups);
     free(srv->members);
+    httpd_ustats_free(srv);
+    pthread_mutex_destroy(&srv->ustats_lock);
 }

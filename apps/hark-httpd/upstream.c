@@ -138,6 +138,13 @@ static httpd_uset_t *set_new(httpd_upstreams_t *root, httpd_gen_t *gen)
             s->index = (unsigned)k;
             s->dns.data = s;
             s->check_at = now;
+            s->stat = httpd_ustats_slot(root->w->server, root->w->index, ups->cfg->name,
+                                        s->cfg->host, s->cfg->port);
+            if (!s->stat) {
+                set_free(set);
+                return NULL;
+            }
+            httpd_userver_health(s); /* a new generation starts with every server up */
             server_numeric(s);
         }
     }
@@ -284,8 +291,10 @@ void httpd_userver_report(httpd_userver_t *s, bool ok)
     if (ok) {
         s->fails = 0;
         s->down_until = 0;
+        httpd_userver_health(s);
         return;
     }
+    httpd_ustat_add(&s->stat->failures, 1);
     if (cfg->max_fails == 0)
         return;
     if (s->fails == 0 || now - s->fail_start > cfg->fail_window) {
@@ -295,7 +304,14 @@ void httpd_userver_report(httpd_userver_t *s, bool ok)
     if (++s->fails >= cfg->max_fails) {
         s->down_until = now + cfg->fail_timeout;
         s->fails = 0;
+        httpd_ustat_add(&s->stat->downs, 1);
+        httpd_userver_health(s);
     }
+}
+
+void httpd_userver_health(httpd_userver_t *s)
+{
+    httpd_ustat_set(&s->stat->down_until, s->check_down ? UINT64_MAX : s->down_until);
 }
 
 /* ---- Names ------------------------------------------------------------------------------- */

@@ -46,6 +46,7 @@ struct httpd_userver {
     const httpd_server_t *cfg;
     httpd_ups_t *ups;
     unsigned index;
+    httpd_ustat_t *stat; /* this worker's counters for the server (upstream_stats.h) */
     /* Addresses: numeric ones are filled once; names are resolved. */
     hk_dns_addr_t addrs[HK_DNS_MAX_ADDRS];
     unsigned naddrs, next_addr;
@@ -93,6 +94,9 @@ httpd_userver_t *httpd_ups_pick(httpd_ups_t *ups, uint64_t tried);
 
 /* Passive health: a failed (connect, timeout, bad response) or good exchange with s. */
 void httpd_userver_report(httpd_userver_t *s, bool ok);
+
+/* Copies s's health into its counters (after check_down or down_until changed). */
+void httpd_userver_health(httpd_userver_t *s);
 
 /* Flags of httpd_uconn_get. */
 #define HTTPD_UCONN_FRESH 0x1u /* a new connection, never one from the pool */

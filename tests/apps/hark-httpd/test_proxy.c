@@ -371,6 +371,77 @@ Test(httpd_proxy, passive_health_marks_a_dead_server_down)
     front_stop();
 }
 
+/* The value of the /metrics line that starts with prefix (-1: no such line). */
+static long long metric(const char *prefix)
+{
+    run(out, sizeof(out), "curl -s http://127.0.0.1:%d/metrics", front.port);
+    for (const char *l = out; l && *l; l = strchr(l, '\n') ? strchr(l, '\n') + 1 : NULL) {
+        if (strncmp(l, prefix, strlen(prefix)) == 0)
+            return atoll(l + strlen(prefix));
+    }
+    return -1;
+}
+
+/* The value of family{labels more} on /metrics. */
+static long long um(const char *family, const char *labels, const char *more)
+{
+    char k[256];
+    snprintf(k, sizeof(k), "%s%s%s} ", family, labels, more);
+    return metric(k);
+}
+
+/*
+ * Upstream counters by upstream and server: the dead server listed first is
+ * tried once, fails, is marked down and reported down; nginx takes every
+ * request on one pooled connection. A reload keeps the counters (a
+ * Prometheus counter must not go back), and the new generation's first
+ * request to nginx opens its own connection.
+ */
+Test(httpd_proxy, upstream_metrics_count_exchanges)
+{
+    int dead = free_tcp_port();
+    front_start("server 127.0.0.1:%d;\nserver 127.0.0.1:%d;\nkeepalive 4;\nmax_fails 1;\n"
+                "fail_window 60s;\nfail_timeout 60s;\nconnect_timeout 1s;",
+                dead, ngx.port);
+    for (int i = 0; i < 5; i++)
+        cr_assert_eq(status_of("/api/small.txt"), 200);
+    char d[128], n[128];
+    snprintf(d, sizeof(d), "{upstream=\"app\",server=\"127.0.0.1:%d\"", dead);
+    snprintf(n, sizeof(n), "{upstream=\"app\",server=\"127.0.0.1:%d\"", ngx.port);
+    cr_assert_eq(um("hark_upstream_requests_total", d, ""), 1, "%s", out);
+    cr_assert_eq(um("hark_upstream_failures_total", d, ""), 1, "%s", out);
+    cr_assert_eq(um("hark_upstream_marked_down_total", d, ""), 1, "%s", out);
+    cr_assert_eq(um("hark_upstream_down", d, ""), 1, "%s", out);
+    cr_assert_eq(um("hark_upstream_requests_total", n, ""), 5, "%s", out);
+    cr_assert_eq(um("hark_upstream_connections_total", n, ""), 1, "%s", out);
+    cr_assert_eq(um("hark_upstream_reused_total", n, ""), 4, "%s", out);
+    cr_assert_eq(um("hark_upstream_failures_total", n, ""), 0, "%s", out);
+    cr_assert_eq(um("hark_upstream_down", n, ""), 0, "%s", out);
+    cr_assert_eq(um("hark_upstream_responses_total", n, ",code=\"2xx\""), 5, "%s", out);
+    cr_assert_eq(um("hark_upstream_responses_total", n, ",code=\"5xx\""), 0, "%s", out);
+    cr_assert_eq(um("hark_upstream_active", n, ""), 0, "%s", out);
+    cr_assert_eq(um("hark_upstream_idle_connections", n, ""), 1, "%s", out);
+    run(out, sizeof(out), "curl -s http://127.0.0.1:%d/_hark/status", front.port);
+    cr_assert(strstr(out, "<h2>Upstreams</h2>"), "%s", out);
+
+    kill(front.pid, SIGHUP);
+    for (int i = 0; i < 200 && metric("hark_config_generation ") != 2; i++)
+        usleep(20 * 1000);
+    cr_assert_eq(metric("hark_config_generation "), 2, "the reload did not happen");
+    /* The old generation's pooled connection closes once it is retired. */
+    for (int i = 0; i < 200 && um("hark_upstream_idle_connections", n, "") != 0; i++)
+        usleep(20 * 1000);
+    cr_assert_eq(um("hark_upstream_idle_connections", n, ""), 0, "%s", out);
+    /* The new generation starts with every server up: the dead one is tried again. */
+    cr_assert_eq(um("hark_upstream_down", d, ""), 0, "%s", out);
+    cr_assert_eq(status_of("/api/small.txt"), 200);
+    cr_assert_eq(um("hark_upstream_requests_total", d, ""), 2, "%s", out);
+    cr_assert_eq(um("hark_upstream_requests_total", n, ""), 6, "%s", out);
+    cr_assert_eq(um("hark_upstream_connections_total", n, ""), 2, "%s", out);
+    cr_assert_eq(um("hark_upstream_responses_total", n, ",code=\"2xx\""), 6, "%s", out);
+    front_stop();
+}
+
 Test(httpd_proxy, active_health_check)
 {
     char sick[512];
