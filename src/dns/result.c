@@ -57,7 +57,8 @@ int hk__dns_name_key(const char *name, char *key)
             return -EINVAL;
         key[i] = (char)tolower((unsigned char)name[i]);
     }
-    if (i == 0)
+    /* HK_DNS_NAME_MAX (254) leaves room for a final dot: 253 characters without one. */
+    if (i == 0 || (i == HK_DNS_NAME_MAX && name[i - 1] != '.'))
         return -EINVAL;
     key[i] = '\0';
     return 0;

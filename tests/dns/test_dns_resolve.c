@@ -271,6 +271,39 @@ Test(dns_resolve, bad_arguments)
     cr_assert_eq(hk_resolver_new(NULL, NULL, &r2), -EINVAL);
 }
 
+/* Labels of 50 letters joined by dots, len bytes in all, then final (a letter or '.'). */
+static void long_name(char *buf, size_t len, char final)
+{
+    for (size_t i = 0; i < len; i++)
+        buf[i] = i % 51 == 50 ? '.' : 'a';
+    buf[len - 1] = final;
+    buf[len] = '\0';
+}
+
+Test(dns_resolve, name_length_limit_is_253_plus_a_final_dot)
+{
+    /* dns.h: 253 characters, plus an optional final dot; longer is -EINVAL from the call. */
+    hk_dns_req_t req;
+    struct got g = {0};
+    req.data = &g;
+    char name[HK_DNS_NAME_MAX + 1];
+    long_name(name, 254, 'a');
+    int rc = hk_dns_resolve(fx.r, &req, name, AF_INET, HK_FOREVER, on_got);
+    if (rc == 0)
+        fx_wait(&fx, &g);
+    cr_assert_eq(rc, -EINVAL, "254 characters without a final dot: returned %d, then result %d", rc,
+                 g.result);
+    cr_assert_eq(g.calls, 0, "a failing call never invokes its callback");
+
+    /* The longest names accepted go to the server (which refuses them: not in hark.test). */
+    long_name(name, 254, '.');
+    g = fx_resolve(&fx, name, AF_INET);
+    cr_assert_neq(g.result, -EINVAL, "253 characters and a final dot is a valid name");
+    long_name(name, 253, 'a');
+    g = fx_resolve(&fx, name, AF_INET);
+    cr_assert_neq(g.result, -EINVAL, "253 characters is a valid name");
+}
+
 Test(dns_resolve, getaddrinfo_is_never_called)
 {
     gai_counting = 1;
