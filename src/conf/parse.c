@@ -333,10 +333,13 @@ int hk_conf_parse_file(const char *path, const hk_conf_limits_t *limits, hk_conf
         return rc;
     }
     if (len > lim.max_bytes) {
-        /* Only max + 1 bytes were read: the message gives the file's size when it has one. */
+        /*
+         * Only max + 1 bytes were read: the message gives the file's size when
+         * it has one (a file of exactly max + 1 bytes has one too).
+         */
         hk_conf_pos_t start = {path, 1, 1};
         char got[32] = "more";
-        if (size > len)
+        if (size >= len)
             snprintf(got, sizeof got, "%llu bytes", (unsigned long long)size);
         hk_conf_errorf(err, errlen, &start, "expected at most %zu bytes, got %s", lim.max_bytes,
                        got);

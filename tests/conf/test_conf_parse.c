@@ -248,6 +248,12 @@ Test(conf_parse, files)
     snprintf(want, sizeof want, "%s:1:1: expected at most 12 bytes, got 15 bytes", path);
     cr_assert_str_eq(err, want);
 
+    /* One byte over the limit: the file's size is known, and it is what the message says. */
+    lim.max_bytes = 14;
+    cr_assert_eq(hk_conf_parse_file(path, &lim, &c, err, sizeof err), -EFBIG);
+    snprintf(want, sizeof want, "%s:1:1: expected at most 14 bytes, got 15 bytes", path);
+    cr_assert_str_eq(err, want);
+
     fd = open(path, O_WRONLY | O_TRUNC);
     cr_assert_eq(write(fd, "threads 2;\n", 11), 11);
     close(fd);
