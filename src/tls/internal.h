@@ -58,7 +58,9 @@ typedef struct hk__tls_conn {
     int state;
     hk_tls_role_t role;
     unsigned rwant, wwant, swant; /* what the read, write, shutdown sides wait for */
-    int partial; /* the last read stopped at a partial record in the read-ahead buffer */
+    int partial;   /* the last read stopped at a partial record in the read-ahead buffer */
+    int rend_held; /* the last read returned bytes and found the end (or an error) behind them */
+    ssize_t rend;  /* that end: 0 or -errno, returned by the next read */
     hk_tls_sendfile_t *sf_head, *sf_tail;
     int hs_status;  /* a handshake that ended inside start(): its result, for the callback */
     char *hs_error; /* and its text */

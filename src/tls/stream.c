@@ -15,8 +15,9 @@
  * writing is also reported by pending(), so restarting reading retries it
  * at once instead of waiting for bytes that may never come. The SSL object
  * works on the socket itself (a socket BIO, which kTLS needs), with
- * read-ahead off: OpenSSL then never holds undecrypted bytes epoll cannot
- * see, and SSL_pending covers the decrypted ones.
+ * read-ahead on (ctx.c; off for kTLS): OpenSSL may then hold bytes epoll
+ * cannot see, whole records or an end of file already taken from the
+ * socket, and pending() reports them.
  *
  * The handshake runs through the stream's own reading: start() reads
  * internally with a private callback, the transport's read drives
@@ -125,10 +126,13 @@ static ssize_t hk__tls_read(hk_stream_t *s, void *buf, size_t len)
     hk__tls_conn_t *c = s->transport_data;
     if (c->state != HK__TLS_OPEN)
         return c->state == HK__TLS_FAILED ? -EPROTO : hk__tls_read_handshake(c);
+    if (c->rend_held)
+        return c->rend;
     /* Fill the buffer record by record: one SSL_read returns at most one record. */
     size_t total = 0;
     ssize_t result = 0;
     unsigned want = 0;
+    int ended = 0;
     while (total < len) {
         size_t n = 0;
         ERR_clear_error();
@@ -150,6 +154,7 @@ static ssize_t hk__tls_read(hk_stream_t *s, void *buf, size_t len)
         int e = SSL_get_error(c->ssl, ret);
         want = hk__tls_want_of(e);
         c->partial = e == SSL_ERROR_WANT_READ && SSL_has_pending(c->ssl);
+        ended = !want;
         if (want)
             result = -EAGAIN;
         else if (e == SSL_ERROR_ZERO_RETURN)
@@ -160,7 +165,16 @@ static ssize_t hk__tls_read(hk_stream_t *s, void *buf, size_t len)
     }
     c->rwant = want;
     hk__tls_update_want(c);
-    /* Bytes first; an end or error comes back on the next call (OpenSSL repeats it). */
+    /*
+     * Bytes first; an end or error found behind them comes back on the next
+     * call. It is kept (and pending() says so) because its bytes, a
+     * close_notify for one, are already out of the socket: no fd event would
+     * bring it, and a peer that waits for our close_notify sends nothing more.
+     */
+    if (total > 0 && ended) {
+        c->rend_held = 1;
+        c->rend = result;
+    }
     return total > 0 ? (ssize_t)total : result;
 }
 
@@ -272,6 +286,8 @@ static size_t hk__tls_pending(hk_stream_t *s)
     hk__tls_conn_t *c = s->transport_data;
     if (c->state != HK__TLS_OPEN)
         return 0;
+    if (c->rend_held)
+        return 1;
     int n = SSL_pending(c->ssl);
     if (n > 0)
         return (size_t)n;

@@ -231,3 +231,33 @@ Test(tls_edges, uncork_after_close)
     conn_close(loop, &cli);
     finish_loop(loop);
 }
+
+/*
+ * The peer's last bytes and its close_notify arrive together (read-ahead
+ * takes both in one recv) and the peer then waits for our close_notify with
+ * its TCP side still open: no further fd event comes, so the end of file
+ * must be delivered without one.
+ */
+static int eof_cond(void *arg)
+{
+    conn_t *c = arg;
+    return c->eof || c->rerr;
+}
+
+Test(tls_edges, close_notify_behind_data_is_delivered)
+{
+    conn_t srv, cli;
+    pair_start(&srv, &cli, 0);
+    cr_assert_eq(hk_stream_read_stop(&cli.s), 0);
+    SSL *ssl = hk__tls_conn(&cli.s)->ssl;
+    size_t n = 0;
+    cr_assert_eq(SSL_write_ex(ssl, "last words", 10, &n), 1);
+    cr_assert_eq(SSL_shutdown(ssl), 0); /* close_notify sent, the socket stays open */
+    run_until_cond(loop, eof_cond, &srv, 10000, "the server to see the end of file");
+    cr_expect_str_eq(srv.text, "last words");
+    cr_expect_eq(srv.rerr, 0, "read error %s", hk_err_name(srv.rerr));
+    cr_expect_eq(srv.eof, 1);
+    conn_close(loop, &cli);
+    conn_close(loop, &srv);
+    finish_loop(loop);
+}
