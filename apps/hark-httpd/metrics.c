@@ -150,6 +150,9 @@ char *httpd_metrics_render(httpd_t *srv, size_t *len)
                w->accept_snap.wakeups);
     PER_WORKER(&b, srv, "hark_accept_empty_wakeups_total",
                "Listener wake-ups with nothing to accept.", "counter", w->accept_snap.empty);
+    PER_WORKER(&b, srv, "hark_accept_backoffs_total",
+               "Times accepting paused for want of file descriptors or memory.", "counter",
+               w->accept_snap.backoffs);
     lag_histogram(&b, srv);
     hk_pool_stats_t ps;
     if (hk_pool_stats(srv->pool ? srv->pool : hk_pool_default(), &ps) == 0) {

@@ -66,7 +66,15 @@ static void on_opened(hk_fs_req_t *req)
     httpd_conn_t *c = o->conn;
     int fd = (int)req->result;
     if (fd < 0) {
-        o->err = fd;
+        /*
+         * Out of file descriptors or memory says nothing about the file: a
+         * stale cached entry (its fd still open, checked open_file_ttl ago)
+         * is served rather than a 503, and checked again on its next use.
+         */
+        if (o->stale && (fd == -EMFILE || fd == -ENFILE || fd == -ENOMEM))
+            o->file = httpd_file_ref(o->stale);
+        else
+            o->err = fd;
         open_finish(o);
         return;
     }

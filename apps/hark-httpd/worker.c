@@ -6,6 +6,7 @@
 #include <signal.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/resource.h>
 #include <unistd.h>
 
 #include "accesslog.h"
@@ -14,8 +15,6 @@
 
 const char *httpd_worker_date(httpd_worker_t *w)
 {
-    uint64_t now = hk_loop_now(w->loop);
-    (void)now;
     time_t sec = time(NULL);
     if (sec != w->date_sec) {
         w->date_sec = sec;
@@ -59,10 +58,25 @@ static void snapshot(httpd_worker_t *w)
         acc.empty += a.empty;
         acc.backoffs += a.backoffs;
     }
+    /* Only this thread writes the snapshot: reading the last one needs no lock. */
+    uint64_t paused = acc.backoffs - w->accept_snap.backoffs;
     pthread_mutex_lock(&w->snap_lock);
     w->snap = st;
     w->accept_snap = acc;
     pthread_mutex_unlock(&w->snap_lock);
+    if (paused) {
+        /*
+         * The listener stopped accepting for a while (EMFILE, ENFILE, ENOBUFS
+         * or ENOMEM) and left the clients in the backlog: said once a tick,
+         * with what an operator needs to act on it.
+         */
+        struct rlimit rl = {0};
+        (void)getrlimit(RLIMIT_NOFILE, &rl);
+        hk_log(HK_LOG_WARN, "accept paused: out of file descriptors or memory",
+               "worker=%u pauses=%llu open_conns=%llu nofile=%llu max_conns=%u", w->index,
+               (unsigned long long)paused, (unsigned long long)httpd_read(&w->counters.conns_open),
+               (unsigned long long)rl.rlim_cur, w->gen->cfg->max_conns);
+    }
 }
 
 static void on_tick(hk_timer_t *t, uint64_t expirations)

@@ -20,6 +20,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/resource.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
 #include <sys/wait.h>
@@ -32,6 +33,7 @@ typedef struct server {
     int err_fd; /* the server's stderr */
     char dir[256];
     char conf[300];
+    unsigned nofile; /* > 0: the server's RLIMIT_NOFILE (soft and hard) */
 } server_t;
 
 static inline void make_tmpdir(server_t *s)
@@ -61,6 +63,9 @@ static inline void server_start_argv(server_t *s, const char *const *args)
     cr_assert_geq(s->pid, 0);
     if (s->pid == 0) {
         dup2(p[1], 2);
+        struct rlimit rl = {s->nofile, s->nofile};
+        if (s->nofile > 0 && setrlimit(RLIMIT_NOFILE, &rl) != 0)
+            _exit(126);
         const char *argv[32] = {HARK_HTTPD_BIN};
         int n = 1;
         for (; args[n - 1] && n < 31; n++)
