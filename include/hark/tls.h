@@ -112,11 +112,15 @@ typedef void (*hk_tls_handshake_cb)(hk_stream_t *stream, int status, const char 
  * Starts TLS on a stream that has not read or written yet. A client sends
  * its ClientHello at once, with sni as the server name (also the name its
  * certificate is verified against unless HK_TLS_NO_VERIFY; NULL: no SNI, no
- * name check). cb runs once, from the loop. Until then do not read or write
- * (a write fails the stream with -ENOTCONN). Closing the stream before cb
- * cancels the handshake; cb does not run then.
+ * name check). An IPv4 or IPv6 address literal ("192.0.2.1", "::1") is not
+ * sent (RFC 6066 allows only host names in SNI) and is verified against the
+ * certificate's IP address entries instead. cb runs once, from the loop.
+ * Until then do not read or write (a write fails the stream with
+ * -ENOTCONN). Closing the stream before cb cancels the handshake; cb does
+ * not run then. A failure while sending the ClientHello (a socket error)
+ * reaches cb too.
  * Errors: -EINVAL, -EBUSY (closing, or a transport is already installed),
- * -ENOMEM, -EPROTO, or a socket -errno while sending the ClientHello.
+ * -ENOMEM, -EPROTO.
  */
 HK_API int hk_tls_stream_start(hk_stream_t *stream, hk_tls_ctx_t *ctx, hk_tls_role_t role,
                                const char *sni, hk_tls_handshake_cb cb);
@@ -131,7 +135,7 @@ HK_API int hk_tls_stream_version(const hk_stream_t *stream);
 HK_API const char *hk_tls_stream_cipher(const hk_stream_t *stream);
 /* Copies the ALPN protocol (NUL-terminated) into buf; returns its length, 0 if none. */
 HK_API int hk_tls_stream_alpn(const hk_stream_t *stream, char *buf, size_t size);
-/* Server: the SNI name the client sent, or NULL. Client: the name it sent. */
+/* Server: the SNI name the client sent, or NULL. Client: the name it sent (NULL for an address). */
 HK_API const char *hk_tls_stream_sni(const hk_stream_t *stream);
 /* 1 if the session was resumed (ticket or session ID), else 0. */
 HK_API int hk_tls_stream_resumed(const hk_stream_t *stream);

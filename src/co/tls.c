@@ -11,9 +11,10 @@
  * What we do: after every SSL_* call that did not complete, SSL_get_error
  * says what it needs (WANT_READ or WANT_WRITE) and the coroutine waits for
  * exactly that on the netpoller (hk_co_wait_fd), then repeats the call. The
- * SSL object uses a socket BIO on the fd (which kTLS needs) with read-ahead
- * off, as the TLS streams do: it never holds undecrypted bytes that epoll
- * cannot see, so waiting for readability is always the right question.
+ * SSL object uses a socket BIO on the fd (which kTLS needs), with the
+ * context's read-ahead (on, off for kTLS): records it already holds are
+ * decrypted by the next SSL_read without asking, and WANT_READ means it
+ * needs bytes still in the socket, so waiting for readability is right.
  *
  * OpenSSL's error queue is per thread; a coroutine may move between worker
  * threads only while parked, never between an SSL_* call and reading its
@@ -74,13 +75,7 @@ static int hk__cotls_setup(hk_co_tls_t *t, int fd, hk_tls_ctx_t *ctx, hk_tls_rol
     int ok = 1;
     if (role == HK_TLS_CLIENT) {
         SSL_set_connect_state(ssl);
-        if (sni)
-            ok = SSL_set_tlsext_host_name(ssl, sni) == 1;
-        if (ok && !(flags & HK_TLS_NO_VERIFY)) {
-            SSL_set_verify(ssl, SSL_VERIFY_PEER, NULL);
-            if (sni)
-                ok = SSL_set1_host(ssl, sni) == 1;
-        }
+        ok = hk__tls_client_name(ssl, sni, flags);
     } else {
         SSL_set_accept_state(ssl);
         if (flags & HK_TLS_VERIFY_CLIENT)

@@ -21,6 +21,14 @@ SSL_CTX *hk__tls_ctx_ssl(hk_tls_ctx_t *ctx);
 unsigned hk__tls_ctx_flags(const hk_tls_ctx_t *ctx);
 /* Takes a reference; hk_tls_ctx_free() drops it. */
 void hk__tls_ctx_ref(hk_tls_ctx_t *ctx);
+/*
+ * A client SSL object's server name: sent as SNI when it is a host name, and
+ * verified (a host name, or an IPv4/IPv6 address literal against the
+ * certificate's address entries) unless flags has HK_TLS_NO_VERIFY; sni may
+ * be NULL (no SNI, no name check). Sets SSL_VERIFY_PEER unless
+ * HK_TLS_NO_VERIFY. Returns 1, or 0 when OpenSSL refused the name.
+ */
+int hk__tls_client_name(SSL *ssl, const char *sni, unsigned flags);
 /* Records "what: <OpenSSL error queue>" as the thread's hk_tls_last_error(). */
 const char *hk__tls_set_error(const char *what, SSL *ssl);
 /* Maps a failed SSL_* call (SSL_get_error, its errno) to -errno and records the text. */

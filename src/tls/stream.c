@@ -32,6 +32,7 @@
 
 #include <openssl/err.h>
 
+#include "tls/ctx_access.h"
 #include "tls/internal.h"
 
 static const hk_stream_transport_t hk__tls_transport;
@@ -358,13 +359,7 @@ static int hk__tls_conn_new(hk_stream_t *s, hk_tls_ctx_t *ctx, hk_tls_role_t rol
     int ok = 1;
     if (role == HK_TLS_CLIENT) {
         SSL_set_connect_state(c->ssl);
-        if (sni)
-            ok = SSL_set_tlsext_host_name(c->ssl, sni) == 1;
-        if (ok && !(ctx->flags & HK_TLS_NO_VERIFY)) {
-            SSL_set_verify(c->ssl, SSL_VERIFY_PEER, NULL);
-            if (sni)
-                ok = SSL_set1_host(c->ssl, sni) == 1;
-        }
+        ok = hk__tls_client_name(c->ssl, sni, ctx->flags);
         if (ok)
             hk__tls_cache_apply(ctx, c->ssl, sni);
     } else {

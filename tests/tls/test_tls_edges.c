@@ -261,3 +261,79 @@ Test(tls_edges, close_notify_behind_data_is_delivered)
     conn_close(loop, &srv);
     finish_loop(loop);
 }
+
+/* A certificate for the address 127.0.0.1 only (SAN IP:127.0.0.1), in certdir as ip.crt/ip.key. */
+static void make_ip_cert(void)
+{
+    char cmd[1024];
+    snprintf(cmd, sizeof cmd,
+             "openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:prime256v1 -nodes -days 1 "
+             "-subj /CN=127.0.0.1 -addext subjectAltName=IP:127.0.0.1 -keyout %s/ip.key "
+             "-out %s/ip.crt >/dev/null 2>&1",
+             certdir, certdir);
+    cr_assert_eq(system(cmd), 0, "openssl req failed");
+}
+
+/* A client handshake to a server of sctx_ip with name; returns the client's status. */
+static int ip_handshake(hk_tls_ctx_t *s_ctx, hk_tls_ctx_t *c_ctx, const char *name, conn_t *srv,
+                        conn_t *cli)
+{
+    int fds[2];
+    tcp_pair(fds);
+    conn_start(loop, srv, fds[0], s_ctx, HK_TLS_SERVER, NULL);
+    conn_start(loop, cli, fds[1], c_ctx, HK_TLS_CLIENT, name);
+    run_until(loop, &cli->hs_done, 10000, "client handshake");
+    run_until(loop, &srv->hs_done, 10000, "server handshake");
+    return cli->hs_status;
+}
+
+static void ip_close(conn_t *srv, conn_t *cli)
+{
+    hk_stream_close(&srv->s, NULL);
+    hk_stream_close(&cli->s, NULL);
+    hk_loop_run(loop, HK_RUN_NOWAIT);
+}
+
+/*
+ * A client given an address as its server name: it is not sent as SNI
+ * (RFC 6066 allows host names only; it used to be sent), and it is checked
+ * against the certificate's IP entries: another address, or a certificate
+ * that names only localhost, fails verification.
+ */
+Test(tls_edges, address_verified_as_an_address_and_not_sent_as_sni)
+{
+    make_ip_cert();
+    char crt[128], key[128];
+    cert_path(crt, sizeof crt, "ip", "crt");
+    cert_path(key, sizeof key, "ip", "key");
+    hk_tls_ctx_t *s_ip, *c_ip;
+    hk_tls_ctx_options_t so = {.cert_file = crt, .key_file = key};
+    cr_assert_eq(hk_tls_ctx_new(&so, &s_ip), 0, "%s", hk_tls_last_error());
+    hk_tls_ctx_options_t co = {.ca_file = crt};
+    cr_assert_eq(hk_tls_ctx_new(&co, &c_ip), 0, "%s", hk_tls_last_error());
+    conn_t srv, cli;
+
+    int st = ip_handshake(s_ip, c_ip, "127.0.0.1", &srv, &cli);
+    cr_assert_eq(st, 0, "127.0.0.1 against its certificate: %s (%s)", hk_err_name(st),
+                 cli.hs_error);
+    cr_assert_null(hk_tls_stream_sni(&srv.s), "the server got SNI %s", hk_tls_stream_sni(&srv.s));
+    cr_assert_null(hk_tls_stream_sni(&cli.s));
+    ip_close(&srv, &cli);
+
+    st = ip_handshake(s_ip, c_ip, "127.0.0.2", &srv, &cli);
+    cr_assert_lt(st, 0, "127.0.0.2 accepted a certificate for 127.0.0.1");
+    ip_close(&srv, &cli);
+
+    /* The localhost certificate (DNS:localhost) does not vouch for 127.0.0.1. */
+    st = ip_handshake(sctx, cctx, "127.0.0.1", &srv, &cli);
+    cr_assert_lt(st, 0, "a certificate for localhost was accepted for 127.0.0.1");
+    ip_close(&srv, &cli);
+
+    /* A host name still goes out as SNI. */
+    st = ip_handshake(sctx, cctx, "localhost", &srv, &cli);
+    cr_assert_eq(st, 0, "%s", cli.hs_error);
+    cr_assert_str_eq(hk_tls_stream_sni(&srv.s), "localhost");
+    ip_close(&srv, &cli);
+    hk_tls_ctx_free(s_ip);
+    hk_tls_ctx_free(c_ip);
+}
