@@ -196,11 +196,11 @@ static void count_errno(scan_t *sc, int err)
  * record to restore, or NULL; on failure returns NULL with *dfd -1 and the
  * errno in *err.
  */
-static const fd_memo_t *open_fd_dir(scanner_t *s, int procfd, pid_t pid, int64_t cpu, int *dfd,
-                                    struct stat *st, int *err)
+static const fd_memo_t *open_fd_dir(scanner_t *s, int procfd, const char *base, pid_t pid,
+                                    int64_t cpu, int *dfd, struct stat *st, int *err)
 {
-    char path[32];
-    snprintf(path, sizeof path, "%d/fd", (int)pid);
+    char path[64];
+    snprintf(path, sizeof path, "%s/fd", base);
     *dfd = -1;
     *err = 0;
     const fd_memo_t *m = cpu >= 0 ? memo_find(&s->memo, pid) : NULL;
@@ -223,33 +223,71 @@ static const fd_memo_t *open_fd_dir(scanner_t *s, int procfd, pid_t pid, int64_t
     return NULL;
 }
 
-/* Scans one process; returns 0 (recorded or skipped and counted) or -ENOMEM. */
 static const char *name_exe(char *path, size_t cap, const char *name)
 {
     snprintf(path, cap, "%s/exe", name);
     return path;
 }
 
+/*
+ * The leader of pid name has no exe link. A kernel thread or a zombie, unless
+ * the leader exited alone (SYS_exit, not exit_group) and other threads run on:
+ * then <pid>/exe and <pid>/fd are the dead leader's (no link, no fds), a way
+ * to vanish from /proc-based tools. The process is still there through any
+ * live thread, <pid>/task/<tid>, which has its exe, fd and fdinfo. Finds one:
+ * 1 with base and exe filled, else 0.
+ */
+static int live_thread(int procfd, const char *name, char *base, size_t cap, char *exe, size_t ecap,
+                       ssize_t *elen)
+{
+    char path[64];
+    snprintf(path, sizeof path, "%s/task", name);
+    int tfd = openat(procfd, path, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+    if (tfd < 0)
+        return 0;
+    DIR *d = fdopendir(tfd);
+    if (!d) {
+        close(tfd);
+        return 0;
+    }
+    int found = 0;
+    struct dirent *de;
+    while (!found && (de = readdir(d))) {
+        if (de->d_name[0] < '1' || de->d_name[0] > '9' || !strcmp(de->d_name, name))
+            continue;
+        snprintf(base, cap, "%s/task/%s", name, de->d_name);
+        *elen = readlinkat(procfd, name_exe(path, sizeof path, base), exe, ecap);
+        found = *elen >= 0;
+    }
+    closedir(d);
+    return found;
+}
+
+/* Scans one process; returns 0 (recorded or skipped and counted) or -ENOMEM. */
 static int scan_pid(scanner_t *s, int procfd, const char *name, scan_t *sc, int full)
 {
-    char path[48], exe[4096];
-    snprintf(path, sizeof path, "%s/exe", name);
-    ssize_t elen = readlinkat(procfd, path, exe, sizeof exe);
+    char path[96], exe[4096], base[48];
+    snprintf(base, sizeof base, "%s", name); /* where exe, fd and fdinfo are read */
+    ssize_t elen = readlinkat(procfd, name_exe(path, sizeof path, base), exe, sizeof exe);
+    /* No exe link: maybe only the leader exited; then we read the process through a live thread. */
     if (elen < 0) {
         int err = errno;
         struct stat st;
-        if (err == ENOENT && fstatat(procfd, name, &st, 0) == 0)
-            sc->kthreads++; /* kernel thread, or a zombie: nothing to watch */
-        else
-            count_errno(sc, err);
-        return 0;
+        if (err != ENOENT ||
+            !live_thread(procfd, name, base, sizeof base, exe, sizeof exe, &elen)) {
+            if (err == ENOENT && fstatat(procfd, name, &st, 0) == 0)
+                sc->kthreads++; /* kernel thread, or a zombie: nothing to watch */
+            else
+                count_errno(sc, err);
+            return 0;
+        }
     }
     pid_t pid = (pid_t)atoi(name);
     /* Only full scans use the memo. Read before the table: a change made meanwhile moves it. */
     int64_t cpu = full && !s->no_memo ? memo_cpu_ns(pid) : -1;
     int dfd, err;
     struct stat st; /* of fd/: the owner, and (Linux 6.2+) the number of open fds in st_size */
-    const fd_memo_t *memo = open_fd_dir(s, procfd, pid, cpu, &dfd, &st, &err);
+    const fd_memo_t *memo = open_fd_dir(s, procfd, base, pid, cpu, &dfd, &st, &err);
     if (!memo && dfd < 0) {
         count_errno(sc, err);
         return 0;
@@ -286,7 +324,7 @@ static int scan_pid(scanner_t *s, int procfd, const char *name, scan_t *sc, int 
     struct entry_ctx c = {s, sc, p, f.fdmax, 0};
     int missed = 0;
     for (size_t i = 0; i < s->nep; i++) {
-        snprintf(path, sizeof path, "%s/fdinfo/%d", name, s->epfds[i]);
+        snprintf(path, sizeof path, "%s/fdinfo/%d", base, s->epfds[i]);
         struct fdinfo_src src = {openat(procfd, path, O_RDONLY | O_CLOEXEC), 0};
         if (src.fd < 0) {
             missed++; /* closed meanwhile, or the process is exiting: see below */
@@ -308,7 +346,7 @@ static int scan_pid(scanner_t *s, int procfd, const char *name, scan_t *sc, int 
      * leftovers, not a sample; drop it and count it as gone.
      */
     char probe[8]; /* only whether the link is still there */
-    if (missed && readlinkat(procfd, name_exe(path, sizeof path, name), probe, sizeof probe) < 0) {
+    if (missed && readlinkat(procfd, name_exe(path, sizeof path, base), probe, sizeof probe) < 0) {
         count_errno(sc, errno);
         goto out;
     }

@@ -8,6 +8,7 @@
 #include <arpa/inet.h>
 #include <criterion/criterion.h>
 #include <netinet/in.h>
+#include <pthread.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -16,6 +17,7 @@
 #include <sys/eventfd.h>
 #include <sys/prctl.h>
 #include <sys/socket.h>
+#include <sys/syscall.h>
 #include <sys/wait.h>
 #include <linux/close_range.h>
 #include <unistd.h>
@@ -250,6 +252,77 @@ Test(scan, entries_of_closed_numbers_keep_their_kind_by_sdev)
     cr_assert_eq(p->kinds[WK_GONE], 1, "an eventfd's kind needs its number");
     cr_assert_eq(p->sock_n, 1);
     cr_assert_neq(sc.inodes[p->sock_off], 0);
+    scan_free(&sc);
+    scanner_free(&s);
+    reap(pid);
+    close(rp[0]);
+    close(rp[1]);
+}
+
+static void *leaderless_thread(void *arg)
+{
+    (void)arg;
+    prctl(PR_SET_PDEATHSIG, SIGKILL); /* the leader's setting does not cover this thread */
+    for (;;)
+        pause();
+    return NULL;
+}
+
+/*
+ * Child: an epoll set of 20 sockets, a second thread, then the leader exits
+ * alone (SYS_exit, not exit_group). The process lives on in that thread, but
+ * /proc/<pid>/exe and /proc/<pid>/fd are the dead leader's: no link, no fds.
+ */
+static pid_t spawn_leaderless(int ready_fd)
+{
+    pid_t pid = fork_child(ready_fd, -1);
+    if (pid)
+        return pid;
+    int ep = epoll_create1(0);
+    for (int i = 0; i < 10; i++) {
+        int sv[2];
+        if (socketpair(AF_UNIX, SOCK_STREAM, 0, sv) < 0)
+            _exit(3);
+        add(ep, sv[0]);
+        add(ep, sv[1]);
+    }
+    pthread_t t;
+    if (pthread_create(&t, NULL, leaderless_thread, NULL) != 0 || write(3, "r", 1) != 1)
+        _exit(3);
+    syscall(SYS_exit, 0);
+    return 0;
+}
+
+Test(scan, a_process_whose_leader_thread_exited_is_still_scanned)
+{
+    int rp[2];
+    cr_assert_eq(pipe(rp), 0);
+    pid_t pid = spawn_leaderless(rp[1]);
+    char c, link[16], path[64];
+    cr_assert_eq(read(rp[0], &c, 1), 1);
+    snprintf(path, sizeof path, "/proc/%d/exe", (int)pid);
+    for (int i = 0; i < 5000 && readlink(path, link, sizeof link) >= 0; i++)
+        usleep(1000); /* until the leader is gone */
+    cr_assert_lt(readlink(path, link, sizeof link), 0, "the leader exited");
+    scanner_t s;
+    scan_t sc = {0};
+    scanner_init(&s, NULL);
+    cr_assert_eq(scanner_run(&s, &pid, 1, &sc), 0);
+    cr_assert_eq(sc.nprocs, 1, "not skipped as a kernel thread (kthreads %llu)",
+                 (unsigned long long)sc.kthreads);
+    const proc_rec_t *p = &sc.procs[0];
+    cr_assert_eq(p->pid, pid);
+    cr_assert_eq(p->epolls, 1);
+    cr_assert_eq(p->kinds[WK_SOCKET], 20);
+    cr_assert(strlen(scan_exe(&sc, p)) > 1);
+    /* A full scan finds it too. */
+    cr_assert_eq(scanner_run(&s, NULL, 0, &sc), 0);
+    const proc_rec_t *q = NULL;
+    for (size_t i = 0; i < sc.nprocs; i++)
+        if (sc.procs[i].pid == pid)
+            q = &sc.procs[i];
+    cr_assert_not_null(q);
+    cr_assert_eq(q->kinds[WK_SOCKET], 20);
     scan_free(&sc);
     scanner_free(&s);
     reap(pid);
