@@ -254,8 +254,13 @@ void watch_on_exec(watch_t *w, pid_t pid)
 {
     if (w->stopping)
         return;
+    size_t i = 0;
+    while (pid > 0 && i < w->nexec && w->exec_pids[i] != pid)
+        i++;
     if (pid <= 0)
         w->rescan = 1; /* the connector lost events: look at everything */
+    else if (i < w->nexec)
+        ; /* exec'd again (a wrapper that execs its program): one sample, one verdict */
     else if (w->nexec < EXEC_PIDS_MAX)
         w->exec_pids[w->nexec++] = pid;
     else
