@@ -255,7 +255,9 @@ static int live_thread(int procfd, const char *name, char *base, size_t cap, cha
     while (!found && (de = readdir(d))) {
         if (de->d_name[0] < '1' || de->d_name[0] > '9' || !strcmp(de->d_name, name))
             continue;
-        snprintf(base, cap, "%s/task/%s", name, de->d_name);
+        int n = snprintf(base, cap, "%s/task/%s", name, de->d_name);
+        if (n < 0 || (size_t)n >= cap)
+            continue; /* not a thread id (they are short) */
         *elen = readlinkat(procfd, name_exe(path, sizeof path, base), exe, ecap);
         found = *elen >= 0;
     }
