@@ -305,12 +305,12 @@ static void conn_process(httpd_conn_t *c, const char *p, size_t len)
     httpd_worker_t *w = c->w;
     const httpd_config_t *cfg;
     size_t off = 0;
-    hk_http_header_t headers[64];
+    hk_http_header_t headers[HTTPD_MAX_HEADERS];
     while (off < len && !(c->flags & (HTTPD_C_WAITING | HTTPD_C_CLOSE_AFTER | HTTPD_C_CLOSING))) {
         if (c->last_len == 0)
             conn_update_gen(c);
         cfg = c->gen->cfg;
-        hk_http_request_t req = {.headers = headers, .max_headers = 64};
+        hk_http_request_t req = {.headers = headers, .max_headers = HTTPD_MAX_HEADERS};
         req.limits.max_head = cfg->max_header_bytes;
         int r = hk_http_parse_request(&req, p + off, len - off, c->last_len);
         if (r == -EAGAIN) {

@@ -15,6 +15,8 @@
 #include "fcache.h"
 #include "httpd.h"
 
+/* Header fields per request (Apache's LimitRequestFields default): more is a 431. */
+#define HTTPD_MAX_HEADERS 100
 #define HTTPD_BATCH_IOV 32
 #define HTTPD_BATCH_HDR 6144
 #define HTTPD_BATCH_REFS 16

@@ -61,6 +61,7 @@ static void px_free(httpd_proxy_t *p)
     free(p->req_head);
     free(p->resp_head);
     free(p->log_buf);
+    free(p->res_big);
     httpd_ups_leave(p->ups);
     free(p);
 }

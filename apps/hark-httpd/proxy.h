@@ -12,6 +12,8 @@
 #define HTTPD_PROXY_NBUF 4                        /* response buffers per request ... */
 #define HTTPD_PROXY_BUF ((size_t)64 << 10)        /* ... of this size: 256 KiB in flight at most */
 #define HTTPD_PROXY_CLIENT_LOW ((size_t)64 << 10) /* read the upstream again below this */
+#define HTTPD_PROXY_RES_HEADERS 64                /* response head fields parsed in place ... */
+#define HTTPD_PROXY_RES_HEADERS_MAX 256 /* ... and at most, in a larger array: more is a 502 */
 
 /* How a body is delimited. */
 typedef enum httpd_frame {
@@ -64,7 +66,9 @@ struct httpd_proxy {
     size_t q_bytes;
     /* The response. */
     hk_http_response_t res;
-    hk_http_header_t res_hdrs[64];
+    hk_http_header_t res_hdrs[HTTPD_PROXY_RES_HEADERS];
+    hk_http_header_t *res_big; /* a head with more fields: up to HTTPD_PROXY_RES_HEADERS_MAX */
+    size_t res_big_n;
     size_t hlen, res_last;
     bool responded; /* the head went to the client */
     bool got_bytes; /* the upstream sent something */

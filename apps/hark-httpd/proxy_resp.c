@@ -279,17 +279,42 @@ static void resp_respond(httpd_proxy_t *p, size_t head_len)
     }
 }
 
+/*
+ * A head with more fields than the inline array: most have a few dozen, so
+ * only such a head pays for a larger array (4 times larger each time, up to
+ * HTTPD_PROXY_RES_HEADERS_MAX). False when at the limit or out of memory.
+ */
+static bool res_grow(httpd_proxy_t *p)
+{
+    size_t n = p->res.max_headers * 4;
+    if (n > HTTPD_PROXY_RES_HEADERS_MAX)
+        n = HTTPD_PROXY_RES_HEADERS_MAX;
+    if (n <= p->res.max_headers)
+        return false;
+    hk_http_header_t *h = malloc(n * sizeof(*h));
+    if (!h)
+        return false;
+    free(p->res_big);
+    p->res_big = h;
+    p->res_big_n = n;
+    return true;
+}
+
 static void resp_head(httpd_proxy_t *p)
 {
     httpd_pbuf_t *b = p->bufs[0];
     for (;;) {
         if (p->res_last == 0) {
             memset(&p->res, 0, sizeof(p->res));
-            p->res.headers = p->res_hdrs;
-            p->res.max_headers = sizeof(p->res_hdrs) / sizeof(p->res_hdrs[0]);
+            p->res.headers = p->res_big ? p->res_big : p->res_hdrs;
+            p->res.max_headers = p->res_big ? p->res_big_n : HTTPD_PROXY_RES_HEADERS;
             p->res.max_head = b->cap;
         }
         int r = hk_http_parse_response(&p->res, b->data, p->hlen, p->res_last);
+        if (r == -EBADMSG && p->res.num_headers == p->res.max_headers && res_grow(p)) {
+            p->res_last = 0; /* parsed again from its start, with room for more fields */
+            continue;
+        }
         if (r == -EAGAIN) {
             p->res_last = p->hlen;
             if (p->hlen == b->cap)

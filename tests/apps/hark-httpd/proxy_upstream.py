@@ -13,6 +13,7 @@ Modes:
               GET .../untilclose -> a body without length, ended by closing
               GET .../hop        -> hop-by-hop headers that must not reach the client
               GET .../hints      -> 103 Early Hints (with a hop-by-hop header), then 200
+              GET .../many/N     -> 200 with N header fields X-H-0 .. X-H-(N-1)
               GET .../nocontent  -> 204
               GET .../truncated  -> 10 of the 1000 bytes announced, then closes
               GET .../health     -> 200, or 500 while the file ARG exists
@@ -108,6 +109,10 @@ def app(sock, f, method, path, lines, headers):
         sock.sendall(b"HTTP/1.1 103 Early Hints\r\nLink: </style.css>; rel=preload\r\n"
                      b"Connection: X-Hop\r\nX-Hop: 1\r\n\r\n")
         send(sock, "200 OK", b"hinted")
+    elif "/many/" in path:
+        # A head with N fields of its own (/many/N).
+        n = int(path.rsplit("/", 1)[1])
+        send(sock, "200 OK", b"many", ["X-H-%d: %d" % (i, i) for i in range(n)])
     elif path.endswith("/nocontent"):
         send(sock, "204 No Content", b"", length=False)
     elif path.endswith("/health"):

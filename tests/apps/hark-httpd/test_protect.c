@@ -116,6 +116,26 @@ Test(httpd_protect, oversized_head)
     cr_assert_eq(status_of(line, &closed), 414);
 }
 
+/* A request with n header fields (Host among them). */
+static const char *fields_request(char *buf, size_t cap, int n)
+{
+    int len = snprintf(buf, cap, "GET /ok.txt HTTP/1.1\r\nHost: a\r\n");
+    for (int i = 1; i < n; i++)
+        len += snprintf(buf + len, cap - (size_t)len, "X-F-%d: %d\r\n", i, i);
+    snprintf(buf + len, cap - (size_t)len, "\r\n");
+    return buf;
+}
+
+/* Up to 100 header fields per request (Apache's default limit; it was 64), then 431. */
+Test(httpd_protect, header_field_count_limit)
+{
+    static char req[8192];
+    int closed;
+    cr_assert_eq(status_of(fields_request(req, sizeof(req), 100), &closed), 200, "%s", out);
+    cr_assert_eq(status_of(fields_request(req, sizeof(req), 101), &closed), 431, "%s", out);
+    cr_assert(closed);
+}
+
 Test(httpd_protect, slowloris_cut_at_header_timeout)
 {
     int fd = connect_port(srv.port);

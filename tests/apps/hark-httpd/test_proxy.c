@@ -236,6 +236,26 @@ Test(httpd_proxy, interim_responses_forwarded)
     front_stop();
 }
 
+/*
+ * A response head with many fields: 200 of them pass (they used to be a 502
+ * past 64, which also counted against the server's health); past 256 the
+ * response is refused with a 502.
+ */
+Test(httpd_proxy, many_response_header_fields)
+{
+    front_start("server 127.0.0.1:%d;", app.port);
+    run(out, sizeof(out), "curl -s -i http://127.0.0.1:%d/api/many/200", front.port);
+    cr_assert(strncmp(out, "HTTP/1.1 200 OK\r\n", 17) == 0, "%.300s", out);
+    int n = 0;
+    for (const char *q = out; (q = strstr(q, "\r\nX-H-")) != NULL; q += 6)
+        n++;
+    cr_assert_eq(n, 200, "%d of 200 fields reached the client", n);
+    cr_assert(strstr(out, "\r\nX-H-199: 199\r\n") && strstr(out, "\r\n\r\nmany"), "%s", out);
+    cr_assert_eq(status_of("/api/many/300"), 502);
+    cr_assert_eq(status_of("/api/many/3"), 200);
+    front_stop();
+}
+
 Test(httpd_proxy, response_framing)
 {
     front_start("server 127.0.0.1:%d;", app.port);
