@@ -7,7 +7,6 @@
  * hk_dns_req_t, and is the code fuzz/dns_answer.c drives.
  */
 #include <arpa/inet.h>
-#include <ctype.h>
 
 #include "dns/internal.h"
 
@@ -55,7 +54,9 @@ int hk__dns_name_key(const char *name, char *key)
     for (; name[i]; i++) {
         if (i >= HK_DNS_NAME_MAX)
             return -EINVAL;
-        key[i] = (char)tolower((unsigned char)name[i]);
+        /* ASCII only (RFC 4343), whatever the locale: tolower() may map 'I' elsewhere. */
+        char ch = name[i];
+        key[i] = ch >= 'A' && ch <= 'Z' ? (char)(ch - 'A' + 'a') : ch;
     }
     /* HK_DNS_NAME_MAX (254) leaves room for a final dot: 253 characters without one. */
     if (i == 0 || (i == HK_DNS_NAME_MAX && name[i - 1] != '.'))

@@ -6,16 +6,24 @@
  * before any authentication, so these functions must be correct for any
  * bytes. They are pure and fuzzed (tests/tls/fuzz_tls.c).
  */
-#include <ctype.h>
 #include <string.h>
 
 #include "tls/internal.h"
+
+/*
+ * ASCII-only lower case: DNS names fold A-Z alone (RFC 4343), whatever
+ * locale the program set (in a Turkish one, tolower('I') is not 'i').
+ */
+static unsigned char hk__tls_lower(unsigned char c)
+{
+    return c >= 'A' && c <= 'Z' ? (unsigned char)(c - 'A' + 'a') : c;
+}
 
 /* Case-insensitive equality of a[0..n) and b[0..n). */
 static int hk__tls_ieq(const char *a, const char *b, size_t n)
 {
     for (size_t i = 0; i < n; i++) {
-        if (tolower((unsigned char)a[i]) != tolower((unsigned char)b[i]))
+        if (hk__tls_lower((unsigned char)a[i]) != hk__tls_lower((unsigned char)b[i]))
             return 0;
     }
     return 1;

@@ -2,6 +2,8 @@
  * The answer cache: hits counted, TTLs honoured (dnsmasq's --local-ttl=1),
  * the max-TTL cap, negative caching of NXDOMAIN/NODATA, LRU eviction.
  */
+#include "dns/internal.h"
+#include "support/turkish_locale.h"
 #include "util.h"
 
 static struct fx fx;
@@ -145,4 +147,24 @@ Test(dns_cache, no_cache_flag)
     cr_assert_eq(g.flags, 0);
     cr_assert_eq(stats().queries, 2);
     cr_assert_eq(stats().cache_entries, 0);
+}
+
+/*
+ * Cache keys fold ASCII only, whatever the locale: under a Turkish one,
+ * tolower('I') is a dotless i, so IP.TEST used to get a key of its own
+ * (a miss for a name already cached), and two names that differ only in
+ * Latin-1 letters used to share one.
+ */
+Test(dns_cache, name_keys_fold_ascii_only_in_any_locale)
+{
+    char dir[] = "/tmp/hk-locale-XXXXXX";
+    turkish_locale_enter(dir);
+    char upper[HK_DNS_NAME_MAX + 1], latin[HK_DNS_NAME_MAX + 1];
+    int r1 = hk__dns_name_key("IP.TEST", upper);
+    int r2 = hk__dns_name_key("\xc9T\xc9.TEST", latin);
+    turkish_locale_leave(dir);
+    cr_assert_eq(r1, 0);
+    cr_assert_eq(r2, 0);
+    cr_assert_str_eq(upper, "ip.test");
+    cr_assert_str_eq(latin, "\xc9t\xc9.test");
 }

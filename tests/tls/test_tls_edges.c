@@ -5,6 +5,7 @@
  * that arrives while the server's write is stuck, and an uncork after close.
  */
 #include "conn.h"
+#include "support/turkish_locale.h"
 #include "tls/internal.h"
 
 #include <signal.h>
@@ -336,4 +337,25 @@ Test(tls_edges, address_verified_as_an_address_and_not_sent_as_sni)
     ip_close(&srv, &cli);
     hk_tls_ctx_free(s_ip);
     hk_tls_ctx_free(c_ip);
+}
+
+/*
+ * SNI names match ASCII case-insensitively in any locale: under a Turkish
+ * one, tolower('I') is a dotless i, and a certificate for images.example.com
+ * (or *.example.com) used to stop matching a client that wrote IMAGES. Bytes
+ * outside ASCII are not folded at all.
+ */
+Test(tls_edges, sni_names_fold_ascii_only_in_any_locale)
+{
+    char dir[] = "/tmp/hk-locale-XXXXXX";
+    turkish_locale_enter(dir);
+    int exact = hk__tls_name_match("images.example.com", "IMAGES.EXAMPLE.COM");
+    int wild = hk__tls_name_match("*.example.com", "WWW.IMAGES.EXAMPLE.COM");
+    int wild1 = hk__tls_name_match("*.example.com", "IMAGES.EXAMPLE.COM");
+    int latin = hk__tls_name_match("\xe9t\xe9.test", "\xc9T\xc9.TEST");
+    turkish_locale_leave(dir);
+    cr_assert_eq(exact, 1, "IMAGES.EXAMPLE.COM did not match images.example.com");
+    cr_assert_eq(wild, 0, "a wildcard covers one label only");
+    cr_assert_eq(wild1, 1, "IMAGES.EXAMPLE.COM did not match *.example.com");
+    cr_assert_eq(latin, 0, "bytes outside ASCII were folded");
 }
