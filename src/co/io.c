@@ -93,8 +93,18 @@ static ssize_t hk__io(const hk__io_op_t *op, unsigned events, uint64_t deadline)
             if (errno != EAGAIN && errno != EWOULDBLOCK)
                 return -errno;
         }
-        skip = 0;
         int r = hk__pd_wait(self->rt, op->fd, events, deadline, 0);
+        if (r == -ETIMEDOUT && skip) {
+            /*
+             * The read was skipped, never tried, and the netpoller may not
+             * have polled since the data came: a deadline that passed first
+             * still tries the call once, as 0 does.
+             */
+            skip = 0;
+            deadline = 0;
+            continue;
+        }
+        skip = 0;
         if (r < 0)
             return r;
     }
