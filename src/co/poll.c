@@ -280,6 +280,7 @@ int hk__pd_wait(hk_co_runtime_t *rt, int fd, unsigned events, uint64_t deadline,
         hk__pd_set_ready(pd, pd->ready & ~want);
         if (want & HK_READABLE)
             __atomic_store_n(&pd->drained, 0, __ATOMIC_RELAXED);
+        uint32_t gen = pd->gen;
         hk__spin_unlock(&pd->lock);
         struct pollfd p = {.fd = fd,
                            .events = (short)((want & HK_READABLE ? POLLIN : 0) |
@@ -293,6 +294,14 @@ int hk__pd_wait(hk_co_runtime_t *rt, int fd, unsigned events, uint64_t deadline,
             return (int)bits;
         }
         hk__spin_lock(&pd->lock);
+        /*
+         * hk_co_close ran while the lock was dropped: it found no waiter to
+         * wake, and parking on the forgotten registration would never end.
+         */
+        if (pd->gen != gen) {
+            hk__spin_unlock(&pd->lock);
+            return -EBADF;
+        }
     }
     if (pd->ready & want) {
         unsigned bits = pd->ready & (want | HK_ERROR | HK_HANGUP);

@@ -4,7 +4,8 @@
  * reader with -EBADF, and a new fd that gets the closed number is registered
  * afresh; a read after hk_co_wait_fd (after a short read) reads instead of
  * waiting for an edge the wait consumed; hk_co_run waits for the coroutines of
- * a scope main never closed.
+ * a scope main never closed; hk_co_close while hk_co_wait_fd polls the fd
+ * gives the waiter -EBADF instead of leaving it parked.
  */
 #include <criterion/criterion.h>
 #include <errno.h>
@@ -161,4 +162,78 @@ Test(co_edges, run_waits_for_nested_scopes, .timeout = 30)
     int done = __atomic_load_n(&nested_done, __ATOMIC_SEQ_CST);
     cr_assert_eq(hk_co_runtime_free(rt), 0);
     cr_assert_eq(done, 1, "hk_co_run returned while a coroutine of a nested scope still ran");
+}
+
+/*
+ * ---- 5. hk_co_close while hk_co_wait_fd polls the fd (its fresh look, lock dropped) ----
+ * The waiter must get -EBADF (or see the fd closed); a waiter that parks on the
+ * forgotten registration after the close hears nothing ever again.
+ */
+
+typedef struct close_race {
+    int fd;
+    int go;        /* atomic: both sides spin until it is 2 */
+    unsigned spin; /* the closer's head start, in loop iterations */
+    int result;
+} close_race_t;
+
+static void race_go(close_race_t *cr)
+{
+    __atomic_fetch_add(&cr->go, 1, __ATOMIC_SEQ_CST);
+    while (__atomic_load_n(&cr->go, __ATOMIC_SEQ_CST) < 2)
+        hk_co_yield();
+}
+
+static void *race_waiter(void *arg)
+{
+    close_race_t *cr = arg;
+    race_go(cr);
+    cr->result = hk_co_wait_fd(cr->fd, HK_READABLE, HK_FOREVER);
+    return (void *)1;
+}
+
+static void *race_closer(void *arg)
+{
+    close_race_t *cr = arg;
+    race_go(cr);
+    for (volatile unsigned i = 0; i < cr->spin; i++)
+        ;
+    return (void *)(intptr_t)(hk_co_close(cr->fd) == 0);
+}
+
+static void *close_during_wait_main(void *arg)
+{
+    (void)arg;
+    uint32_t rng = 2463534242u;
+    int lost = 0, ebadf = 0;
+    for (int round = 0; round < 3000 && !lost; round++) {
+        int fds[2];
+        CHECK(socketpair(AF_UNIX, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0, fds) == 0);
+        char b;
+        CHECK(hk_co_read(fds[0], &b, 1, hk_time_now() + MS / 10) == -ETIMEDOUT); /* registered */
+        rng ^= rng << 13, rng ^= rng >> 17, rng ^= rng << 5;
+        close_race_t cr = {.fd = fds[0], .spin = rng % 2000};
+        hk_co_t *w, *c;
+        void *res;
+        CHECK(hk_co_spawn(NULL, race_waiter, &cr, NULL, &w) == 0);
+        CHECK(hk_co_spawn(NULL, race_closer, &cr, NULL, &c) == 0);
+        CHECK(hk_co_join(c, &res, HK_FOREVER) == 0 && res == (void *)1);
+        if (hk_co_join(w, NULL, hk_time_now() + 1000 * MS) == -ETIMEDOUT) {
+            lost++; /* parked on a closed fd: nothing will ever wake it */
+            hk_co_cancel(w);
+            CHECK(hk_co_join(w, NULL, HK_FOREVER) == 0);
+            fprintf(stderr, "round %d: hk_co_wait_fd still parked 1 s after hk_co_close\n", round);
+        } else {
+            CHECK(cr.result == -EBADF);
+            ebadf++;
+        }
+        CHECK(close(fds[1]) == 0);
+    }
+    CHECK(lost == 0);
+    return (void *)1;
+}
+
+Test(co_edges, close_while_wait_fd_polls, .timeout = 30)
+{
+    co_run(close_during_wait_main, 2, NULL);
 }
