@@ -16,6 +16,7 @@
 #include "co/internal.h"
 
 #include <errno.h>
+#include <limits.h>
 #include <poll.h>
 #include <stdlib.h>
 #include <sys/epoll.h>
@@ -152,7 +153,9 @@ unsigned hk__poll_run(hk_co_runtime_t *rt, int block)
             timeout = -1;
         } else {
             uint64_t now = hk_time_now();
-            timeout = next <= now ? 0 : (int)((next - now + 999999) / 1000000);
+            /* At most INT_MAX ms (24.8 days): a later deadline is worked out on waking. */
+            uint64_t ms = next <= now ? 0 : (next - now + 999999) / 1000000;
+            timeout = ms > INT_MAX ? INT_MAX : (int)ms;
         }
     }
     int n = epoll_wait(rt->epfd, evs, 128, timeout);

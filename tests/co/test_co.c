@@ -325,3 +325,51 @@ Test(co, work_stealing_migrates)
 {
     run(steal_main, 2);
 }
+
+/*
+ * A deadline (2^32 + 100) ms away, about 50 days, and nothing else to wait
+ * for: the netpoller's timeout in milliseconds used to be cast to int, which
+ * wrapped it to 100 ms, so an idle worker woke ten times a second for
+ * nothing. It now sleeps for INT_MAX ms at most and works out the rest then.
+ * The polls are counted from a pool thread (hk_co_blocking) while the
+ * runtime has only that far deadline.
+ */
+static void *far_sleeper(void *arg)
+{
+    (void)hk_co_sleep_until(*(const uint64_t *)arg);
+    return NULL;
+}
+
+static void *count_polls(void *arg)
+{
+    hk_co_runtime_t *rt = arg;
+    hk_co_runtime_stats_t a, b;
+    usleep(100 * 1000); /* the worker is asleep in epoll_wait by then */
+    hk_co_runtime_stats(rt, &a);
+    usleep(1000 * 1000);
+    hk_co_runtime_stats(rt, &b);
+    return (void *)(uintptr_t)(b.polls - a.polls);
+}
+
+static void *far_main(void *arg)
+{
+    hk_co_runtime_t *rt = arg;
+    uint64_t far = hk_time_now() + ((UINT64_C(1) << 32) + 100) * MS;
+    hk_co_t *co;
+    CHECK(hk_co_spawn(NULL, far_sleeper, &far, NULL, &co) == 0);
+    CHECK(hk_co_yield() == 0); /* it parks on its deadline */
+    void *polls = NULL;
+    CHECK(hk_co_blocking(count_polls, rt, &polls) == 0);
+    if ((uintptr_t)polls > 2)
+        fprintf(stderr, "%lu polls in 1 s with one deadline 50 days away\n",
+                (unsigned long)(uintptr_t)polls);
+    CHECK((uintptr_t)polls <= 2);
+    hk_co_cancel(co);
+    CHECK(hk_co_join(co, NULL, HK_FOREVER) == 0);
+    return (void *)1;
+}
+
+Test(co, far_deadline_does_not_wake_the_poller)
+{
+    run(far_main, 1);
+}
