@@ -554,7 +554,7 @@ void httpd_conn_start(httpd_worker_t *w, int fd, unsigned listen_index)
         close(fd);
         return;
     }
-    if (hk_stream_init(w->loop, &c->stream, fd) < 0) {
+    if (hk_stream_init_socket(w->loop, &c->stream, fd) < 0) { /* accept4 made it non-blocking */
         free(c);
         close(fd);
         return;

@@ -113,7 +113,7 @@ static void uc_on_connect(hk_connect_t *req, int fd)
         uc_fail(u, fd);
         return;
     }
-    int r = hk_stream_init(uc_loop(u), &u->stream, fd);
+    int r = hk_stream_init_socket(uc_loop(u), &u->stream, fd); /* hk_connect's: non-blocking */
     if (r < 0) {
         close(fd);
         uc_fail(u, r);

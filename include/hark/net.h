@@ -175,6 +175,14 @@ struct hk_stream {
 HK_API int hk_stream_init(hk_loop_t *loop, hk_stream_t *stream, int fd);
 
 /*
+ * hk_stream_init for an fd the caller knows to be a non-blocking socket, as
+ * hk_listener, hk_accept_group and hk_connect hand out: it skips the two
+ * system calls (fcntl F_GETFL, fstat) hk_stream_init spends finding that
+ * out. Anything else is a caller bug: a blocking fd would block the loop.
+ */
+HK_API int hk_stream_init_socket(hk_loop_t *loop, hk_stream_t *stream, int fd);
+
+/*
  * Starts reading. alloc_cb NULL: the library's per-thread buffer (valid only
  * during the read callback; copy what you keep). Errors: -EINVAL (no
  * read_cb), -EPIPE (EOF or an error was already delivered), -EBUSY (closing).
@@ -288,7 +296,7 @@ typedef struct hk_listener hk_listener_t;
 
 /*
  * A connection was accepted: fd is non-blocking and close-on-exec, and is
- * the callback's to keep (wrap it with hk_stream_init) or close.
+ * the callback's to keep (wrap it with hk_stream_init_socket) or close.
  */
 typedef void (*hk_listen_cb)(hk_listener_t *listener, int fd);
 typedef void (*hk_listener_close_cb)(hk_listener_t *listener);

@@ -20,6 +20,7 @@
  * read callback; queued writes fail with it.
  */
 #include <pthread.h>
+#include <stdbool.h>
 #include <stdlib.h>
 #include <sys/stat.h>
 #include <unistd.h>
@@ -50,13 +51,14 @@ static char *hk__rbuf_get(void)
 static void hk__stream_on_io(hk_io_t *io, unsigned revents);
 static void hk__stream_on_defer(hk_defer_t *d);
 
-int hk_stream_init(hk_loop_t *loop, hk_stream_t *s, int fd)
+/* socket: the caller vouches for a non-blocking socket (no system call to check). */
+static int hk__stream_init(hk_loop_t *loop, hk_stream_t *s, int fd, bool socket)
 {
     if (!loop || !s)
         return -EINVAL;
     if (fd < 0)
         return -EBADF;
-    int r = hk__set_nonblock(fd);
+    int r = socket ? 0 : hk__set_nonblock(fd);
     if (r < 0)
         return r;
     r = hk_io_init(loop, &s->_io, fd);
@@ -64,7 +66,7 @@ int hk_stream_init(hk_loop_t *loop, hk_stream_t *s, int fd)
         return r;
     struct stat st;
     s->fd = fd;
-    s->_flags = (fstat(fd, &st) == 0 && S_ISSOCK(st.st_mode)) ? HK__S_SOCKET : 0;
+    s->_flags = (socket || (fstat(fd, &st) == 0 && S_ISSOCK(st.st_mode))) ? HK__S_SOCKET : 0;
     s->_alloc_cb = NULL;
     s->_read_cb = NULL;
     s->_drain_cb = NULL;
@@ -85,6 +87,16 @@ int hk_stream_init(hk_loop_t *loop, hk_stream_t *s, int fd)
     s->bytes_read = s->bytes_written = 0;
     s->_io.base.data = s;
     return 0;
+}
+
+int hk_stream_init(hk_loop_t *loop, hk_stream_t *s, int fd)
+{
+    return hk__stream_init(loop, s, fd, false);
+}
+
+int hk_stream_init_socket(hk_loop_t *loop, hk_stream_t *s, int fd)
+{
+    return hk__stream_init(loop, s, fd, true);
 }
 
 int hk_stream_set_transport(hk_stream_t *s, const hk_stream_transport_t *t, void *data)
