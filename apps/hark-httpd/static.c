@@ -265,10 +265,21 @@ static int static_preconditions(const hk_http_request_t *req, const httpd_file_t
 static int static_serve(httpd_conn_t *c, const hk_http_request_t *req, httpd_file_t *f, bool ka)
 {
     bool head = req->method_id == HK_HTTP_HEAD;
+    /*
+     * A modification time in the future (clock skew, an unpacked archive) is
+     * sent as the response's own date: Last-Modified must never be later than
+     * Date (RFC 9110 section 8.8.2.1). Date is taken after this, so it is
+     * this second or a later one. Such a date is no strong validator, so an
+     * If-Range holding it never matches (it is compared with f->lastmod).
+     */
+    const char *lastmod = f->lastmod;
+    const char *now = httpd_worker_date(c->w);
+    if (f->mtime > c->w->date_sec)
+        lastmod = now;
     char extra[256];
     int n = snprintf(extra, sizeof(extra),
                      "ETag: %.*s\r\nLast-Modified: %s\r\nAccept-Ranges: bytes\r\n",
-                     (int)f->etag_len, f->etag, f->lastmod);
+                     (int)f->etag_len, f->etag, lastmod);
     httpd_resp_t r = {.status = 200,
                       .keep_alive = ka,
                       .head = head,

@@ -7,10 +7,12 @@
  * If-None-Match lines; methods (501 for unknown ones, 405 with Allow,
  * OPTIONS and OPTIONS *); a suffix range of an empty file; Host values
  * checked against RFC 3986; and a file rewritten in place within one second
- * at the same size is noticed by the open-file cache.
+ * at the same size is noticed by the open-file cache; a file modified in the
+ * future never gets a Last-Modified later than Date.
  */
 #include "httpd_util.h"
 
+#include <hark/http.h>
 #include <time.h>
 
 static server_t srv;
@@ -287,6 +289,40 @@ Test(httpd_semantics, rewrite_in_place_within_a_second_is_seen)
     usleep(1200 * 1000); /* past the cache's default TTL of 1 s */
     run(out, sizeof(out), "curl -s http://127.0.0.1:%d/t.txt", srv.port);
     cr_assert_str_eq(out, "v2\n", "the open-file cache kept the old bytes");
+}
+
+/* The value of header name (with its ": ") in out, parsed as an HTTP date. */
+static time_t header_date(const char *name)
+{
+    const char *v = strstr(out, name);
+    cr_assert_not_null(v, "no %s in %s", name, out);
+    v += strlen(name);
+    time_t t = 0;
+    cr_assert_eq(hk_http_date_parse(v, strcspn(v, "\r"), &t), 0, "%s", out);
+    return t;
+}
+
+/*
+ * A file whose mtime lies in the future (clock skew, an archive from another
+ * machine): Last-Modified must not be later than Date, the server's time
+ * (RFC 9110 section 8.8.2.1: MUST replace it with the message's date).
+ */
+Test(httpd_semantics, last_modified_never_after_date)
+{
+    write_file(srv.dir, "future.txt", "later", 5);
+    char path[400];
+    snprintf(path, sizeof(path), "%s/future.txt", srv.dir);
+    time_t later = time(NULL) + 2 * 86400;
+    struct timespec ts[2] = {{.tv_sec = later}, {.tv_sec = later}};
+    cr_assert_eq(utimensat(AT_FDCWD, path, ts, 0), 0);
+    const char *how[] = {"-I", "-i", "-i -H 'Range: bytes=0-1'"};
+    for (size_t i = 0; i < sizeof(how) / sizeof(how[0]); i++) {
+        run(out, sizeof(out), "curl -s %s http://127.0.0.1:%d/future.txt", how[i], srv.port);
+        cr_assert(strstr(out, "HTTP/1.1 20"), "%s", out);
+        time_t date = header_date("\r\nDate: ");
+        time_t lastmod = header_date("\r\nLast-Modified: ");
+        cr_assert_leq(lastmod, date, "curl %s: Last-Modified after Date:\n%s", how[i], out);
+    }
 }
 
 /*
