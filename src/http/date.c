@@ -140,15 +140,17 @@ static unsigned clock_time(struct cursor *c)
     return h * 3600 + m * 60 + s;
 }
 
-/* RFC 850's two-digit year: the most recent year with those digits that is not more
- * than 50 years in the future (RFC 9110 section 5.6.7). */
-static int64_t full_year(unsigned yy)
+/* RFC 850's two-digit year: a timestamp that would be more than 50 years in the future is
+ * in the century before (RFC 9110 section 5.6.7). The whole timestamp counts, not only its
+ * year: 31 Dec of the year 50 years from now is more than 50 years away. */
+static int64_t full_year(unsigned yy, unsigned month, unsigned day, unsigned secs)
 {
-    int64_t now_year;
-    unsigned m, d;
-    civil_from_days((int64_t)time(NULL) / 86400, &now_year, &m, &d);
-    int64_t y = now_year - now_year % 100 + yy;
-    if (y > now_year + 50)
+    int64_t now = (int64_t)time(NULL), now_year;
+    unsigned m, d, s = (unsigned)(now % 86400);
+    civil_from_days(now / 86400, &now_year, &m, &d);
+    int64_t y = now_year - now_year % 100 + yy, limit = now_year + 50;
+    if (y > limit ||
+        (y == limit && (month > m || (month == m && (day > d || (day == d && secs > s))))))
         y -= 100;
     return y;
 }
@@ -196,7 +198,7 @@ int hk_http_date_parse(const char *s, size_t len, time_t *t)
         name(&c, long_days, 7);
         lit(&c, ", ");
         day_to_end(&c, "-", 2, &day, &month, &y, &secs);
-        year = full_year(y);
+        year = full_year(y, month, day, secs);
     }
     if (!c.ok || c.p != c.end || day < 1)
         return -EINVAL;

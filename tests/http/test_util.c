@@ -98,6 +98,53 @@ Test(date, three_formats)
         cr_assert_eq(hk_http_date_parse(bad[i], strlen(bad[i]), &t), -EINVAL, "%s", bad[i]);
 }
 
+/*
+ * RFC 9110 section 5.6.7: an RFC 850 date that "appears to be more than 50
+ * years in the future" is in the past century. That is the timestamp, not
+ * its year: 31 Dec of the year 50 years from now is more than 50 years away
+ * (on any day but 31 Dec itself), 1 Jan of it is not.
+ */
+Test(date, rfc850_fifty_years_counts_the_whole_date)
+{
+    static const char *const long_days[7] = {"Sunday",   "Monday", "Tuesday", "Wednesday",
+                                             "Thursday", "Friday", "Saturday"};
+    time_t now = time(NULL);
+    struct tm tm;
+    gmtime_r(&now, &tm);
+    int year = tm.tm_year + 1900;
+    struct tm limit_tm = tm; /* now + 50 years */
+    limit_tm.tm_year += 50;
+    time_t limit = timegm(&limit_tm);
+    struct {
+        int mon, mday, hour, min, sec;
+    } cases[] = {{11, 31, 23, 59, 59}, {0, 1, 0, 0, 0}};
+    for (size_t i = 0; i < sizeof cases / sizeof *cases; i++) {
+        struct tm d = {.tm_year = year + 50 - 1900,
+                       .tm_mon = cases[i].mon,
+                       .tm_mday = cases[i].mday,
+                       .tm_hour = cases[i].hour,
+                       .tm_min = cases[i].min,
+                       .tm_sec = cases[i].sec};
+        time_t want = timegm(&d);
+        if (want > limit) { /* more than 50 years ahead: a century earlier */
+            d.tm_year -= 100;
+            want = timegm(&d);
+        }
+        gmtime_r(&want, &d); /* the weekday */
+        static const char mo[12][4] = {"Jan", "Feb", "Mar", "Apr", "May", "Jun",
+                                       "Jul", "Aug", "Sep", "Oct", "Nov", "Dec"};
+        char s[64];
+        snprintf(s, sizeof s, "%s, %02d-%s-%02d %02d:%02d:%02d GMT", long_days[d.tm_wday],
+                 d.tm_mday, mo[d.tm_mon], (year + 50) % 100, d.tm_hour, d.tm_min, d.tm_sec);
+        time_t t = 0;
+        cr_assert_eq(hk_http_date_parse(s, strlen(s), &t), 0, "%s", s);
+        struct tm got;
+        gmtime_r(&t, &got);
+        cr_assert_eq((int64_t)t, (int64_t)want, "%s: got year %d, want %d", s, got.tm_year + 1900,
+                     d.tm_year + 1900);
+    }
+}
+
 static void path_ok(const char *in, const char *want)
 {
     char out[64];
