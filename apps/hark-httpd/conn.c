@@ -335,6 +335,10 @@ static void conn_process(httpd_conn_t *c, const char *p, size_t len)
         }
         bool whole = conn_skip_body(&req, len - off - (size_t)r, &skip);
         size_t consumed = 0;
+        if (req.minor_version == 0)
+            c->flags |= HTTPD_C_HTTP10;
+        else
+            c->flags &= ~HTTPD_C_HTTP10;
         int d =
             conn_dispatch(c, &req, ka, whole, p + off, (size_t)r, len - off - (size_t)r, &consumed);
         if (d == 1) {

@@ -51,6 +51,7 @@ typedef struct httpd_batch {
 #define HTTPD_C_HANDSHAKE 0x040u /* TLS handshake not finished */
 #define HTTPD_C_FS_BUSY 0x080u   /* the fs request is in flight (the memory must stay) */
 #define HTTPD_C_EOF 0x100u       /* the client shut down its side */
+#define HTTPD_C_HTTP10 0x200u    /* the request being answered is HTTP/1.0 */
 
 typedef struct httpd_open httpd_open_t;       /* static.c: an open in flight */
 typedef struct httpd_proxy httpd_proxy_t;     /* proxy.c: a proxied request in flight */

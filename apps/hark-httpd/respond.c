@@ -214,7 +214,13 @@ int httpd_resp_head(httpd_conn_t *c, const httpd_resp_t *r)
         p = PUT_LIT(p, "\r\nContent-Length: ");
         p = put_u64(p, r->length);
     }
-    p = r->keep_alive ? PUT_LIT(p, "\r\n") : PUT_LIT(p, "\r\nConnection: close\r\n");
+    /* HTTP/1.0 closes unless told otherwise (RFC 9112 appendix C.2.2), as ab -k expects. */
+    if (!r->keep_alive)
+        p = PUT_LIT(p, "\r\nConnection: close\r\n");
+    else if (c->flags & HTTPD_C_HTTP10)
+        p = PUT_LIT(p, "\r\nConnection: keep-alive\r\n");
+    else
+        p = PUT_LIT(p, "\r\n");
     if (r->extra_len)
         p = put(p, r->extra, r->extra_len);
     p = PUT_LIT(p, "\r\n");

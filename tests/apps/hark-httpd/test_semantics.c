@@ -8,7 +8,8 @@
  * OPTIONS and OPTIONS *); a suffix range of an empty file; Host values
  * checked against RFC 3986; and a file rewritten in place within one second
  * at the same size is noticed by the open-file cache; a file modified in the
- * future never gets a Last-Modified later than Date.
+ * future never gets a Last-Modified later than Date; HTTP/1.0 keep-alive is
+ * announced.
  */
 #include "httpd_util.h"
 
@@ -351,4 +352,50 @@ Test(httpd_semantics, redirect_https_location_from_absolute_form)
     cr_assert_eq(server_stop(r, SIGTERM), 0);
     r->pid = 0;
     cleanup_dir(r);
+}
+
+/* Reads one response of small.txt (head and its 12-byte body) from fd into out. */
+static void read_small(int fd)
+{
+    size_t len = 0;
+    out[0] = '\0';
+    while (len < sizeof(out) - 1) {
+        char *end = strstr(out, "\r\n\r\n");
+        if (end && strlen(end + 4) >= 12)
+            break;
+        struct pollfd p = {.fd = fd, .events = POLLIN};
+        cr_assert_gt(poll(&p, 1, 3000), 0, "no response: %s", out);
+        ssize_t n = read(fd, out + len, sizeof(out) - 1 - len);
+        cr_assert_gt(n, 0, "closed after: %s", out);
+        len += (size_t)n;
+        out[len] = '\0';
+    }
+}
+
+/*
+ * HTTP/1.0 keep-alive: a 1.0 connection closes after each response unless
+ * the response says "Connection: keep-alive" (RFC 9112 appendix C.2.2), so
+ * a 1.0 client that asked for it (ab -k) used to close and reconnect each
+ * time although the server kept the connection. Now it is told, and a
+ * second request on the same connection is answered.
+ */
+Test(httpd_semantics, http10_keep_alive_is_announced)
+{
+    int fd = connect_port(srv.port);
+    const char *req = "GET /small.txt HTTP/1.0\r\nConnection: keep-alive\r\n\r\n";
+    for (int i = 0; i < 2; i++) {
+        cr_assert_eq(write(fd, req, strlen(req)), (ssize_t)strlen(req));
+        read_small(fd);
+        cr_assert(strncmp(out, "HTTP/1.1 200 OK\r\n", 17) == 0, "%s", out);
+        cr_assert(strstr(out, "\r\nConnection: keep-alive\r\n"), "request %d:\n%s", i, out);
+    }
+    close(fd);
+    /* Without it, a 1.0 request still ends with the connection closed, and says so. */
+    int closed = 0;
+    raw_exchange(srv.port, "GET /small.txt HTTP/1.0\r\n\r\n", 27, out, sizeof(out), 2000, &closed);
+    cr_assert(strstr(out, "\r\nConnection: close\r\n") && closed, "%s", out);
+    /* HTTP/1.1 keeps the connection without saying so. */
+    raw_exchange(srv.port, "GET /small.txt HTTP/1.1\r\nHost: a\r\n\r\n", 36, out, sizeof(out), 300,
+                 &closed);
+    cr_assert(!strstr(out, "Connection:") && !closed, "%s", out);
 }
