@@ -100,9 +100,9 @@ static int hk__connect_start(hk_loop_t *loop, hk_connect_t *req, const struct so
     if (r < 0) {
         req->_pending = 2; /* closes without a callback: the call failed */
         req->_cb = NULL;
-        close(fd);
-        hk_close(&req->_io.base, NULL);
+        hk_close(&req->_io.base, NULL); /* before close(): the registration goes with the fd */
         hk_close(&req->_timer.base, NULL);
+        close(fd);
         return r;
     }
     return 0;
