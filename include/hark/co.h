@@ -14,7 +14,9 @@
  * Blocking calls take an absolute CLOCK_MONOTONIC deadline in ns: 0 tries once,
  * HK_FOREVER never expires; -ETIMEDOUT when it passes, -ECANCELED when the
  * coroutine's scope is cancelled, -EINVAL for a deadline >= HK_DEADLINE_MAX
- * (other than HK_FOREVER). Unless stated otherwise, the functions below must
+ * (other than HK_FOREVER), -ENOMEM if there was no memory to record the
+ * deadline (the call then fails at once rather than wait without one).
+ * Unless stated otherwise, the functions below must
  * be called from a coroutine (-EPERM otherwise).
  *
  * Errors: >= 0 on success, -errno on failure.

@@ -122,8 +122,10 @@ int hk__co_park(hk_co_t *co, uint64_t deadline)
     if (deadline != HK_FOREVER) {
         if (deadline <= hk_time_now())
             hk__co_wake(co, co->seq, -ETIMEDOUT);
-        else
-            timed = hk__timer_add(co->rt, &t) == 0;
+        else if (hk__timer_add(co->rt, &t) == 0)
+            timed = 1;
+        else /* no memory for the deadline: fail now rather than wait without one */
+            hk__co_wake(co, co->seq, -ENOMEM);
     }
     int r;
     hk__spin_lock(&co->wlock);
