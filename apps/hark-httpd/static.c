@@ -276,24 +276,28 @@ static int static_serve(httpd_conn_t *c, const hk_http_request_t *req, httpd_fil
     const char *now = httpd_worker_date(c->w);
     if (f->mtime > c->w->date_sec)
         lastmod = now;
+    int status = static_preconditions(req, f);
+    if (status == 412) {
+        httpd_resp_error(c, 412, ka, head);
+        return 0;
+    }
+    /*
+     * A 304 carries the validators, not the representation's metadata
+     * (RFC 9110 section 15.4.5): no Content-Type or Accept-Ranges, as nginx.
+     */
     char extra[256];
-    int n = snprintf(extra, sizeof(extra),
-                     "ETag: %.*s\r\nLast-Modified: %s\r\nAccept-Ranges: bytes\r\n",
-                     (int)f->etag_len, f->etag, lastmod);
-    httpd_resp_t r = {.status = 200,
+    int n =
+        snprintf(extra, sizeof(extra), "ETag: %.*s\r\nLast-Modified: %s\r\n%s", (int)f->etag_len,
+                 f->etag, lastmod, status == 304 ? "" : "Accept-Ranges: bytes\r\n");
+    httpd_resp_t r = {.status = status,
                       .keep_alive = ka,
                       .head = head,
-                      .type = f->mime,
+                      .type = status == 304 ? NULL : f->mime,
                       .length = f->size,
                       .extra = extra,
                       .extra_len = (size_t)n};
     uint64_t first = 0, last = f->size ? f->size - 1 : 0;
     const hk_http_header_t *h;
-    r.status = static_preconditions(req, f);
-    if (r.status == 412) {
-        httpd_resp_error(c, 412, ka, head);
-        return 0;
-    }
     if (r.status == 200 && req->method_id == HK_HTTP_GET &&
         (h = hk_http_find_header(req->headers, req->num_headers, "range"))) {
         const hk_http_header_t *ifr =

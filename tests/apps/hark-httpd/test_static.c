@@ -73,6 +73,11 @@ Test(httpd_static, conditional_304)
         srv.port);
     cr_assert(strstr(out, "HTTP/1.1 304"), "%s", out);
     cr_assert(strstr(out, "hello") == NULL, "a 304 has no body");
+    /* The validators, not the representation's metadata (RFC 9110 section 15.4.5). */
+    cr_assert(strstr(out, "\r\nETag: ") && strstr(out, "\r\nLast-Modified: "), "%s", out);
+    cr_assert(!strstr(out, "Content-Type:") && !strstr(out, "Content-Length:") &&
+                  !strstr(out, "Accept-Ranges:"),
+              "%s", out);
     run(out, sizeof(out),
         "curl -s -i -H 'If-None-Match: \"nope\", %s' http://127.0.0.1:%d/small.txt", etag,
         srv.port);
