@@ -246,7 +246,12 @@ HK_API ssize_t hk_co_sendfile(int out_fd, int in_fd, off_t *offset, size_t count
 HK_API ssize_t hk_co_write_all(int fd, const void *buf, size_t len, uint64_t deadline);
 /* The accepted socket is non-blocking and close-on-exec. */
 HK_API int hk_co_accept(int fd, struct sockaddr *addr, socklen_t *addrlen, uint64_t deadline);
-/* Connects a non-blocking socket; returns 0 once connected. */
+/*
+ * Connects a non-blocking socket; returns 0 once connected. After -ETIMEDOUT
+ * or -ECANCELED (or with deadline 0) the connection attempt goes on in the
+ * kernel: close the fd, or wait for it with hk_co_wait_fd(fd, HK_WRITABLE)
+ * and read SO_ERROR; calling hk_co_connect again gives -EALREADY or -EISCONN.
+ */
 HK_API int hk_co_connect(int fd, const struct sockaddr *addr, socklen_t addrlen, uint64_t deadline);
 
 /*
