@@ -225,8 +225,9 @@ HK_API int hk_co_scope_close(hk_co_scope_t *scope);
 HK_API int hk_co_wait_fd(int fd, unsigned events, uint64_t deadline);
 
 /*
- * Unregisters fd from the netpoller (waiters get -EBADF) and closes it.
- * Callable from any thread. Returns close()'s result.
+ * Unregisters fd from the netpoller (waiters, and waits that start before
+ * it returns, get -EBADF) and closes it. Callable from any thread. Returns
+ * close()'s result.
  */
 HK_API int hk_co_close(int fd);
 

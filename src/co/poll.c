@@ -38,6 +38,12 @@ struct hk__pd {
     int stream;  /* a SOCK_STREAM socket (checked at registration) */
     int drained; /* atomic: the last read was short, so the receive queue was empty */
     int nodata;  /* atomic: an edge said hang-up, error or urgent data (sticky) */
+    /*
+     * hk_co_close calls between their forget and their close(): the fd is
+     * still open then, so a wait would register it again and park on a
+     * registration that the close drops without an event. It gets -EBADF.
+     */
+    unsigned closing;
 };
 
 #define HK__PD_CHUNK 1024u
@@ -267,6 +273,10 @@ int hk__pd_wait(hk_co_runtime_t *rt, int fd, unsigned events, uint64_t deadline,
     if (!pd)
         return fd < 0 ? -EBADF : -ENOMEM;
     hk__spin_lock(&pd->lock);
+    if (pd->closing) {
+        hk__spin_unlock(&pd->lock);
+        return -EBADF;
+    }
     if (!pd->registered) {
         int r = hk__pd_register(rt, pd, fd);
         if (r < 0) {
@@ -341,14 +351,20 @@ int hk__pd_wait(hk_co_runtime_t *rt, int fd, unsigned events, uint64_t deadline,
     return r < 0 ? r : w.status;
 }
 
-/* Forgets fd in rt's netpoller: waiters get -EBADF, the next wait registers afresh. */
+/*
+ * Forgets fd in rt's netpoller before it is closed: waiters get -EBADF, and
+ * so does every wait until hk__pd_closed (the fd is still open in between,
+ * and a wait that registered it again would never hear of the close). The
+ * next wait after that registers afresh.
+ */
 static void hk__pd_forget(hk_co_runtime_t *rt, void *arg)
 {
     int fd = (int)(intptr_t)arg;
-    hk__pd_t *pd = hk__pd_get(rt, fd, 0);
+    hk__pd_t *pd = hk__pd_get(rt, fd, 1); /* a first wait may come during the close */
     if (!pd)
         return;
     hk__spin_lock(&pd->lock);
+    pd->closing++;
     int was = pd->registered;
     pd->gen++;
     __atomic_store_n(&pd->registered, 0, __ATOMIC_RELAXED);
@@ -362,12 +378,31 @@ static void hk__pd_forget(hk_co_runtime_t *rt, void *arg)
     hk__spin_unlock(&pd->lock);
 }
 
+/* fd is closed: waits on its number register again (a new file may have it by now). */
+static void hk__pd_closed(hk_co_runtime_t *rt, void *arg)
+{
+    hk__pd_t *pd = hk__pd_get(rt, (int)(intptr_t)arg, 0);
+    if (!pd)
+        return;
+    hk__spin_lock(&pd->lock);
+    if (pd->closing > 0) /* 0: a runtime that started during the close never forgot it */
+        pd->closing--;
+    hk__spin_unlock(&pd->lock);
+}
+
 int hk_co_close(int fd)
 {
     hk__worker_t *wk = hk__worker_current();
-    if (wk)
-        hk__pd_forget(wk->rt, (void *)(intptr_t)fd);
+    hk_co_runtime_t *rt = wk ? wk->rt : NULL;
+    void *arg = (void *)(intptr_t)fd;
+    if (rt)
+        hk__pd_forget(rt, arg);
     else /* a pool thread (hk_co_blocking) or any other: every runtime may know fd */
-        hk__runtime_each(hk__pd_forget, (void *)(intptr_t)fd);
-    return close(fd) < 0 ? -errno : 0;
+        hk__runtime_each(hk__pd_forget, arg);
+    int r = close(fd) < 0 ? -errno : 0;
+    if (rt)
+        hk__pd_closed(rt, arg);
+    else
+        hk__runtime_each(hk__pd_closed, arg);
+    return r;
 }
