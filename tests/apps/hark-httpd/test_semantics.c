@@ -395,7 +395,8 @@ Test(httpd_semantics, http10_keep_alive_is_announced)
     raw_exchange(srv.port, "GET /small.txt HTTP/1.0\r\n\r\n", 27, out, sizeof(out), 2000, &closed);
     cr_assert(strstr(out, "\r\nConnection: close\r\n") && closed, "%s", out);
     /* HTTP/1.1 keeps the connection without saying so. */
-    raw_exchange(srv.port, "GET /small.txt HTTP/1.1\r\nHost: a\r\n\r\n", 36, out, sizeof(out), 300,
+    raw_exchange(srv.port, "GET /small.txt HTTP/1.1\r\nHost: a\r\n\r\n", 36, out, sizeof(out), 1000,
                  &closed);
+    cr_assert(strncmp(out, "HTTP/1.1 200 OK\r\n", 17) == 0, "%s", out);
     cr_assert(!strstr(out, "Connection:") && !closed, "%s", out);
 }
