@@ -10,6 +10,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/resource.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 #include "accesslog.h"
@@ -156,8 +157,13 @@ static int check_log_paths(const httpd_config_t *cfg)
     for (size_t i = 0; i < 2; i++) {
         if (!paths[i] || strcmp(paths[i], "-") == 0)
             continue;
-        if (access(paths[i], W_OK) == 0)
+        /* A directory passes access(W_OK), and open(2) then fails with EISDIR. */
+        struct stat st;
+        if (stat(paths[i], &st) == 0 && S_ISDIR(st.st_mode)) {
+            errno = EISDIR;
+        } else if (access(paths[i], W_OK) == 0) {
             continue;
+        }
         char *copy = strdup(paths[i]);
         int ok = copy && errno == ENOENT && access(dirname(copy), W_OK) == 0;
         int e = errno;

@@ -90,6 +90,25 @@ Test(httpd_ops, check_mode_catches_what_start_would_refuse)
     cr_assert(strstr(out, "hark.conf:3: listen 127.0.0.1:0: TLS:"), "%s", out);
 }
 
+/*
+ * A log path that names a directory: -t said "valid" (the directory is
+ * writable) and the start then failed (open(2): EISDIR), exit 3.
+ */
+Test(httpd_ops, check_mode_refuses_a_log_path_that_is_a_directory)
+{
+    char conf[1024];
+    snprintf(conf, sizeof(conf), "root %s/www;\naccess_log %s/www2;\n", srv.dir, srv.dir);
+    write_conf(conf);
+    int code = run(out, sizeof(out), "%s -t -c %s 2>&1", HARK_HTTPD_BIN, srv.conf);
+    cr_assert_eq(code, 2, "%s", out);
+    cr_assert(strstr(out, "access_log") && strstr(out, "Is a directory"), "%s", out);
+    snprintf(conf, sizeof(conf), "root %s/www;\nerror_log %s/www2;\n", srv.dir, srv.dir);
+    write_conf(conf);
+    code = run(out, sizeof(out), "%s -t -c %s 2>&1", HARK_HTTPD_BIN, srv.conf);
+    cr_assert_eq(code, 2, "%s", out);
+    cr_assert(strstr(out, "error_log") && strstr(out, "Is a directory"), "%s", out);
+}
+
 Test(httpd_ops, https_with_alpn)
 {
     cr_assert_eq(run(NULL, 0,
