@@ -20,12 +20,14 @@
  * second it formatted (CLOCK_REALTIME_COARSE, read from the vDSO).
  */
 #include <errno.h>
+#include <fcntl.h>
 #include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/socket.h>
 #include <time.h>
+#include <unistd.h>
 
 #include "accesslog.h"
 
@@ -361,6 +363,15 @@ int httpd_access_reload(const httpd_config_t *cfg)
     /* hk_log_access_reopen takes paths: "-" would be a file named "-". */
     if (strcmp(current_path, "-") == 0 || strcmp(cfg->access_log, "-") == 0)
         return -ENOTSUP;
+    /*
+     * The writer opens the new path later and keeps the old sink if it
+     * cannot: find that out now, or current_path would name a file that is
+     * not the sink, and a later reload to the same path would change nothing.
+     */
+    int fd = open(cfg->access_log, O_WRONLY | O_APPEND | O_CREAT | O_CLOEXEC | O_NOCTTY, 0644);
+    if (fd < 0)
+        return -errno;
+    close(fd);
     char *copy = strdup(cfg->access_log);
     if (!copy)
         return -ENOMEM;

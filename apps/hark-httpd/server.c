@@ -247,8 +247,15 @@ int httpd_server_reload(httpd_t *srv, const char *path)
         httpd_gen_unref(gen);
         return -EINVAL;
     }
-    if (httpd_access_reload(cfg) < 0)
+    int ar = httpd_access_reload(cfg);
+    if (ar == -ENOTSUP) {
         hk_log(HK_LOG_WARN, "access_log change not applied (needs a restart)", "file=%s", path);
+    } else if (ar < 0) {
+        hk_log(HK_LOG_ERROR, "reload rejected, the old configuration stays",
+               "error=\"access_log %s: %s\"", cfg->access_log, hk_strerror(ar));
+        httpd_gen_unref(gen);
+        return -EINVAL;
+    }
     const char *el0 = srv->listen_cfg->error_log ? srv->listen_cfg->error_log : "-";
     if (strcmp(el0, cfg->error_log ? cfg->error_log : "-") != 0)
         hk_log(HK_LOG_WARN, "error_log change not applied (needs a restart)", "file=%s", path);

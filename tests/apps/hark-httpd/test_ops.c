@@ -290,6 +290,41 @@ Test(httpd_ops, reload_warns_about_what_needs_a_restart)
 }
 
 /*
+ * A reload whose access_log cannot be opened (its directory is missing) is
+ * refused, and the old log stays. It used to be accepted: the writer kept
+ * the old file but the server noted the new path as done, so a second
+ * reload with the same path (the directory made meanwhile) changed nothing
+ * and every line still went to the old file.
+ */
+Test(httpd_ops, reload_with_an_access_log_that_cannot_be_opened_is_refused)
+{
+    char conf[1024];
+    snprintf(conf, sizeof(conf), "listen 127.0.0.1:0;\naccess_log %s/a.log;\nroot %s/www;\n",
+             srv.dir, srv.dir);
+    write_conf(conf);
+    const char *args[] = {"-c", srv.conf, NULL};
+    server_start_argv(&srv, args);
+    snprintf(conf, sizeof(conf), "listen 127.0.0.1:0;\naccess_log %s/new/b.log;\nroot %s/www;\n",
+             srv.dir, srv.dir);
+    write_conf(conf);
+    kill(srv.pid, SIGHUP);
+    const char *log = read_err_until("reload");
+    cr_expect(strstr(log, "reload rejected"), "a reload to a missing directory: %s", log);
+
+    char dir[300];
+    snprintf(dir, sizeof(dir), "%s/new", srv.dir);
+    cr_assert_eq(mkdir(dir, 0755), 0);
+    kill(srv.pid, SIGHUP);
+    log = read_err_until("configuration reloaded");
+    cr_assert(strstr(log, "configuration reloaded"), "no reload: %s", log);
+    run(out, sizeof(out), "curl -s http://127.0.0.1:%d/a.txt", srv.port);
+    cr_assert_str_eq(out, "version-one");
+    cr_assert_eq(server_stop(&srv, SIGTERM), 0);
+    run(out, sizeof(out), "cat %s/new/b.log 2>&1", srv.dir);
+    cr_assert(strstr(out, "GET /a.txt"), "the line went elsewhere: %s", out);
+}
+
+/*
  * keepalive_timeout shorter than header_timeout closes an idle connection on
  * time (the timer armed for the header timeout was never moved earlier), and
  * 0 means no keep-alive at all.
