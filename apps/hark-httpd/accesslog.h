@@ -35,8 +35,9 @@ int httpd_access_open(const httpd_config_t *cfg);
  * path changed (hk_log_access_reopen); turning it off needs nothing (lines
  * are only written while the config in effect names a log). Moving between
  * a file and standard output needs a restart: -ENOTSUP, the old sink stays.
- * A new path that cannot be opened gives -errno of open(2), nothing changed
- * (the reload is then refused). Control thread only (it remembers the path in effect). Returns 0 or -errno.
+ * A new path that cannot be opened gives the -errno of open(2) and changes
+ * nothing (the reload is then refused). Control thread only (it remembers
+ * the path in effect). Returns 0 or -errno.
  */
 int httpd_access_reload(const httpd_config_t *cfg);
 
