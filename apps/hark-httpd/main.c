@@ -27,6 +27,8 @@ static void usage(FILE *f)
           "  -r, --root DIR       serve DIR (default: the current directory)\n"
           "  -l, --listen ADDR    listen on ADDR:PORT (default 127.0.0.1:8080)\n"
           "  -n, --threads N      worker threads (default 1)\n"
+          "                       (-r, -l and -n are for running without -c: a configuration\n"
+          "                       file sets root, listen and threads itself)\n"
           "  -h, --help           this text\n"
           "  -V, --version        the version\n"
           "Signals: HUP reloads the configuration file, TERM or INT drains and exits (a\n"
@@ -187,6 +189,7 @@ int main(int argc, char **argv)
         {"version", no_argument, NULL, 'V'},       {NULL, 0, NULL, 0}};
     const char *config_path = NULL, *root = NULL, *listen = NULL;
     unsigned threads = 1;
+    const char *direct = NULL; /* the first of -r, -l, -n given */
     bool test = false;
     int ch;
     while ((ch = getopt_long(argc, argv, "c:tr:l:n:hV", opts, NULL)) != -1) {
@@ -199,11 +202,14 @@ int main(int argc, char **argv)
             break;
         case 'r':
             root = optarg;
+            direct = direct ? direct : "--root";
             break;
         case 'l':
             listen = optarg;
+            direct = direct ? direct : "--listen";
             break;
         case 'n': {
+            direct = direct ? direct : "--threads";
             char *end;
             unsigned long n = strtoul(optarg, &end, 10);
             if (*end || n < 1 || n > 256) {
@@ -227,6 +233,14 @@ int main(int argc, char **argv)
     if (optind < argc) {
         fprintf(stderr, "hark-httpd: unexpected argument \"%s\"\n", argv[optind]);
         usage(stderr);
+        return 1;
+    }
+    if (config_path && direct) {
+        /* Silently ignoring one of them would serve something other than asked. */
+        fprintf(stderr,
+                "hark-httpd: %s cannot be combined with -c: set it in %s (root, listen, "
+                "threads)\n",
+                direct, config_path);
         return 1;
     }
     char err[1024] = "";

@@ -56,6 +56,13 @@ Test(httpd_ops, check_mode_and_help)
     cr_assert_eq(run(out, sizeof(out), "%s --help", HARK_HTTPD_BIN), 0);
     cr_assert(strstr(out, "--root"));
     cr_assert_eq(run(out, sizeof(out), "%s --bogus 2>&1", HARK_HTTPD_BIN), 1);
+    /* -r, -l and -n with -c: refused (they used to be ignored without a word). */
+    snprintf(conf, sizeof(conf), "listen 127.0.0.1:0;\nroot %s/www;\n", srv.dir);
+    write_conf(conf);
+    cr_assert_eq(
+        run(out, sizeof(out), "%s -t -c %s --listen 127.0.0.1:9 2>&1", HARK_HTTPD_BIN, srv.conf), 1,
+        "%s", out);
+    cr_assert(strstr(out, "--listen cannot be combined with -c"), "%s", out);
 }
 
 /*
