@@ -150,6 +150,10 @@ char *httpd_status_render(httpd_t *srv, size_t *len);
 /* mime.c */
 const char *httpd_mime_type(const char *path, size_t len);
 
+/*
+ * Adds n to a counter only this thread writes (relaxed: readers on other
+ * threads sum it); a gauge goes down by (uint64_t)-1, which wraps.
+ */
 static inline void httpd_count(uint64_t *c, uint64_t n)
 {
     __atomic_store_n(c, __atomic_load_n(c, __ATOMIC_RELAXED) + n, __ATOMIC_RELAXED);

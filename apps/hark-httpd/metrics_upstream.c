@@ -38,8 +38,7 @@ static uint64_t sum(const httpd_ustats_entry_t *e, unsigned nworkers, size_t off
 {
     uint64_t n = 0;
     for (unsigned i = 0; i < nworkers; i++)
-        n += __atomic_load_n((const uint64_t *)(const void *)((const char *)&e->w[i] + off),
-                             __ATOMIC_RELAXED);
+        n += httpd_read((const uint64_t *)(const void *)((const char *)&e->w[i] + off));
     return n;
 }
 
@@ -48,7 +47,7 @@ static unsigned down_in(const httpd_ustats_entry_t *e, unsigned nworkers, uint64
 {
     unsigned n = 0;
     for (unsigned i = 0; i < nworkers; i++)
-        n += __atomic_load_n(&e->w[i].down_until, __ATOMIC_RELAXED) > now;
+        n += httpd_read(&e->w[i].down_until) > now;
     return n;
 }
 

@@ -186,7 +186,7 @@ static void on_interim_written(hk_write_req_t *req, int status)
 /* The parsed 1xx head (head_len bytes) to the client; false when the request is over. */
 static bool resp_interim(httpd_proxy_t *p, size_t head_len)
 {
-    httpd_ustat_add(&p->server->stat->responses[0], 1);
+    httpd_count(&p->server->stat->responses[0], 1);
     httpd_conn_t *c = p->c;
     if (!c || p->client_10)
         return true;
@@ -222,7 +222,7 @@ static void resp_respond(httpd_proxy_t *p, size_t head_len)
     httpd_conn_t *c = p->c;
     httpd_userver_report(p->server, true);
     if (res->status >= 100 && res->status <= 599)
-        httpd_ustat_add(&p->server->stat->responses[res->status / 100 - 1], 1);
+        httpd_count(&p->server->stat->responses[res->status / 100 - 1], 1);
     if (p->head_req || res->status == 204 || res->status == 304) {
         p->in = HTTPD_FRAME_NONE;
     } else if (res->flags & HK_HTTP_CHUNKED) {

@@ -294,7 +294,7 @@ void httpd_userver_report(httpd_userver_t *s, bool ok)
         httpd_userver_health(s);
         return;
     }
-    httpd_ustat_add(&s->stat->failures, 1);
+    httpd_count(&s->stat->failures, 1);
     if (cfg->max_fails == 0)
         return;
     if (s->fails == 0 || now - s->fail_start > cfg->fail_window) {
@@ -304,14 +304,15 @@ void httpd_userver_report(httpd_userver_t *s, bool ok)
     if (++s->fails >= cfg->max_fails) {
         s->down_until = now + cfg->fail_timeout;
         s->fails = 0;
-        httpd_ustat_add(&s->stat->downs, 1);
+        httpd_count(&s->stat->downs, 1);
         httpd_userver_health(s);
     }
 }
 
 void httpd_userver_health(httpd_userver_t *s)
 {
-    httpd_ustat_set(&s->stat->down_until, s->check_down ? UINT64_MAX : s->down_until);
+    __atomic_store_n(&s->stat->down_until, s->check_down ? UINT64_MAX : s->down_until,
+                     __ATOMIC_RELAXED);
 }
 
 /* ---- Names ------------------------------------------------------------------------------- */

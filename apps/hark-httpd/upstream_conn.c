@@ -80,7 +80,7 @@ static void uc_close(httpd_uconn_t *u)
     if (u->state == UC_IDLE) {
         list_unlink(&u->server->idle, u);
         u->server->nidle--;
-        httpd_ustat_add(&u->server->stat->idle, -1);
+        httpd_count(&u->server->stat->idle, (uint64_t)-1);
     }
     u->state = UC_CLOSING;
     u->closes = 2;
@@ -93,7 +93,7 @@ static void uc_fail(httpd_uconn_t *u, int err)
 {
     if (!u->check) {
         u->server->active--;
-        httpd_ustat_add(&u->server->stat->active, -1);
+        httpd_count(&u->server->stat->active, (uint64_t)-1);
     }
     u->state = 0;
     u->cb(u, err);
@@ -141,7 +141,7 @@ static int uc_connect(httpd_uconn_t *u)
         return r;
     u->state = UC_CONNECTING;
     if (!u->check)
-        httpd_ustat_add(&s->stat->connects, 1);
+        httpd_count(&s->stat->connects, 1);
     return 0;
 }
 
@@ -169,10 +169,10 @@ int httpd_uconn_get(httpd_userver_t *s, unsigned flags, void *owner, httpd_uconn
         u->owner = owner;
         u->cb = cb;
         s->active++;
-        httpd_ustat_add(&s->stat->idle, -1);
-        httpd_ustat_add(&s->stat->active, 1);
-        httpd_ustat_add(&s->stat->requests, 1);
-        httpd_ustat_add(&s->stat->reused, 1);
+        httpd_count(&s->stat->idle, (uint64_t)-1);
+        httpd_count(&s->stat->active, 1);
+        httpd_count(&s->stat->requests, 1);
+        httpd_count(&s->stat->reused, 1);
         *out = u;
         return 0;
     }
@@ -199,8 +199,8 @@ int httpd_uconn_get(httpd_userver_t *s, unsigned flags, void *owner, httpd_uconn
     }
     set->handles++;
     s->active++;
-    httpd_ustat_add(&s->stat->active, 1);
-    httpd_ustat_add(&s->stat->requests, 1);
+    httpd_count(&s->stat->active, 1);
+    httpd_count(&s->stat->requests, 1);
     *out = u;
     return 1;
 }
@@ -222,7 +222,7 @@ void httpd_uconn_release(httpd_uconn_t *u, bool reuse)
     httpd_userver_t *s = u->server;
     if (!u->check) {
         s->active--;
-        httpd_ustat_add(&s->stat->active, -1);
+        httpd_count(&s->stat->active, (uint64_t)-1);
     }
     u->owner = NULL;
     switch (u->state) {
@@ -250,7 +250,7 @@ void httpd_uconn_release(httpd_uconn_t *u, bool reuse)
         u->state = UC_IDLE;
         list_push(&s->idle, u);
         s->nidle++;
-        httpd_ustat_add(&s->stat->idle, 1);
+        httpd_count(&s->stat->idle, 1);
         return;
     }
     uc_close(u);
@@ -278,7 +278,7 @@ static void check_result(httpd_userver_t *s, bool ok)
     } else {
         s->check_down = true;
     }
-    httpd_ustat_add(ok ? &s->stat->checks_ok : &s->stat->checks_failed, 1);
+    httpd_count(ok ? &s->stat->checks_ok : &s->stat->checks_failed, 1);
     httpd_userver_health(s);
 }
 

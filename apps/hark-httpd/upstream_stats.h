@@ -10,8 +10,8 @@
  * last figures; one that comes back continues them).
  *
  * Each entry has one slot per worker, written only by that worker's thread
- * with relaxed atomic stores (no lock and no shared cache line on the request
- * path) and summed by the thread that renders /metrics.
+ * with httpd_count (no lock and no shared cache line on the request path)
+ * and summed with httpd_read by the thread that renders /metrics.
  */
 #ifndef HTTPD_UPSTREAM_STATS_H
 #define HTTPD_UPSTREAM_STATS_H
@@ -51,16 +51,5 @@ httpd_ustat_t *httpd_ustats_slot(httpd_t *srv, unsigned worker, const char *upst
 
 /* Frees the registry (at exit, after the workers ended). */
 void httpd_ustats_free(httpd_t *srv);
-
-/* The worker's own gauge and counter updates (single writer). */
-static inline void httpd_ustat_add(uint64_t *c, int64_t n)
-{
-    __atomic_store_n(c, __atomic_load_n(c, __ATOMIC_RELAXED) + (uint64_t)n, __ATOMIC_RELAXED);
-}
-
-static inline void httpd_ustat_set(uint64_t *c, uint64_t v)
-{
-    __atomic_store_n(c, v, __ATOMIC_RELAXED);
-}
 
 #endif
