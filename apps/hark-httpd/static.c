@@ -273,9 +273,12 @@ static int static_serve(httpd_conn_t *c, const hk_http_request_t *req, httpd_fil
      * If-Range holding it never matches (it is compared with f->lastmod).
      */
     const char *lastmod = f->lastmod;
-    const char *now = httpd_worker_date(c->w);
-    if (f->mtime > c->w->date_sec)
-        lastmod = now;
+    /* The cached second first: only a file that looks newer pays for a clock read. */
+    if (f->mtime > c->w->date_sec) {
+        const char *now = httpd_worker_date(c->w);
+        if (f->mtime > c->w->date_sec)
+            lastmod = now;
+    }
     int status = static_preconditions(req, f);
     if (status == 412) {
         httpd_resp_error(c, 412, ka, head);
