@@ -89,7 +89,7 @@ typedef struct hk_resolver_options {
      */
     const char *servers;
     unsigned timeout_ms;      /* per attempt; 0 = resolv.conf's "timeout", else c-ares's default */
-    unsigned tries;           /* attempts per server; 0 = resolv.conf's "attempts" or c-ares's */
+    unsigned tries;           /* attempts per server (at most 100); 0 = resolv.conf's or c-ares's */
     unsigned flags;           /* HK_RESOLVER_* */
     unsigned cache_entries;   /* 0 = HK_DNS_CACHE_ENTRIES_DEFAULT */
     unsigned cache_max_ttl_s; /* answers are kept min(TTL, this); 0 = ..._DEFAULT */
@@ -160,7 +160,7 @@ typedef union hk_dns_addr {
 
 /* Bits of req->flags: where an answer came from. */
 #define HK_DNS_CACHED 0x1u  /* from the cache */
-#define HK_DNS_NUMERIC 0x2u /* the name was a literal IPv4 or IPv6 address */
+#define HK_DNS_NUMERIC 0x2u /* the name was a literal IPv4 or IPv6 address (zone allowed) */
 
 typedef struct hk_dns_req hk_dns_req_t;
 typedef void (*hk_dns_cb)(hk_dns_req_t *req);

@@ -7,6 +7,11 @@
  * hk_dns_req_t, and is the code fuzz/dns_answer.c drives.
  */
 #include <arpa/inet.h>
+#include <errno.h>
+#include <net/if.h>
+#include <stdint.h>
+#include <stdlib.h>
+#include <string.h>
 
 #include "dns/internal.h"
 
@@ -65,6 +70,40 @@ int hk__dns_name_key(const char *name, char *key)
     return 0;
 }
 
+/*
+ * An IPv6 literal with a zone, "fe80::1%eth0" or "fe80::1%2", as getaddrinfo
+ * takes it: inet_pton refuses the zone, and c-ares 1.18 would send the whole
+ * text to the servers as a name. The zone is an interface name or its index;
+ * an interface that does not exist is a name that does not resolve (-ENOENT).
+ */
+static int numeric_zoned(const char *name, int family, hk_dns_addr_t *out)
+{
+    const char *pct = strchr(name, '%');
+    char addr[INET6_ADDRSTRLEN];
+    size_t alen = pct ? (size_t)(pct - name) : 0;
+    if (!pct || alen == 0 || alen >= sizeof(addr) || pct[1] == '\0')
+        return 0;
+    memcpy(addr, name, alen);
+    addr[alen] = '\0';
+    if (inet_pton(AF_INET6, addr, &out->in6.sin6_addr) != 1)
+        return 0;
+    const char *zone = pct + 1;
+    unsigned long index = 0;
+    if (zone[strspn(zone, "0123456789")] == '\0') {
+        errno = 0;
+        index = strtoul(zone, NULL, 10);
+        if (errno || index == 0 || index > UINT32_MAX)
+            index = 0;
+    } else if (strlen(zone) < IF_NAMESIZE) {
+        index = if_nametoindex(zone);
+    }
+    out->in6.sin6_family = AF_INET6;
+    out->in6.sin6_scope_id = (uint32_t)index;
+    if (index == 0)
+        return -ENOENT;
+    return family == AF_INET ? -ENODATA : 1;
+}
+
 int hk__dns_numeric(const char *name, int family, hk_dns_addr_t *out)
 {
     memset(out, 0, sizeof(*out));
@@ -76,7 +115,7 @@ int hk__dns_numeric(const char *name, int family, hk_dns_addr_t *out)
         out->in6.sin6_family = AF_INET6;
         return family == AF_INET ? -ENODATA : 1;
     }
-    return 0;
+    return numeric_zoned(name, family, out);
 }
 
 /* Copies one node's address into *out if it is a well-formed one of family. */

@@ -4,6 +4,7 @@
  * that getaddrinfo is never called.
  */
 #include <dlfcn.h>
+#include <net/if.h>
 #include <netdb.h>
 
 #include "util.h"
@@ -217,6 +218,35 @@ Test(dns_resolve, literal_addresses)
     hk_resolver_stats_t st;
     hk_resolver_stats(fx.r, &st);
     cr_assert_eq(st.numeric, 3);
+    cr_assert_eq(st.queries, 0);
+}
+
+Test(dns_resolve, link_local_literal_with_a_zone)
+{
+    /* "fe80::1%lo" as getaddrinfo takes it: the zone becomes the scope id, no server asked. */
+    unsigned lo = if_nametoindex("lo");
+    cr_assert_neq(lo, 0u);
+    struct got g = fx_resolve(&fx, "fe80::1%lo", AF_UNSPEC);
+    cr_assert_eq(g.result, 0, "%s", hk_strerror(g.result));
+    cr_assert_eq(g.flags, HK_DNS_NUMERIC);
+    cr_assert_eq(g.naddrs, 1);
+    cr_assert(addr_is(&g.addrs[0], "fe80::1"));
+    cr_assert_eq(g.addrs[0].in6.sin6_scope_id, lo);
+    /* A numeric zone is the index itself. */
+    char name[64];
+    snprintf(name, sizeof(name), "fe80::2%%%u", lo);
+    g = fx_resolve(&fx, name, AF_INET6);
+    cr_assert_eq(g.result, 0, "%s", hk_strerror(g.result));
+    cr_assert_eq(g.addrs[0].in6.sin6_scope_id, lo);
+    /* No such interface: no such name, still without asking a server. */
+    g = fx_resolve(&fx, "fe80::1%no-such-if9", AF_UNSPEC);
+    cr_assert_eq(g.result, -ENOENT, "%s", hk_strerror(g.result));
+    cr_assert_eq(g.flags, HK_DNS_NUMERIC);
+    g = fx_resolve(&fx, "fe80::1%lo", AF_INET);
+    cr_assert_eq(g.result, -ENODATA, "%s", hk_strerror(g.result));
+    hk_resolver_stats_t st;
+    hk_resolver_stats(fx.r, &st);
+    cr_assert_eq(st.numeric, 4);
     cr_assert_eq(st.queries, 0);
 }
 
