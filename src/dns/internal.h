@@ -94,6 +94,8 @@ int hk__dns_name_key(const char *name, char *key);
  * -ENODATA if it is one of a family other than family (AF_UNSPEC takes both).
  */
 int hk__dns_numeric(const char *name, int family, hk_dns_addr_t *out);
+/* Whether key (lowercase) is "localhost" or a name under it, with or without the final dot. */
+int hk__dns_is_localhost(const char *key);
 /*
  * Copies the usable addresses of ai (of family, deduplicated, ordered by
  * order) into out[0..max), returns how many were kept, and stores the number

@@ -118,6 +118,17 @@ int hk__dns_numeric(const char *name, int family, hk_dns_addr_t *out)
     return numeric_zoned(name, family, out);
 }
 
+int hk__dns_is_localhost(const char *key)
+{
+    static const char lh[] = "localhost";
+    size_t n = strlen(key), m = sizeof(lh) - 1;
+    if (n && key[n - 1] == '.')
+        n--;
+    if (n < m || memcmp(key + n - m, lh, m) != 0)
+        return 0;
+    return n == m || key[n - m - 1] == '.';
+}
+
 /* Copies one node's address into *out if it is a well-formed one of family. */
 static int addr_take(const struct ares_addrinfo_node *n, int family, hk_dns_addr_t *out)
 {

@@ -192,6 +192,20 @@ Test(dns_resolve, localhost_from_etc_hosts_without_a_server)
     cr_assert(has_addr(&g, "127.0.0.1"));
 }
 
+Test(dns_resolve, localhost_for_ipv6)
+{
+    /* RFC 6761: localhost is the loopback address, also when /etc/hosts has no "::1 localhost". */
+    static const char *const names[] = {"localhost", "localhost", "LocalHost.", "db.localhost"};
+    for (size_t i = 0; i < sizeof(names) / sizeof(names[0]); i++) {
+        struct got g = fx_resolve(&fx, names[i], AF_INET6);
+        cr_assert_eq(g.result, 0, "%s: %s", names[i], hk_strerror(g.result));
+        cr_assert(has_addr(&g, "::1"), "%s", names[i]);
+    }
+    /* Not a name under localhost. */
+    struct got g = fx_resolve(&fx, "notlocalhost", AF_INET6);
+    cr_assert(g.result != 0 || !has_addr(&g, "::1"));
+}
+
 Test(dns_resolve, no_hosts_flag_skips_etc_hosts)
 {
     hk_resolver_free(fx.r);
