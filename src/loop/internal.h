@@ -56,7 +56,15 @@ struct hk__fdslot {
     uint8_t registered;
     uint8_t queued; /* in the change list */
     uint8_t is_file;
-    uint8_t lost_del; /* a DEL found the number closed (EBADF): a dup may keep the registration */
+    /*
+     * lost_gen: the generation of a registration that can no longer be reached
+     * by number (a DEL found the number closed, or a new file took the number
+     * before the DEL), which a dup'ed copy may keep alive; 0 for none.
+     * lost_iter: the low byte of stats.iterations when it was found, so that
+     * stale events fetched in that same batch do not count as its own.
+     */
+    uint8_t lost_iter;
+    uint32_t lost_gen;
 };
 
 struct hk__heap_entry {

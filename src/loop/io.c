@@ -149,11 +149,24 @@ static void hk__io_make_file(hk_loop_t *loop, struct hk__fdslot *s, hk_io_t *io)
 }
 
 /*
+ * The slot's current registration can no longer be reached by number: its
+ * file was closed, and a dup'ed copy may keep it alive and reporting. Its
+ * events are recognised by their generation (hk__io_internal_event).
+ */
+static void hk__mark_lost(hk_loop_t *loop, struct hk__fdslot *s)
+{
+    s->lost_gen = s->gen;
+    s->lost_iter = (uint8_t)loop->stats.iterations;
+}
+
+/*
  * Puts fd into the epoll set with mask want and generation gen, whatever the
  * set held before. EPOLLEXCLUSIVE registrations cannot be modified (the
  * kernel allows the flag with ADD only), so they are replaced by DEL + ADD. A
  * MOD that finds nothing (the old file was closed, the number reused) falls
- * back to ADD. Returns 1 when the fd turned out to be a regular file.
+ * back to ADD; if the old file lives on through a dup'ed copy, its
+ * registration is now out of reach, so it is marked lost. Returns 1 when the
+ * fd turned out to be a regular file.
  */
 static int hk__register(hk_loop_t *loop, int fd, struct hk__fdslot *s, uint32_t want, uint32_t gen)
 {
@@ -161,11 +174,17 @@ static int hk__register(hk_loop_t *loop, int fd, struct hk__fdslot *s, uint32_t 
     uint64_t tag = hk__tag(fd, gen);
     if (s->registered && !((s->kmask | want) & EPOLLEXCLUSIVE)) {
         r = hk__epoll_ctl(loop, EPOLL_CTL_MOD, fd, want, tag);
-        if (r == -ENOENT)
+        if (r == -ENOENT) {
+            if (gen != s->gen)
+                hk__mark_lost(loop, s);
             r = hk__epoll_ctl(loop, EPOLL_CTL_ADD, fd, want, tag);
+        }
     } else {
-        if (s->registered)
-            (void)hk__epoll_ctl(loop, EPOLL_CTL_DEL, fd, 0, 0);
+        if (s->registered) {
+            r = hk__epoll_ctl(loop, EPOLL_CTL_DEL, fd, 0, 0);
+            if ((r == -ENOENT || r == -EBADF) && gen != s->gen)
+                hk__mark_lost(loop, s);
+        }
         r = hk__epoll_ctl(loop, EPOLL_CTL_ADD, fd, want, tag);
     }
     if (r == -EPERM)
@@ -178,20 +197,21 @@ static int hk__register(hk_loop_t *loop, int fd, struct hk__fdslot *s, uint32_t 
     s->registered = 1;
     s->kmask = want;
     s->gen = gen;
-    s->lost_del = 0;
+    if (s->lost_gen == gen)
+        s->lost_gen = 0; /* the kernel holds this generation again, reachable */
     return 0;
 }
 
 /*
  * Removes fd's registration. EBADF means the number was closed first: if the
  * file is still open through a dup'ed copy, the registration lives on and
- * can no longer be reached by number; lost_del lets the dispatcher recognise
+ * can no longer be reached by number; lost_gen lets the dispatcher recognise
  * its events and rebuild the epoll set (hk__io_rebuild).
  */
 static void hk__unregister(hk_loop_t *loop, int fd, struct hk__fdslot *s)
 {
     if (hk__epoll_ctl(loop, EPOLL_CTL_DEL, fd, 0, 0) == -EBADF)
-        s->lost_del = 1;
+        hk__mark_lost(loop, s);
     s->registered = 0;
     s->kmask = 0;
 }
@@ -342,8 +362,6 @@ static void hk__io_rebuild(hk_loop_t *loop)
     }
     close(ep);
     loop->stats.epoll_rebuilds++;
-    for (uint32_t fd = 0; fd < loop->fds_cap; fd++)
-        loop->fds[fd].lost_del = 0;
     int own[] = {loop->eventfd, loop->sigfd, loop->timerfd};
     for (size_t i = 0; i < sizeof own / sizeof own[0]; i++)
         if (own[i] >= 0)
@@ -412,15 +430,18 @@ int hk__epoll_add_internal(hk_loop_t *loop, int fd)
  */
 static bool hk__io_internal_event(hk_loop_t *loop, struct hk__fdslot *s, uint64_t tag)
 {
-    if (tag >> 32) {
-        if ((uint32_t)(tag >> 32) == s->gen) {
-            if (s->kmask & EPOLLONESHOT)
-                s->kmask = 0;
-            if (s->lost_del) {
-                /* The registration we could not remove; queued, so that the next apply runs. */
-                loop->io_rebuild = 1;
-                (void)hk__queue_change(loop, (int)(s - loop->fds));
-            }
+    uint32_t gen = (uint32_t)(tag >> 32);
+    if (gen) {
+        if (gen == s->gen && (s->kmask & EPOLLONESHOT))
+            s->kmask = 0;
+        /*
+         * The registration we could not remove, still reporting after the
+         * batch in which it was lost (events fetched before that are merely
+         * stale); queued, so that the next apply runs.
+         */
+        if (gen == s->lost_gen && s->lost_iter != (uint8_t)loop->stats.iterations) {
+            loop->io_rebuild = 1;
+            (void)hk__queue_change(loop, (int)(s - loop->fds));
         }
         return false;
     }
@@ -545,6 +566,7 @@ int hk__io_reregister_all(hk_loop_t *loop)
 {
     for (uint32_t fd = 0; fd < loop->fds_cap; fd++) {
         struct hk__fdslot *s = &loop->fds[fd];
+        s->lost_gen = 0; /* a new epoll set: nothing of the old one is left */
         if (!s->registered)
             continue;
         if (s->kmask == 0 || !s->w) {

@@ -712,6 +712,8 @@ static void fd_reuse(int mode)
     write_byte(ru.fresh_pipe[1]);
     RUN_UNTIL(loop, &g, ru.fresh.calls > 0);
     cr_assert(ru.fresh.last & HK_READABLE);
+    /* No copy keeps the old file: its stale event in the batch is no reason to rebuild. */
+    cr_assert_eq(get_stats(loop).epoll_rebuilds, 0);
 
     watch_t *victim = ru.victim;
     cr_assert_eq(victim->calls, 0);
@@ -1021,4 +1023,75 @@ Test(io, stop_then_close_fd_with_a_copy)
 Test(io, close_fd_then_watcher_with_a_copy)
 {
     orphan_case(close_fd_then_watcher_cb);
+}
+
+/*
+ * The same pitfall when the number is reused before the DEL: the callback
+ * stops its watcher, closes the fd (a dup'ed copy keeps the file and its
+ * registration alive) and a new file gets the same number and a new watcher
+ * at once. The new watcher's registration is an ADD for the new file, so the
+ * queued DEL never runs, and the old registration, with the old generation,
+ * can no longer be reached by number: the loop must rebuild its epoll set
+ * instead of dropping its events as stale on every iteration for ever.
+ */
+typedef struct orphan_reuse {
+    watch_t w;
+    watch_t fresh;
+    int fresh_pair[2];
+} orphan_reuse_t;
+
+static void stop_close_reuse_cb(hk_io_t *io, unsigned revents)
+{
+    orphan_reuse_t *o = (orphan_reuse_t *)io;
+    count_cb(io, revents);
+    int fd = io->fd;
+    cr_assert_eq(hk_io_stop(io), 0);
+    cr_assert_eq(close(fd), 0);
+    make_socketpair(o->fresh_pair);
+    if (o->fresh_pair[0] != fd) {
+        cr_assert_eq(dup3(o->fresh_pair[0], fd, O_CLOEXEC), fd);
+        close(o->fresh_pair[0]);
+        o->fresh_pair[0] = fd;
+    }
+    watch_start(io->base.loop, &o->fresh, fd, HK_READABLE, count_cb);
+}
+
+Test(io, stop_close_and_reuse_number_with_a_copy)
+{
+    hk_loop_t *loop = new_loop(0);
+    guard_t g;
+    guard_start(loop, &g, 2000);
+    int s[2];
+    make_socketpair(s);
+    int copy = dup(s[0]);
+    cr_assert_geq(copy, 0);
+    write_byte(s[1]); /* never read: the orphaned registration stays ready */
+    orphan_reuse_t o = {0};
+    o.fresh.drain = 1;
+    watch_start(loop, &o.w, s[0], HK_READABLE, stop_close_reuse_cb);
+    RUN_UNTIL(loop, &g, o.w.calls > 0);
+
+    hk_timer_t t;
+    cr_assert_eq(hk_timer_init(loop, &t), 0);
+    cr_assert_eq(hk_timer_start_in(&t, stop_loop_timer, MS(50), 0), 0);
+    hk_loop_stats_t a = get_stats(loop);
+    cr_assert_geq(hk_loop_run(loop, HK_RUN_DEFAULT), 0);
+    hk_loop_stats_t b = get_stats(loop);
+    cr_assert_lt(b.stale_events - a.stale_events, 3, "%llu stale events in 50 ms",
+                 (unsigned long long)(b.stale_events - a.stale_events));
+    cr_assert_eq(b.epoll_rebuilds, 1);
+    cr_assert_eq(o.w.calls, 1);
+    cr_assert_eq(o.fresh.calls, 0, "the old file's event reached the new watcher");
+
+    write_byte(o.fresh_pair[1]); /* the new watcher survived the rebuild */
+    RUN_UNTIL(loop, &g, o.fresh.calls > 0);
+
+    hk_close(&t.base, NULL);
+    hk_close(&o.w.io.base, NULL);
+    hk_close(&o.fresh.io.base, NULL);
+    guard_close(&g);
+    finish_loop(loop);
+    close(copy);
+    close(s[1]);
+    close_pair(o.fresh_pair);
 }
