@@ -30,6 +30,7 @@ enum {
     HK__FRESH = 0x20,    /* io: (re)initialised; the next start re-registers the fd */
     HK__ONTIME = 0x40,   /* timer: started with HK_TIMER_ONTIME or HOLD (ontime.c) */
     HK__HOLD = 0x80,     /* timer: started with HK_TIMER_HOLD (ontime.c) */
+    HK__PARKED = 0x100,  /* timer: set aside for the rest of a timer pass (timer_heap.c) */
 };
 
 /*
@@ -94,6 +95,8 @@ struct hk_loop {
     struct hk__heap_entry *heap;
     uint32_t heap_len, heap_cap;
     uint64_t timer_seq;
+    struct hk__heap_entry *parked; /* due timers started in the current pass (timer_heap.c) */
+    uint32_t nparked, parked_cap;
     int use_timerfd;
     int timerfd;
     uint64_t timerfd_armed; /* absolute deadline armed, HK_FOREVER = disarmed */
@@ -219,6 +222,8 @@ void hk__timers_run(hk_loop_t *loop);
 int hk__heap_push(hk_loop_t *loop, hk_timer_t *t, uint64_t when);
 void hk__heap_remove(hk_loop_t *loop, hk_timer_t *t);
 void hk__heap_replace_top(hk_loop_t *loop, uint64_t when);
+int hk__heap_park_top(hk_loop_t *loop);
+void hk__heap_unpark_all(hk_loop_t *loop);
 
 /* sleep.c */
 int hk__sleep(hk_loop_t *loop, uint64_t deadline, uint64_t now);

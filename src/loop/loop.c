@@ -93,6 +93,7 @@ int hk_loop_free(hk_loop_t *loop)
     free(loop->fds);
     free(loop->changes);
     free(loop->heap);
+    free(loop->parked);
     free(loop->events);
     free(loop);
     return 0;

@@ -86,8 +86,11 @@ uint64_t hk_timer_deadline(const hk_timer_t *timer)
 
 /*
  * Runs every timer due at the loop's cached time. Timers started by these
- * callbacks wait for the next iteration even when already due, so a callback
- * that re-arms itself with delay 0 cannot starve the loop.
+ * callbacks wait for the next pass even when already due, so a callback
+ * that re-arms itself with delay 0 cannot starve the loop. They are set
+ * aside (parked) rather than ending the pass: one re-armed with a deadline
+ * earlier than another due timer's would otherwise sit at the top of the
+ * heap and end every pass before that timer, for as long as it re-arms.
  */
 void hk__timers_run(hk_loop_t *loop)
 {
@@ -95,8 +98,11 @@ void hk__timers_run(hk_loop_t *loop)
     uint64_t seq_limit = loop->timer_seq;
     while (loop->heap_len > 0 && loop->heap[0].when <= now) {
         hk_timer_t *t = loop->heap[0].timer;
-        if (t->_seq > seq_limit)
-            break;
+        if (t->_seq > seq_limit) {
+            if (hk__heap_park_top(loop) < 0)
+                break; /* no memory to set it aside: the rest waits for the next pass */
+            continue;
+        }
         uint64_t expirations = 1;
         if (HK_UNLIKELY(t->base._flags & HK__ONTIME)) {
             /* Armed early, so now may be before the deadline (queue.c). */
@@ -130,4 +136,6 @@ void hk__timers_run(hk_loop_t *loop)
         t->_cb(t, expirations);
         hk__stall_leave(loop);
     }
+    if (loop->nparked > 0)
+        hk__heap_unpark_all(loop);
 }

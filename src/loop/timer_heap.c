@@ -60,7 +60,8 @@ static void hk__heap_sift_down(struct hk__heap_entry *heap, uint32_t len, uint32
 /* when: the heap key, the timer's deadline (or an ONTIME timer's arming moment). */
 int hk__heap_push(hk_loop_t *loop, hk_timer_t *t, uint64_t when)
 {
-    if (loop->heap_len == loop->heap_cap) {
+    /* Room is kept for the parked timers, so that putting them back cannot fail. */
+    if (loop->heap_len + loop->nparked >= loop->heap_cap) {
         if (loop->heap_cap >= UINT32_MAX / 2)
             return -ENOMEM;
         uint32_t cap = loop->heap_cap ? loop->heap_cap * 2 : 64;
@@ -76,8 +77,24 @@ int hk__heap_push(hk_loop_t *loop, hk_timer_t *t, uint64_t when)
     return 0;
 }
 
+/* A parked timer leaves the parked set (stopped or closed during the pass). */
+static void hk__heap_unpark(hk_loop_t *loop, hk_timer_t *t)
+{
+    uint32_t i = t->_heap_index;
+    uint32_t last = --loop->nparked;
+    if (i != last) {
+        loop->parked[i] = loop->parked[last];
+        loop->parked[i].timer->_heap_index = i;
+    }
+    t->base._flags &= (uint16_t)~HK__PARKED;
+}
+
 void hk__heap_remove(hk_loop_t *loop, hk_timer_t *t)
 {
+    if (HK_UNLIKELY(t->base._flags & HK__PARKED)) {
+        hk__heap_unpark(loop, t);
+        return;
+    }
     uint32_t i = t->_heap_index;
     uint32_t last = --loop->heap_len;
     if (i != last) {
@@ -88,7 +105,7 @@ void hk__heap_remove(hk_loop_t *loop, hk_timer_t *t)
             hk__heap_sift_down(loop->heap, loop->heap_len, i);
     }
     /* Give the memory back when a burst of timers is gone. */
-    if (loop->heap_cap > 1024 && loop->heap_len < loop->heap_cap / 8) {
+    if (loop->heap_cap > 1024 && loop->heap_len + loop->nparked < loop->heap_cap / 8) {
         uint32_t cap = loop->heap_cap / 2;
         struct hk__heap_entry *h = realloc(loop->heap, (size_t)cap * sizeof *h);
         if (h) {
@@ -103,4 +120,39 @@ void hk__heap_replace_top(hk_loop_t *loop, uint64_t when)
 {
     loop->heap[0].when = when;
     hk__heap_sift_down(loop->heap, loop->heap_len, 0);
+}
+
+/*
+ * Sets the top timer aside until hk__heap_unpark_all: a timer started during
+ * a pass of due timers and already due itself waits for the next pass, but
+ * the due timers behind it in the heap must still run in this one. It stays
+ * active; its heap entry waits in loop->parked. Returns -ENOMEM when the
+ * parked set cannot grow (the caller then ends the pass there).
+ */
+int hk__heap_park_top(hk_loop_t *loop)
+{
+    if (loop->nparked == loop->parked_cap) {
+        uint32_t cap = loop->parked_cap ? loop->parked_cap * 2 : 16;
+        struct hk__heap_entry *p = realloc(loop->parked, (size_t)cap * sizeof *p);
+        if (!p)
+            return -ENOMEM;
+        loop->parked = p;
+        loop->parked_cap = cap;
+    }
+    struct hk__heap_entry e = loop->heap[0];
+    hk__heap_remove(loop, e.timer);
+    e.timer->_heap_index = loop->nparked;
+    e.timer->base._flags |= HK__PARKED;
+    loop->parked[loop->nparked++] = e;
+    return 0;
+}
+
+/* The pass is over: parked timers go back into the heap (room was kept for them). */
+void hk__heap_unpark_all(hk_loop_t *loop)
+{
+    while (loop->nparked > 0) {
+        struct hk__heap_entry e = loop->parked[--loop->nparked];
+        e.timer->base._flags &= (uint16_t)~HK__PARKED;
+        (void)hk__heap_push(loop, e.timer, e.when);
+    }
 }

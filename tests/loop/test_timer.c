@@ -322,6 +322,52 @@ Test(timer, close_due_timer_from_callback)
 }
 
 /*
+ * A callback that re-arms its timer with a deadline already past (0: "next
+ * iteration") must not hold back the other due timers: the re-armed timer
+ * waits for the next pass, the ones behind it run in this one. Before, the
+ * re-armed timer sat at the top of the heap and ended every pass, so a due
+ * timer with a later deadline never ran while it kept re-arming.
+ */
+static void rearm_past_cb(hk_timer_t *timer, uint64_t expirations)
+{
+    tmr_t *t = (tmr_t *)timer;
+    tmr_cb(timer, expirations);
+    if (t->calls < 50)
+        cr_assert_eq(hk_timer_start(timer, rearm_past_cb, 0, 0), 0);
+}
+
+static void rearm_past(unsigned flags)
+{
+    hk_loop_t *loop = new_loop(flags);
+    guard_t g;
+    guard_start(loop, &g, 10000);
+    tmr_t a = {0}, b = {0};
+    cr_assert_eq(hk_timer_init(loop, &a.t), 0);
+    cr_assert_eq(hk_timer_init(loop, &b.t), 0);
+    hk_loop_update_time(loop);
+    cr_assert_eq(hk_timer_start(&a.t, rearm_past_cb, 0, 0), 0);
+    cr_assert_eq(hk_timer_start(&b.t, tmr_cb, hk_loop_now(loop), 0), 0);
+    cr_assert_geq(hk_loop_run(loop, HK_RUN_ONCE), 0);
+    cr_assert_eq(b.calls, 1, "a due timer waited behind one re-armed in the past (%d runs of it)",
+                 a.calls);
+    cr_assert_leq(a.calls, 2, "the re-armed timer ran again in the pass that re-armed it");
+    hk_close(&a.t.base, NULL);
+    hk_close(&b.t.base, NULL);
+    guard_close(&g);
+    finish_loop(loop);
+}
+
+Test(timer, rearm_in_the_past_does_not_starve_others)
+{
+    rearm_past(0);
+}
+
+Test(timer, rearm_in_the_past_does_not_starve_others_timerfd)
+{
+    rearm_past(HK_LOOP_TIMERFD);
+}
+
+/*
  * Ten million timers with random deadlines fire in non-decreasing deadline
  * order. Under sanitizers (and in unoptimised builds) one million: with ASan
  * ten million took about 28 s and 1.4 GB on the 2-core build machine, too
