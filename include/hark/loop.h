@@ -408,7 +408,12 @@ HK_API int hk_signal_init(hk_loop_t *loop, hk_signal_t *sig);
  */
 HK_API int hk_signal_start(hk_signal_t *sig, hk_signal_cb cb, int signum);
 
-/* Returns 0, or -EALREADY when not active. */
+/*
+ * Returns 0, or -EALREADY when not active. When the last watcher of a signal
+ * in the process stops, the calling thread unblocks it (its default action is
+ * back); a delivery of it still pending then, not yet read by any loop, is
+ * dropped rather than let through to that action.
+ */
 HK_API int hk_signal_stop(hk_signal_t *sig);
 
 /* ------------------------------------------------------------------------ */

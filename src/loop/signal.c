@@ -17,6 +17,7 @@
  * not watch a signal never sees it.
  */
 #include <pthread.h>
+#include <signal.h>
 #include <string.h>
 #include <sys/signalfd.h>
 #include <unistd.h>
@@ -145,6 +146,16 @@ int hk_signal_stop(hk_signal_t *sig)
             sigset_t one;
             sigemptyset(&one);
             sigaddset(&one, signum);
+            /*
+             * But first take a delivery still pending (it came while watched
+             * and no signalfd read it yet): unblocked, it would run the
+             * default action at once, and SIGTERM would end the process. It
+             * is dropped, as it would be had the watcher stopped a moment
+             * after reading it.
+             */
+            const struct timespec zero = {0, 0};
+            while (sigtimedwait(&one, NULL, &zero) == signum)
+                ;
             pthread_sigmask(SIG_UNBLOCK, &one, NULL);
         }
     }

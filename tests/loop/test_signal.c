@@ -61,6 +61,31 @@ Test(signal, sigusr1_without_prior_blocking)
     finish_loop(loop);
 }
 
+/*
+ * A delivery still pending when the last watcher stops (it came while watched,
+ * the loop has not read it yet) is taken, not let through to the default
+ * action when the signal is unblocked: for SIGUSR2 that would end the process.
+ */
+Test(signal, stop_with_a_delivery_pending)
+{
+    hk_loop_t *loop = new_loop(0);
+    sigw_t w = {0};
+    cr_assert_eq(hk_signal_init(loop, &w.s), 0);
+    cr_assert_eq(hk_signal_start(&w.s, sig_cb, SIGUSR2), 0);
+    cr_assert_eq(raise(SIGUSR2), 0); /* to this thread, which blocks it: pending */
+    sigset_t set;
+    cr_assert_eq(sigpending(&set), 0);
+    cr_assert(sigismember(&set, SIGUSR2));
+    cr_assert_eq(hk_signal_stop(&w.s), 0);
+    cr_assert_eq(sigpending(&set), 0);
+    cr_assert_not(sigismember(&set, SIGUSR2));
+    cr_assert_eq(pthread_sigmask(SIG_BLOCK, NULL, &set), 0);
+    cr_assert_not(sigismember(&set, SIGUSR2), "the default action is back");
+    cr_assert_eq(w.calls, 0);
+    hk_close(&w.s.base, NULL);
+    finish_loop(loop);
+}
+
 static void count_io_cb(hk_io_t *io, unsigned revents)
 {
     (void)revents;
