@@ -145,7 +145,17 @@ int hk__fs_openat2(const hk_fs_req_t *req, uint64_t extra_resolve)
  * reading waits for a writer, and so may a device or a FUSE file. So it is
  * made with O_NONBLOCK, and kept only for a regular file or a directory
  * (where the flag changes nothing but is cleared again, as asked); anything
- * else is closed and opened again on the pool, blocking as the caller meant.
+ * else goes to the pool, opened there blocking as the caller meant.
+ *
+ * Why the type is checked before the open, through an O_PATH fd: opening is
+ * not free of effects even with O_NONBLOCK. An open of a FIFO releases a
+ * peer waiting in its own open, and closing it again at once leaves that
+ * peer alone: a reader sees end of file before the real writer arrives (and
+ * then the pool's open waits for a reader that has gone), a writer gets
+ * EPIPE. Closing a device may hang up a line or rewind a tape. An O_PATH open
+ * runs no file open at all. The check after the open stays, for a path
+ * replaced in between.
+ *
  * Returns the fd, -EAGAIN (go to the pool: not cached, or not a regular
  * file), -EINVAL (no RESOLVE_CACHED: go to the pool) or a definite -errno.
  */
@@ -153,6 +163,20 @@ static int hk__fs_open_on_loop(hk_fs_req_t *req)
 {
     int asked = req->flags;
     bool added = !(asked & O_NONBLOCK);
+    if (added) {
+        /* The same walk (same dirfd, path and RESOLVE_* flags), so the same path errors. */
+        req->flags = O_PATH | (asked & (O_DIRECTORY | O_NOFOLLOW));
+        int pfd = hk__fs_openat2(req, RESOLVE_CACHED);
+        int err = pfd < 0 ? -errno : 0;
+        req->flags = asked;
+        if (pfd < 0)
+            return err;
+        struct stat st;
+        bool plain = fstat(pfd, &st) == 0 && (S_ISREG(st.st_mode) || S_ISDIR(st.st_mode));
+        close(pfd);
+        if (!plain)
+            return -EAGAIN;
+    }
     req->flags = asked | O_NONBLOCK;
     int fd = hk__fs_openat2(req, RESOLVE_CACHED);
     int err = fd < 0 ? -errno : 0;

@@ -7,6 +7,7 @@
 #include <linux/openat2.h>
 #include <pthread.h>
 #include <sys/stat.h>
+#include <sys/syscall.h>
 #include <stdatomic.h>
 
 #include "util.h"
@@ -451,4 +452,119 @@ Test(fs_ops, openat_fifo_does_not_block_the_loop)
                  "the caller did not ask O_NONBLOCK");
     close((int)d.result);
     close(dirfd);
+}
+
+/*
+ * The open tried on the loop thread must have no effect on the other end of
+ * a FIFO. A reader already waiting in open() is released by any writer's
+ * open; if the loop thread opened the FIFO for writing and closed it again
+ * (it is not a regular file, so it goes to the pool), the reader would see
+ * end of file before the real writer ever arrived. The pool's only worker is
+ * held until the reader's first round of reads is over (or 1 s passes), so
+ * that a transient open always shows as that early end of file.
+ */
+static atomic_int fifo_reader_tid;
+static atomic_int fifo_reader_round; /* the reader's first open and reads are over */
+static int fifo_early_eofs;          /* opens that ended with no byte read */
+static char fifo_got[64];            /* what the reader finally read */
+
+static void *fifo_reader(void *arg)
+{
+    (void)arg;
+    atomic_store(&fifo_reader_tid, (int)gettid());
+    /* At most two opens: with the bug the first ends at once, the second meets the pool's open. */
+    for (int round = 0; round < 2; round++) {
+        int fd = open(fifo_path, O_RDONLY | O_CLOEXEC);
+        if (fd < 0)
+            break;
+        size_t len = 0;
+        ssize_t n;
+        while ((n = read(fd, fifo_got + len, sizeof(fifo_got) - 1 - len)) > 0)
+            len += (size_t)n;
+        close(fd);
+        if (len == 0)
+            fifo_early_eofs++;
+        atomic_store(&fifo_reader_round, 1);
+        if (len > 0)
+            break;
+    }
+    atomic_store(&fifo_reader_round, 1);
+    return NULL;
+}
+
+/* Whether thread tid is inside the openat system call. */
+static int in_openat(int tid)
+{
+    char p[64], buf[64] = {0};
+    snprintf(p, sizeof(p), "/proc/self/task/%d/syscall", tid);
+    int fd = open(p, O_RDONLY | O_CLOEXEC);
+    if (fd < 0)
+        return 0;
+    ssize_t n = read(fd, buf, sizeof(buf) - 1);
+    close(fd);
+    return n > 0 && atol(buf) == SYS_openat;
+}
+
+static void hold_worker_fn(hk_work_t *w)
+{
+    (void)w;
+    for (int i = 0; i < 1000 && !atomic_load(&fifo_reader_round); i++)
+        usleep(1000);
+}
+
+static void hold_worker_done(hk_work_t *w, int status)
+{
+    (void)w;
+    (void)status;
+}
+
+Test(fs_ops, openat_fifo_for_writing_leaves_a_waiting_reader_alone)
+{
+    hk_pool_t *pool;
+    hk_pool_options_t po = {.threads = 1, .cap = {1, 1}};
+    cr_assert_eq(hk_pool_new(&pool, &po), 0);
+    memset(&fx, 0, sizeof(fx));
+    cr_assert_eq(hk_loop_new(&fx.loop, 0), 0);
+    hk_fs_options_t o = {.pool = pool};
+    cr_assert_eq(hk_fs_new(fx.loop, &o, &fx.fs), 0);
+    const char *base = getenv("HK_TEST_TMPDIR");
+    snprintf(fx.dir, sizeof(fx.dir), "%s/hk-fs-XXXXXX", base ? base : ".");
+    cr_assert_not_null(mkdtemp(fx.dir));
+
+    fx_path(&fx, fifo_path, sizeof(fifo_path), "wfifo");
+    cr_assert_eq(mkfifo(fifo_path, 0600), 0);
+    int dirfd = open(fx.dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+    cr_assert_geq(dirfd, 0);
+    struct stat st;
+    cr_assert_eq(stat(fifo_path, &st), 0); /* warm: the loop thread's path walk succeeds */
+    pthread_t th;
+    cr_assert_eq(pthread_create(&th, NULL, fifo_reader, NULL), 0);
+    /* Wait until the reader is in open(), then give it time to sleep there for a writer. */
+    int tid;
+    while ((tid = atomic_load(&fifo_reader_tid)) == 0 || !in_openat(tid))
+        usleep(1000);
+    usleep(20 * 1000);
+
+    hk_work_t hold;
+    memset(&hold, 0, sizeof(hold));
+    cr_assert_eq(
+        hk_work_submit(fx.loop, pool, &hold, HK_WORK_FAST, hold_worker_fn, hold_worker_done), 0);
+    hk_fs_req_t req;
+    struct done d = {0};
+    req.data = &d;
+    cr_assert_eq(hk_fs_openat(fx.fs, &req, dirfd, "wfifo", O_WRONLY, 0, 0, fx_on_done), 0);
+    fx_wait(&fx, &d);
+    cr_assert_geq(d.result, 0, "%s", hk_strerror((int)d.result));
+    int fd = (int)d.result;
+    cr_assert_eq(write(fd, "hello", 5), 5);
+    close(fd);
+    cr_assert_eq(pthread_join(th, NULL), 0);
+    cr_assert_eq(fifo_early_eofs, 0,
+                 "the reader saw end of file before the writer's data (%d time(s)): the loop "
+                 "thread opened the FIFO for writing and closed it again",
+                 fifo_early_eofs);
+    cr_assert_str_eq(fifo_got, "hello");
+    close(dirfd);
+    teardown();
+    cr_assert_eq(hk_pool_free(pool), 0);
 }
