@@ -75,7 +75,7 @@ typedef struct hk_fs_options {
     hk_fs_backend_t backend; /* what to try; see hk_fs_stats() for what is used */
     unsigned flags;          /* HK_FS_NO_NOWAIT */
     unsigned uring_entries;  /* submission queue size; 0 = 256 */
-    hk_pool_t *pool;         /* NULL = hk_pool_default() */
+    hk_pool_t *pool;         /* NULL = hk_pool_default(); must outlive the context */
     /*
      * Time the loop may spend in RWF_NOWAIT attempts per loop iteration, in
      * ns (0 = HK_FS_INLINE_BUDGET_NS_DEFAULT). Once spent, reads go to the
