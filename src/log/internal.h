@@ -76,6 +76,14 @@ struct hk__log_ring {
     /* Written by the writer thread only. */
     _Alignas(64) _Atomic uint64_t head;
     uint64_t drops_reported[HK__CHANS];
+    /*
+     * Where a flush request's lines end in this ring (writer.c): the tail and
+     * drop counts when the writer took the request, stamped with that
+     * request's generation so that a ring made later (zeroed) is not waited for.
+     */
+    uint64_t flush_gen;
+    uint64_t flush_mark;
+    uint64_t flush_drops[HK__CHANS];
     /* Rare: set by the thread-exit destructor, read by the writer. */
     _Alignas(64) _Atomic int dead;
     hk__log_ring_t *next; /* in hk__log.rings, under hk__log.lock */

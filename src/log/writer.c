@@ -20,6 +20,18 @@
  * most) once idle. When told to stop it keeps going until everything is out
  * or the deadline passes, then counts what is left as lost.
  *
+ * Flush: hk_log_flush waits for the lines logged before it, and on a busy
+ * server the rings are never all empty at once (threads keep logging, full
+ * rings keep dropping), so "everything is out" may never happen. Instead the
+ * writer marks each ring's tail (and drop counts) when it takes a request;
+ * once every marked ring's head has passed its mark and those drops are
+ * reported, the lines are in the buffers, and it notes how many bytes each
+ * buffer has taken in so far; once that many have left (written, or lost to
+ * a sink error) the request is done. Lines moved past a mark in the same
+ * pass are waited for too, which keeps the wait bounded. Rings made after the
+ * mark are not waited for; rings reaped meanwhile were drained first. An
+ * empty pass still completes every request taken before it, as before.
+ *
  * Two channels, two sinks: each record names its channel; main lines are
  * rendered into the main buffer, access lines copied as they are into the
  * access buffer. A ring is read in order, so a record whose buffer is full
@@ -112,13 +124,32 @@ typedef struct sink {
     int kind;
     bool mid_line; /* the last byte written was not a line end (a short write) */
     bool torn;     /* a line was cut there by an error: end it before the next one */
+    uint64_t gone; /* bytes ever taken out of out: written or lost (flushes wait on it) */
 } sink_t;
+
+/* Where the flush request being served is (see the top of this file). */
+enum {
+    FLUSH_IDLE = 0,  /* none taken */
+    FLUSH_RINGS = 1, /* waiting for the heads of the marked rings */
+    FLUSH_BYTES = 2, /* waiting for the buffered bytes before the marks */
+};
 
 typedef struct writer {
     sink_t s[HK__CHANS];
     uint64_t reopen_seen;
     uint64_t flush_done;
+    int flush_phase;
+    uint64_t flush_req;               /* the request served, while not FLUSH_IDLE */
+    uint64_t flush_target[HK__CHANS]; /* FLUSH_BYTES: its lines are out at gone == target */
 } writer_t;
+
+/*
+ * The generation of the last flush mark. It outlives a writer: a ring keeps
+ * its stamp across close and open, and a new writer must not mistake an old
+ * stamp for its own. Only the writer thread touches it (writers run one after
+ * the other, joined).
+ */
+static uint64_t flush_gen;
 
 static uint64_t count_lines(const char *s, size_t n)
 {
@@ -138,6 +169,7 @@ static void discard_out(writer_t *w, int ch)
         return;
     uint64_t n = count_lines(s->out + s->off, s->len - s->off);
     atomic_fetch_add_explicit(&hk__log.cs[ch].lost, n, memory_order_relaxed);
+    s->gone += s->len - s->off;
     s->off = s->len = 0;
 }
 
@@ -175,6 +207,7 @@ static size_t flush_out(writer_t *w, int ch)
                                       memory_order_relaxed);
             atomic_fetch_add_explicit(&cs->bytes, (uint64_t)r, memory_order_relaxed);
             s->off += (size_t)r;
+            s->gone += (uint64_t)r;
             total += (size_t)r;
             continue;
         }
@@ -298,6 +331,15 @@ static size_t drain(writer_t *w)
             uint64_t head = atomic_load_explicit(&r->head, memory_order_relaxed);
             uint64_t tail = atomic_load_explicit(&r->tail, memory_order_acquire);
             uint64_t start = head;
+            /*
+             * A ring with drops to report stops a main line early, so that
+             * the notice always fits behind its lines: a busy ring fills
+             * every byte a slow main sink frees, and the notice (and a flush
+             * waiting for it) would otherwise wait until the thread stops
+             * logging. Access lines do not take main room: they go on.
+             */
+            const sink_t *m = &w->s[HK__CHAN_MAIN];
+            bool notice = !hk__log_ring_reported(r);
             while (head != tail && head - start < RING_BUDGET) {
                 const hk__log_rec_t *rec =
                     (const hk__log_rec_t *)(r->buf + ((uint32_t)head & r->mask));
@@ -305,6 +347,9 @@ static size_t drain(writer_t *w)
                     head += rec->size;
                     continue;
                 }
+                if (notice && rec->chan != HK__CHAN_ACCESS &&
+                    HK__OUT_CAP - m->len < 2 * HK__LINE_MAX)
+                    break;
                 if (!take(w, rec))
                     break;
                 head += hk__align8(rec->size);
@@ -406,6 +451,53 @@ static void note_flushed(writer_t *w, uint64_t req)
     pthread_mutex_unlock(&hk__log.ctl_lock);
 }
 
+/* Takes flush request req, if none is being served: marks where its lines end in each ring. */
+static void flush_mark(writer_t *w, uint64_t req)
+{
+    if (w->flush_phase != FLUSH_IDLE || req <= w->flush_done)
+        return;
+    flush_gen++;
+    /*
+     * req was loaded with acquire, so every line logged before its request is
+     * below the tail read here, and every drop before it is in these counts.
+     */
+    for (hk__log_ring_t *r = ring_list(); r; r = r->next) {
+        r->flush_gen = flush_gen;
+        r->flush_mark = atomic_load_explicit(&r->tail, memory_order_acquire);
+        for (int ch = 0; ch < HK__CHANS; ch++)
+            r->flush_drops[ch] = atomic_load_explicit(&r->dropped[ch], memory_order_relaxed);
+    }
+    w->flush_req = req;
+    w->flush_phase = FLUSH_RINGS;
+}
+
+/* Completes the request served once its lines, and its drop notices, have left the buffers. */
+static void flush_progress(writer_t *w)
+{
+    if (w->flush_phase == FLUSH_RINGS) {
+        for (hk__log_ring_t *r = ring_list(); r; r = r->next) {
+            if (r->flush_gen != flush_gen)
+                continue; /* made after the mark: holds no line of the request */
+            if (atomic_load_explicit(&r->head, memory_order_relaxed) < r->flush_mark)
+                return;
+            for (int ch = 0; ch < HK__CHANS; ch++)
+                if (r->drops_reported[ch] < r->flush_drops[ch])
+                    return;
+        }
+        /* Every line of the request is in a buffer now, behind at most what is there. */
+        for (int ch = 0; ch < HK__CHANS; ch++)
+            w->flush_target[ch] = w->s[ch].gone + (w->s[ch].len - w->s[ch].off);
+        w->flush_phase = FLUSH_BYTES;
+    }
+    if (w->flush_phase == FLUSH_BYTES) {
+        for (int ch = 0; ch < HK__CHANS; ch++)
+            if (w->s[ch].gone < w->flush_target[ch])
+                return;
+        w->flush_phase = FLUSH_IDLE;
+        note_flushed(w, w->flush_req);
+    }
+}
+
 static void discard_all(writer_t *w)
 {
     for (int ch = 0; ch < HK__CHANS; ch++)
@@ -444,11 +536,22 @@ void *hk__log_writer_main(void *arg)
         if (atomic_load_explicit(&hk__log.reopen_seq, memory_order_acquire) != w.reopen_seen)
             do_reopen(&w);
         int stop = atomic_load_explicit(&hk__log.stop, memory_order_acquire);
+        /* After the reopen: a request taken here comes after any reopen queued before it. */
+        flush_mark(&w, req);
         size_t moved = drain(&w);
         size_t wrote = flush_all(&w);
+        /*
+         * The close path keeps the "everything is out" test: its contract is
+         * every line, and with the logger closed no new ones come (bar a call
+         * already past its open check), so that moment does come.
+         */
         int empty = outs_empty(&w) && rings_empty();
-        if (empty)
-            note_flushed(&w, req);
+        if (empty) {
+            note_flushed(&w, req); /* covers the request served too: it is not newer */
+            w.flush_phase = FLUSH_IDLE;
+        } else {
+            flush_progress(&w);
+        }
         uint64_t now = stop ? hk__log_mono_ns() : 0;
         uint64_t deadline = atomic_load_explicit(&hk__log.stop_deadline, memory_order_relaxed);
         if (stop && empty) {
