@@ -13,8 +13,8 @@
  *  - an accepted request has fields inside the buffer, a method of token
  *    characters, no Content-Length with chunked, at most max_headers headers;
  *  - a decoded path starts with '/', has no "//", "." or ".." segment and no
- *    NUL; a range satisfies first <= last < size; a parsed date formats and
- *    parses back to itself.
+ *    NUL; a range satisfies first <= last < size; a coding weight is -1 or
+ *    0..1000; a parsed date formats and parses back to itself.
  * The first input byte picks the limits, the header array size and the
  * splits; the rest is the input, copied to a block of exactly its size so
  * ASan sees any read past it. Built with -fsanitize=fuzzer under HK_FUZZ=ON
@@ -98,6 +98,9 @@ static void range_and_date(const char *s, size_t n)
     uint64_t first, last, size = n * 7 + 3;
     if (hk_http_range_parse(s, n, size, &first, &last) == 0)
         check(first <= last && last < size, "range out of bounds");
+    int star;
+    int w = hk_http_coding_weight(s, n, "gzip", &star);
+    check(w >= -1 && w <= 1000 && star >= -1 && star <= 1000, "coding weight out of bounds");
     time_t t;
     if (hk_http_date_parse(s, n, &t) == 0 && t >= 0 && t <= (time_t)253402300799) {
         char d[HK_HTTP_DATE_LEN + 1];

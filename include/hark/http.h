@@ -210,6 +210,17 @@ HK_API ssize_t hk_http_path_decode(const char *path, size_t len, char *out, size
 HK_API int hk_http_range_parse(const char *value, size_t len, uint64_t size, uint64_t *first,
                                uint64_t *last);
 
+/*
+ * The weight a list of content codings (an Accept-Encoding value, RFC 9110
+ * section 12.5.3) gives coding, compared case-insensitively: its q-value in
+ * thousandths (0 = refused, 1000 = the default), or -1 when the list does not
+ * name it. *star (when not NULL) gets the weight of "*" the same way. The
+ * first mention counts; an element that does not parse (a bad q-value, stray
+ * bytes) is skipped. The caller decides: gzip is acceptable when its weight
+ * is above 0, or it is not named and "*" is above 0.
+ */
+HK_API int hk_http_coding_weight(const char *value, size_t len, const char *coding, int *star);
+
 #ifdef __cplusplus
 }
 #endif

@@ -249,3 +249,55 @@ Test(range, cases)
     range_err("=0-1", 100, -EINVAL);
     range_err("", 100, -EINVAL);
 }
+
+/* Accept-Encoding: one coding's weight and "*"'s, with the cases a substring test gets wrong. */
+static int weight(const char *v, const char *coding, int *star)
+{
+    /* An exact-size copy, so that ASan sees any read past the value. */
+    size_t n = strlen(v);
+    char *copy = malloc(n ? n : 1);
+    memcpy(copy, v, n);
+    int w = hk_http_coding_weight(copy, n, coding, star);
+    free(copy);
+    return w;
+}
+
+Test(coding, weights)
+{
+    int star;
+    cr_assert_eq(weight("gzip", "gzip", &star), 1000);
+    cr_assert_eq(star, -1);
+    cr_assert_eq(weight("deflate, gzip, br", "gzip", NULL), 1000);
+    cr_assert_eq(weight("GZip;Q=0.5", "gzip", NULL), 500);
+    cr_assert_eq(weight("gzip ; q=0", "gzip", NULL), 0);
+    cr_assert_eq(weight("gzip;q=0.000", "gzip", NULL), 0);
+    cr_assert_eq(weight("gzip;q=0.001", "gzip", NULL), 1);
+    cr_assert_eq(weight("gzip;q=1.000", "gzip", NULL), 1000);
+    cr_assert_eq(weight("x-gzipped, gzipx", "gzip", NULL), -1, "not the same token");
+    cr_assert_eq(weight("br, *;q=0.2", "gzip", &star), -1);
+    cr_assert_eq(star, 200);
+    cr_assert_eq(weight("*;q=0, gzip;q=0.3", "gzip", &star), 300);
+    cr_assert_eq(star, 0);
+    cr_assert_eq(weight("", "gzip", &star), -1);
+    cr_assert_eq(star, -1);
+    cr_assert_eq(weight(" , ,gzip,", "gzip", NULL), 1000);
+    /* The first mention counts. */
+    cr_assert_eq(weight("gzip;q=0, gzip", "gzip", NULL), 0);
+    /* Other parameters are skipped, quoted or not. */
+    cr_assert_eq(weight("gzip;level=\"9,\\\"x\";q=0.7", "gzip", NULL), 700);
+}
+
+Test(coding, malformed_elements_are_skipped)
+{
+    /* A bad q-value or stray bytes drop that element only. */
+    cr_assert_eq(weight("gzip;q=1.5", "gzip", NULL), -1);
+    cr_assert_eq(weight("gzip;q=0.5000", "gzip", NULL), -1);
+    cr_assert_eq(weight("gzip;q=", "gzip", NULL), -1);
+    cr_assert_eq(weight("gzip;q=, gzip;q=0.4", "gzip", NULL), 400);
+    cr_assert_eq(weight("gzip;q=abc", "gzip", NULL), -1);
+    cr_assert_eq(weight("gzip;=1", "gzip", NULL), -1);
+    cr_assert_eq(weight("gzip junk, gzip;q=0.4", "gzip", NULL), 400);
+    cr_assert_eq(weight("gzip;x=\"unterminated", "gzip", NULL), -1);
+    cr_assert_eq(weight("@gzip, gzip;q=0.9", "gzip", NULL), 900);
+    cr_assert_eq(weight(";q=1", "gzip", NULL), -1);
+}
