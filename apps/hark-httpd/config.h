@@ -69,6 +69,7 @@ typedef struct httpd_location {
     char *root;              /* static files from here, or NULL ... */
     httpd_upstream_t *proxy; /* ... proxied to this upstream (points into upstreams) */
     bool autoindex;          /* directory listing (default off) */
+    bool gzip_static;        /* send path.gz to clients that take gzip (default off) */
 } httpd_location_t;
 
 typedef struct httpd_config {

@@ -378,6 +378,8 @@ static int d_proxy_pass(httpd_loader_t *ld, const hk_conf_node_t *d, void *obj)
 static const httpd_rule_t location_rules[] = {
     {"root", HTTPD_RULE_CUSTOM, 0, 0, 0, d_loc_root, false},
     {"autoindex", HTTPD_RULE_BOOL, offsetof(location_build_t, loc.autoindex), 0, 0, NULL, false},
+    {"gzip_static", HTTPD_RULE_BOOL, offsetof(location_build_t, loc.gzip_static), 0, 0, NULL,
+     false},
     {"proxy_pass", HTTPD_RULE_CUSTOM, 0, 0, 0, d_proxy_pass, false},
 };
 
@@ -399,9 +401,9 @@ int httpd_config_location(httpd_loader_t *ld, const hk_conf_node_t *d, void *obj
         }
     }
     location_build_t lb = {0};
-    rc = httpd_config_apply_rules(ld, d, location_rules,
-                                  sizeof location_rules / sizeof location_rules[0],
-                                  "a directive of location (root, autoindex, proxy_pass)", &lb);
+    rc = httpd_config_apply_rules(
+        ld, d, location_rules, sizeof location_rules / sizeof location_rules[0],
+        "a directive of location (root, autoindex, gzip_static, proxy_pass)", &lb);
     if (rc == 0 && lb.proxy_d && lb.loc.root)
         rc = hk_conf_errorf(ld->err, ld->errlen, &lb.proxy_d->pos,
                             "expected either root or proxy_pass in a location, got both");

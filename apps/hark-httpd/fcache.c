@@ -149,8 +149,26 @@ httpd_file_t *httpd_file_new(uint64_t root, const char *path, size_t len, int fd
     return f;
 }
 
+httpd_file_t *httpd_file_absent(uint64_t root, const char *path, size_t len, uint64_t now)
+{
+    httpd_file_t *f = calloc(1, sizeof(*f) + len + 1);
+    if (!f)
+        return NULL;
+    f->refs = 1;
+    f->absent = true;
+    f->root = root;
+    f->hash = fc_hash(root, path, len);
+    f->fd = -1;
+    f->validated = now;
+    f->path_len = len;
+    memcpy(f->path, path, len);
+    return f;
+}
+
 bool httpd_file_same(const httpd_file_t *f, const struct stat *st)
 {
+    if (f->absent)
+        return false;
     return f->ino == st->st_ino && f->dev == st->st_dev && f->size == (uint64_t)st->st_size &&
            f->mtim.tv_sec == st->st_mtim.tv_sec && f->mtim.tv_nsec == st->st_mtim.tv_nsec &&
            f->ctim.tv_sec == st->st_ctim.tv_sec && f->ctim.tv_nsec == st->st_ctim.tv_nsec;

@@ -38,6 +38,7 @@ typedef struct httpd_file {
     struct httpd_file *lprev, *lnext; /* LRU list, most recent first */
     unsigned refs;
     bool cached;
+    bool absent;   /* a path found missing (gzip_static's probe): no fd, no data */
     uint64_t root; /* httpd_root_key: the generation and the root's fd number */
     uint32_t hash;
     int fd;
@@ -77,6 +78,13 @@ httpd_file_t *httpd_fcache_get(httpd_fcache_t *c, uint64_t root, const char *pat
  */
 httpd_file_t *httpd_file_new(uint64_t root, const char *path, size_t len, int fd,
                              const struct stat *st, uint64_t now);
+
+/*
+ * An entry saying that path does not exist (or is no regular file), so that
+ * gzip_static does not try to open path.gz again on every request for a file
+ * that has none: trusted for the cache's ttl like any entry. NULL on ENOMEM.
+ */
+httpd_file_t *httpd_file_absent(uint64_t root, const char *path, size_t len, uint64_t now);
 
 /* Same inode, size, mtime and ctime (nanoseconds): the cached copy is still right. */
 bool httpd_file_same(const httpd_file_t *f, const struct stat *st);

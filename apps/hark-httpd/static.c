@@ -3,6 +3,14 @@
  * requests (304), single ranges (206/416), HEAD, and the body from memory
  * (small files) or with sendfile.
  *
+ * gzip_static: for a client whose Accept-Encoding takes gzip, path.gz is
+ * looked up first and, when it is a regular file, sent as the gzip-encoded
+ * representation of path (path's MIME type, Content-Encoding: gzip, the .gz
+ * file's own ETag, so that a cache never mixes the two). A missing .gz is
+ * remembered in the open-file cache like a file (an "absent" entry, trusted
+ * for open_file_ttl), so a site without .gz files pays one failed open per
+ * path and ttl, not one per request. Both representations carry Vary.
+ *
  * Why openat2 with RESOLVE_BENEATH: the decoded path is already normalised
  * (no ".." above the root), but a symlink inside the root could still point
  * outside it. Resolving beneath the root's directory fd makes the kernel
@@ -27,6 +35,7 @@ struct httpd_open {
     int err;             /* or the error */
     bool done;
     int root_fd;
+    bool probe;    /* gzip_static's look for path.gz: a missing file is noted, not an error */
     uint64_t root; /* httpd_root_key */
     size_t path_len;
     char path[4352];
@@ -60,6 +69,35 @@ static void on_small_read(hk_fs_req_t *req)
     open_finish(o);
 }
 
+/*
+ * The probe found no usable path.gz: an absent entry (the stale one, checked
+ * again, or a new one in the cache) stands for it. Only for answers about the
+ * path itself, not for a lack of fds or memory.
+ */
+static void note_absent(httpd_open_t *o)
+{
+    uint64_t now = hk_loop_now(o->conn->w->loop);
+    if (o->stale && o->stale->absent) {
+        httpd_fcache_touch(o->stale, now);
+        o->file = httpd_file_ref(o->stale);
+        return;
+    }
+    httpd_file_t *a = httpd_file_absent(o->root, o->path, o->path_len, now);
+    if (!a) {
+        o->err = -ENOMEM;
+        return;
+    }
+    if (!(o->conn->flags & HTTPD_C_CLOSING))
+        httpd_fcache_put(o->conn->w->fcache, a);
+    o->file = a;
+}
+
+static bool probe_says_absent(int err)
+{
+    return err == -ENOENT || err == -ENOTDIR || err == -EXDEV || err == -ELOOP || err == -EACCES ||
+           err == -EPERM || err == -ENAMETOOLONG;
+}
+
 static void on_opened(hk_fs_req_t *req)
 {
     httpd_open_t *o = req->data;
@@ -73,6 +111,8 @@ static void on_opened(hk_fs_req_t *req)
          */
         if (o->stale && (fd == -EMFILE || fd == -ENFILE || fd == -ENOMEM))
             o->file = httpd_file_ref(o->stale);
+        else if (o->probe && probe_says_absent(fd))
+            note_absent(o);
         else
             o->err = fd;
         open_finish(o);
@@ -88,6 +128,10 @@ static void on_opened(hk_fs_req_t *req)
     if (!S_ISREG(st.st_mode)) {
         o->err = S_ISDIR(st.st_mode) ? -EISDIR : -EACCES;
         close(fd);
+        if (o->probe) {
+            o->err = 0;
+            note_absent(o);
+        }
         open_finish(o);
         return;
     }
@@ -117,7 +161,7 @@ static void on_opened(hk_fs_req_t *req)
 
 /* Starts the open of path beneath root_fd. Returns 1 (waiting) or -errno. */
 static int static_open(httpd_conn_t *c, int root_fd, const char *path, size_t len,
-                       httpd_file_t *stale)
+                       httpd_file_t *stale, bool probe)
 {
     httpd_open_t *o = c->open;
     if (!o) {
@@ -135,6 +179,7 @@ static int static_open(httpd_conn_t *c, int root_fd, const char *path, size_t le
     o->err = 0;
     o->done = false;
     o->root_fd = root_fd;
+    o->probe = probe;
     o->root = httpd_root_key(c->gen->id, root_fd);
     o->path_len = len;
     memcpy(o->path, path, len);
@@ -262,7 +307,37 @@ static int static_preconditions(const hk_http_request_t *req, const httpd_file_t
     return 200;
 }
 
-static int static_serve(httpd_conn_t *c, const hk_http_request_t *req, httpd_file_t *f, bool ka)
+/* What gzip_static adds to a response. */
+enum static_enc {
+    ENC_OFF = 0,  /* gzip_static off: nothing */
+    ENC_VARY = 1, /* the identity representation: Vary */
+    ENC_GZIP = 2, /* path.gz: Content-Encoding and Vary */
+};
+
+/*
+ * Does the request take gzip? Its weight above 0, or gzip not named and "*"
+ * above 0 (RFC 9110 section 12.5.3), over every Accept-Encoding line.
+ */
+static bool accepts_gzip(const hk_http_request_t *req)
+{
+    int gzip = -1, star = -1;
+    for (size_t i = 0; i < req->num_headers; i++) {
+        const hk_http_header_t *h = &req->headers[i];
+        if (h->name_len != 15 || strncasecmp(h->name, "accept-encoding", 15) != 0)
+            continue;
+        int s;
+        int w = hk_http_coding_weight(h->value, h->value_len, "gzip", &s);
+        if (gzip < 0)
+            gzip = w;
+        if (star < 0)
+            star = s;
+    }
+    return gzip > 0 || (gzip < 0 && star > 0);
+}
+
+/* type: the Content-Type (for path.gz, its path's). */
+static int static_serve(httpd_conn_t *c, const hk_http_request_t *req, httpd_file_t *f, bool ka,
+                        enum static_enc enc, const char *type)
 {
     bool head = req->method_id == HK_HTTP_HEAD;
     /*
@@ -288,14 +363,16 @@ static int static_serve(httpd_conn_t *c, const hk_http_request_t *req, httpd_fil
      * A 304 carries the validators, not the representation's metadata
      * (RFC 9110 section 15.4.5): no Content-Type or Accept-Ranges, as nginx.
      */
-    char extra[256];
-    int n =
-        snprintf(extra, sizeof(extra), "ETag: %.*s\r\nLast-Modified: %s\r\n%s", (int)f->etag_len,
-                 f->etag, lastmod, status == 304 ? "" : "Accept-Ranges: bytes\r\n");
+    char extra[384];
+    int n = snprintf(extra, sizeof(extra), "ETag: %.*s\r\nLast-Modified: %s\r\n%s%s%s",
+                     (int)f->etag_len, f->etag, lastmod,
+                     status == 304 ? "" : "Accept-Ranges: bytes\r\n",
+                     enc == ENC_GZIP && status != 304 ? "Content-Encoding: gzip\r\n" : "",
+                     enc != ENC_OFF ? "Vary: Accept-Encoding\r\n" : "");
     httpd_resp_t r = {.status = status,
                       .keep_alive = ka,
                       .head = head,
-                      .type = status == 304 ? NULL : f->mime,
+                      .type = status == 304 ? NULL : type,
                       .length = f->size,
                       .extra = extra,
                       .extra_len = (size_t)n};
@@ -342,6 +419,63 @@ static int static_serve(httpd_conn_t *c, const hk_http_request_t *req, httpd_fil
     return 0;
 }
 
+/* Whether the open this request waited for, now done, was the one of path beneath root_fd. */
+static bool open_done_for(const httpd_conn_t *c, int root_fd, const char *path, size_t len)
+{
+    const httpd_open_t *o = c->open;
+    return o && o->done && o->root == httpd_root_key(c->gen->id, root_fd) && o->path_len == len &&
+           memcmp(o->path, path, len) == 0;
+}
+
+/*
+ * The file at path beneath root_fd: from the open this request waited for,
+ * from the cache, or from a new open (returns 1: the request waits for it).
+ * Otherwise returns 0 with *fp (a reference) or *errp set.
+ */
+static int static_lookup(httpd_conn_t *c, int root_fd, const char *path, size_t len, bool probe,
+                         httpd_file_t **fp, int *errp)
+{
+    httpd_file_t *f = NULL;
+    int err = 0;
+    httpd_open_t *o = c->open;
+    if (o && o->done) {
+        /* The open this request waited for (unless the route changed meanwhile). */
+        if (open_done_for(c, root_fd, path, len)) {
+            f = o->file;
+            err = o->err;
+        } else {
+            httpd_file_unref(o->file);
+        }
+        o->done = false;
+        o->file = NULL;
+    }
+    if (!f && !err) {
+        uint64_t now = hk_loop_now(c->w->loop);
+        bool fresh;
+        f = httpd_fcache_get(c->w->fcache, httpd_root_key(c->gen->id, root_fd), path, len, now,
+                             &fresh);
+        if (f && f->absent && !probe) {
+            /* A probe's note that x.gz is missing, and x.gz is asked for itself: open it. */
+            httpd_file_unref(f);
+            f = NULL;
+        }
+        if (f && fresh) {
+            httpd_count(&c->w->counters.cache_hits, 1);
+        } else {
+            /* Not cached, or stale: the open revalidates a stale entry (kept if unchanged). */
+            int r = static_open(c, root_fd, path, len, f, probe);
+            if (r == 1)
+                return 1;
+            httpd_file_unref(f);
+            f = NULL;
+            err = r;
+        }
+    }
+    *fp = f;
+    *errp = err;
+    return 0;
+}
+
 int httpd_static_handle(httpd_conn_t *c, const hk_http_request_t *req, const httpd_location_t *loc,
                         int root_fd, const char *path, size_t len, bool ka)
 {
@@ -365,38 +499,31 @@ int httpd_static_handle(httpd_conn_t *c, const hk_http_request_t *req, const htt
     }
     rel[rlen] = '\0';
 
-    httpd_file_t *f = NULL;
-    int err = 0;
-    httpd_open_t *o = c->open;
-    if (o && o->done) {
-        /* The open this request waited for (unless the route changed meanwhile). */
-        o->done = false;
-        if (o->root == httpd_root_key(c->gen->id, root_fd) && o->path_len == rlen &&
-            memcmp(o->path, rel, rlen) == 0) {
-            f = o->file;
-            err = o->err;
-        } else {
-            httpd_file_unref(o->file);
+    enum static_enc enc = loc->gzip_static ? ENC_VARY : ENC_OFF;
+    if (enc && rlen + 3 < sizeof(rel) && accepts_gzip(req) &&
+        !open_done_for(c, root_fd, rel, rlen)) {
+        /*
+         * path.gz first, unless this request already waits for path itself
+         * (its probe for path.gz is over). ".gz" goes on rel in place.
+         */
+        memcpy(rel + rlen, ".gz", 4);
+        httpd_file_t *gz;
+        int gerr;
+        int w = static_lookup(c, root_fd, rel, rlen + 3, true, &gz, &gerr);
+        rel[rlen] = '\0';
+        if (w == 1)
+            return 1;
+        if (gz && !gz->absent) {
+            static_serve(c, req, gz, ka, ENC_GZIP, httpd_mime_type(rel, rlen));
+            httpd_file_unref(gz);
+            return 0;
         }
-        o->file = NULL;
+        httpd_file_unref(gz); /* none: path itself, whatever kept the probe from finding one */
     }
-    if (!f && !err) {
-        uint64_t now = hk_loop_now(c->w->loop);
-        bool fresh;
-        f = httpd_fcache_get(c->w->fcache, httpd_root_key(c->gen->id, root_fd), rel, rlen, now,
-                             &fresh);
-        if (f && fresh) {
-            httpd_count(&c->w->counters.cache_hits, 1);
-        } else {
-            /* Not cached, or stale: the open revalidates a stale entry (kept if unchanged). */
-            int r = static_open(c, root_fd, rel, rlen, f);
-            if (r == 1)
-                return 1;
-            httpd_file_unref(f);
-            f = NULL;
-            err = r;
-        }
-    }
+    httpd_file_t *f;
+    int err;
+    if (static_lookup(c, root_fd, rel, rlen, false, &f, &err) == 1)
+        return 1;
     if (!f && dir_req && loc->autoindex && err == -ENOENT) {
         /* No index file: list the directory (autoindex on). */
         char *html = NULL;
@@ -442,7 +569,7 @@ int httpd_static_handle(httpd_conn_t *c, const hk_http_request_t *req, const htt
         httpd_resp_error(c, err == -EISDIR ? 404 : open_error_status(err), ka, head);
         return 0;
     }
-    static_serve(c, req, f, ka);
+    static_serve(c, req, f, ka, enc, f->mime);
     httpd_file_unref(f);
     return 0;
 }

@@ -228,14 +228,17 @@ Test(httpd_config, small_file_takes_defaults)
     cr_assert_str_eq(cfg->listens[0].addr, "127.0.0.1:8080");
     cr_assert_eq(cfg->nlocations, 1);
     cr_assert_str_eq(cfg->locations[0].root, in_dir("www"));
+    cr_assert(!cfg->locations[0].gzip_static);
     cr_assert_str_eq(cfg->status_path, "/_hark/status");
     check_limits(cfg, &default_limits);
     httpd_config_unref(cfg);
     /* A location without root or proxy_pass takes the top-level root. */
-    cfg = load("root www; location /docs/ { autoindex on; }\n");
+    cfg = load("root www; location /docs/ { autoindex on; gzip_static on; }\n");
     cr_assert_eq(cfg->nlocations, 2);
     cr_assert_str_eq(cfg->locations[0].prefix, "/docs/");
     cr_assert_str_eq(cfg->locations[0].root, in_dir("www"));
+    cr_assert(cfg->locations[0].gzip_static);
+    cr_assert(!cfg->locations[1].gzip_static, "the implicit \"/\" keeps the default");
     httpd_config_unref(cfg);
 }
 

@@ -29,7 +29,8 @@ Test(httpd_config_errors, unknown_and_repeated_directives)
           "2:34: expected a directive of upstream (balance, server, keepalive, connect_timeout, "
           "...), got \"wieght\"");
     fails("root www;\nlocation /x { proxy app; }\n",
-          "2:15: expected a directive of location (root, autoindex, proxy_pass), got \"proxy\"");
+          "2:15: expected a directive of location (root, autoindex, gzip_static, proxy_pass), got "
+          "\"proxy\"");
     fails("threads 2;\nroot www;\n  threads 3;\n",
           "3:3: expected one \"threads\" in this block (the first is on line 1), got a second one");
     fails("root www;\nthreads;\n", "2:8: expected 1 argument to \"threads\", got \";\"");
