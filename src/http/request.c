@@ -46,18 +46,30 @@ static void split_path(hk_http_request_t *req, const char *t, size_t n)
     }
 }
 
+/*
+ * An authority with a host: RFC 9110 section 4.2.1 makes an http(s) URI with
+ * an empty host invalid, and a recipient must reject it. The host is empty
+ * exactly when the authority starts with the port's ':'.
+ */
 static int authority_ok(const char *a, size_t n)
 {
-    return n > 0 && hk__http_authority_ok(a, n);
+    return n > 0 && a[0] != ':' && hk__http_authority_ok(a, n);
 }
 
-/* CONNECT's host:port. */
+/*
+ * CONNECT's authority-form, uri-host ":" port (RFC 9112 section 3.2.3). The
+ * port is what follows the last ':'; what is before it must be one host, with
+ * no ':' of its own outside an IP literal's brackets: "h:80:443" is not a
+ * host and a port, and a tunnel must not be opened to one reading of it.
+ */
 static int connect_target(const char *t, size_t n)
 {
     size_t colon = n;
     while (colon > 0 && t[colon - 1] != ':')
         colon--;
     if (colon < 2 || colon == n || !authority_ok(t, colon - 1))
+        return 0;
+    if (t[0] == '[' ? t[colon - 2] != ']' : memchr(t, ':', colon - 1) != NULL)
         return 0;
     for (size_t i = colon; i < n; i++)
         if (t[i] < '0' || t[i] > '9')

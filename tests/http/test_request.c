@@ -153,6 +153,31 @@ Test(request, options_star_and_connect)
     expect_status("GET h:443 HTTP/1.1\r\nHost: h\r\n\r\n", 400);
 }
 
+/*
+ * CONNECT's authority-form is uri-host ":" port (RFC 9112 section 3.2.3): one
+ * host, which holds no ':' outside an IP literal's brackets, and an http(s) URI
+ * or authority with an empty host is invalid (RFC 9110 section 4.2.1: a
+ * recipient must reject it). A proxy that tunnels to what it was given must not
+ * be handed "h:80:443" or ":443".
+ */
+Test(request, authority_form_and_absolute_form_need_one_non_empty_host)
+{
+    struct parsed p;
+    cr_assert_gt(parse(&p, "CONNECT h:443 HTTP/1.1\r\nHost: h:443\r\n\r\n"), 0);
+    parsed_free(&p);
+    cr_assert_gt(parse(&p, "CONNECT [v1.x:y]:443 HTTP/1.1\r\nHost: h\r\n\r\n"), 0);
+    parsed_free(&p);
+    cr_assert_gt(parse(&p, "GET http://[::1]:8080/ HTTP/1.1\r\nHost: h\r\n\r\n"), 0);
+    cr_assert(eq(p.req.host, p.req.host_len, "[::1]:8080"));
+    parsed_free(&p);
+    expect_status("CONNECT h:80:443 HTTP/1.1\r\nHost: h\r\n\r\n", 400);
+    expect_status("CONNECT ::443 HTTP/1.1\r\nHost: h\r\n\r\n", 400);
+    expect_status("CONNECT :80:443 HTTP/1.1\r\nHost: h\r\n\r\n", 400);
+    expect_status("CONNECT [::1]:80:443 HTTP/1.1\r\nHost: h\r\n\r\n", 400);
+    expect_status("GET http://:8080/ HTTP/1.1\r\nHost: h\r\n\r\n", 400);
+    expect_status("GET https://:443?q HTTP/1.1\r\nHost: h\r\n\r\n", 400);
+}
+
 Test(request, versions)
 {
     struct parsed p;
