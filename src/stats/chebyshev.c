@@ -25,8 +25,9 @@
 
 double hk_stats_sqrt(double x)
 {
+    /* +-0 and +inf are their own roots; every negative (-inf too) and NaN give NaN. */
     if (!(x > 0.0) || isinf(x))
-        return x == 0.0 || isinf(x) ? x : NAN; /* 0, +inf, and NaN for negatives/NaN */
+        return x == 0.0 || x > 0.0 ? x : NAN;
     if (x < 0x1p-1022) /* subnormal: the exponent trick needs a normal number */
         return hk_stats_sqrt(x * 0x1p104) * 0x1p-52;
     uint64_t bits;

@@ -5,6 +5,7 @@
  */
 #include <criterion/criterion.h>
 #include <errno.h>
+#include <float.h>
 #include <math.h>
 #include <stdlib.h>
 
@@ -160,4 +161,14 @@ Test(sqrt, matches_libm)
     cr_assert(isnan(hk_stats_sqrt(-1.0)));
     cr_assert(isnan(hk_stats_sqrt(NAN)));
     cr_assert(isinf(hk_stats_sqrt(INFINITY)));
+}
+
+/* Every negative number has no real root, -infinity too (stats.h: "within one ulp of sqrt()"). */
+Test(sqrt, negative_infinity_is_nan)
+{
+    cr_assert(isnan(sqrt(-INFINITY)));
+    cr_assert(isnan(hk_stats_sqrt(-INFINITY)), "hk_stats_sqrt(-inf) = %g",
+              hk_stats_sqrt(-INFINITY));
+    cr_assert(isnan(hk_stats_sqrt(-DBL_MAX)));
+    cr_assert(signbit(hk_stats_sqrt(-0.0)) && hk_stats_sqrt(-0.0) == 0.0, "sqrt(-0) is -0");
 }
