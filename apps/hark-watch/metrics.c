@@ -28,6 +28,8 @@
 #define REQ_MAX 2048
 #define CONN_MAX 64
 #define CONN_TIMEOUT_NS (UINT64_C(5) * 1000 * 1000 * 1000)
+/* How long the listener rests after accept ran out of fds or memory. */
+#define ACCEPT_PAUSE_NS (UINT64_C(100) * 1000 * 1000)
 
 typedef struct conn {
     hk_io_t io;
@@ -44,6 +46,7 @@ typedef struct conn {
 struct metrics_server {
     hk_loop_t *loop;
     hk_io_t listener;
+    hk_timer_t pause; /* restarts the listener after a pause (on_accept) */
     int port;
     metrics_render_fn render;
     void *arg;
@@ -255,14 +258,34 @@ static void on_timeout(hk_timer_t *t, uint64_t expirations)
     conn_close(t->base.data);
 }
 
+static void on_accept(hk_io_t *io, unsigned revents);
+
+static void on_pause_over(hk_timer_t *t, uint64_t expirations)
+{
+    (void)expirations;
+    metrics_server_t *m = t->base.data;
+    if (!m->stopping)
+        (void)hk_io_start(&m->listener, HK_READABLE, on_accept);
+}
+
 static void on_accept(hk_io_t *io, unsigned revents)
 {
     (void)revents;
     metrics_server_t *m = io->base.data;
     for (;;) {
         int fd = accept4(io->fd, NULL, NULL, SOCK_NONBLOCK | SOCK_CLOEXEC);
-        if (fd < 0)
-            return; /* EAGAIN, or a transient error (EMFILE): retried on the next event */
+        if (fd < 0) {
+            /*
+             * Out of fds or memory, the connection stays queued and the
+             * level-triggered listener readable: retried at once, it would
+             * spin a core until an fd frees. Rest instead (EAGAIN and the
+             * rest: retried on the next event).
+             */
+            if ((errno == EMFILE || errno == ENFILE || errno == ENOBUFS || errno == ENOMEM) &&
+                hk_timer_start_in(&m->pause, on_pause_over, (int64_t)ACCEPT_PAUSE_NS, 0) == 0)
+                (void)hk_io_stop(io);
+            return;
+        }
         conn_t *c = m->nconns < CONN_MAX ? calloc(1, sizeof *c) : NULL;
         if (!c) {
             close(fd);
@@ -326,6 +349,9 @@ int metrics_start(hk_loop_t *loop, const char *addr, metrics_render_fn render, v
     m->port = ntohs(sa.sin_port);
     hk_io_init(loop, &m->listener, fd);
     m->listener.base.data = m;
+    hk_timer_init(loop, &m->pause);
+    m->pause.base.data = m;
+    hk_unref(&m->pause.base); /* the listener keeps the loop alive, not its pause */
     int r = hk_io_start(&m->listener, HK_READABLE, on_accept);
     if (r < 0) {
         close(fd);
@@ -341,7 +367,8 @@ int metrics_port(const metrics_server_t *m)
     return m->port;
 }
 
-static void listener_closed(hk_handle_t *h)
+/* The listener's or its pause timer's close: one fewer to wait for. */
+static void server_handle_closed(hk_handle_t *h)
 {
     metrics_server_t *m = h->data;
     m->pending_closes--;
@@ -354,6 +381,7 @@ void metrics_stop(metrics_server_t *m)
     while (m->conns)
         conn_close(m->conns);
     close(m->listener.fd);
-    m->pending_closes++;
-    hk_close(&m->listener.base, listener_closed);
+    m->pending_closes += 2;
+    hk_close(&m->listener.base, server_handle_closed);
+    hk_close(&m->pause.base, server_handle_closed);
 }

@@ -421,6 +421,74 @@ Test(hark_watch, metrics_endpoint)
     close(out);
 }
 
+/* CPU time (user + system) of a process so far, in clock ticks. */
+static long cpu_ticks(pid_t pid)
+{
+    char path[64], buf[1024];
+    snprintf(path, sizeof path, "/proc/%d/stat", (int)pid);
+    int fd = open(path, O_RDONLY | O_CLOEXEC);
+    cr_assert_geq(fd, 0);
+    ssize_t n = read(fd, buf, sizeof buf - 1);
+    close(fd);
+    cr_assert_gt(n, 0);
+    buf[n] = '\0';
+    const char *p = strrchr(buf, ')');
+    cr_assert_not_null(p);
+    long utime = 0, stime = 0;
+    /* After ") ": state, then fields 4..13 to skip, then utime (14) and stime (15). */
+    cr_assert_eq(
+        sscanf(p + 2, "%*c %*d %*d %*d %*d %*d %*u %*u %*u %*u %*u %ld %ld", &utime, &stime), 2);
+    return utime + stime;
+}
+
+/*
+ * Out of file descriptors, the metrics listener stays readable while accept
+ * fails (EMFILE): it must pause, not spin on the level-triggered event. With
+ * 24 fds and 40 idle connections held, the process must stay (nearly) idle
+ * for a second, and answer /metrics again once the connections are gone.
+ * CPU ticks are counted, not time.
+ */
+Test(hark_watch, metrics_listener_out_of_fds_does_not_spin)
+{
+    char *argv[] = {"prlimit",  "--nofile=24:24", HARK_WATCH_BIN,
+                    "--listen", "127.0.0.1:0",    "--interval",
+                    "60",       "--no-netlink",   NULL};
+    int out;
+    pid_t pid = spawn(argv, &out, NULL, -1);
+    char line[4096];
+    cr_assert(wait_for(out, "\"event\":\"listening\"", line, sizeof line));
+    int port = (int)field_long(line, "port");
+    cr_assert_gt(port, 0);
+    enum { HELD = 40 };
+    int held[HELD];
+    struct sockaddr_in sa = {.sin_family = AF_INET, .sin_port = htons((uint16_t)port)};
+    sa.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+    for (int i = 0; i < HELD; i++) {
+        held[i] = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+        cr_assert_geq(held[i], 0);
+        cr_assert_eq(connect(held[i], (struct sockaddr *)&sa, sizeof sa), 0);
+    }
+    usleep(300 * 1000); /* the server takes what it can, then meets EMFILE */
+    long t0 = cpu_ticks(pid);
+    usleep(1000 * 1000);
+    long used = cpu_ticks(pid) - t0;
+    long hz = sysconf(_SC_CLK_TCK);
+    cr_assert_lt(used, hz / 4, "%ld ticks of CPU in 1 s while out of fds (hz %ld)", used, hz);
+    for (int i = 0; i < HELD; i++)
+        close(held[i]);
+    static char resp[1 << 16];
+    int ok = 0;
+    for (int i = 0; i < 100 && !ok; i++) {
+        http(port, REQ("GET /metrics HTTP/1.1\r\nHost: x\r\n\r\n"), resp, sizeof resp);
+        ok = !strncmp(resp, "HTTP/1.1 200 OK\r\n", 17);
+        if (!ok)
+            usleep(100 * 1000);
+    }
+    cr_assert(ok, "no /metrics after the connections closed: %s", resp);
+    stop(pid);
+    close(out);
+}
+
 Test(hark_watch, netlink_or_clear_fallback)
 {
     char *argv[] = {HARK_WATCH_BIN, "--interval", "60", NULL};
