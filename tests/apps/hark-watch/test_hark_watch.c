@@ -351,16 +351,23 @@ static long metric(const char *body, const char *name)
     return p ? strtol(p + strlen(k), NULL, 10) : -1;
 }
 
+/* Starts hark-watch with --listen (in argv) and waits for the port it got. */
+static pid_t start_listening(char *const argv[], int *out, int *port)
+{
+    pid_t pid = spawn(argv, out, NULL, -1);
+    char line[4096];
+    cr_assert(wait_for(*out, "\"event\":\"listening\"", line, sizeof line));
+    *port = (int)field_long(line, "port");
+    cr_assert_gt(*port, 0);
+    return pid;
+}
+
 Test(hark_watch, metrics_endpoint)
 {
     char *argv[] = {HARK_WATCH_BIN, "--listen",     "127.0.0.1:0", "--interval",
                     "0.2",          "--no-netlink", NULL};
-    int out;
-    pid_t pid = spawn(argv, &out, NULL, -1);
-    char line[4096];
-    cr_assert(wait_for(out, "\"event\":\"listening\"", line, sizeof line));
-    int port = (int)field_long(line, "port");
-    cr_assert_gt(port, 0);
+    int out, port;
+    pid_t pid = start_listening(argv, &out, &port);
     static char resp[1 << 16];
     long scans = 0;
     for (int i = 0; i < 600 && scans < 1; i++) {
@@ -453,12 +460,8 @@ Test(hark_watch, metrics_listener_out_of_fds_does_not_spin)
     char *argv[] = {"prlimit",  "--nofile=24:24", HARK_WATCH_BIN,
                     "--listen", "127.0.0.1:0",    "--interval",
                     "60",       "--no-netlink",   NULL};
-    int out;
-    pid_t pid = spawn(argv, &out, NULL, -1);
-    char line[4096];
-    cr_assert(wait_for(out, "\"event\":\"listening\"", line, sizeof line));
-    int port = (int)field_long(line, "port");
-    cr_assert_gt(port, 0);
+    int out, port;
+    pid_t pid = start_listening(argv, &out, &port);
     enum { HELD = 40 };
     int held[HELD];
     struct sockaddr_in sa = {.sin_family = AF_INET, .sin_port = htons((uint16_t)port)};
