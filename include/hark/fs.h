@@ -32,7 +32,10 @@
  * be started (bad arguments, -EBUSY for a request already in flight); then
  * the callback never runs. Everything the kernel reports (ENOENT, EBADF,
  * EISDIR, EACCES, ...) arrives in req->result as -errno, in the callback,
- * the same way on every path and backend.
+ * the same way on every path and backend. That holds for files and block
+ * devices, what this module is for. A non-blocking pipe or socket is not:
+ * with no data the pool's read returns -EAGAIN while io_uring waits for data
+ * (Linux 6.x arms a poll for it); watch such fds with hk_io or a stream.
  *
  * Memory the request points to (paths, buffers, iovec arrays, the struct
  * stat) is borrowed: it must stay valid until the callback has run.
