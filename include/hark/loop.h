@@ -103,7 +103,7 @@ HK_API uint64_t hk_time_now(void);
  * child after fork(). Call it in the child before using the loop there; the
  * parent's loop is unaffected. Only the forking thread's loop survives a fork:
  * never touch the child's copies of other threads' loops. Nor do the pool's
- * threads: work submitted before the fork (hk_work_submit, hark/fs.h, DNS)
+ * threads: work submitted before the fork (hk_work_submit, hark/fs.h)
  * never completes in the child, and a loop that waits for it never returns
  * from HK_RUN_DEFAULT there; fork with no such work in flight.
  */
