@@ -208,13 +208,15 @@ static int hk__stream_can_read(const hk_stream_t *s)
            !s->_error;
 }
 
-static void hk__stream_read(hk_stream_t *s)
+/* Returns 1 when it stopped at the limit with reading still possible (there may be more). */
+static int hk__stream_read(hk_stream_t *s)
 {
     /* Up to 16 full buffers per wake-up: enough to drain a socket, fair to the others. */
     for (int i = 0; i < 16 && hk__stream_can_read(s); i++) {
         if (!hk__stream_read_once(s))
-            break;
+            return 0;
     }
+    return hk__stream_can_read(s);
 }
 
 /*
@@ -235,16 +237,26 @@ static void hk__stream_notify(hk_stream_t *s)
         s->_flags |= HK__S_ERR_SENT | HK__S_READ_DONE;
         s->_read_cb(s, s->_error, NULL);
     }
+    int more = 0;
     if (s->_transport->pending && hk__stream_can_read(s) && s->_transport->pending(s) > 0)
-        hk__stream_read(s);
+        more = hk__stream_read(s);
     if ((s->_flags & (HK__S_FULL | HK__S_CLOSING)) == HK__S_FULL && s->_queued <= s->_low) {
         s->_flags &= ~HK__S_FULL;
         if (s->_drain_cb)
             s->_drain_cb(s);
     }
     hk__stream_update(s);
-    /* Another round if a callback queued more (a write that completed at once). */
-    if (s->_done && !(s->_flags & HK__S_CLOSING))
+    /*
+     * Another round if a callback queued more (a write that completed at once),
+     * or if the read limit left bytes in the transport (a caller buffer smaller
+     * than a TLS record): epoll cannot see them, and a peer that has sent
+     * everything gives no fd event that would bring them. The limit is only
+     * reached by full buffers, so a read waiting for the fd never comes back
+     * here to spin.
+     */
+    if (s->_flags & HK__S_CLOSING)
+        return;
+    if (s->_done || (more && hk__stream_can_read(s) && s->_transport->pending(s) > 0))
         hk__stream_schedule(s);
 }
 

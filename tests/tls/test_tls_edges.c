@@ -359,3 +359,49 @@ Test(tls_edges, sni_names_fold_ascii_only_in_any_locale)
     cr_assert_eq(wild1, 1, "IMAGES.EXAMPLE.COM did not match *.example.com");
     cr_assert_eq(latin, 0, "bytes outside ASCII were folded");
 }
+
+/*
+ * A caller buffer much smaller than a record: one record decrypted by
+ * OpenSSL fills many reads, and everything after the stream's per-wake-up
+ * read limit stays in OpenSSL (SSL_pending), where epoll cannot see it. The
+ * peer has nothing more to send, so no fd event would ever bring it.
+ */
+static char small_buf[16];
+static void small_alloc(hk_stream_t *s, size_t suggested, hk_buf_t *buf)
+{
+    (void)s;
+    (void)suggested;
+    buf->base = small_buf;
+    buf->len = sizeof small_buf;
+}
+
+struct nread_arg {
+    conn_t *c;
+    uint64_t want;
+};
+
+static int nread_reached(void *arg)
+{
+    struct nread_arg *a = arg;
+    return a->c->rerr || a->c->nread >= a->want;
+}
+
+Test(tls_edges, small_caller_buffer_reads_the_whole_record)
+{
+    conn_t srv, cli;
+    pair_start(&srv, &cli, 0);
+    cr_assert_eq(hk_stream_read_stop(&srv.s), 0);
+    cr_assert_eq(hk_stream_read_start(&srv.s, small_alloc, conn_on_read), 0);
+    static char data[4000];
+    memset(data, 'r', sizeof data);
+    struct iovec iov = {data, sizeof data};
+    hk_write_req_t req;
+    cr_assert_geq(hk_stream_write(&cli.s, &req, &iov, 1, NULL), 0);
+    struct nread_arg na = {&srv, sizeof data};
+    run_until_cond(loop, nread_reached, &na, 5000, "the whole record in 16-byte reads");
+    cr_expect_eq(srv.rerr, 0, "read error %s", hk_err_name(srv.rerr));
+    cr_expect_eq(srv.nread, sizeof data);
+    conn_close(loop, &cli);
+    conn_close(loop, &srv);
+    finish_loop(loop);
+}
