@@ -46,7 +46,14 @@ hk__tls_conn_t *hk__tls_conn(const hk_stream_t *s)
 
 void hk__tls_update_want(hk__tls_conn_t *c)
 {
-    hk_stream_transport_want(c->stream, c->rwant | c->wwant | c->swant);
+    /*
+     * A read that waits for bytes adds nothing: the stream polls for them by
+     * itself while it reads (the handshake reads too). Added here, it would
+     * outlive hk_stream_read_stop, and every flush would set it again: with
+     * writes queued on a full socket and the peer's bytes left in the kernel
+     * (backpressure), each EPOLLIN woke the loop for nothing, a busy loop.
+     */
+    hk_stream_transport_want(c->stream, (c->rwant & HK_WRITABLE) | c->wwant | c->swant);
 }
 
 static unsigned hk__tls_want_of(int ssl_err)

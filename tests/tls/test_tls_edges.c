@@ -405,3 +405,58 @@ Test(tls_edges, small_caller_buffer_reads_the_whole_record)
     conn_close(loop, &srv);
     finish_loop(loop);
 }
+
+/*
+ * A reader that stopped reading (backpressure) while its last SSL_read had
+ * met WANT_READ, with writes queued on a full socket and the peer's bytes
+ * waiting in the kernel: the loop must sleep until the socket drains, not
+ * wake for the bytes the caller does not want yet, over and over.
+ */
+static int spin_tick;
+static void on_spin_tick(hk_timer_t *t, uint64_t expirations)
+{
+    (void)t;
+    (void)expirations;
+    spin_tick = 1;
+}
+
+Test(tls_edges, stopped_reader_with_queued_writes_does_not_spin)
+{
+    conn_t srv, cli;
+    pair_start(&srv, &cli, 1);
+    /* The client's first read took the server's session tickets and then met WANT_READ. */
+    for (int i = 0; i < 20 && hk__tls_conn(&cli.s)->rwant != HK_READABLE; i++)
+        hk_loop_run(loop, HK_RUN_NOWAIT);
+    cr_assert_eq(hk__tls_conn(&cli.s)->rwant, HK_READABLE, "no read met WANT_READ");
+    cr_assert_eq(hk_stream_read_stop(&srv.s), 0);
+    cr_assert_eq(hk_stream_read_stop(&cli.s), 0);
+    size_t size = (size_t)1 << 20;
+    char *data = malloc(size);
+    memset(data, 'w', size);
+    struct iovec iov = {data, size};
+    hk_write_req_t req;
+    cr_assert_geq(hk_stream_write(&cli.s, &req, &iov, 1, NULL), 0);
+    hk_write_req_t sreq;
+    struct iovec siv;
+    conn_write_text(&srv, &sreq, &siv, "unread");
+    for (int i = 0; i < 20; i++)
+        hk_loop_run(loop, HK_RUN_NOWAIT);
+    cr_assert_gt(hk_stream_queued(&cli.s), 0, "the client's write is not stuck");
+    hk_timer_t t;
+    hk_timer_init(loop, &t);
+    spin_tick = 0;
+    hk_timer_start_in(&t, on_spin_tick, MS(300), 0);
+    hk_loop_stats_t before, after;
+    hk_loop_stats(loop, &before);
+    while (!spin_tick)
+        cr_assert_geq(hk_loop_run(loop, HK_RUN_ONCE), 0);
+    hk_loop_stats(loop, &after);
+    hk_close(&t.base, NULL);
+    /* Asleep, the loop wakes for the timer and maybe a few TCP window probes. */
+    uint64_t iterations = after.iterations - before.iterations;
+    cr_expect_lt(iterations, 50, "%llu loop iterations in 300 ms", (unsigned long long)iterations);
+    conn_close(loop, &cli);
+    conn_close(loop, &srv);
+    free(data);
+    finish_loop(loop);
+}
