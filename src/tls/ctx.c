@@ -136,9 +136,12 @@ static int hk__tls_on_new_session(SSL *ssl, SSL_SESSION *session)
     hk__tls_conn_t *c = SSL_get_app_data(ssl);
     if (!c || c->role != HK_TLS_CLIENT || !(c->ctx->flags & HK_TLS_SESSION_CACHE))
         return 0;
-    const char *host = SSL_get_servername(ssl, TLSEXT_NAMETYPE_host_name);
-    if (!host)
-        host = "";
+    /*
+     * Filed under the name the connection was given, which is what the next
+     * connection looks up: not the SNI sent, which an address never is (RFC
+     * 6066), so a session for 127.0.0.1 was filed under "no name".
+     */
+    const char *host = c->cache_name;
     if (strlen(host) >= HK__TLS_NAME)
         return 0;
     hk_tls_ctx_t *ctx = c->ctx;

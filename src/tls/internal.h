@@ -64,6 +64,11 @@ typedef struct hk__tls_conn {
     hk_tls_sendfile_t *sf_head, *sf_tail;
     int hs_status;  /* a handshake that ended inside start(): its result, for the callback */
     char *hs_error; /* and its text */
+    /*
+     * A client's session cache key: the name it was given, sent as SNI or
+     * not (an address is not), "" for none; only with HK_TLS_SESSION_CACHE.
+     */
+    char cache_name[];
 } hk__tls_conn_t;
 
 /* ctx.c */

@@ -342,9 +342,12 @@ static const hk_stream_transport_t hk__tls_transport = {
 static int hk__tls_conn_new(hk_stream_t *s, hk_tls_ctx_t *ctx, hk_tls_role_t role, const char *sni,
                             hk__tls_conn_t **out)
 {
-    hk__tls_conn_t *c = calloc(1, sizeof *c);
+    bool keyed = role == HK_TLS_CLIENT && (ctx->flags & HK_TLS_SESSION_CACHE);
+    size_t name_len = keyed && sni ? strlen(sni) : 0;
+    hk__tls_conn_t *c = calloc(1, sizeof *c + name_len + 1);
     if (!c)
         return -ENOMEM;
+    memcpy(c->cache_name, keyed && sni ? sni : "", name_len + 1);
     ERR_clear_error();
     c->ssl = SSL_new(ctx->ssl_ctx);
     /* kTLS needs OpenSSL's socket BIO; otherwise ours, which never raises SIGPIPE. */
@@ -368,7 +371,7 @@ static int hk__tls_conn_new(hk_stream_t *s, hk_tls_ctx_t *ctx, hk_tls_role_t rol
         SSL_set_connect_state(c->ssl);
         ok = hk__tls_client_name(c->ssl, sni, ctx->flags);
         if (ok)
-            hk__tls_cache_apply(ctx, c->ssl, sni);
+            hk__tls_cache_apply(ctx, c->ssl, c->cache_name);
     } else {
         SSL_set_accept_state(c->ssl);
         if (ctx->flags & HK_TLS_VERIFY_CLIENT)

@@ -296,6 +296,41 @@ static void ip_close(conn_t *srv, conn_t *cli)
 }
 
 /*
+ * The client session cache keys a session by the name the connection was
+ * given. An address is not sent as SNI, so the session must not be filed
+ * under "no name" (where a lookup by the address never finds it, and a
+ * connection without a name would be offered it): the second connection to
+ * 127.0.0.1 resumes.
+ */
+Test(tls_edges, session_for_an_address_resumes)
+{
+    make_ip_cert();
+    char crt[128], key[128];
+    cert_path(crt, sizeof crt, "ip", "crt");
+    cert_path(key, sizeof key, "ip", "key");
+    hk_tls_ctx_t *s_ip, *c_ip;
+    hk_tls_ctx_options_t so = {.cert_file = crt, .key_file = key};
+    cr_assert_eq(hk_tls_ctx_new(&so, &s_ip), 0, "%s", hk_tls_last_error());
+    hk_tls_ctx_options_t co = {.ca_file = crt, .flags = HK_TLS_SESSION_CACHE};
+    cr_assert_eq(hk_tls_ctx_new(&co, &c_ip), 0, "%s", hk_tls_last_error());
+    for (int round = 0; round < 2; round++) {
+        conn_t srv, cli;
+        int st = ip_handshake(s_ip, c_ip, "127.0.0.1", &srv, &cli);
+        cr_assert_eq(st, 0, "%s (%s)", hk_err_name(st), cli.hs_error);
+        cr_assert_eq(hk_tls_stream_resumed(&cli.s), round, "round %d", round);
+        /* Data after the handshake, so that the client has read the server's tickets. */
+        cr_assert_eq(hk_stream_read_start(&cli.s, NULL, conn_on_read), 0);
+        hk_write_req_t req;
+        struct iovec iov;
+        conn_write_text(&srv, &req, &iov, "ticket-time");
+        conn_wait_text(loop, &cli, "ticket-time");
+        ip_close(&srv, &cli);
+    }
+    hk_tls_ctx_free(s_ip);
+    hk_tls_ctx_free(c_ip);
+}
+
+/*
  * A client given an address as its server name: it is not sent as SNI
  * (RFC 6066 allows host names only; it used to be sent), and it is checked
  * against the certificate's IP entries: another address, or a certificate
