@@ -6,7 +6,7 @@
  * gzip_static: for a client whose Accept-Encoding takes gzip, path.gz is
  * looked up first and, when it is a regular file, sent as the gzip-encoded
  * representation of path (path's MIME type, Content-Encoding: gzip, the .gz
- * file's own ETag, so that a cache never mixes the two). A missing .gz is
+ * file's own ETag marked "-gzip", so that a cache never mixes the two). A missing .gz is
  * remembered in the open-file cache like a file (an "absent" entry, trusted
  * for open_file_ttl), so a site without .gz files pays one failed open per
  * path and ttl, not one per request. Both representations carry Vary.
@@ -236,11 +236,11 @@ static int open_error_status(int err)
 }
 
 /*
- * Does an entity-tag list match the file's ETag? Weak comparison for
- * If-None-Match, strong for If-Match, where a weak tag never matches (RFC 9110
- * section 8.8.3.2); "*" matches any current file.
+ * Does an entity-tag list match the representation's ETag (tag)? Weak
+ * comparison for If-None-Match, strong for If-Match, where a weak tag never
+ * matches (RFC 9110 section 8.8.3.2); "*" matches any current file.
  */
-static bool etag_matches(const char *v, size_t vlen, const httpd_file_t *f, bool strong)
+static bool etag_matches(const char *v, size_t vlen, const char *tag, size_t tag_len, bool strong)
 {
     size_t i = 0;
     while (i < vlen) {
@@ -257,7 +257,7 @@ static bool etag_matches(const char *v, size_t vlen, const httpd_file_t *f, bool
         size_t e = i;
         while (e > s && (v[e - 1] == ' ' || v[e - 1] == '\t'))
             e--;
-        if (!(strong && weak) && e - s == f->etag_len && memcmp(v + s, f->etag, e - s) == 0)
+        if (!(strong && weak) && e - s == tag_len && memcmp(v + s, tag, e - s) == 0)
             return true;
     }
     return false;
@@ -268,14 +268,14 @@ static bool etag_matches(const char *v, size_t vlen, const httpd_file_t *f, bool
  * of them matches, 0 if none does, -1 if the header is absent.
  */
 static int etag_header_matches(const hk_http_request_t *req, const char *name, size_t nlen,
-                               const httpd_file_t *f, bool strong)
+                               const char *tag, size_t tag_len, bool strong)
 {
     int found = -1;
     for (size_t i = 0; i < req->num_headers; i++) {
         const hk_http_header_t *h = &req->headers[i];
         if (h->name_len != nlen || strncasecmp(h->name, name, nlen) != 0)
             continue;
-        if (etag_matches(h->value, h->value_len, f, strong))
+        if (etag_matches(h->value, h->value_len, tag, tag_len, strong))
             return 1;
         found = 0;
     }
@@ -288,17 +288,18 @@ static int etag_header_matches(const hk_http_request_t *req, const char *name, s
  * else If-Modified-Since (304 when false). Returns the status, 200 to go on.
  * A date that does not parse leaves its header ignored.
  */
-static int static_preconditions(const hk_http_request_t *req, const httpd_file_t *f)
+static int static_preconditions(const hk_http_request_t *req, const httpd_file_t *f,
+                                const char *tag, size_t tag_len)
 {
     const hk_http_header_t *h;
     time_t t;
-    int m = etag_header_matches(req, "if-match", 8, f, true);
+    int m = etag_header_matches(req, "if-match", 8, tag, tag_len, true);
     if (m == 0)
         return 412;
     if (m < 0 && (h = hk_http_find_header(req->headers, req->num_headers, "if-unmodified-since")) &&
         hk_http_date_parse(h->value, h->value_len, &t) == 0 && f->mtime > t)
         return 412;
-    m = etag_header_matches(req, "if-none-match", 13, f, false);
+    m = etag_header_matches(req, "if-none-match", 13, tag, tag_len, false);
     if (m == 1)
         return 304;
     if (m < 0 && (h = hk_http_find_header(req->headers, req->num_headers, "if-modified-since")) &&
@@ -354,7 +355,24 @@ static int static_serve(httpd_conn_t *c, const hk_http_request_t *req, httpd_fil
         if (f->mtime > c->w->date_sec)
             lastmod = now;
     }
-    int status = static_preconditions(req, f);
+    /*
+     * The encoded representation's tag is the .gz file's with "-gzip" inside
+     * the quotes. Its own mtime and size are not enough: "gzip -k" gives the
+     * .gz its file's mtime to the nanosecond, so a file and a .gz of the same
+     * length (a small file that deflate shrinks by just the gzip header and
+     * name) had one strong tag for two representations, and a cache
+     * revalidating with the identity's tag got a 304 for the gzip one (RFC
+     * 9110 section 8.8.3).
+     * The preconditions and If-Range compare with this tag, not the file's.
+     */
+    char tag[sizeof(f->etag) + 8];
+    size_t tag_len = f->etag_len;
+    memcpy(tag, f->etag, tag_len);
+    if (enc == ENC_GZIP && tag_len >= 2) {
+        memcpy(tag + tag_len - 1, "-gzip\"", 6);
+        tag_len += 5;
+    }
+    int status = static_preconditions(req, f, tag, tag_len);
     if (status == 412) {
         httpd_resp_error(c, 412, ka, head);
         return 0;
@@ -365,8 +383,7 @@ static int static_serve(httpd_conn_t *c, const hk_http_request_t *req, httpd_fil
      */
     char extra[384];
     int n = snprintf(extra, sizeof(extra), "ETag: %.*s\r\nLast-Modified: %s\r\n%s%s%s",
-                     (int)f->etag_len, f->etag, lastmod,
-                     status == 304 ? "" : "Accept-Ranges: bytes\r\n",
+                     (int)tag_len, tag, lastmod, status == 304 ? "" : "Accept-Ranges: bytes\r\n",
                      enc == ENC_GZIP && status != 304 ? "Content-Encoding: gzip\r\n" : "",
                      enc != ENC_OFF ? "Vary: Accept-Encoding\r\n" : "");
     httpd_resp_t r = {.status = status,
@@ -382,11 +399,9 @@ static int static_serve(httpd_conn_t *c, const hk_http_request_t *req, httpd_fil
         (h = hk_http_find_header(req->headers, req->num_headers, "range"))) {
         const hk_http_header_t *ifr =
             hk_http_find_header(req->headers, req->num_headers, "if-range");
-        bool use =
-            !ifr ||
-            (ifr->value_len == f->etag_len && memcmp(ifr->value, f->etag, f->etag_len) == 0) ||
-            (ifr->value_len == strlen(f->lastmod) &&
-             memcmp(ifr->value, f->lastmod, ifr->value_len) == 0);
+        bool use = !ifr || (ifr->value_len == tag_len && memcmp(ifr->value, tag, tag_len) == 0) ||
+                   (ifr->value_len == strlen(f->lastmod) &&
+                    memcmp(ifr->value, f->lastmod, ifr->value_len) == 0);
         int rr =
             use ? hk_http_range_parse(h->value, h->value_len, f->size, &first, &last) : -EINVAL;
         if (rr == 0) {

@@ -178,3 +178,63 @@ Test(httpd_gzip_static, no_usable_gz_and_off_by_default)
     cr_assert_null(strstr(out, "Vary"), "%s", out);
     cr_assert(strstr(out, css), "%s", out);
 }
+
+/* Gives path (beneath the server's directory) the modification time t, to the nanosecond. */
+static void set_mtime(const char *name, const struct timespec *t)
+{
+    char p[300];
+    snprintf(p, sizeof(p), "%s/%s", srv.dir, name);
+    struct timespec ts[2] = {*t, *t};
+    cr_assert_eq(utimensat(AT_FDCWD, p, ts, 0), 0, "utimensat %s: %s", p, strerror(errno));
+}
+
+/*
+ * "gzip -k" gives the .gz its file's mtime to the nanosecond, so an ETag made
+ * of mtime and size told the two apart only by their sizes: when a file
+ * and its .gz had the same length (a small file gzip cannot shrink by its
+ * header) both representations carried one strong tag, and a cache that
+ * revalidates with the identity's tag got a 304 for the gzip one (or a 206
+ * of the encoded bytes through If-Range).
+ */
+Test(httpd_gzip_static, same_size_and_mtime_still_two_tags)
+{
+    static const char js[] = "0123456789abcdefghij", js_gz[] = "\x1f\x8b same length as same.js";
+    write_file(srv.dir, "same.js", js, sizeof(js) - 1);
+    write_file(srv.dir, "same.js.gz", js_gz, sizeof(js) - 1);
+    struct timespec t = {.tv_sec = 1700000000, .tv_nsec = 123456789};
+    set_mtime("same.js", &t);
+    set_mtime("same.js.gz", &t);
+    char e1[80], e2[80];
+    run(out, sizeof(out), "curl -s -I http://127.0.0.1:%d/same.js", srv.port);
+    header_value(out, "ETag: ", e1, sizeof(e1));
+    run(out, sizeof(out), "curl -s -I -H 'Accept-Encoding: gzip' http://127.0.0.1:%d/same.js",
+        srv.port);
+    cr_assert(strstr(out, "Content-Encoding: gzip\r\n"), "%s", out);
+    header_value(out, "ETag: ", e2, sizeof(e2));
+    cr_assert_str_neq(e1, e2, "one tag for both representations");
+    /* The identity's tag does not validate the encoded representation ... */
+    run(out, sizeof(out),
+        "curl -s -i -H 'Accept-Encoding: gzip' -H 'If-None-Match: %s' "
+        "http://127.0.0.1:%d/same.js",
+        e1, srv.port);
+    cr_assert(strstr(out, "HTTP/1.1 200 OK\r\n"), "%s", out);
+    run(out, sizeof(out),
+        "curl -s -i -H 'Accept-Encoding: gzip' -H 'Range: bytes=0-1' -H 'If-Range: %s' "
+        "http://127.0.0.1:%d/same.js",
+        e1, srv.port);
+    cr_assert(strstr(out, "HTTP/1.1 200 OK\r\n"), "If-Range of the other tag: %s", out);
+    /* ... and the encoded one's own tag does, for a 304 and for If-Range. */
+    run(out, sizeof(out),
+        "curl -s -i -H 'Accept-Encoding: gzip' -H 'If-None-Match: %s' "
+        "http://127.0.0.1:%d/same.js",
+        e2, srv.port);
+    cr_assert(strstr(out, "HTTP/1.1 304"), "%s", out);
+    cr_assert(strstr(out, e2), "%s", out);
+    run(out, sizeof(out),
+        "curl -s -i -H 'Accept-Encoding: gzip' -H 'Range: bytes=0-1' -H 'If-Range: %s' "
+        "http://127.0.0.1:%d/same.js",
+        e2, srv.port);
+    cr_assert(strstr(out, "HTTP/1.1 206"), "%s", out);
+    run(out, sizeof(out), "curl -s -i -H 'If-Match: %s' http://127.0.0.1:%d/same.js", e2, srv.port);
+    cr_assert(strstr(out, "HTTP/1.1 412"), "the identity does not match the encoded tag: %s", out);
+}
