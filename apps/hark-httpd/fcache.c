@@ -81,17 +81,25 @@ void httpd_fcache_free(httpd_fcache_t *c)
     free(c);
 }
 
+static httpd_file_t *fc_find(const httpd_fcache_t *c, uint64_t root, uint32_t hash,
+                             const char *path, size_t len)
+{
+    for (httpd_file_t *o = c->buckets[hash & c->mask]; o; o = o->hnext) {
+        if (o->hash == hash && o->root == root && o->path_len == len &&
+            memcmp(o->path, path, len) == 0)
+            return o;
+    }
+    return NULL;
+}
+
 httpd_file_t *httpd_fcache_get(httpd_fcache_t *c, uint64_t root, const char *path, size_t len,
                                uint64_t now, bool *fresh)
 {
     *fresh = false;
     if (!c->cap)
         return NULL;
-    uint32_t h = fc_hash(root, path, len);
-    for (httpd_file_t *f = c->buckets[h & c->mask]; f; f = f->hnext) {
-        if (f->hash != h || f->root != root || f->path_len != len ||
-            memcmp(f->path, path, len) != 0)
-            continue;
+    httpd_file_t *f = fc_find(c, root, fc_hash(root, path, len), path, len);
+    if (f) {
         *fresh = now - f->validated <= c->ttl; /* stale: the caller revalidates */
         if (f != c->lru_head) {                /* move to the front */
             f->lprev->lnext = f->lnext;
@@ -174,18 +182,15 @@ bool httpd_file_same(const httpd_file_t *f, const struct stat *st)
            f->ctim.tv_sec == st->st_ctim.tv_sec && f->ctim.tv_nsec == st->st_ctim.tv_nsec;
 }
 
-void httpd_fcache_put(httpd_fcache_t *c, httpd_file_t *f)
+static void fc_put(httpd_fcache_t *c, httpd_file_t *f, bool evict)
 {
     if (!c->cap || f->cached)
         return;
-    httpd_file_t **pp = &c->buckets[f->hash & c->mask];
-    for (httpd_file_t *o = *pp; o; o = o->hnext) {
-        if (o->hash == f->hash && o->root == f->root && o->path_len == f->path_len &&
-            memcmp(o->path, f->path, f->path_len) == 0) {
-            fc_unlink(c, o);
-            break;
-        }
-    }
+    httpd_file_t *o = fc_find(c, f->root, f->hash, f->path, f->path_len);
+    if (o)
+        fc_unlink(c, o);
+    else if (!evict && c->count >= c->cap)
+        return;
     while (c->count >= c->cap && c->lru_tail)
         fc_unlink(c, c->lru_tail);
     f->refs++;
@@ -200,6 +205,25 @@ void httpd_fcache_put(httpd_fcache_t *c, httpd_file_t *f)
         c->lru_tail = f;
     c->lru_head = f;
     c->count++;
+}
+
+void httpd_fcache_put(httpd_fcache_t *c, httpd_file_t *f)
+{
+    fc_put(c, f, true);
+}
+
+void httpd_fcache_put_spare(httpd_fcache_t *c, httpd_file_t *f)
+{
+    fc_put(c, f, false);
+}
+
+void httpd_fcache_drop_absent(httpd_fcache_t *c, uint64_t root, const char *path, size_t len)
+{
+    if (!c->cap)
+        return;
+    httpd_file_t *o = fc_find(c, root, fc_hash(root, path, len), path, len);
+    if (o && o->absent)
+        fc_unlink(c, o);
 }
 
 void httpd_fcache_touch(httpd_file_t *f, uint64_t now)

@@ -91,6 +91,13 @@ bool httpd_file_same(const httpd_file_t *f, const struct stat *st);
 
 /* Caches f (the cache takes its own reference), replacing an entry with the same key. */
 void httpd_fcache_put(httpd_fcache_t *c, httpd_file_t *f);
+/*
+ * The same, but only into room the cache has spare (or over an entry with
+ * the same key): for absent entries, which must never push a file out.
+ */
+void httpd_fcache_put_spare(httpd_fcache_t *c, httpd_file_t *f);
+/* Removes the entry for (root, path) if it is an absent one. */
+void httpd_fcache_drop_absent(httpd_fcache_t *c, uint64_t root, const char *path, size_t len);
 
 /* Marks a cached entry fresh again. */
 void httpd_fcache_touch(httpd_file_t *f, uint64_t now);

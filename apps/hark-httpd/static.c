@@ -88,7 +88,7 @@ static void note_absent(httpd_open_t *o)
         return;
     }
     if (!(o->conn->flags & HTTPD_C_CLOSING))
-        httpd_fcache_put(o->conn->w->fcache, a);
+        httpd_fcache_put_spare(o->conn->w->fcache, a);
     o->file = a;
 }
 
@@ -328,6 +328,8 @@ static bool accepts_gzip(const hk_http_request_t *req)
             continue;
         int s;
         int w = hk_http_coding_weight(h->value, h->value_len, "gzip", &s);
+        if (w < 0) /* x-gzip is gzip (RFC 9110 section 8.4.1.3) */
+            w = hk_http_coding_weight(h->value, h->value_len, "x-gzip", NULL);
         if (gzip < 0)
             gzip = w;
         if (star < 0)
@@ -539,6 +541,16 @@ int httpd_static_handle(httpd_conn_t *c, const hk_http_request_t *req, const htt
     int err;
     if (static_lookup(c, root_fd, rel, rlen, false, &f, &err) == 1)
         return 1;
+    if (!f && enc && rlen + 3 < sizeof(rel)) {
+        /*
+         * No path: forget the probe's note that path.gz is missing too, so
+         * that requests for missing paths (a scanner's 404s) leave nothing
+         * behind in the cache.
+         */
+        memcpy(rel + rlen, ".gz", 4);
+        httpd_fcache_drop_absent(c->w->fcache, httpd_root_key(c->gen->id, root_fd), rel, rlen + 3);
+        rel[rlen] = '\0';
+    }
     if (!f && dir_req && loc->autoindex && err == -ENOENT) {
         /* No index file: list the directory (autoindex on). */
         char *html = NULL;

@@ -31,7 +31,7 @@ static void setup(void)
     snprintf(p, sizeof(p), "%s/thing.gz", srv.dir);
     cr_assert_eq(mkdir(p, 0755), 0); /* a directory where a probe looks for a file */
     server_start_conf(&srv,
-                      "listen 127.0.0.1:0;\nroot %s;\naccess_log off;\n"
+                      "listen 127.0.0.1:0;\nroot %s;\naccess_log off;\nopen_file_cache 4;\n"
                       "location / { gzip_static on; }\n"
                       "location /off/ { root %s; }\n",
                       srv.dir, srv.dir);
@@ -80,6 +80,10 @@ Test(httpd_gzip_static, gz_sent_to_a_client_that_takes_gzip)
     cr_assert_not_null(body);
     cr_assert_eq(memcmp(body + 4, css_gz, sizeof(css_gz) - 1), 0, "the .gz file's bytes");
 
+    /* x-gzip is gzip (RFC 9110 section 8.4.1.3). */
+    run(out, sizeof(out), "curl -s -i -H 'Accept-Encoding: x-gzip' http://127.0.0.1:%d/style.css",
+        srv.port);
+    cr_assert(strstr(out, "Content-Encoding: gzip\r\n"), "%s", out);
     /* A real gzip stream decodes to the file itself (the index of a directory too). */
     run(out, sizeof(out), "curl -s --compressed http://127.0.0.1:%d/www/", srv.port);
     cr_assert_str_eq(out, html);
@@ -237,4 +241,30 @@ Test(httpd_gzip_static, same_size_and_mtime_still_two_tags)
     cr_assert(strstr(out, "HTTP/1.1 206"), "%s", out);
     run(out, sizeof(out), "curl -s -i -H 'If-Match: %s' http://127.0.0.1:%d/same.js", e2, srv.port);
     cr_assert(strstr(out, "HTTP/1.1 412"), "the identity does not match the encoded tag: %s", out);
+}
+
+/*
+ * Requests for paths that do not exist (a scanner's 404s) must leave the
+ * open-file cache as it was: the probe's notes that their .gz files are
+ * missing only take spare room and are dropped with the 404, so they never
+ * push a served file out. Counted through the cache's miss counter.
+ */
+Test(httpd_gzip_static, missing_paths_leave_the_cache_alone)
+{
+    run(out, sizeof(out), "curl -s -H 'Accept-Encoding: gzip' http://127.0.0.1:%d/plain.txt",
+        srv.port);
+    cr_assert_str_eq(out, "no gz here\n");
+    for (int i = 0; i < 12; i++) {
+        run(out, sizeof(out),
+            "curl -s -o /dev/null -w '%%{http_code}' -H 'Accept-Encoding: gzip' "
+            "http://127.0.0.1:%d/nope-%d.html",
+            srv.port, i);
+        cr_assert_str_eq(out, "404");
+    }
+    long misses = metric("hark_open_file_cache_misses_total");
+    run(out, sizeof(out), "curl -s -H 'Accept-Encoding: gzip' http://127.0.0.1:%d/plain.txt",
+        srv.port);
+    cr_assert_str_eq(out, "no gz here\n");
+    cr_assert_eq(metric("hark_open_file_cache_misses_total"), misses,
+                 "plain.txt (or the note on plain.txt.gz) was pushed out by 404s");
 }
