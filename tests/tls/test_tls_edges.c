@@ -275,6 +275,19 @@ static void make_ip_cert(void)
     cr_assert_eq(system(cmd), 0, "openssl req failed");
 }
 
+/* A server context with the address certificate, and a client context that trusts it. */
+static void ip_ctx_pair(hk_tls_ctx_t **s_ip, hk_tls_ctx_t **c_ip, unsigned cflags)
+{
+    make_ip_cert();
+    char crt[128], key[128];
+    cert_path(crt, sizeof crt, "ip", "crt");
+    cert_path(key, sizeof key, "ip", "key");
+    hk_tls_ctx_options_t so = {.cert_file = crt, .key_file = key};
+    cr_assert_eq(hk_tls_ctx_new(&so, s_ip), 0, "%s", hk_tls_last_error());
+    hk_tls_ctx_options_t co = {.ca_file = crt, .flags = cflags};
+    cr_assert_eq(hk_tls_ctx_new(&co, c_ip), 0, "%s", hk_tls_last_error());
+}
+
 /* A client handshake to a server of sctx_ip with name; returns the client's status. */
 static int ip_handshake(hk_tls_ctx_t *s_ctx, hk_tls_ctx_t *c_ctx, const char *name, conn_t *srv,
                         conn_t *cli)
@@ -304,15 +317,8 @@ static void ip_close(conn_t *srv, conn_t *cli)
  */
 Test(tls_edges, session_for_an_address_resumes)
 {
-    make_ip_cert();
-    char crt[128], key[128];
-    cert_path(crt, sizeof crt, "ip", "crt");
-    cert_path(key, sizeof key, "ip", "key");
     hk_tls_ctx_t *s_ip, *c_ip;
-    hk_tls_ctx_options_t so = {.cert_file = crt, .key_file = key};
-    cr_assert_eq(hk_tls_ctx_new(&so, &s_ip), 0, "%s", hk_tls_last_error());
-    hk_tls_ctx_options_t co = {.ca_file = crt, .flags = HK_TLS_SESSION_CACHE};
-    cr_assert_eq(hk_tls_ctx_new(&co, &c_ip), 0, "%s", hk_tls_last_error());
+    ip_ctx_pair(&s_ip, &c_ip, HK_TLS_SESSION_CACHE);
     for (int round = 0; round < 2; round++) {
         conn_t srv, cli;
         int st = ip_handshake(s_ip, c_ip, "127.0.0.1", &srv, &cli);
@@ -338,15 +344,8 @@ Test(tls_edges, session_for_an_address_resumes)
  */
 Test(tls_edges, address_verified_as_an_address_and_not_sent_as_sni)
 {
-    make_ip_cert();
-    char crt[128], key[128];
-    cert_path(crt, sizeof crt, "ip", "crt");
-    cert_path(key, sizeof key, "ip", "key");
     hk_tls_ctx_t *s_ip, *c_ip;
-    hk_tls_ctx_options_t so = {.cert_file = crt, .key_file = key};
-    cr_assert_eq(hk_tls_ctx_new(&so, &s_ip), 0, "%s", hk_tls_last_error());
-    hk_tls_ctx_options_t co = {.ca_file = crt};
-    cr_assert_eq(hk_tls_ctx_new(&co, &c_ip), 0, "%s", hk_tls_last_error());
+    ip_ctx_pair(&s_ip, &c_ip, 0);
     conn_t srv, cli;
 
     int st = ip_handshake(s_ip, c_ip, "127.0.0.1", &srv, &cli);
