@@ -76,16 +76,9 @@ static size_t reader_len(slow_reader_t *rd)
 
 Test(log_flush, returns_while_other_threads_keep_logging)
 {
-    int p[2];
-    cr_assert_eq(pipe2(p, O_CLOEXEC), 0);
-    hk_log_options_t o = {0};
-    o.fd = p[1];
-    o.ring_bytes = 64 * 1024;
-    o.flush_interval_ns = 1 * MSEC;
-    cr_assert_eq(hk_log_open(&o), 0);
-    close(p[1]); /* the logger holds its own description: its close ends the reader */
+    int rfd = log_open_pipe(64 * 1024);
 
-    slow_reader_t rd = {.fd = p[0], .mu = PTHREAD_MUTEX_INITIALIZER};
+    slow_reader_t rd = {.fd = rfd, .mu = PTHREAD_MUTEX_INITIALIZER};
     cr_assert_eq(pthread_create(&rd.th, NULL, slow_reader_main, &rd), 0);
 
     /*
@@ -135,7 +128,7 @@ Test(log_flush, returns_while_other_threads_keep_logging)
         pthread_join(th[i], NULL);
     cr_assert_eq(hk_log_close(30 * SEC), 0); /* closes the last write end: EOF */
     pthread_join(rd.th, NULL);
-    close(p[0]);
+    close(rfd);
 
     hk_log_stats(&st);
     cr_assert_eq(st.lost, 0);

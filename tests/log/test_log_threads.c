@@ -151,14 +151,7 @@ static void count_drop_line(const char *line, size_t len, void *arg)
 
 Test(log_threads, full_ring_drops_are_counted_and_reported)
 {
-    int p[2];
-    cr_assert_eq(pipe2(p, O_CLOEXEC), 0);
-    hk_log_options_t o = {0};
-    o.fd = p[1];
-    o.ring_bytes = 16 * 1024;
-    o.flush_interval_ns = 1 * MSEC;
-    cr_assert_eq(hk_log_open(&o), 0);
-    close(p[1]); /* the logger holds its own description */
+    int rfd = log_open_pipe(16 * 1024);
 
     /* Nobody reads yet: the pipe, the writer's buffer and the ring fill up. */
     uint64_t refused = 0;
@@ -175,12 +168,12 @@ Test(log_threads, full_ring_drops_are_counted_and_reported)
     cr_assert_eq(st.logged + st.dropped, 50000);
 
     /* Now read: space returns, the writer reports the gap. */
-    reader_t rd = {.fd = p[0]};
+    reader_t rd = {.fd = rfd};
     cr_assert_eq(pthread_create(&rd.th, NULL, reader_main, &rd), 0);
     HK_LOGI("after", "k=%d", 1);
     cr_assert_eq(hk_log_close(20 * SEC), 0); /* closes the last write end: EOF */
     pthread_join(rd.th, NULL);
-    close(p[0]);
+    close(rfd);
     char *out = rd.buf;
     drops_t d = {0};
     for_lines(out, count_drop_line, &d);
@@ -308,14 +301,7 @@ static int child_checks(const char *path, const long *pids, int np)
 
 Test(log_threads, fork_child_shares_nothing_pending)
 {
-    int p[2];
-    cr_assert_eq(pipe2(p, O_CLOEXEC), 0);
-    hk_log_options_t o = {0};
-    o.fd = p[1];
-    o.ring_bytes = 16 * 1024;
-    o.flush_interval_ns = 1 * MSEC;
-    cr_assert_eq(hk_log_open(&o), 0);
-    close(p[1]);
+    int rfd = log_open_pipe(16 * 1024);
     long pids[64];
     int np = eventfd_ids(pids, 64);
 
@@ -338,7 +324,7 @@ Test(log_threads, fork_child_shares_nothing_pending)
     __atomic_store_n(&fork_thread_go, 2, __ATOMIC_RELEASE);
     pthread_join(t, NULL);
     (void)hk_log_close(0); /* the pipe is full: the rest is lost, by design */
-    close(p[0]);
+    close(rfd);
     free(path);
     tmpdir_clean(&td);
 }

@@ -34,6 +34,24 @@
 #define SEC (UINT64_C(1000000000))
 #define MSEC (UINT64_C(1000000))
 
+/*
+ * Opens the logger on a pipe (rings of ring_bytes, 1 ms flush interval) and
+ * returns the read end. The write end is closed here: the logger holds its
+ * own description, so its close ends a reader.
+ */
+static inline int log_open_pipe(size_t ring_bytes)
+{
+    int p[2];
+    cr_assert_eq(pipe2(p, O_CLOEXEC), 0);
+    hk_log_options_t o = {0};
+    o.fd = p[1];
+    o.ring_bytes = ring_bytes;
+    o.flush_interval_ns = 1 * MSEC;
+    cr_assert_eq(hk_log_open(&o), 0);
+    close(p[1]);
+    return p[0];
+}
+
 static inline uint64_t mono_ns(void)
 {
     struct timespec ts;
