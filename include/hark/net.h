@@ -89,6 +89,11 @@ typedef void (*hk_stream_alloc_cb)(hk_stream_t *stream, size_t suggested, hk_buf
  *                    buffer is handed back unused). Not an error.
  *   nread < 0        -errno (-ECONNRESET, ...). Delivered once; the stream
  *                    is dead: close it. Pending writes fail with the same code.
+ * EOF, an error and -ENOBUFS are each the read callback's last call. An error
+ * found after EOF (a write to a peer that has gone) is not a read result: it
+ * reaches the user once per pending operation, as the status of the write
+ * requests it fails and of a pending shutdown, and later calls
+ * (hk_stream_write, hk_stream_shutdown) return it.
  */
 typedef void (*hk_stream_read_cb)(hk_stream_t *stream, ssize_t nread, const hk_buf_t *buf);
 

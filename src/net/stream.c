@@ -17,7 +17,8 @@
  * callback (write completions, drain, shutdown, a deferred error) runs
  * either at the end of the io callback or from an hk_defer, never from the
  * call that caused it. The first error is sticky and delivered once to the
- * read callback; queued writes fail with it.
+ * read callback, unless that callback already had its EOF; queued writes fail
+ * with it.
  */
 #include <pthread.h>
 #include <stdbool.h>
@@ -232,8 +233,14 @@ static void hk__stream_notify(hk_stream_t *s)
         if (s->_shutdown_cb)
             s->_shutdown_cb(s, s->_shut_status);
     }
-    if (s->_error && !(s->_flags & (HK__S_ERR_SENT | HK__S_CLOSING)) &&
-        (s->_flags & HK__S_READING)) {
+    /*
+     * The read callback hears a later error only while its side is open: after
+     * EOF (or -ENOBUFS) it is done with, and the error reaches the write
+     * callbacks of the requests it failed, the shutdown callback, and the next
+     * call instead. Telling it again would be a second end of its stream.
+     */
+    if (s->_error && (s->_flags & (HK__S_READING | HK__S_READ_DONE | HK__S_ERR_SENT |
+                                   HK__S_CLOSING)) == HK__S_READING) {
         s->_flags |= HK__S_ERR_SENT | HK__S_READ_DONE;
         s->_read_cb(s, s->_error, NULL);
     }

@@ -793,3 +793,40 @@ Test(stream, close_with_dup_leaves_no_registration)
     close(sv[1]);
     finish_loop(loop);
 }
+
+/*
+ * A write error found after the read side delivered EOF: the read callback is
+ * done with (EOF is its last call), so the error reaches the write callback
+ * of the request it failed, once, and the next write returns it. It used to
+ * reach the read callback too, after the EOF, when reading was still on.
+ */
+Test(stream, error_after_eof_goes_to_the_writes)
+{
+    hk_loop_t *loop = new_loop();
+    int sv[2];
+    stream_socketpair(sv);
+    hk_stream_t s;
+    struct rx rx = {0};
+    stream_open(loop, &s, &rx, sv[0]);
+    cr_assert_eq(hk_stream_read_start(&s, NULL, on_read), 0);
+    cr_assert_eq(shutdown(sv[1], SHUT_WR), 0);
+    run_until(loop, &rx.eof, 5000);
+    close(sv[1]); /* now writing to it fails with EPIPE */
+    hk_write_req_t req;
+    struct wr w = {0};
+    req.data = &w;
+    struct iovec iov = {"late", 4};
+    cr_assert_eq(hk_stream_write(&s, &req, &iov, 1, on_written), 0);
+    run_until(loop, &w.done, 5000);
+    for (int i = 0; i < 5; i++)
+        hk_loop_run(loop, HK_RUN_NOWAIT);
+    cr_expect_eq(w.done, 1);
+    cr_expect_eq(w.status, -EPIPE, "write status %s", hk_err_name(w.status));
+    cr_expect_eq(rx.eof, 1);
+    cr_expect_eq(rx.errors, 0, "the read callback got %s after EOF", hk_err_name(rx.last_err));
+    cr_expect_eq(hk_stream_write(&s, &req, &iov, 1, on_written), -EPIPE);
+    hk_stream_close(&s, on_closed);
+    run_until(loop, &rx.closed, 5000);
+    cr_expect_eq(w.done, 1, "the failed write() had no callback");
+    finish_loop(loop);
+}
