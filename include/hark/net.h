@@ -100,7 +100,11 @@ typedef void (*hk_stream_read_cb)(hk_stream_t *stream, ssize_t nread, const hk_b
 /* A write request finished: status 0 (all bytes written), or -errno, or -ECANCELED (closed). */
 typedef void (*hk_write_cb)(hk_write_req_t *req, int status);
 
-/* The queue fell to the low watermark after having reached the high one. */
+/*
+ * The queue fell to the low watermark after having reached the high one, by
+ * being written. Never after an error or close emptied it: the failed
+ * requests' callbacks report that, and no drain callback follows.
+ */
 typedef void (*hk_stream_drain_cb)(hk_stream_t *stream);
 
 /* The queued writes are flushed and the write side is shut down (status 0 or -errno). */
@@ -250,8 +254,9 @@ HK_API ssize_t hk_stream_try_write(hk_stream_t *stream, const struct iovec *iov,
 
 /*
  * Backpressure: hk_stream_write returns HK_STREAM_FULL once the queued bytes
- * reach high; cb runs (once per crossing) when they fall to low or below.
- * Errors: -EINVAL (low > high or high == 0).
+ * reach high; cb runs (once per crossing) when they are written down to low
+ * or below, not when an error fails them. Errors: -EINVAL (low > high or
+ * high == 0).
  */
 HK_API int hk_stream_set_watermarks(hk_stream_t *stream, size_t high, size_t low,
                                     hk_stream_drain_cb cb);

@@ -107,6 +107,11 @@ void hk__stream_fail_queue(hk_stream_t *s, int err)
     }
     s->_tail = NULL;
     s->_queued = 0;
+    /*
+     * The queue was emptied by a failure, not drained: the requests' callbacks
+     * say so, and a drain callback now would tell the producer to go on.
+     */
+    s->_flags &= ~HK__S_FULL;
     if ((s->_flags & (HK__S_SHUT_WANT | HK__S_SHUT_DONE)) == HK__S_SHUT_WANT) {
         s->_flags |= HK__S_SHUT_DONE;
         s->_shut_status = err;

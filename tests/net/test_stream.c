@@ -830,3 +830,52 @@ Test(stream, error_after_eof_goes_to_the_writes)
     cr_expect_eq(w.done, 1, "the failed write() had no callback");
     finish_loop(loop);
 }
+
+static int drain_calls;
+static void count_drain(hk_stream_t *s)
+{
+    (void)s;
+    drain_calls++;
+}
+
+/*
+ * The queue reached the high watermark, then the peer went away: the error
+ * empties the queue (every request fails with it), which is no drain. The
+ * drain callback used to run all the same, telling the producer to go on.
+ */
+Test(stream, no_drain_after_an_error)
+{
+    hk_loop_t *loop = new_loop();
+    int sv[2];
+    stream_socketpair(sv);
+    hk_stream_t s;
+    struct rx rx = {0};
+    stream_open(loop, &s, &rx, sv[0]);
+    drain_calls = 0;
+    cr_assert_eq(hk_stream_set_watermarks(&s, 4 * CHUNK, CHUNK, count_drain), 0);
+    static hk_write_req_t reqs[64];
+    struct wr w = {0};
+    int r = 0, n = 0;
+    while (r != HK_STREAM_FULL) {
+        cr_assert_lt(n, 64, "the queue never reached the high watermark");
+        reqs[n].data = &w;
+        r = hk_stream_write(&s, &reqs[n], &chunk_iov, 1, on_written);
+        cr_assert_geq(r, 0, "write: %s", hk_err_name(r));
+        n++;
+    }
+    close(sv[1]); /* the reader goes away without reading: the queued writes fail */
+    uint64_t end = hk_time_now() + (uint64_t)MS(5000);
+    while (w.done < n) {
+        cr_assert_lt(hk_time_now(), end, "timed out");
+        hk_loop_run(loop, HK_RUN_ONCE);
+    }
+    for (int i = 0; i < 5; i++)
+        hk_loop_run(loop, HK_RUN_NOWAIT);
+    cr_expect(w.status == -EPIPE || w.status == -ECONNRESET, "write status %s",
+              hk_err_name(w.status));
+    cr_expect_eq(drain_calls, 0, "a drain was reported after the writes failed");
+    hk_stream_close(&s, on_closed);
+    run_until(loop, &rx.closed, 5000);
+    cr_expect_eq(drain_calls, 0);
+    finish_loop(loop);
+}
