@@ -248,7 +248,12 @@ HK_API void hk_stream_uncork(hk_stream_t *stream);
  * or the fd is full, or -errno. Over TLS, a full socket may leave OpenSSL with
  * the first bytes sealed in a record it must be offered again: the stream then
  * queues a copy of the rest of iov and returns its whole length, so that the
- * caller never has to offer the same bytes twice.
+ * caller never has to offer the same bytes twice. That copy (at most one: it
+ * is only made into an empty queue) counts in hk_stream_queued and against
+ * the high watermark, but try_write has no HK_STREAM_FULL to return, so it
+ * never arms the drain callback: while the copy is queued, try_write returns
+ * -EAGAIN and hk_stream_write returns HK_STREAM_FULL if the queue is at the
+ * high watermark, and only then does the drain callback follow.
  */
 HK_API ssize_t hk_stream_try_write(hk_stream_t *stream, const struct iovec *iov, int iovcnt);
 

@@ -21,6 +21,7 @@
  * Order is what HTTP needs: headers, then the body from the page cache.
  */
 #include <limits.h>
+#include <stdbool.h>
 #include <stddef.h>
 #include <stdlib.h>
 #include <string.h>
@@ -240,8 +241,12 @@ void hk__stream_flush(hk_stream_t *s)
     hk__stream_try_shutdown(s);
 }
 
-/* Checks the stream can take a write, then appends req (set up by the caller) and flushes. */
-static int hk__stream_enqueue(hk_stream_t *s, hk_write_req_t *req, hk_write_cb cb)
+/*
+ * Checks the stream can take a write, then appends req (set up by the caller)
+ * and flushes. report: the caller gets HK_STREAM_FULL, so a full queue arms
+ * the drain callback; else (try_write's copy) the next hk_stream_write will.
+ */
+static int hk__stream_enqueue(hk_stream_t *s, hk_write_req_t *req, hk_write_cb cb, bool report)
 {
     if (s->_flags & HK__S_CLOSING)
         return -EBUSY;
@@ -265,15 +270,15 @@ static int hk__stream_enqueue(hk_stream_t *s, hk_write_req_t *req, hk_write_cb c
     if (s->_done || s->_error)
         hk__stream_schedule(s);
     hk__stream_update(s);
-    if (s->_queued >= s->_high) {
+    if (report && s->_queued >= s->_high) {
         s->_flags |= HK__S_FULL;
         return HK_STREAM_FULL;
     }
     return 0;
 }
 
-int hk_stream_write(hk_stream_t *s, hk_write_req_t *req, const struct iovec *iov, int iovcnt,
-                    hk_write_cb cb)
+static int hk__stream_write(hk_stream_t *s, hk_write_req_t *req, const struct iovec *iov,
+                            int iovcnt, hk_write_cb cb, bool report)
 {
     if (!req || !iov || iovcnt < 1 || iovcnt > IOV_MAX)
         return -EINVAL;
@@ -289,7 +294,13 @@ int hk_stream_write(hk_stream_t *s, hk_write_req_t *req, const struct iovec *iov
     req->_off = 0;
     req->_left = total;
     req->_file_fd = -1;
-    return hk__stream_enqueue(s, req, cb);
+    return hk__stream_enqueue(s, req, cb, report);
+}
+
+int hk_stream_write(hk_stream_t *s, hk_write_req_t *req, const struct iovec *iov, int iovcnt,
+                    hk_write_cb cb)
+{
+    return hk__stream_write(s, req, iov, iovcnt, cb, true);
 }
 
 int hk_stream_sendfile(hk_stream_t *s, hk_write_req_t *req, int fd, int64_t offset, size_t len,
@@ -306,7 +317,7 @@ int hk_stream_sendfile(hk_stream_t *s, hk_write_req_t *req, int fd, int64_t offs
     req->_left = len;
     req->_file_fd = fd;
     req->_file_off = offset;
-    return hk__stream_enqueue(s, req, cb);
+    return hk__stream_enqueue(s, req, cb, true);
 }
 
 void hk_stream_cork(hk_stream_t *s)
@@ -380,7 +391,13 @@ static ssize_t hk__stream_keep_rest(hk_stream_t *s, const struct iovec *iov, int
     }
     o->iov.iov_base = o->data;
     o->iov.iov_len = rest;
-    int r = hk_stream_write(s, &o->req, &o->iov, 1, hk__owned_write_done);
+    /*
+     * The copy counts against the watermarks, but try_write returns bytes and
+     * cannot say HK_STREAM_FULL: arming the drain here would report a drain
+     * the caller never waited for. Behind the copy try_write says -EAGAIN and
+     * hk_stream_write reports the full queue, which arms it.
+     */
+    int r = hk__stream_write(s, &o->req, &o->iov, 1, hk__owned_write_done, false);
     if (r < 0) {
         free(o);
         return done > 0 ? (ssize_t)done : r;

@@ -879,3 +879,95 @@ Test(stream, no_drain_after_an_error)
     cr_expect_eq(drain_calls, 0);
     finish_loop(loop);
 }
+
+/*
+ * A toy engine transport that, like OpenSSL on a full socket, takes what it
+ * is offered, cannot send it, and asks for writability: the stream must offer
+ * the bytes again (hk_stream_try_write queues a copy). It stays stuck while
+ * *block is set; the test runs the loop only after clearing it.
+ */
+static ssize_t seal_writev(hk_stream_t *s, const struct iovec *iov, int n)
+{
+    int *block = s->transport_data;
+    if (*block) {
+        hk_stream_transport_want(s, HK_WRITABLE);
+        return -EAGAIN;
+    }
+    ssize_t w = writev(s->fd, iov, n);
+    return w < 0 ? -errno : w;
+}
+
+static ssize_t seal_read(hk_stream_t *s, void *buf, size_t len)
+{
+    ssize_t n = read(s->fd, buf, len);
+    return n < 0 ? -errno : n;
+}
+
+static const hk_stream_transport_t seal_transport = {.read = seal_read, .writev = seal_writev};
+
+/* Runs the loop and reads sv1 until want bytes arrived and the stream's queue is empty. */
+static size_t read_all(hk_loop_t *loop, hk_stream_t *s, int sv1, char *buf, size_t have,
+                       size_t want)
+{
+    uint64_t end = hk_time_now() + (uint64_t)MS(5000);
+    while (have < want || hk_stream_queued(s) > 0) {
+        cr_assert_lt(hk_time_now(), end, "timed out with %zu of %zu bytes", have, want);
+        hk_loop_run(loop, HK_RUN_NOWAIT);
+        ssize_t n = read(sv1, buf + have, want - have);
+        if (n > 0)
+            have += (size_t)n;
+        else if (n < 0)
+            usleep(1000);
+    }
+    for (int i = 0; i < 5; i++)
+        hk_loop_run(loop, HK_RUN_NOWAIT);
+    return have;
+}
+
+/*
+ * The copy hk_stream_try_write queues counts against the watermarks, but
+ * try_write returns bytes and has no HK_STREAM_FULL to say the queue is full:
+ * it must not arm the drain callback for a crossing the caller was never told
+ * of (it used to). While the copy is queued, try_write says -EAGAIN and
+ * hk_stream_write reports HK_STREAM_FULL, which does arm it.
+ */
+Test(stream, try_write_copy_arms_no_unreported_drain)
+{
+    hk_loop_t *loop = new_loop();
+    int sv[2];
+    stream_socketpair(sv);
+    hk_stream_t s;
+    struct rx rx = {0};
+    int block = 1;
+    stream_open(loop, &s, &rx, sv[0]);
+    cr_assert_eq(hk_stream_set_transport(&s, &seal_transport, &block), 0);
+    drain_calls = 0;
+    cr_assert_eq(hk_stream_set_watermarks(&s, 8, 0, count_drain), 0);
+    char got[64];
+    struct iovec a = {"ABCDEFGHIJKL", 12};
+    cr_assert_eq(hk_stream_try_write(&s, &a, 1), 12, "the copy is queued");
+    cr_assert_eq(hk_stream_queued(&s), 12);
+    cr_assert_eq(hk_stream_try_write(&s, &a, 1), -EAGAIN, "behind the copy");
+    block = 0;
+    size_t have = read_all(loop, &s, sv[1], got, 0, 12);
+    cr_expect_eq(drain_calls, 0, "a drain for a full queue try_write never reported");
+
+    /* The same, with a write behind the copy: that write reports the full queue. */
+    block = 1;
+    cr_assert_eq(hk_stream_try_write(&s, &a, 1), 12);
+    struct iovec b = {"MNOP", 4};
+    hk_write_req_t req;
+    struct wr w = {0};
+    req.data = &w;
+    cr_assert_eq(hk_stream_write(&s, &req, &b, 1, on_written), HK_STREAM_FULL);
+    block = 0;
+    have = read_all(loop, &s, sv[1], got, have, 28);
+    cr_expect_eq(w.done, 1);
+    cr_expect_eq(w.status, 0);
+    cr_expect_eq(drain_calls, 1, "the reported full queue drained once");
+    cr_expect(memcmp(got, "ABCDEFGHIJKLABCDEFGHIJKLMNOP", 28) == 0, "got %.28s", got);
+    hk_stream_close(&s, on_closed);
+    run_until(loop, &rx.closed, 5000);
+    close(sv[1]);
+    finish_loop(loop);
+}
