@@ -75,7 +75,10 @@ typedef struct hk_buf {
 /*
  * Supplies the buffer for the next read (suggested = the library's buffer
  * size, 64 KiB). Leave buf->len 0 (or base NULL) to skip this read: the
- * read callback then gets -ENOBUFS, once, and reading stops.
+ * read callback then gets -ENOBUFS, once, and reading stops. To pause instead
+ * (no room now, more later), call hk_stream_read_stop here: the read is
+ * skipped without a read callback (a buffer set anyway is not used) and
+ * hk_stream_read_start resumes.
  */
 typedef void (*hk_stream_alloc_cb)(hk_stream_t *stream, size_t suggested, hk_buf_t *buf);
 

@@ -167,7 +167,12 @@ static int hk__stream_read_once(hk_stream_t *s)
     hk_buf_t buf = {NULL, 0};
     if (s->_alloc_cb) {
         s->_alloc_cb(s, HK_STREAM_READ_BUF, &buf);
-        if (s->_flags & HK__S_CLOSING)
+        /*
+         * Closed, or paused by an allocator with no room now: skip this read
+         * without a callback. -ENOBUFS would end reading for good, and a
+         * read callback after hk_stream_read_stop breaks its promise.
+         */
+        if ((s->_flags & (HK__S_READING | HK__S_CLOSING)) != HK__S_READING)
             return 0;
         if (!buf.base || !buf.len) {
             s->_flags |= HK__S_READ_DONE;

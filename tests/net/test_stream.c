@@ -971,3 +971,53 @@ Test(stream, try_write_copy_arms_no_unreported_drain)
     close(sv[1]);
     finish_loop(loop);
 }
+
+/* A caller's allocator that has no room right now: it pauses reading instead of giving a buffer. */
+static int pausing_allocs;
+static void alloc_pause(hk_stream_t *s, size_t suggested, hk_buf_t *buf)
+{
+    (void)suggested;
+    pausing_allocs++;
+    cr_assert_eq(hk_stream_read_stop(s), 0);
+    buf->base = NULL;
+    buf->len = 0;
+}
+
+/*
+ * hk_stream_read_stop called from the alloc callback: reading is paused, not
+ * ended, so the stream neither reads nor calls the read callback, and
+ * hk_stream_read_start resumes it later. The stream used to deliver -ENOBUFS
+ * after the stop and mark the read side done, so reading could never resume.
+ */
+Test(stream, read_stop_in_alloc_pauses)
+{
+    hk_loop_t *loop = new_loop();
+    int sv[2];
+    stream_socketpair(sv);
+    hk_stream_t b;
+    struct rx rb = {0};
+    stream_open(loop, &b, &rb, sv[1]);
+    pausing_allocs = 0;
+    cr_assert_eq(hk_stream_read_start(&b, alloc_pause, on_read), 0);
+    cr_assert_eq(write(sv[0], "0123456789", 10), 10);
+    uint64_t end = hk_time_now() + (uint64_t)MS(5000);
+    while (!pausing_allocs) {
+        cr_assert_lt(hk_time_now(), end, "timed out");
+        hk_loop_run(loop, HK_RUN_ONCE);
+    }
+    for (int i = 0; i < 5; i++)
+        hk_loop_run(loop, HK_RUN_NOWAIT);
+    cr_expect_eq(pausing_allocs, 1, "the paused stream kept asking for buffers");
+    cr_expect_eq(rb.errors, 0, "the read callback got %s after read_stop",
+                 hk_err_name(rb.last_err));
+    cr_expect_eq(rb.len, 0);
+    /* Resumed with a buffer: the bytes the kernel kept arrive. */
+    cr_assert_eq(hk_stream_read_start(&b, alloc_small, on_read), 0);
+    close(sv[0]);
+    run_until(loop, &rb.eof, 5000);
+    cr_expect_eq(rb.len, 10);
+    cr_expect(memcmp(rb.data, "0123456789", 10) == 0);
+    hk_stream_close(&b, on_closed);
+    run_until(loop, &rb.closed, 5000);
+    finish_loop(loop);
+}
