@@ -336,7 +336,7 @@ typedef void (*hk_listener_close_cb)(hk_listener_t *listener);
 typedef struct hk_listen_stats {
     uint64_t wakeups;  /* times the listener's callback ran */
     uint64_t accepts;  /* connections accepted */
-    uint64_t empty;    /* wake-ups that found nothing to accept (the herd) */
+    uint64_t empty;    /* wake-ups whose accept queue was empty (the herd); not back-offs */
     uint64_t backoffs; /* EMFILE/ENFILE/ENOBUFS/ENOMEM: accepting paused */
     uint64_t errors;   /* other accept errors (ECONNABORTED, ...) */
 } hk_listen_stats_t;
@@ -486,7 +486,7 @@ typedef void (*hk_accept_close_cb)(hk_accept_member_t *member);
 typedef struct hk_accept_stats {
     uint64_t wakeups;  /* listener callbacks plus hand-off wake-ups on this loop */
     uint64_t accepts;  /* connections this loop received */
-    uint64_t empty;    /* listener wake-ups that accepted nothing */
+    uint64_t empty;    /* listener wake-ups that found the accept queue empty */
     uint64_t backoffs; /* EMFILE/ENFILE pauses */
 } hk_accept_stats_t;
 

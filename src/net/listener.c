@@ -60,7 +60,7 @@ static void hk__listener_on_io(hk_io_t *io, unsigned revents)
 {
     (void)revents;
     hk_listener_t *l = io->base.data;
-    unsigned got = 0;
+    unsigned got = 0, met = 0; /* met: accept4 found something, even if it failed */
     l->stats.wakeups++;
     for (unsigned i = 0; i < l->_batch; i++) {
         int fd = accept4(l->fd, NULL, NULL, SOCK_NONBLOCK | SOCK_CLOEXEC);
@@ -68,6 +68,7 @@ static void hk__listener_on_io(hk_io_t *io, unsigned revents)
             int e = errno;
             if (e == EAGAIN || e == EWOULDBLOCK)
                 break;
+            met++;
             if (e == EINTR || e == ECONNABORTED || e == EPROTO || e == EPERM) {
                 l->stats.errors++;
                 continue; /* this connection is gone; the next may be fine */
@@ -85,7 +86,8 @@ static void hk__listener_on_io(hk_io_t *io, unsigned revents)
         if (l->_state & (HK__L_CLOSING | HK__L_PAUSED))
             break;
     }
-    if (!got)
+    /* Only a wake-up that found the queue empty is the herd's: a back-off is counted apart. */
+    if (!got && !met)
         l->stats.empty++;
 }
 

@@ -91,6 +91,10 @@ static int emfile_child(void)
     /* No busy loop: each back-off costs one wake-up, plus the ones that accepted. */
     if (l.stats.wakeups > l.stats.backoffs + 6)
         return 18;
+    /* A wake-up that met EMFILE found a connection: it is a back-off, not the herd's "empty". */
+    fprintf(stderr, "emfile: empty=%llu\n", (unsigned long long)l.stats.empty);
+    if (l.stats.empty != 0)
+        return 20;
     for (int i = 0; i < 5; i++)
         close(clients[i]);
     hk_close(&tick.base, NULL);
