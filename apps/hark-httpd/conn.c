@@ -372,6 +372,13 @@ static void conn_process(httpd_conn_t *c, const char *p, size_t len)
         conn_arm(c, c->head_start + c->gen->cfg->header_timeout);
     }
     httpd_batch_flush(c);
+    if ((c->flags & HTTPD_C_EOF) && !(c->flags & (HTTPD_C_WAITING | HTTPD_C_CLOSING))) {
+        /* The client sent all it will (a head cut short never completes): close after it. */
+        if (c->writes > 0)
+            c->flags |= HTTPD_C_CLOSE_AFTER;
+        else
+            httpd_conn_close(c);
+    }
 }
 
 static void on_read(hk_stream_t *s, ssize_t n, const hk_buf_t *buf)
@@ -388,6 +395,13 @@ static void on_read(hk_stream_t *s, ssize_t n, const hk_buf_t *buf)
             c->flags |= HTTPD_C_CLOSE_AFTER;
             return;
         }
+        /*
+         * A half-close says nothing more comes, not that no answer is wanted:
+         * a request waiting for its open is answered when the open is done,
+         * and conn_process closes after it.
+         */
+        if (n == 0 && (c->flags & HTTPD_C_WAITING))
+            return;
         if (n == 0 && c->writes > 0)
             c->flags |= HTTPD_C_CLOSE_AFTER;
         else

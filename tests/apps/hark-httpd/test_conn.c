@@ -1,0 +1,107 @@
+/*
+ * hark-httpd connection handling end to end with raw sockets: requests that
+ * must wait for the thread pool (a directory listing is always read off the
+ * loop) are still answered when the client half-closes its side right after
+ * sending them.
+ */
+#include "httpd_util.h"
+
+static server_t srv;
+static char out[1 << 21];
+static char big[300000];
+
+static void setup(void)
+{
+    make_tmpdir(&srv);
+    char dir[400];
+    snprintf(dir, sizeof(dir), "%s/www", srv.dir);
+    cr_assert_eq(mkdir(dir, 0755), 0);
+    write_file(dir, "small.txt", "hello world!", 12);
+    memset(big, 'b', sizeof(big));
+    write_file(dir, "big.bin", big, sizeof(big));
+    snprintf(dir, sizeof(dir), "%s/www/list", srv.dir);
+    cr_assert_eq(mkdir(dir, 0755), 0);
+    write_file(dir, "one.txt", "1", 1);
+    server_start_conf(&srv,
+                      "listen 127.0.0.1:0;\naccess_log off;\nthreads 1;\n"
+                      "location / { root %s/www; autoindex on; }\n",
+                      srv.dir);
+}
+
+static void teardown(void)
+{
+    server_stop(&srv, SIGTERM);
+    cleanup_dir(&srv);
+}
+
+TestSuite(httpd_conn, .init = setup, .fini = teardown, .timeout = 60);
+
+static int count(const char *s, size_t len, const char *needle)
+{
+    int n = 0;
+    size_t nl = strlen(needle);
+    for (size_t i = 0; i + nl <= len; i++)
+        if (memcmp(s + i, needle, nl) == 0)
+            n++;
+    return n;
+}
+
+/*
+ * Sends req, shuts down the sending side (SHUT_WR) and reads until the
+ * server closes or 5 s pass without data. Returns the bytes read;
+ * *closed tells whether the server closed.
+ */
+static size_t send_then_half_close(const char *req, int *closed)
+{
+    int fd = connect_port(srv.port);
+    cr_assert_eq(write(fd, req, strlen(req)), (ssize_t)strlen(req));
+    cr_assert_eq(shutdown(fd, SHUT_WR), 0);
+    size_t len = 0;
+    *closed = 0;
+    while (len < sizeof(out) - 1) {
+        struct pollfd pfd = {.fd = fd, .events = POLLIN};
+        if (poll(&pfd, 1, 5000) <= 0)
+            break;
+        ssize_t n = read(fd, out + len, sizeof(out) - 1 - len);
+        if (n <= 0) {
+            *closed = n == 0;
+            break;
+        }
+        len += (size_t)n;
+    }
+    out[len] = '\0';
+    close(fd);
+    return len;
+}
+
+/*
+ * A client that sends its request and then shuts down its side (nc -N,
+ * HTTP/1.0 tools) still reads the response. When the request had to wait
+ * for the pool (a listing, a cold open), the EOF that came meanwhile closed
+ * the connection at once, and the response was never sent: nothing for a
+ * listing alone, and the listing missing after a large file it followed.
+ */
+Test(httpd_conn, half_close_while_waiting_still_answers)
+{
+    int closed;
+    size_t n = send_then_half_close("GET /list/ HTTP/1.1\r\nHost: x\r\n\r\n", &closed);
+    cr_assert(n > 0 && strncmp(out, "HTTP/1.1 200 OK\r\n", 17) == 0, "listing: %zu bytes:\n%s", n,
+              out);
+    cr_assert(strstr(out, "one.txt"), "%s", out);
+    cr_assert(closed, "the connection closes after the answer");
+
+    /* A large file (sendfile, still being written), then a listing that waits. */
+    n = send_then_half_close("GET /big.bin HTTP/1.1\r\nHost: x\r\n\r\n"
+                             "GET /list/ HTTP/1.1\r\nHost: x\r\n\r\n"
+                             "GET /small.txt HTTP/1.1\r\nHost: x\r\n\r\n",
+                             &closed);
+    cr_assert_eq(count(out, n, "HTTP/1.1 200 OK\r\n"), 3, "three responses in %zu bytes", n);
+    cr_assert(count(out, n, "one.txt</a>") == 1 && count(out, n, "hello world!") == 1);
+    cr_assert(closed);
+
+    /* A head cut short by the EOF can never complete: the complete ones are answered. */
+    n = send_then_half_close("GET /list/ HTTP/1.1\r\nHost: x\r\n\r\nGET /small.txt HTTP/1.1\r\nHo",
+                             &closed);
+    cr_assert_eq(count(out, n, "HTTP/1.1 "), 1, "%s", out);
+    cr_assert(strstr(out, "one.txt") && closed, "%s", out);
+}
