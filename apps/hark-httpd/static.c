@@ -143,6 +143,12 @@ static void on_opened(hk_fs_req_t *req)
         open_finish(o);
         return;
     }
+    /*
+     * Back to blocking for the file kept: io_uring does not wait for a
+     * non-blocking file, and answers a read of bytes not in the page cache
+     * with EAGAIN.
+     */
+    (void)fcntl(fd, F_SETFL, 0);
     httpd_file_t *f = httpd_file_new(o->root, o->path, o->path_len, fd, &st, now);
     if (!f) {
         o->err = -ENOMEM;
@@ -185,7 +191,12 @@ static int static_open(httpd_conn_t *c, int root_fd, const char *path, size_t le
     memcpy(o->path, path, len);
     o->path[len] = '\0';
     o->req.data = o;
-    int r = hk_fs_openat(c->w->fs, &o->req, root_fd, o->path, O_RDONLY | O_NOCTTY, 0,
+    /*
+     * O_NONBLOCK: a FIFO's open waits for a writer (a device's may too), and
+     * held a pool thread for as long as none came; a few requests for one
+     * held them all. Such a file is refused anyway (not regular).
+     */
+    int r = hk_fs_openat(c->w->fs, &o->req, root_fd, o->path, O_RDONLY | O_NOCTTY | O_NONBLOCK, 0,
                          RESOLVE_BENEATH | RESOLVE_NO_MAGICLINKS, on_opened);
     if (r < 0) {
         o->stale = NULL;

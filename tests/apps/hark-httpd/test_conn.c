@@ -2,7 +2,8 @@
  * hark-httpd connection handling end to end with raw sockets: requests that
  * must wait for the thread pool (a directory listing is always read off the
  * loop) are still answered when the client half-closes its side right after
- * sending them.
+ * sending them; a FIFO in the root is refused at once instead of holding a
+ * pool thread until a writer comes.
  */
 #include "httpd_util.h"
 
@@ -22,6 +23,8 @@ static void setup(void)
     snprintf(dir, sizeof(dir), "%s/www/list", srv.dir);
     cr_assert_eq(mkdir(dir, 0755), 0);
     write_file(dir, "one.txt", "1", 1);
+    snprintf(dir, sizeof(dir), "%s/www/pipe", srv.dir);
+    cr_assert_eq(mkfifo(dir, 0644), 0);
     server_start_conf(&srv,
                       "listen 127.0.0.1:0;\naccess_log off;\nthreads 1;\n"
                       "location / { root %s/www; autoindex on; }\n",
@@ -104,4 +107,22 @@ Test(httpd_conn, half_close_while_waiting_still_answers)
                              &closed);
     cr_assert_eq(count(out, n, "HTTP/1.1 "), 1, "%s", out);
     cr_assert(strstr(out, "one.txt") && closed, "%s", out);
+}
+
+/*
+ * A FIFO (or a device) in the root: its open waits for a writer, so the
+ * pool thread doing it was held for as long as none came, and a few
+ * requests for it held every pool thread: from then on no directory was
+ * listed and no cold file opened. It is opened without waiting now, and
+ * refused (403) like anything that is not a regular file.
+ */
+Test(httpd_conn, fifo_in_root_holds_no_pool_thread)
+{
+    for (int i = 0; i < 8; i++) {
+        run(out, sizeof(out),
+            "curl -s -m 10 -o /dev/null -w '%%{http_code}' http://127.0.0.1:%d/pipe", srv.port);
+        cr_assert_str_eq(out, "403", "request %d for the FIFO", i);
+    }
+    run(out, sizeof(out), "curl -s -m 10 http://127.0.0.1:%d/list/", srv.port);
+    cr_assert(strstr(out, "one.txt</a>"), "the pool still lists directories: %s", out);
 }
