@@ -631,12 +631,16 @@ void httpd_conn_drain(httpd_conn_t *c)
      * Idle (nothing pending, nothing being written): close now. A head still
      * arriving is a request in flight: it is read to its end (under
      * header_timeout) and answered with Connection: close, as every request
-     * is while draining. Otherwise: close after the response being written.
+     * is while draining. So is a request waiting for its open: marking the
+     * connection to close after what is written would keep it from being
+     * handled at all. Otherwise: close after the response being written.
      */
     if (c->writes == 0 && !(c->flags & HTTPD_C_WAITING)) {
         if (c->in_len == 0)
             httpd_conn_close(c);
         return;
     }
+    if ((c->flags & HTTPD_C_WAITING) && !c->proxy)
+        return;
     c->flags |= HTTPD_C_CLOSE_AFTER;
 }

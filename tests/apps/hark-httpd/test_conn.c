@@ -126,3 +126,69 @@ Test(httpd_conn, fifo_in_root_holds_no_pool_thread)
     run(out, sizeof(out), "curl -s -m 10 http://127.0.0.1:%d/list/", srv.port);
     cr_assert(strstr(out, "one.txt</a>"), "the pool still lists directories: %s", out);
 }
+
+/*
+ * SIGTERM while a request waits for the pool (a listing): busy connections
+ * close after their response (docs/httpd.md), so the waiting request is
+ * answered, with Connection: close. It was not: the drain marked the
+ * connection "close after what is written", which also stopped the waiting
+ * request from being handled when its listing was done, and the client got
+ * nothing until header_timeout (then a 408). Twenty listings are pipelined
+ * and SIGTERM sent when the first answer arrives. The server is started for
+ * each attempt; an attempt in which every listing was done before the drain
+ * began (the connection was idle, and is closed without a closing answer)
+ * proves nothing and is repeated.
+ */
+Test(httpd_conn, drain_answers_a_request_waiting_for_its_open)
+{
+    char dir[400];
+    snprintf(dir, sizeof(dir), "%s/www/many", srv.dir);
+    cr_assert_eq(mkdir(dir, 0755), 0);
+    for (int i = 0; i < 2000; i++) {
+        char name[32];
+        snprintf(name, sizeof(name), "file-%04d.txt", i);
+        write_file(dir, name, "x", 1);
+    }
+    char req[20 * 40 + 1] = "";
+    for (int i = 0; i < 20; i++)
+        strcat(req, "GET /many/ HTTP/1.1\r\nHost: x\r\n\r\n");
+    bool hit = false;
+    for (int attempt = 0; attempt < 20 && !hit; attempt++) {
+        server_t dr = {0};
+        snprintf(dr.dir, sizeof(dr.dir), "%s", srv.dir);
+        server_start_conf(&dr,
+                          "listen 127.0.0.1:0;\naccess_log off;\nthreads 1;\n"
+                          "header_timeout 60s;\ndrain_timeout 60s;\n"
+                          "location / { root %s/www; autoindex on; }\n",
+                          srv.dir);
+        int fd = connect_port(dr.port);
+        cr_assert_eq(write(fd, req, strlen(req)), (ssize_t)strlen(req));
+        size_t len = 0;
+        int closed = 0;
+        while (len < sizeof(out) - 1) {
+            struct pollfd pfd = {.fd = fd, .events = POLLIN};
+            if (poll(&pfd, 1, 5000) <= 0)
+                break;
+            ssize_t n = read(fd, out + len, sizeof(out) - 1 - len);
+            if (n <= 0) {
+                closed = 1;
+                break;
+            }
+            if (len == 0) /* the first listing is on its way: the others wait in turn */
+                kill(dr.pid, SIGTERM);
+            len += (size_t)n;
+        }
+        out[len] = '\0';
+        close(fd);
+        int answers = count(out, len, "HTTP/1.1 200 OK\r\n");
+        int last_closes = count(out, len, "\r\nConnection: close\r\n");
+        int rc = server_stop(&dr, SIGTERM); /* a second SIGTERM ends a drain that is stuck */
+        if (closed && last_closes == 0)
+            continue; /* every listing was done before the drain began: try again */
+        cr_assert(closed, "the connection stayed open after %d answers", answers);
+        cr_assert_eq(last_closes, 1, "%d answers, the last should close", answers);
+        cr_assert_eq(rc, 0);
+        hit = true;
+    }
+    cr_assert(hit, "the drain never found a request waiting");
+}
