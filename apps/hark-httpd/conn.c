@@ -318,8 +318,13 @@ static void conn_process(httpd_conn_t *c, const char *p, size_t len)
             break;
         }
         c->last_len = 0;
+        /*
+         * A HEAD gets no body, even in an error's answer (RFC 9110 section
+         * 9.3.2); method_id is HEAD only once the request line has parsed.
+         */
+        bool head = req.method_id == HK_HTTP_HEAD;
         if (r < 0) {
-            httpd_resp_error(c, req.status ? req.status : 400, false, false);
+            httpd_resp_error(c, req.status ? req.status : 400, false, head);
             if (cfg->access_log)
                 httpd_access_log(c, &req, c->last_status, c->last_bytes);
             off = len;
@@ -329,7 +334,7 @@ static void conn_process(httpd_conn_t *c, const char *p, size_t len)
         bool ka = (req.flags & HK_HTTP_KEEP_ALIVE) && c->requests + 1 < cfg->keepalive_requests &&
                   cfg->keepalive_timeout > 0 && !w->draining; /* keepalive_timeout 0: none */
         if (req.content_length > 0 && (uint64_t)req.content_length > cfg->max_body) {
-            httpd_resp_error(c, 413, false, false);
+            httpd_resp_error(c, 413, false, head);
             off = len;
             break;
         }

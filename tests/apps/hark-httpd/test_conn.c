@@ -192,3 +192,35 @@ Test(httpd_conn, drain_answers_a_request_waiting_for_its_open)
     }
     cr_assert(hit, "the drain never found a request waiting");
 }
+
+/*
+ * A HEAD request answered with an error still gets no body (RFC 9110
+ * section 9.3.2): a 413 for a declared body over max_body, a 400 for a
+ * missing Host and a 431 for too many fields came with their HTML page,
+ * which a client reads as the start of the next response.
+ */
+Test(httpd_conn, head_errors_have_no_body)
+{
+    char many[4096] = "HEAD /small.txt HTTP/1.1\r\nHost: x\r\n";
+    for (int i = 0; i < 120; i++)
+        snprintf(many + strlen(many), sizeof(many) - strlen(many), "X-%d: y\r\n", i);
+    strcat(many, "\r\n");
+    const struct {
+        const char *req;
+        const char *status;
+    } cases[] = {
+        {"HEAD /small.txt HTTP/1.1\r\nHost: x\r\nContent-Length: 99999999\r\n\r\n", "413"},
+        {"HEAD /small.txt HTTP/1.1\r\n\r\n", "400"},
+        {many, "431"},
+    };
+    for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
+        int closed;
+        size_t n = raw_exchange(srv.port, cases[i].req, strlen(cases[i].req), out, sizeof(out),
+                                3000, &closed);
+        cr_assert(n > 12 && strncmp(out + 9, cases[i].status, 3) == 0, "%s", out);
+        char *end = strstr(out, "\r\n\r\n");
+        cr_assert(end && end + 4 == out + n, "a body after the head of a HEAD answer:\n%s", out);
+        cr_assert(strstr(out, "\r\nContent-Length: "), "the length a GET would get: %s", out);
+        cr_assert(closed);
+    }
+}
