@@ -99,6 +99,7 @@ typedef struct httpd_resp {
     uint64_t length;   /* Content-Length */
     const char *extra; /* more header lines, each ending in CRLF, or NULL */
     size_t extra_len;
+    size_t page_len; /* bytes appended to the header buffer after the head (an error page) */
 } httpd_resp_t;
 
 httpd_batch_t *httpd_batch_get(httpd_conn_t *c);

@@ -186,7 +186,8 @@ int httpd_resp_head(httpd_conn_t *c, const httpd_resp_t *r)
     httpd_batch_t *b = httpd_batch_get(c);
     if (!b)
         return -ENOMEM;
-    size_t need = 256 + (r->type ? strlen(r->type) : 0) + r->extra_len;
+    /* The page counts too: a head whose page then did not fit went out without it. */
+    size_t need = 256 + (r->type ? strlen(r->type) : 0) + r->extra_len + r->page_len;
     if (batch_full(b, need)) {
         /* This batch is full: send it and start the next one. */
         httpd_batch_flush(c);
@@ -280,7 +281,8 @@ void httpd_resp_error(httpd_conn_t *c, int status, bool keep_alive, bool head)
                       .keep_alive = keep_alive,
                       .head = head,
                       .type = "text/html; charset=utf-8",
-                      .length = (uint64_t)n};
+                      .length = (uint64_t)n,
+                      .page_len = head ? 0 : (size_t)n};
     if (status == 405 || status == 501) {
         r.extra = HTTPD_ALLOW_LINE;
         r.extra_len = sizeof(HTTPD_ALLOW_LINE) - 1;
