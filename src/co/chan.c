@@ -195,20 +195,31 @@ int hk_chan_select(hk_chan_case_t *cases, size_t n, uint64_t deadline)
     if (nl == 0)
         return -EINVAL;
     /*
-     * A random first case, for fairness between ready cases. Why the n > 1
-     * test and no modulo in the loop: a 64-bit division costs tens of cycles,
-     * a visible share of a plain send or receive (n == 1).
+     * The order to try the cases in: a random permutation, so that each ready
+     * case is as likely as any other. A random first case in index order was
+     * not: a ready case took every start that fell on the not-ready (or NULL)
+     * cases before it, so with cases {a, -, -, b} b won three times in four.
+     * Why the n > 1 test: a plain send or receive (n == 1) pays nothing.
+     * Multiply-shift instead of a modulo: a 64-bit division costs tens of
+     * cycles per case.
      */
-    size_t start = 0;
+    unsigned char order[HK_CHAN_SELECT_MAX];
+    order[0] = 0;
     if (n > 1) {
         static __thread uint32_t rng = 2463534242u;
-        rng ^= rng << 13, rng ^= rng >> 17, rng ^= rng << 5;
-        start = rng % (uint32_t)n;
+        for (size_t i = 1; i < n; i++) {
+            rng ^= rng << 13, rng ^= rng >> 17, rng ^= rng << 5;
+            size_t j = (size_t)(((uint64_t)rng * (i + 1)) >> 32);
+            order[i] = (unsigned char)i;
+            unsigned char t = order[i];
+            order[i] = order[j];
+            order[j] = t;
+        }
     }
 
     hk__chan_lock_all(locks, nl, 1);
     for (size_t k = 0; k < n; k++) {
-        size_t i = start + k < n ? start + k : start + k - n;
+        size_t i = order[k];
         hk_chan_case_t *c = &cases[i];
         if (!c->chan)
             continue;

@@ -1,0 +1,70 @@
+/*
+ * The coroutine runtime at edges a review probed: which ready case a select
+ * takes.
+ */
+#include <criterion/criterion.h>
+#include <errno.h>
+#include <hark.h>
+
+#include "co_check.h"
+#include <stdint.h>
+
+/* ---- 1. a select takes each ready case about equally often ---- */
+
+#define FAIR_ROUNDS 4000
+
+/* Each channel holds one element; the select takes one, the loop puts it back. */
+static int fair_counts(hk_chan_case_t *cases, size_t n, unsigned *counts)
+{
+    for (int round = 0; round < FAIR_ROUNDS; round++) {
+        int i = hk_chan_select(cases, n, 0);
+        if (i < 0 || (size_t)i >= n || cases[i].status != 0)
+            return -1;
+        counts[i]++;
+        int v = 0;
+        if (hk_chan_send(cases[i].chan, &v, 0) != 0)
+            return -1;
+    }
+    return 0;
+}
+
+static void *select_fair_main(void *arg)
+{
+    (void)arg;
+    hk_chan_t *a, *b, *empty;
+    int v = 0, out;
+    CHECK(hk_chan_new(&a, sizeof(int), 1) == 0);
+    CHECK(hk_chan_new(&b, sizeof(int), 1) == 0);
+    CHECK(hk_chan_new(&empty, sizeof(int), 1) == 0);
+    CHECK(hk_chan_send(a, &v, 0) == 0);
+    CHECK(hk_chan_send(b, &v, 0) == 0);
+
+    /* Ignored (NULL) cases between the two ready ones. */
+    hk_chan_case_t gaps[4] = {{a, HK_CHAN_RECV, &out, 0},
+                              {NULL, 0, NULL, 0},
+                              {NULL, 0, NULL, 0},
+                              {b, HK_CHAN_RECV, &out, 0}};
+    unsigned c1[4] = {0};
+    CHECK(fair_counts(gaps, 4, c1) == 0);
+    fprintf(stderr, "select with gaps: %u %u\n", c1[0], c1[3]);
+    /* Even odds: 2000 each, one standard deviation 32; before, 1000 and 3000. */
+    CHECK(c1[0] > FAIR_ROUNDS * 35 / 100 && c1[3] > FAIR_ROUNDS * 35 / 100);
+
+    /* A case that is never ready after the two ready ones. */
+    hk_chan_case_t blocked[3] = {
+        {a, HK_CHAN_RECV, &out, 0}, {b, HK_CHAN_RECV, &out, 0}, {empty, HK_CHAN_RECV, &out, 0}};
+    unsigned c2[3] = {0};
+    CHECK(fair_counts(blocked, 3, c2) == 0);
+    fprintf(stderr, "select with a blocked case: %u %u\n", c2[0], c2[1]);
+    CHECK(c2[0] > FAIR_ROUNDS * 35 / 100 && c2[1] > FAIR_ROUNDS * 35 / 100);
+
+    hk_chan_free(a);
+    hk_chan_free(b);
+    hk_chan_free(empty);
+    return (void *)1;
+}
+
+Test(co_misuse, select_takes_ready_cases_evenly, .timeout = 60)
+{
+    co_run(select_fair_main, 1, NULL);
+}
