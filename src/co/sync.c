@@ -89,7 +89,14 @@ int hk_co_cond_wait(hk_co_cond_t *c, hk_co_mutex_t *m, uint64_t deadline)
     if (!hk__deadline_ok(deadline))
         return -EINVAL;
     hk__spin_lock(&c->_lock);
-    hk_co_mutex_unlock(m);
+    /*
+     * m not locked: a misuse, and waiting anyway would return with m locked
+     * by a caller that never held it (the re-lock below).
+     */
+    if (hk_co_mutex_unlock(m) < 0) {
+        hk__spin_unlock(&c->_lock);
+        return -EPERM;
+    }
     int r = hk__sync_wait(&c->_lock, &c->_waiters, deadline, 0);
     hk__mutex_lock(m, HK_FOREVER, 1);
     return r;

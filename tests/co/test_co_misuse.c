@@ -1,6 +1,7 @@
 /*
  * The coroutine runtime at edges a review probed: which ready case a select
- * takes.
+ * takes, and calls made the wrong way (a condition wait without the mutex),
+ * which must fail cleanly and leave things as they were.
  */
 #include <criterion/criterion.h>
 #include <errno.h>
@@ -67,4 +68,25 @@ static void *select_fair_main(void *arg)
 Test(co_misuse, select_takes_ready_cases_evenly, .timeout = 60)
 {
     co_run(select_fair_main, 1, NULL);
+}
+
+/* ---- 2. hk_co_cond_wait with a mutex the caller does not hold ---- */
+
+static void *cond_unlocked_main(void *arg)
+{
+    (void)arg;
+    hk_co_mutex_t m;
+    hk_co_cond_t c;
+    hk_co_mutex_init(&m);
+    hk_co_cond_init(&c);
+    CHECK(hk_co_cond_wait(&c, &m, 0) == -EPERM);
+    CHECK(hk_co_cond_wait(&c, &m, hk_time_now() + 5 * MS) == -EPERM);
+    /* Still unlocked: the failed waits did not leave the caller holding it. */
+    CHECK(hk_co_mutex_unlock(&m) == -EPERM);
+    return (void *)1;
+}
+
+Test(co_misuse, cond_wait_without_the_mutex_is_eperm, .timeout = 30)
+{
+    co_run(cond_unlocked_main, 2, NULL);
 }
