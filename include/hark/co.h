@@ -207,7 +207,8 @@ HK_API int hk_co_scope_wait(hk_co_scope_t *scope, uint64_t deadline);
 /*
  * Cancels the scope, waits for all its coroutines to finish (even if the
  * caller itself is cancelled: nothing outlives its scope) and frees it. Nested
- * scopes must have been closed first (-EBUSY).
+ * scopes must have been closed first (-EBUSY); a coroutine of the scope
+ * cannot close it (-EDEADLK). Either error leaves the scope as it was.
  */
 HK_API int hk_co_scope_close(hk_co_scope_t *scope);
 

@@ -199,6 +199,16 @@ int hk_co_scope_wait(hk_co_scope_t *s, uint64_t deadline)
 
 int hk_co_scope_close(hk_co_scope_t *s)
 {
+    /*
+     * The errors of the wait below, found before anything changes: a
+     * coroutine closing its own scope would otherwise cancel itself and its
+     * siblings and leave the scope refusing spawns, and then fail anyway.
+     */
+    hk_co_t *self = hk__co_current();
+    if (!self)
+        return -EPERM;
+    if (self->scope == s)
+        return -EDEADLK;
     hk__spin_lock(&s->lock);
     if (s->children) {
         hk__spin_unlock(&s->lock);

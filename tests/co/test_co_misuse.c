@@ -1,7 +1,8 @@
 /*
  * The coroutine runtime at edges a review probed: which ready case a select
- * takes, and calls made the wrong way (a condition wait without the mutex),
- * which must fail cleanly and leave things as they were.
+ * takes, and calls made the wrong way (a condition wait without the mutex, a
+ * scope closed by its own coroutine), which must fail cleanly and leave
+ * things as they were.
  */
 #include <criterion/criterion.h>
 #include <errno.h>
@@ -89,4 +90,53 @@ static void *cond_unlocked_main(void *arg)
 Test(co_misuse, cond_wait_without_the_mutex_is_eperm, .timeout = 30)
 {
     co_run(cond_unlocked_main, 2, NULL);
+}
+
+/* ---- 3. a coroutine closes its own scope ---- */
+
+struct own {
+    hk_co_scope_t *scope;
+    int close_result;
+    int cancelled_after;
+};
+
+static void *close_own(void *arg)
+{
+    struct own *o = arg;
+    o->close_result = hk_co_scope_close(o->scope);
+    o->cancelled_after = hk_co_cancelled();
+    return NULL;
+}
+
+static void *sibling(void *arg)
+{
+    (void)arg;
+    return (void *)(intptr_t)hk_co_sleep_until(hk_time_now() + 50 * MS);
+}
+
+static void *close_own_main(void *arg)
+{
+    (void)arg;
+    struct own o = {0};
+    CHECK(hk_co_scope_new(&o.scope) == 0);
+    hk_co_t *sib, *closer;
+    CHECK(hk_co_spawn(o.scope, sibling, NULL, NULL, &sib) == 0);
+    CHECK(hk_co_spawn(o.scope, close_own, &o, NULL, &closer) == 0);
+    CHECK(hk_co_join(closer, NULL, HK_FOREVER) == 0);
+    CHECK(o.close_result == -EDEADLK);
+    /* The refused close changed nothing: nobody cancelled, the scope still takes spawns. */
+    CHECK(o.cancelled_after == 0);
+    void *r;
+    CHECK(hk_co_join(sib, &r, HK_FOREVER) == 0);
+    CHECK(r == (void *)0);
+    hk_co_t *again;
+    CHECK(hk_co_spawn(o.scope, sibling, NULL, NULL, &again) == 0);
+    CHECK(hk_co_join(again, &r, HK_FOREVER) == 0 && r == (void *)0);
+    CHECK(hk_co_scope_close(o.scope) == 0);
+    return (void *)1;
+}
+
+Test(co_misuse, closing_own_scope_is_refused_without_cancelling, .timeout = 30)
+{
+    co_run(close_own_main, 2, NULL);
 }
