@@ -112,6 +112,13 @@ void hk__stack_cache_flush(hk__worker_t *w)
 int hk__stack_get(hk__stack_t *st, size_t size, int guarded)
 {
     size_t page = hk__page_size();
+    /*
+     * No mapping can be that large; and rounding up to pages wrapped such a
+     * size to 0, a mapping of the guard page alone, below which the
+     * coroutine was then written (SIGSEGV).
+     */
+    if (size > SIZE_MAX / 2)
+        return -ENOMEM;
     size = (size + page - 1) & ~(page - 1);
     hk__worker_t *w = hk__worker_current();
     if (w && hk__stack_from_cache(w, st, size, guarded))

@@ -1,8 +1,8 @@
 /*
  * The coroutine runtime at edges a review probed: which ready case a select
  * takes, and calls made the wrong way (a condition wait without the mutex, a
- * scope closed by its own coroutine), which must fail cleanly and leave
- * things as they were.
+ * scope closed by its own coroutine, an absurd stack size), which must fail
+ * cleanly and leave things as they were.
  */
 #include <criterion/criterion.h>
 #include <errno.h>
@@ -139,4 +139,32 @@ static void *close_own_main(void *arg)
 Test(co_misuse, closing_own_scope_is_refused_without_cancelling, .timeout = 30)
 {
     co_run(close_own_main, 2, NULL);
+}
+
+/* ---- 4. a stack size that cannot be rounded up to pages ---- */
+
+static void *nothing(void *arg)
+{
+    return arg;
+}
+
+static void *huge_stack_main(void *arg)
+{
+    (void)arg;
+    hk_co_attr_t attr = {.stack_size = SIZE_MAX - 100};
+    hk_co_t *co = NULL;
+    CHECK(hk_co_spawn(NULL, nothing, NULL, &attr, &co) == -ENOMEM);
+    attr.flags = HK_CO_UNGUARDED;
+    CHECK(hk_co_spawn(NULL, nothing, NULL, &attr, &co) == -ENOMEM);
+    /* A sane one still works. */
+    attr.stack_size = 0;
+    CHECK(hk_co_spawn(NULL, nothing, (void *)7, &attr, &co) == 0);
+    void *r;
+    CHECK(hk_co_join(co, &r, HK_FOREVER) == 0 && r == (void *)7);
+    return (void *)1;
+}
+
+Test(co_misuse, huge_stack_size_is_enomem, .timeout = 30)
+{
+    co_run(huge_stack_main, 1, NULL);
 }
