@@ -375,7 +375,10 @@ typedef struct hk_co_wg {
 } hk_co_wg_t;
 
 HK_API void hk_co_wg_init(hk_co_wg_t *wg);
-/* Adds delta (may be negative); -EINVAL if the counter would go below 0. Any thread. */
+/*
+ * Adds delta (may be negative); -EINVAL if the counter would go below 0 or
+ * above INT64_MAX. Any thread.
+ */
 HK_API int hk_co_wg_add(hk_co_wg_t *wg, int64_t delta);
 HK_API int hk_co_wg_done(hk_co_wg_t *wg);
 /* Waits until the counter is 0. Errors: -ETIMEDOUT, -ECANCELED. */

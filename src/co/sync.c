@@ -152,7 +152,8 @@ void hk_co_wg_init(hk_co_wg_t *wg)
 int hk_co_wg_add(hk_co_wg_t *wg, int64_t delta)
 {
     hk__spin_lock(&wg->_lock);
-    if (wg->_count + delta < 0) {
+    /* The counter is never negative, so only a positive delta can overflow it. */
+    if (delta > 0 ? wg->_count > INT64_MAX - delta : wg->_count + delta < 0) {
         hk__spin_unlock(&wg->_lock);
         return -EINVAL;
     }

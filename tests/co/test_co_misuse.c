@@ -1,7 +1,8 @@
 /*
  * The coroutine runtime at edges a review probed: which ready case a select
  * takes, and calls made the wrong way (a condition wait without the mutex, a
- * scope closed by its own coroutine, an absurd stack size), which must fail
+ * scope closed by its own coroutine, an absurd stack size, a wait group
+ * pushed past INT64_MAX), which must fail
  * cleanly and leave things as they were.
  */
 #include <criterion/criterion.h>
@@ -48,7 +49,6 @@ static void *select_fair_main(void *arg)
                               {b, HK_CHAN_RECV, &out, 0}};
     unsigned c1[4] = {0};
     CHECK(fair_counts(gaps, 4, c1) == 0);
-    fprintf(stderr, "select with gaps: %u %u\n", c1[0], c1[3]);
     /* Even odds: 2000 each, one standard deviation 32; before, 1000 and 3000. */
     CHECK(c1[0] > FAIR_ROUNDS * 35 / 100 && c1[3] > FAIR_ROUNDS * 35 / 100);
 
@@ -57,7 +57,6 @@ static void *select_fair_main(void *arg)
         {a, HK_CHAN_RECV, &out, 0}, {b, HK_CHAN_RECV, &out, 0}, {empty, HK_CHAN_RECV, &out, 0}};
     unsigned c2[3] = {0};
     CHECK(fair_counts(blocked, 3, c2) == 0);
-    fprintf(stderr, "select with a blocked case: %u %u\n", c2[0], c2[1]);
     CHECK(c2[0] > FAIR_ROUNDS * 35 / 100 && c2[1] > FAIR_ROUNDS * 35 / 100);
 
     hk_chan_free(a);
@@ -66,7 +65,7 @@ static void *select_fair_main(void *arg)
     return (void *)1;
 }
 
-Test(co_misuse, select_takes_ready_cases_evenly, .timeout = 60)
+Test(co_misuse, select_takes_ready_cases_evenly, .timeout = 30)
 {
     co_run(select_fair_main, 1, NULL);
 }
@@ -167,4 +166,24 @@ static void *huge_stack_main(void *arg)
 Test(co_misuse, huge_stack_size_is_enomem, .timeout = 30)
 {
     co_run(huge_stack_main, 1, NULL);
+}
+
+/* ---- 5. a wait group counter that would pass INT64_MAX ---- */
+
+static void *wg_overflow_main(void *arg)
+{
+    (void)arg;
+    hk_co_wg_t wg;
+    hk_co_wg_init(&wg);
+    CHECK(hk_co_wg_add(&wg, 1) == 0);
+    CHECK(hk_co_wg_add(&wg, INT64_MAX) == -EINVAL);
+    CHECK(hk_co_wg_add(&wg, INT64_MIN) == -EINVAL);
+    CHECK(hk_co_wg_done(&wg) == 0);
+    CHECK(hk_co_wg_wait(&wg, 0) == 0);
+    return (void *)1;
+}
+
+Test(co_misuse, wait_group_overflow_is_einval, .timeout = 30)
+{
+    co_run(wg_overflow_main, 1, NULL);
 }
