@@ -273,7 +273,8 @@ typedef struct hk_chan hk_chan_t;
 /*
  * A channel of elements of elem_size bytes (1..65536) with capacity buffered
  * elements (0 = unbuffered: a send waits for a receiver). Thread-safe, and
- * callable from any thread (blocking calls only from coroutines).
+ * callable from any thread: with deadline 0 (-ETIMEDOUT when the call would
+ * block); with another deadline only from coroutines (-EPERM otherwise).
  */
 HK_API int hk_chan_new(hk_chan_t **chp, size_t elem_size, size_t capacity);
 

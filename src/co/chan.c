@@ -231,8 +231,13 @@ int hk_chan_select(hk_chan_case_t *cases, size_t n, uint64_t deadline)
             return (int)i;
         }
     }
+    /*
+     * Try-once first: a call with deadline 0 never waits, so any thread may
+     * make it (co.h) and learn that it would have blocked; only a wait needs
+     * a coroutine.
+     */
     hk_co_t *self = hk__co_current();
-    int r = !self ? -EPERM : deadline == 0 ? -ETIMEDOUT : hk__co_begin(self, 0);
+    int r = deadline == 0 ? -ETIMEDOUT : !self ? -EPERM : hk__co_begin(self, 0);
     if (r < 0) {
         hk__chan_lock_all(locks, nl, 0);
         return r;

@@ -1,9 +1,10 @@
 /*
  * The coroutine runtime at edges a review probed: which ready case a select
- * takes, and calls made the wrong way (a condition wait without the mutex, a
- * scope closed by its own coroutine, an absurd stack size, a wait group
- * pushed past INT64_MAX), which must fail
- * cleanly and leave things as they were.
+ * takes, and calls made the wrong way or from the wrong place (a condition
+ * wait without the mutex, a scope closed by its own coroutine, an absurd
+ * stack size, a wait group pushed past INT64_MAX, a try-once channel call off
+ * the workers), which must fail cleanly, or succeed, and leave things as they
+ * were.
  */
 #include <criterion/criterion.h>
 #include <errno.h>
@@ -186,4 +187,23 @@ static void *wg_overflow_main(void *arg)
 Test(co_misuse, wait_group_overflow_is_einval, .timeout = 30)
 {
     co_run(wg_overflow_main, 1, NULL);
+}
+
+/* ---- 6. try-once channel calls from a thread that is not a coroutine ---- */
+
+Test(co_misuse, channel_try_once_off_the_workers_is_etimedout, .timeout = 30)
+{
+    hk_chan_t *ch;
+    int v = 1, out = 0;
+    cr_assert_eq(hk_chan_new(&ch, sizeof(int), 1), 0);
+    cr_assert_eq(hk_chan_recv(ch, &out, 0), -ETIMEDOUT); /* empty: would block */
+    cr_assert_eq(hk_chan_send(ch, &v, 0), 0);
+    cr_assert_eq(hk_chan_send(ch, &v, 0), -ETIMEDOUT); /* full: would block */
+    hk_chan_case_t c = {ch, HK_CHAN_SEND, &v, 0};
+    cr_assert_eq(hk_chan_select(&c, 1, 0), -ETIMEDOUT);
+    /* Only a call that would really wait needs a coroutine. */
+    cr_assert_eq(hk_chan_send(ch, &v, hk_time_now() + MS), -EPERM);
+    cr_assert_eq(hk_chan_recv(ch, &out, 0), 0);
+    cr_assert_eq(out, 1);
+    hk_chan_free(ch);
 }
