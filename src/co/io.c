@@ -185,6 +185,9 @@ int hk_co_connect(int fd, const struct sockaddr *addr, socklen_t addrlen, uint64
     hk_co_t *self = hk__co_current();
     if (!self)
         return -EPERM;
+    /* Before connect(): refused, the call must not leave an attempt going on. */
+    if (!hk__deadline_ok(deadline))
+        return -EINVAL;
     if (connect(fd, addr, addrlen) == 0)
         return 0;
     if (errno != EINPROGRESS && errno != EINTR)

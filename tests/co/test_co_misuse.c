@@ -3,15 +3,18 @@
  * takes, and calls made the wrong way or from the wrong place (a condition
  * wait without the mutex, a scope closed by its own coroutine, an absurd
  * stack size, a wait group pushed past INT64_MAX, a try-once channel call off
- * the workers), which must fail cleanly, or succeed, and leave things as they
- * were.
+ * the workers, a connect with a bad deadline), which must fail cleanly, or
+ * succeed, and leave things as they were.
  */
 #include <criterion/criterion.h>
 #include <errno.h>
 #include <hark.h>
 
 #include "co_check.h"
+#include <netinet/in.h>
 #include <stdint.h>
+#include <sys/socket.h>
+#include <unistd.h>
 
 /* ---- 1. a select takes each ready case about equally often ---- */
 
@@ -206,4 +209,33 @@ Test(co_misuse, channel_try_once_off_the_workers_is_etimedout, .timeout = 30)
     cr_assert_eq(hk_chan_recv(ch, &out, 0), 0);
     cr_assert_eq(out, 1);
     hk_chan_free(ch);
+}
+
+/* ---- 7. hk_co_connect with a deadline it must refuse ---- */
+
+static void *connect_bad_deadline_main(void *arg)
+{
+    (void)arg;
+    int l = socket(AF_INET, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
+    CHECK(l >= 0);
+    struct sockaddr_in a = {.sin_family = AF_INET, .sin_addr.s_addr = htonl(INADDR_LOOPBACK)};
+    socklen_t alen = sizeof a;
+    CHECK(bind(l, (struct sockaddr *)&a, sizeof a) == 0 && listen(l, 8) == 0);
+    CHECK(getsockname(l, (struct sockaddr *)&a, &alen) == 0);
+    int fd = socket(AF_INET, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
+    CHECK(fd >= 0);
+    CHECK(hk_co_connect(fd, (struct sockaddr *)&a, sizeof a, HK_DEADLINE_MAX) == -EINVAL);
+    /* Refused before anything happened: no connection attempt under way. */
+    struct sockaddr_in peer;
+    socklen_t plen = sizeof peer;
+    CHECK(getpeername(fd, (struct sockaddr *)&peer, &plen) < 0 && errno == ENOTCONN);
+    CHECK(hk_co_connect(fd, (struct sockaddr *)&a, sizeof a, hk_time_now() + 2000 * MS) == 0);
+    hk_co_close(fd);
+    close(l);
+    return (void *)1;
+}
+
+Test(co_misuse, connect_with_a_bad_deadline_starts_nothing, .timeout = 30)
+{
+    co_run(connect_bad_deadline_main, 1, NULL);
 }
