@@ -315,6 +315,8 @@ void *hk__worker_main(void *arg);
 void hk__runq_init(hk__runq_t *q);
 int hk__runq_push(hk__runq_t *q, hk_co_t *co, int next, hk_co_t **overflow, unsigned *noverflow);
 hk_co_t *hk__runq_pop(hk__runq_t *q);
+/* The ring before "run next": the fairness tick's pop (sched.c). */
+hk_co_t *hk__runq_pop_ring_first(hk__runq_t *q);
 unsigned hk__runq_steal(hk__runq_t *victim, hk__runq_t *q);
 unsigned hk__runq_len(hk__runq_t *q);
 void hk__global_push(hk_co_runtime_t *rt, hk_co_t **cos, unsigned n);

@@ -92,22 +92,44 @@ int hk__runq_push(hk__runq_t *q, hk_co_t *co, int next, hk_co_t **overflow, unsi
     }
 }
 
+/* Owner only: the head of the ring. */
+static hk_co_t *hk__runq_pop_ring(hk__runq_t *q)
+{
+    unsigned head = __atomic_load_n(&q->head, __ATOMIC_ACQUIRE);
+    for (;;) {
+        if (head == __atomic_load_n(&q->tail, __ATOMIC_RELAXED))
+            return NULL;
+        hk_co_t *co = __atomic_load_n(&q->ring[head % HK__RUNQ_SIZE], __ATOMIC_RELAXED);
+        /* On failure head is reloaded (acquire): a thief took it, try the next one. */
+        if (__atomic_compare_exchange_n(&q->head, &head, head + 1, 0, __ATOMIC_ACQ_REL,
+                                        __ATOMIC_ACQUIRE))
+            return co;
+    }
+}
+
 /* Owner only: "run next" first, then the head of the ring. */
 hk_co_t *hk__runq_pop(hk__runq_t *q)
 {
     hk_co_t *co = __atomic_load_n(&q->next, __ATOMIC_RELAXED);
     if (co && (co = __atomic_exchange_n(&q->next, NULL, __ATOMIC_ACQUIRE)))
         return co;
-    unsigned head = __atomic_load_n(&q->head, __ATOMIC_ACQUIRE);
-    for (;;) {
-        if (head == __atomic_load_n(&q->tail, __ATOMIC_RELAXED))
-            return NULL;
-        co = __atomic_load_n(&q->ring[head % HK__RUNQ_SIZE], __ATOMIC_RELAXED);
-        /* On failure head is reloaded (acquire): a thief took it, try the next one. */
-        if (__atomic_compare_exchange_n(&q->head, &head, head + 1, 0, __ATOMIC_ACQ_REL,
-                                        __ATOMIC_ACQUIRE))
-            return co;
-    }
+    return hk__runq_pop_ring(q);
+}
+
+/*
+ * Owner only: the head of the ring first, then "run next". Why: two
+ * coroutines that wake each other (a channel ping-pong) refill "run next"
+ * at every switch, so a pop that always prefers it never reaches the ring;
+ * the worker's fairness tick (worker.c) takes this one instead.
+ */
+hk_co_t *hk__runq_pop_ring_first(hk__runq_t *q)
+{
+    hk_co_t *co = hk__runq_pop_ring(q);
+    if (co)
+        return co;
+    if (__atomic_load_n(&q->next, __ATOMIC_RELAXED))
+        co = __atomic_exchange_n(&q->next, NULL, __ATOMIC_ACQUIRE);
+    return co;
 }
 
 /* Run by the owner of q, whose ring is empty: moves half of victim's ring (or its run next). */

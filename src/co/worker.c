@@ -116,14 +116,27 @@ static hk_co_t *hk__find(hk__worker_t *w)
 {
     hk_co_runtime_t *rt = w->rt;
     hk_co_t *co;
-    w->tick++;
-    if (w->tick % 61 == 0) {
+    /*
+     * The fairness tick, one in 61: the global queue, the netpoller and due
+     * timers first, then the ring before "run next". The test comes before
+     * the increment: hk__co_leave sends a coroutine here when its own
+     * increment makes tick a multiple of 61, and incrementing first made
+     * that arrival miss the tick every time; two coroutines that wake each
+     * other (each into "run next") then kept a worker forever, and nothing
+     * else queued on it, due on a timer or in the global queue ever ran.
+     */
+    if (w->tick++ % 61 == 0) {
         if ((co = hk__global_pop(rt, &w->q)))
             return co;
         if (hk__poll_try(rt)) {
             hk__poll_run(rt, 0);
             hk__poll_release(rt);
         }
+        uint64_t due = __atomic_load_n(&rt->next_deadline, __ATOMIC_ACQUIRE);
+        if (due != HK_FOREVER && due <= hk_time_now())
+            hk__timer_run(rt, hk_time_now());
+        if ((co = hk__runq_pop_ring_first(&w->q)))
+            return co;
     }
     if ((co = hk__runq_pop(&w->q)))
         return co;

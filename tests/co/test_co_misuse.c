@@ -4,7 +4,8 @@
  * wait without the mutex, a scope closed by its own coroutine, an absurd
  * stack size, a wait group pushed past INT64_MAX, a try-once channel call off
  * the workers, a connect with a bad deadline), which must fail cleanly, or
- * succeed, and leave things as they were.
+ * succeed, and leave things as they were; and two coroutines that wake each
+ * other, which must not keep their worker from everything else.
  */
 #include <criterion/criterion.h>
 #include <errno.h>
@@ -12,6 +13,7 @@
 
 #include "co_check.h"
 #include <netinet/in.h>
+#include <pthread.h>
 #include <stdint.h>
 #include <sys/socket.h>
 #include <unistd.h>
@@ -238,4 +240,113 @@ static void *connect_bad_deadline_main(void *arg)
 Test(co_misuse, connect_with_a_bad_deadline_starts_nothing, .timeout = 30)
 {
     co_run(connect_bad_deadline_main, 1, NULL);
+}
+
+/*
+ * ---- 8. a pair of coroutines that hand work to each other does not starve the rest ----
+ *
+ * Each wakes the other into its worker's "run next" slot; with one worker,
+ * the others (a coroutine in the ring, a sleeper whose timer is due, a
+ * coroutine spawned from another thread into the global queue) must still
+ * get to run while the pair goes on.
+ */
+struct starve {
+    hk_chan_t *ping, *pong;
+    int ring_ran, sleeper_ran, global_ran; /* atomic */
+};
+
+static void *ponger(void *arg)
+{
+    struct starve *s = arg;
+    int v;
+    while (hk_chan_recv(s->ping, &v, HK_FOREVER) == 0)
+        if (hk_chan_send(s->pong, &v, HK_FOREVER) != 0)
+            break;
+    return NULL;
+}
+
+static void *ring_co(void *arg)
+{
+    struct starve *s = arg;
+    __atomic_store_n(&s->ring_ran, 1, __ATOMIC_RELAXED);
+    return NULL;
+}
+
+static void *sleeper_co(void *arg)
+{
+    struct starve *s = arg;
+    hk_co_sleep_until(hk_time_now() + 5 * MS);
+    __atomic_store_n(&s->sleeper_ran, 1, __ATOMIC_RELAXED);
+    return NULL;
+}
+
+static void *global_co(void *arg)
+{
+    struct starve *s = arg;
+    __atomic_store_n(&s->global_ran, 1, __ATOMIC_RELAXED);
+    return NULL;
+}
+
+struct foreign_spawn {
+    hk_co_scope_t *scope;
+    struct starve *s;
+    int result;
+};
+
+static void *spawn_from_thread(void *arg)
+{
+    struct foreign_spawn *f = arg;
+    f->result = hk_co_spawn(f->scope, global_co, f->s, NULL, NULL);
+    return NULL;
+}
+
+static int starve_all_ran(struct starve *s)
+{
+    return __atomic_load_n(&s->ring_ran, __ATOMIC_RELAXED) &&
+           __atomic_load_n(&s->sleeper_ran, __ATOMIC_RELAXED) &&
+           __atomic_load_n(&s->global_ran, __ATOMIC_RELAXED);
+}
+
+static void *starve_main(void *arg)
+{
+    (void)arg;
+    struct starve s = {0};
+    CHECK(hk_chan_new(&s.ping, sizeof(int), 0) == 0);
+    CHECK(hk_chan_new(&s.pong, sizeof(int), 0) == 0);
+    hk_co_scope_t *scope;
+    CHECK(hk_co_scope_new(&scope) == 0);
+    CHECK(hk_co_spawn(scope, ponger, &s, NULL, NULL) == 0);
+    int v = 0;
+    /* The ponger waits in its receive; from here on the two only wake each other. */
+    CHECK(hk_chan_send(s.ping, &v, HK_FOREVER) == 0 && hk_chan_recv(s.pong, &v, HK_FOREVER) == 0);
+    CHECK(hk_co_spawn(scope, ring_co, &s, NULL, NULL) == 0);
+    CHECK(hk_co_spawn(scope, sleeper_co, &s, NULL, NULL) == 0);
+    /* A plain thread (not a worker): its spawn goes to the global queue. */
+    struct foreign_spawn f = {scope, &s, 1};
+    pthread_t t;
+    CHECK(pthread_create(&t, NULL, spawn_from_thread, &f) == 0);
+    /* A safety net only: the others need a few ms, the pair runs until they have run. */
+    uint64_t give_up = hk_time_now() + 10000 * MS;
+    unsigned long rounds = 0;
+    while (!starve_all_ran(&s) && hk_time_now() < give_up) {
+        CHECK(hk_chan_send(s.ping, &v, HK_FOREVER) == 0);
+        CHECK(hk_chan_recv(s.pong, &v, HK_FOREVER) == 0);
+        rounds++;
+    }
+    if (!starve_all_ran(&s))
+        fprintf(stderr, "after %lu rounds: ring %d sleeper %d global %d\n", rounds, s.ring_ran,
+                s.sleeper_ran, s.global_ran);
+    pthread_join(t, NULL);
+    CHECK(f.result == 0);
+    CHECK(starve_all_ran(&s));
+    hk_chan_close(s.ping);
+    CHECK(hk_co_scope_close(scope) == 0);
+    hk_chan_free(s.ping);
+    hk_chan_free(s.pong);
+    return (void *)1;
+}
+
+Test(co_misuse, a_ping_pong_pair_does_not_starve_the_others, .timeout = 30)
+{
+    co_run(starve_main, 1, NULL);
 }
