@@ -198,6 +198,7 @@ struct hk__worker {
     int post;
     hk__runq_t q;
     uint64_t tick;
+    uint64_t tick_polled; /* when the fairness tick last polled the netpoller (own thread only) */
     uint64_t rng;
     void *altstack;
     /* Freed stacks kept by this worker (stack.c): no lock, only its own thread touches them. */
