@@ -228,17 +228,27 @@ static int same_listeners(const httpd_config_t *a, const httpd_config_t *b)
     return 1;
 }
 
+/*
+ * The reason goes in one field, whole: the log writer quotes and escapes a value itself, and a
+ * space in the fields format starts another field ("error=\"access_log %s: %s\"" was written
+ * error="\"access_log" _=/p/a.log: _="no such file or directory\"").
+ */
+static void reload_rejected(const char *err)
+{
+    hk_log(HK_LOG_ERROR, "reload rejected, the old configuration stays", "error=%s", err);
+}
+
 int httpd_server_reload(httpd_t *srv, const char *path)
 {
     char err[512] = "";
     httpd_config_t *cfg = httpd_config_load(path, err, sizeof(err));
     if (!cfg) {
-        hk_log(HK_LOG_ERROR, "reload rejected, the old configuration stays", "error=\"%s\"", err);
+        reload_rejected(err);
         return -EINVAL;
     }
     httpd_gen_t *gen = httpd_gen_new(cfg, atomic_load(&srv->gen_id) + 1, err, sizeof(err));
     if (!gen) {
-        hk_log(HK_LOG_ERROR, "reload rejected, the old configuration stays", "error=\"%s\"", err);
+        reload_rejected(err);
         return -EINVAL;
     }
     if (!same_listeners(srv->listen_cfg, cfg)) {
@@ -251,8 +261,8 @@ int httpd_server_reload(httpd_t *srv, const char *path)
     if (ar == -ENOTSUP) {
         hk_log(HK_LOG_WARN, "access_log change not applied (needs a restart)", "file=%s", path);
     } else if (ar < 0) {
-        hk_log(HK_LOG_ERROR, "reload rejected, the old configuration stays",
-               "error=\"access_log %s: %s\"", cfg->access_log, hk_strerror(ar));
+        snprintf(err, sizeof(err), "access_log %s: %s", cfg->access_log, hk_strerror(ar));
+        reload_rejected(err);
         httpd_gen_unref(gen);
         return -EINVAL;
     }

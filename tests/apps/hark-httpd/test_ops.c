@@ -332,6 +332,39 @@ Test(httpd_ops, reload_with_an_access_log_that_cannot_be_opened_is_refused)
 }
 
 /*
+ * A rejected reload's reason is one error field, quoted once by the log
+ * writer. The format quoted it again (error="\"hark.conf:4:16: ...\""), and
+ * the access_log one also had spaces, which split it into three fields
+ * (error="\"access_log" _=/path: _="no such file or directory\"").
+ */
+Test(httpd_ops, rejected_reload_error_is_one_quoted_field)
+{
+    char conf[1024], want[512];
+    snprintf(conf, sizeof(conf), "listen 127.0.0.1:0;\naccess_log off;\nroot %s/www;\n", srv.dir);
+    write_conf(conf);
+    const char *args[] = {"-c", srv.conf, NULL};
+    server_start_argv(&srv, args);
+
+    snprintf(conf, sizeof(conf),
+             "listen 127.0.0.1:0;\naccess_log off;\nroot %s/www;\nheader_timeout ten;\n", srv.dir);
+    write_conf(conf);
+    kill(srv.pid, SIGHUP);
+    const char *log = read_err_until("got \\\"ten\\\"");
+    snprintf(want, sizeof(want), "error=\"%s:4:16: expected a duration", srv.conf);
+    cr_assert(strstr(log, want), "%s", log);
+
+    snprintf(conf, sizeof(conf), "listen 127.0.0.1:0;\naccess_log %s/no/a.log;\nroot %s/www;\n",
+             srv.dir, srv.dir);
+    write_conf(conf);
+    kill(srv.pid, SIGHUP);
+    log = read_err_until("no such file or directory");
+    snprintf(want, sizeof(want), "error=\"access_log %s/no/a.log: no such file or directory\"\n",
+             srv.dir);
+    cr_assert(strstr(log, want), "%s", log);
+    cr_assert_eq(server_stop(&srv, SIGTERM), 0);
+}
+
+/*
  * keepalive_timeout shorter than header_timeout closes an idle connection on
  * time (the timer armed for the header timeout was never moved earlier), and
  * 0 means no keep-alive at all.
