@@ -247,12 +247,14 @@ Test(co_misuse, connect_with_a_bad_deadline_starts_nothing, .timeout = 30)
  *
  * Each wakes the other into its worker's "run next" slot; with one worker,
  * the others (a coroutine in the ring, a sleeper whose timer is due, a
- * coroutine spawned from another thread into the global queue) must still
+ * coroutine spawned from another thread into the global queue, a reader
+ * whose socket became readable: only the netpoller wakes it) must still
  * get to run while the pair goes on.
  */
 struct starve {
     hk_chan_t *ping, *pong;
-    int ring_ran, sleeper_ran, global_ran; /* atomic */
+    int ring_ran, sleeper_ran, global_ran, reader_ran; /* atomic */
+    int fds[2];                                        /* the reader's socketpair */
 };
 
 static void *ponger(void *arg)
@@ -280,6 +282,16 @@ static void *sleeper_co(void *arg)
     return NULL;
 }
 
+/* Parked on the netpoller: only a poll wakes it, after the main coroutine's write. */
+static void *reader_co(void *arg)
+{
+    struct starve *s = arg;
+    char c;
+    if (hk_co_read(s->fds[0], &c, 1, HK_FOREVER) == 1)
+        __atomic_store_n(&s->reader_ran, 1, __ATOMIC_RELAXED);
+    return NULL;
+}
+
 static void *global_co(void *arg)
 {
     struct starve *s = arg;
@@ -304,13 +316,15 @@ static int starve_all_ran(struct starve *s)
 {
     return __atomic_load_n(&s->ring_ran, __ATOMIC_RELAXED) &&
            __atomic_load_n(&s->sleeper_ran, __ATOMIC_RELAXED) &&
-           __atomic_load_n(&s->global_ran, __ATOMIC_RELAXED);
+           __atomic_load_n(&s->global_ran, __ATOMIC_RELAXED) &&
+           __atomic_load_n(&s->reader_ran, __ATOMIC_RELAXED);
 }
 
 static void *starve_main(void *arg)
 {
     (void)arg;
     struct starve s = {0};
+    CHECK(socketpair(AF_UNIX, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0, s.fds) == 0);
     CHECK(hk_chan_new(&s.ping, sizeof(int), 0) == 0);
     CHECK(hk_chan_new(&s.pong, sizeof(int), 0) == 0);
     hk_co_scope_t *scope;
@@ -319,6 +333,8 @@ static void *starve_main(void *arg)
     int v = 0;
     /* The ponger waits in its receive; from here on the two only wake each other. */
     CHECK(hk_chan_send(s.ping, &v, HK_FOREVER) == 0 && hk_chan_recv(s.pong, &v, HK_FOREVER) == 0);
+    /* The ring is FIFO: once ring_co has run, the reader has parked on its empty socket. */
+    CHECK(hk_co_spawn(scope, reader_co, &s, NULL, NULL) == 0);
     CHECK(hk_co_spawn(scope, ring_co, &s, NULL, NULL) == 0);
     CHECK(hk_co_spawn(scope, sleeper_co, &s, NULL, NULL) == 0);
     /* A plain thread (not a worker): its spawn goes to the global queue. */
@@ -328,14 +344,19 @@ static void *starve_main(void *arg)
     /* A safety net only: the others need a few ms, the pair runs until they have run. */
     uint64_t give_up = hk_time_now() + 10000 * MS;
     unsigned long rounds = 0;
+    int written = 0;
     while (!starve_all_ran(&s) && hk_time_now() < give_up) {
+        if (!written && __atomic_load_n(&s.ring_ran, __ATOMIC_RELAXED)) {
+            CHECK(write(s.fds[1], "x", 1) == 1);
+            written = 1;
+        }
         CHECK(hk_chan_send(s.ping, &v, HK_FOREVER) == 0);
         CHECK(hk_chan_recv(s.pong, &v, HK_FOREVER) == 0);
         rounds++;
     }
     if (!starve_all_ran(&s))
-        fprintf(stderr, "after %lu rounds: ring %d sleeper %d global %d\n", rounds, s.ring_ran,
-                s.sleeper_ran, s.global_ran);
+        fprintf(stderr, "after %lu rounds: ring %d sleeper %d global %d reader %d\n", rounds,
+                s.ring_ran, s.sleeper_ran, s.global_ran, s.reader_ran);
     pthread_join(t, NULL);
     CHECK(f.result == 0);
     CHECK(starve_all_ran(&s));
@@ -343,6 +364,8 @@ static void *starve_main(void *arg)
     CHECK(hk_co_scope_close(scope) == 0);
     hk_chan_free(s.ping);
     hk_chan_free(s.pong);
+    close(s.fds[0]);
+    close(s.fds[1]);
     return (void *)1;
 }
 
