@@ -349,8 +349,8 @@ HK_API void hk_co_cond_init(hk_co_cond_t *c);
 /*
  * Unlocks m, waits for a signal, and locks m again before returning, whatever
  * the result (re-locking ignores deadline and cancellation). Spurious wake-ups
- * are possible. Errors: -ETIMEDOUT, -ECANCELED, -EPERM (m is not locked: no
- * wait, and m stays unlocked).
+ * are possible. Errors: -ETIMEDOUT, -ECANCELED, -EPERM (m is not locked, or
+ * the caller is not a coroutine: no wait, and m stays as it was).
  */
 HK_API int hk_co_cond_wait(hk_co_cond_t *c, hk_co_mutex_t *m, uint64_t deadline);
 /* Wake one or every waiter; callable from any thread. */

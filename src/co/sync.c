@@ -88,6 +88,13 @@ int hk_co_cond_wait(hk_co_cond_t *c, hk_co_mutex_t *m, uint64_t deadline)
 {
     if (!hk__deadline_ok(deadline))
         return -EINVAL;
+    /*
+     * Off the coroutines: refused before m is touched. The wait would fail
+     * after the unlock, and the re-lock (which may not wait off a worker)
+     * could then return without m, taken meanwhile by someone else.
+     */
+    if (!hk__co_current())
+        return -EPERM;
     hk__spin_lock(&c->_lock);
     /*
      * m not locked: a misuse, and waiting anyway would return with m locked

@@ -97,6 +97,48 @@ Test(co_misuse, cond_wait_without_the_mutex_is_eperm, .timeout = 30)
     co_run(cond_unlocked_main, 2, NULL);
 }
 
+/*
+ * Off the coroutines, a condition wait is refused before the mutex is
+ * touched: a thread holding m and calling it must keep m throughout, so a
+ * second thread trying m all the while never gets it.
+ */
+struct cond_off {
+    hk_co_mutex_t m;
+    hk_co_cond_t c;
+    int stop;            /* atomic */
+    unsigned long taken; /* times the second thread got m */
+};
+
+static void *cond_off_taker(void *arg)
+{
+    struct cond_off *o = arg;
+    while (!__atomic_load_n(&o->stop, __ATOMIC_ACQUIRE)) {
+        if (hk_co_mutex_lock(&o->m, 0) == 0) {
+            o->taken++;
+            hk_co_mutex_unlock(&o->m);
+        }
+    }
+    return NULL;
+}
+
+Test(co_misuse, cond_wait_off_the_coroutines_keeps_the_mutex, .timeout = 60)
+{
+    struct cond_off o = {0};
+    hk_co_mutex_init(&o.m);
+    hk_co_cond_init(&o.c);
+    cr_assert_eq(hk_co_mutex_lock(&o.m, 0), 0); /* uncontended: taken off a worker too */
+    pthread_t t;
+    cr_assert_eq(pthread_create(&t, NULL, cond_off_taker, &o), 0);
+    int bad = 0;
+    for (int i = 0; i < 200000; i++)
+        if (hk_co_cond_wait(&o.c, &o.m, 0) != -EPERM)
+            bad++;
+    __atomic_store_n(&o.stop, 1, __ATOMIC_RELEASE);
+    pthread_join(t, NULL);
+    cr_assert_eq(bad, 0, "%d waits did not give -EPERM", bad);
+    cr_assert_eq(o.taken, 0, "the other thread took the mutex %lu times during the waits", o.taken);
+}
+
 /* ---- 3. a coroutine closes its own scope ---- */
 
 struct own {
