@@ -36,13 +36,21 @@ static uint64_t px_now(const httpd_proxy_t *p)
     return hk_loop_now(p->w->loop);
 }
 
-/* The connection's own timer must not end a request that is making progress. */
+/*
+ * The connection's own timer must not end a request that is making progress,
+ * nor one waiting for its upstream: that one is the proxy's to answer (502,
+ * 504) when its own timeouts run out. Its deadline, still the header timeout
+ * from the accept, once closed a request whose server was being connected or
+ * its name resolved (a lookup, then a connect: each up to connect_timeout).
+ */
 void httpd_proxy_touch(httpd_proxy_t *p)
 {
     httpd_conn_t *c = p->c;
     if (!c)
         return;
-    uint64_t d = px_now(p) + c->gen->cfg->send_timeout + p->ups->cfg->read_timeout;
+    const httpd_upstream_t *cfg = p->ups->cfg;
+    uint64_t wait = p->state == HTTPD_PX_CONNECT ? 2 * cfg->connect_timeout : cfg->read_timeout;
+    uint64_t d = px_now(p) + c->gen->cfg->send_timeout + wait;
     if (d > c->deadline)
         c->deadline = d;
 }
@@ -303,6 +311,7 @@ static int px_start(httpd_proxy_t *p, unsigned flags)
         if (s->index < 64)
             p->tried |= UINT64_C(1) << s->index;
         p->state = HTTPD_PX_CONNECT;
+        httpd_proxy_touch(p);
         int r = httpd_uconn_get(s, flags, p, on_connected, &p->u);
         if (r == 0)
             px_send(p);

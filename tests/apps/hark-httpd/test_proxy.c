@@ -591,3 +591,32 @@ Test(httpd_proxy, backpressure_both_ways)
     usleep(200 * 1000);
     front_stop();
 }
+
+/*
+ * A request that waits for its upstream (a name being resolved, a connect in
+ * progress) is the proxy's to answer, within connect_timeout: the client
+ * connection's own timer, still set to the header timeout from its accept,
+ * closed it first, and the client got no response at all. Here the resolver
+ * never answers, so after connect_timeout (3 s, longer than header_timeout
+ * 1 s) the name counts as unresolved: a 502.
+ */
+Test(httpd_proxy, waiting_for_the_upstream_outlives_the_header_timeout)
+{
+    int mute = socket(AF_INET, SOCK_DGRAM | SOCK_CLOEXEC, 0);
+    struct sockaddr_in a = {.sin_family = AF_INET, .sin_addr.s_addr = htonl(INADDR_LOOPBACK)};
+    socklen_t alen = sizeof(a);
+    cr_assert_eq(bind(mute, (struct sockaddr *)&a, sizeof(a)), 0);
+    cr_assert_eq(getsockname(mute, (struct sockaddr *)&a, &alen), 0);
+    server_start_conf(&front,
+                      "threads 1;\nlisten 127.0.0.1:0;\naccess_log off;\nroot %s/www;\n"
+                      "header_timeout 1s;\nresolver 127.0.0.1:%d;\n"
+                      "upstream app {\nserver mute.hark.test:%d;\nconnect_timeout 3s;\n}\n"
+                      "location /api/ { proxy_pass app; }\n",
+                      front.dir, ntohs(a.sin_port), app.port);
+    const char req[] = "GET /api/x HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n";
+    int closed;
+    raw_exchange(front.port, req, sizeof(req) - 1, out, sizeof(out), 10000, &closed);
+    close(mute);
+    cr_assert(strncmp(out, "HTTP/1.1 502 ", 13) == 0, "the client got: '%s'", out);
+    front_stop();
+}
