@@ -158,7 +158,8 @@ ssize_t httpd_proxy_request_head(char *buf, size_t cap, const hk_http_request_t 
     put_str(&o, info->client_addr);
     put_str(&o,
             info->https ? "\r\nX-Forwarded-Proto: https\r\n" : "\r\nX-Forwarded-Proto: http\r\n");
-    put_str(&o, "Via: 1.1 hark\r\n");
+    /* Via names the protocol the message came in with (RFC 9110 section 7.6.3), not ours. */
+    put_str(&o, req->minor_version == 0 ? "Via: 1.0 hark\r\n" : "Via: 1.1 hark\r\n");
     if (info->chunked)
         put_str(&o, "Transfer-Encoding: chunked\r\n");
     if (info->close)
@@ -203,6 +204,6 @@ ssize_t httpd_proxy_response_head(char *buf, size_t cap, const hk_http_response_
         put_str(&o, "Connection: close\r\n");
     else if (info->client_10)
         put_str(&o, "Connection: keep-alive\r\n");
-    put_str(&o, "Via: 1.1 hark\r\n\r\n");
+    put_str(&o, res->minor_version == 0 ? "Via: 1.0 hark\r\n\r\n" : "Via: 1.1 hark\r\n\r\n");
     return o.over ? -ENOSPC : (ssize_t)o.len;
 }

@@ -620,3 +620,25 @@ Test(httpd_proxy, waiting_for_the_upstream_outlives_the_header_timeout)
     cr_assert(strncmp(out, "HTTP/1.1 502 ", 13) == 0, "the client got: '%s'", out);
     front_stop();
 }
+
+/*
+ * Via names the protocol each message was received with (RFC 9110 section
+ * 7.6.3): an HTTP/1.0 request goes up with "Via: 1.0 hark" although it is
+ * forwarded as HTTP/1.1, and an HTTP/1.0 response comes back with it. Both
+ * used to say 1.1.
+ */
+Test(httpd_proxy, via_names_the_received_protocol)
+{
+    front_start("server 127.0.0.1:%d;", app.port);
+    const char old[] = "GET /api/headers HTTP/1.0\r\nHost: x\r\n\r\n";
+    int closed;
+    raw_exchange(front.port, old, sizeof(old) - 1, out, sizeof(out), 5000, &closed);
+    cr_assert(strstr(out, "\nVia: 1.0 hark\n"), "%s", out);
+    const char old_up[] = "GET /api/http10 HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n";
+    raw_exchange(front.port, old_up, sizeof(old_up) - 1, out, sizeof(out), 5000, &closed);
+    cr_assert(strstr(out, "\r\nVia: 1.0 hark\r\n") && strstr(out, "\r\n\r\nold!"), "%s", out);
+    const char new_[] = "GET /api/headers HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n";
+    raw_exchange(front.port, new_, sizeof(new_) - 1, out, sizeof(out), 5000, &closed);
+    cr_assert(strstr(out, "\nVia: 1.1 hark\n") && strstr(out, "\r\nVia: 1.1 hark\r\n"), "%s", out);
+    front_stop();
+}
