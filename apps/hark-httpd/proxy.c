@@ -444,6 +444,21 @@ int httpd_proxy_handle(httpd_conn_t *c, const hk_http_request_t *req, const char
         !chunked && (req->content_length <= 0 || (uint64_t)req->content_length <= body_avail);
     int status = 500, err = -ENOMEM;
     ssize_t took = 0;
+    if (httpd_proxy_max_forwards(req) == 0) {
+        /*
+         * No hop left: the proxy is the final recipient (RFC 9110 section 7.6.2).
+         * OPTIONS is answered with nothing to say; TRACE is refused, as the
+         * static locations refuse it (reflecting a request echoes its cookies).
+         */
+        bool ka = keep_alive && whole;
+        if (req->method_id == HK_HTTP_OPTIONS) {
+            httpd_resp_t r = {.status = 200, .keep_alive = ka, .length = 0};
+            (void)httpd_resp_head(c, &r);
+        } else {
+            httpd_resp_error(c, 405, ka, false);
+        }
+        return -ECANCELED;
+    }
     httpd_proxy_t *p = calloc(1, sizeof(*p));
     if (!p || !(p->ups = httpd_ups_enter(c->w, c->gen, loc->proxy))) {
         free(p);

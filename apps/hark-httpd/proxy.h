@@ -133,6 +133,9 @@ typedef struct httpd_proxy_respinfo {
     const char *date; /* the worker's Date value, added when the upstream sent none */
 } httpd_proxy_respinfo_t;
 
+/* Max-Forwards of an OPTIONS or TRACE request, or -1 (another method, none, not a number). */
+int64_t httpd_proxy_max_forwards(const hk_http_request_t *req);
+
 /* Bytes that always suffice for the rewritten request head. */
 size_t httpd_proxy_request_head_max(const hk_http_request_t *req, size_t head_len,
                                     const httpd_proxy_reqinfo_t *info);
@@ -140,8 +143,9 @@ size_t httpd_proxy_request_head_max(const hk_http_request_t *req, size_t head_le
  * Writes the request head for the upstream: the client's request line as
  * HTTP/1.1, its headers without the hop-by-hop ones (Connection and those
  * it names, Keep-Alive, Proxy-Connection, TE, Trailer, Transfer-Encoding,
- * Upgrade) and without Expect (the proxy answers 100-continue itself), then
- * X-Forwarded-For (appended), X-Forwarded-Proto, Via. Returns the length or
+ * Upgrade) and without Expect (the proxy answers 100-continue itself), with
+ * the Max-Forwards of OPTIONS and TRACE decremented, then X-Forwarded-For
+ * (appended), X-Forwarded-Proto, Via. Returns the length or
  * -ENOSPC.
  */
 ssize_t httpd_proxy_request_head(char *out, size_t cap, const hk_http_request_t *req,

@@ -94,6 +94,22 @@ static bool hop_by_hop(const hk_http_header_t *h, const hk_http_header_t *all, s
     return false;
 }
 
+int64_t httpd_proxy_max_forwards(const hk_http_request_t *req)
+{
+    if (req->method_id != HK_HTTP_OPTIONS && req->method_id != HK_HTTP_TRACE)
+        return -1;
+    const hk_http_header_t *h = hk_http_find_header(req->headers, req->num_headers, "Max-Forwards");
+    if (!h || h->value_len == 0 || h->value_len > 18)
+        return -1;
+    int64_t v = 0;
+    for (size_t i = 0; i < h->value_len; i++) {
+        if (h->value[i] < '0' || h->value[i] > '9')
+            return -1; /* not ours to repair: forwarded as it came */
+        v = v * 10 + (h->value[i] - '0');
+    }
+    return v;
+}
+
 size_t httpd_proxy_request_head_max(const hk_http_request_t *req, size_t head_len,
                                     const httpd_proxy_reqinfo_t *info)
 {
@@ -123,11 +139,14 @@ ssize_t httpd_proxy_request_head(char *buf, size_t cap, const hk_http_request_t 
     }
     put_str(&o, " HTTP/1.1\r\n");
     const hk_http_header_t *hs = req->headers;
+    /* OPTIONS and TRACE count their hops down (RFC 9110 section 7.6.2); 0 never gets here. */
+    int64_t max_forwards = httpd_proxy_max_forwards(req);
     for (size_t i = 0; i < req->num_headers; i++) {
         const hk_http_header_t *h = &hs[i];
-        if ((absolute && name_is(h, "Host")) || hop_by_hop(h, hs, req->num_headers) ||
-            name_is(h, "Expect") || name_is(h, "X-Forwarded-For") ||
-            name_is(h, "X-Forwarded-Proto") || (info->chunked && name_is(h, "Content-Length")))
+        if ((max_forwards > 0 && name_is(h, "Max-Forwards")) || (absolute && name_is(h, "Host")) ||
+            hop_by_hop(h, hs, req->num_headers) || name_is(h, "Expect") ||
+            name_is(h, "X-Forwarded-For") || name_is(h, "X-Forwarded-Proto") ||
+            (info->chunked && name_is(h, "Content-Length")))
             continue;
         put_header(&o, h);
     }
@@ -145,6 +164,11 @@ ssize_t httpd_proxy_request_head(char *buf, size_t cap, const hk_http_request_t 
                 : snprintf(line, sizeof(line), v6 ? "Host: [%s]\r\n" : "Host: %s\r\n", info->host);
         if (n < 0 || (size_t)n >= sizeof(line))
             return -ENOSPC;
+        put(&o, line, (size_t)n);
+    }
+    if (max_forwards > 0) {
+        char line[48];
+        int n = snprintf(line, sizeof(line), "Max-Forwards: %lld\r\n", (long long)max_forwards - 1);
         put(&o, line, (size_t)n);
     }
     /* Earlier proxies' addresses first, then the client's. */

@@ -642,3 +642,37 @@ Test(httpd_proxy, via_names_the_received_protocol)
     cr_assert(strstr(out, "\nVia: 1.1 hark\n") && strstr(out, "\r\nVia: 1.1 hark\r\n"), "%s", out);
     front_stop();
 }
+
+/*
+ * Max-Forwards (RFC 9110 section 7.6.2): an OPTIONS or TRACE request goes up
+ * with it decremented, and with 0 left the proxy answers as the final
+ * recipient instead of forwarding; other methods keep it as it came. It used
+ * to be forwarded untouched.
+ */
+Test(httpd_proxy, max_forwards_counts_hops)
+{
+    front_start("server 127.0.0.1:%d;", app.port);
+    int closed;
+    const char opt3[] = "OPTIONS /api/headers HTTP/1.1\r\nHost: x\r\nMax-Forwards: 3\r\n"
+                        "Connection: close\r\n\r\n";
+    raw_exchange(front.port, opt3, sizeof(opt3) - 1, out, sizeof(out), 5000, &closed);
+    cr_assert(strstr(out, "\nMax-Forwards: 2\n") && !strstr(out, "Max-Forwards: 3"), "%s", out);
+    const char trace1[] = "TRACE /api/headers HTTP/1.1\r\nHost: x\r\nMax-Forwards: 1\r\n"
+                          "Connection: close\r\n\r\n";
+    raw_exchange(front.port, trace1, sizeof(trace1) - 1, out, sizeof(out), 5000, &closed);
+    cr_assert(strstr(out, "\nMax-Forwards: 0\n"), "%s", out);
+    const char get5[] = "GET /api/headers HTTP/1.1\r\nHost: x\r\nMax-Forwards: 5\r\n"
+                        "Connection: close\r\n\r\n";
+    raw_exchange(front.port, get5, sizeof(get5) - 1, out, sizeof(out), 5000, &closed);
+    cr_assert(strstr(out, "\nMax-Forwards: 5\n"), "%s", out);
+    /* None left: answered here, on a connection that goes on. */
+    const char zero[] = "OPTIONS /api/headers HTTP/1.1\r\nHost: x\r\nMax-Forwards: 0\r\n\r\n"
+                        "TRACE /api/headers HTTP/1.1\r\nHost: x\r\nMax-Forwards: 0\r\n\r\n"
+                        "GET /api/last HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n";
+    raw_exchange(front.port, zero, sizeof(zero) - 1, out, sizeof(out), 5000, &closed);
+    cr_assert(strncmp(out, "HTTP/1.1 200 OK\r\n", 17) == 0, "%s", out);
+    cr_assert(strstr(out, "HTTP/1.1 405 ") && strstr(out, "app /api/last"), "%s", out);
+    cr_assert_null(strstr(out, "OPTIONS /api/headers"), "forwarded with no hop left:\n%s", out);
+    cr_assert_null(strstr(out, "TRACE /api/headers"), "forwarded with no hop left:\n%s", out);
+    front_stop();
+}
