@@ -157,6 +157,7 @@ size_t httpd_proxy_client_data(httpd_conn_t *c, const char *data, size_t len, bo
             if (p->responded) {
                 httpd_conn_close(c);
             } else {
+                httpd_proxy_log(p, 499, 0); /* as httpd_proxy_abort logs a client gone */
                 p->c = NULL;
                 httpd_conn_proxy_done(c, false);
                 httpd_proxy_maybe_free(p);

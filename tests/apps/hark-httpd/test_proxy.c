@@ -676,3 +676,36 @@ Test(httpd_proxy, max_forwards_counts_hops)
     cr_assert_null(strstr(out, "TRACE /api/headers"), "forwarded with no hop left:\n%s", out);
     front_stop();
 }
+
+/*
+ * A client that hangs up in the middle of its request body is in the access
+ * log like one that leaves during the response (499): the request used to
+ * vanish from the log.
+ */
+Test(httpd_proxy, client_gone_mid_body_is_logged)
+{
+    server_start_conf(&front,
+                      "threads 1;\nlisten 127.0.0.1:0;\naccess_log %s/access.log combined;\n"
+                      "root %s/www;\nupstream app {\nserver 127.0.0.1:%d;\n}\n"
+                      "location /api/ { proxy_pass app; }\n",
+                      front.dir, front.dir, app.port);
+    const char req[] = "POST /api/cut HTTP/1.1\r\nHost: x\r\nContent-Length: 100\r\n\r\n0123456789";
+    int fd = connect_port(front.port);
+    cr_assert_eq(write(fd, req, sizeof(req) - 1), (ssize_t)(sizeof(req) - 1));
+    shutdown(fd, SHUT_WR);
+    struct pollfd pfd = {.fd = fd, .events = POLLIN};
+    cr_assert_gt(poll(&pfd, 1, 10000), 0, "the proxy kept the connection");
+    close(fd);
+    /* The same request line, whole this time, shows that the log is being written. */
+    run(out, sizeof(out), "curl -s -o /dev/null http://127.0.0.1:%d/api/after", front.port);
+    front_stop(); /* flushes the log */
+    char path[512];
+    snprintf(path, sizeof(path), "%s/access.log", front.dir);
+    FILE *f = fopen(path, "r");
+    cr_assert_not_null(f);
+    size_t n = fread(out, 1, sizeof(out) - 1, f);
+    out[n] = '\0';
+    fclose(f);
+    cr_assert(strstr(out, "\"GET /api/after HTTP/1.1\" 200 "), "%s", out);
+    cr_assert(strstr(out, "\"POST /api/cut HTTP/1.1\" 499 0 "), "%s", out);
+}
