@@ -207,12 +207,18 @@ ssize_t httpd_proxy_response_head(char *buf, size_t cap, const hk_http_response_
     put(&o, res->reason, res->reason_len);
     put(&o, "\r\n", 2);
     const hk_http_header_t *hs = res->headers;
-    bool dated = false;
+    bool dated = false, length = false;
     for (size_t i = 0; i < res->num_headers; i++) {
         const hk_http_header_t *h = &hs[i];
-        if (hop_by_hop(h, hs, res->num_headers) ||
-            (info->drop_length && name_is(h, "Content-Length")))
+        bool cl = name_is(h, "Content-Length");
+        /*
+         * A repeated Content-Length (the parser lets equal values through,
+         * RFC 9110 section 8.6) goes once: two lines read as "5, 5", which a
+         * sender must not forward.
+         */
+        if (hop_by_hop(h, hs, res->num_headers) || (cl && (info->drop_length || length)))
             continue;
+        length = length || cl;
         dated = dated || name_is(h, "Date");
         put_header(&o, h);
     }

@@ -16,6 +16,7 @@ Modes:
               GET .../many/N     -> 200 with N header fields X-H-0 .. X-H-(N-1)
               GET .../nocontent  -> 204
               GET .../http10     -> an HTTP/1.0 response, then closes
+              GET .../dupcl      -> "hello" with its Content-Length sent twice
               GET .../truncated  -> 10 of the 1000 bytes announced, then closes
               GET .../health     -> 200, or 500 while the file ARG exists
               GET anything else  -> "app <path>"
@@ -114,6 +115,8 @@ def app(sock, f, method, path, lines, headers):
         # A head with N fields of its own (/many/N).
         n = int(path.rsplit("/", 1)[1])
         send(sock, "200 OK", b"many", ["X-H-%d: %d" % (i, i) for i in range(n)])
+    elif path.endswith("/dupcl"):
+        sock.sendall(b"HTTP/1.1 200 OK\r\nContent-Length: 5\r\nContent-Length: 5\r\n\r\nhello")
     elif path.endswith("/http10"):
         sock.sendall(b"HTTP/1.0 200 OK\r\nContent-Length: 4\r\n\r\nold!")
         return False

@@ -709,3 +709,22 @@ Test(httpd_proxy, client_gone_mid_body_is_logged)
     cr_assert(strstr(out, "\"GET /api/after HTTP/1.1\" 200 "), "%s", out);
     cr_assert(strstr(out, "\"POST /api/cut HTTP/1.1\" 499 0 "), "%s", out);
 }
+
+/*
+ * A server may repeat Content-Length with the same value (RFC 9110 section
+ * 8.6), but the two lines together read as "5, 5", which a sender must not
+ * forward: the client gets one. Both used to be forwarded.
+ */
+Test(httpd_proxy, repeated_content_length_forwarded_once)
+{
+    front_start("server 127.0.0.1:%d;", app.port);
+    const char req[] = "GET /api/dupcl HTTP/1.1\r\nHost: x\r\n\r\n"
+                       "GET /api/last HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n";
+    int closed;
+    raw_exchange(front.port, req, sizeof(req) - 1, out, sizeof(out), 5000, &closed);
+    const char *cl = strstr(out, "Content-Length: 5\r\n");
+    cr_assert(cl && !strstr(cl + 1, "Content-Length: 5\r\n"), "%s", out);
+    cr_assert(strstr(out, "\r\n\r\nhelloHTTP/1.1 200 OK\r\n") && strstr(out, "app /api/last"), "%s",
+              out);
+    front_stop();
+}
