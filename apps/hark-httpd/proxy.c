@@ -157,7 +157,7 @@ void httpd_proxy_up_failed(httpd_proxy_t *p, int err)
     bool timeout = err == -ETIMEDOUT;
     if (p->responded) {
         p->state = HTTPD_PX_FAILED;
-        httpd_userver_report(p->server, false);
+        httpd_userver_report(p->server, false, 0);
         httpd_proxy_drop_upstream(p);
         if (p->c)
             httpd_conn_close(p->c);
@@ -172,7 +172,7 @@ void httpd_proxy_up_failed(httpd_proxy_t *p, int err)
         if (px_start(p, HTTPD_UCONN_FRESH) == 0)
             return;
     } else {
-        httpd_userver_report(p->server, false);
+        httpd_userver_report(p->server, false, 0);
         httpd_proxy_drop_upstream(p);
         if (again && px_start(p, 0) == 0)
             return;
@@ -289,7 +289,7 @@ static void on_connected(httpd_uconn_t *u, int status)
     httpd_proxy_t *p = u->owner;
     if (status < 0) {
         p->u = NULL; /* freed when we return */
-        httpd_userver_report(p->server, false);
+        httpd_userver_report(p->server, false, 0);
         if (px_start(p, 0) < 0)
             httpd_proxy_error(p, status == -ETIMEDOUT ? 504 : 502);
     } else {
@@ -307,6 +307,7 @@ static int px_start(httpd_proxy_t *p, unsigned flags)
         if (!s)
             break;
         p->server = s;
+        p->started = px_now(p);
         p->tries++;
         if (s->index < 64)
             p->tried |= UINT64_C(1) << s->index;
@@ -318,7 +319,7 @@ static int px_start(httpd_proxy_t *p, unsigned flags)
         if (r >= 0)
             return 0;
         p->u = NULL;
-        httpd_userver_report(s, false);
+        httpd_userver_report(s, false, 0);
         flags = 0;
     }
     return -EHOSTUNREACH;

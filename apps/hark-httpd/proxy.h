@@ -48,7 +48,8 @@ struct httpd_proxy {
     int state;
     unsigned client_pending, up_pending; /* writes in flight on each side */
     unsigned tries;
-    uint64_t tried; /* servers tried, by index */
+    uint64_t tried;   /* servers tried, by index */
+    uint64_t started; /* when this server was picked (passive health) */
     bool ka, head_req, client_10, idempotent, has_body, retried, free_deferred;
     hk_defer_t free_defer;
     /* The request. */

@@ -220,7 +220,7 @@ static void resp_respond(httpd_proxy_t *p, size_t head_len)
 {
     const hk_http_response_t *res = &p->res;
     httpd_conn_t *c = p->c;
-    httpd_userver_report(p->server, true);
+    httpd_userver_report(p->server, true, p->started);
     if (res->status >= 100 && res->status <= 599)
         httpd_count(&p->server->stat->responses[res->status / 100 - 1], 1);
     if (p->head_req || res->status == 204 || res->status == 304) {

@@ -284,10 +284,18 @@ httpd_userver_t *httpd_ups_pick(httpd_ups_t *ups, uint64_t tried)
     return NULL;
 }
 
-void httpd_userver_report(httpd_userver_t *s, bool ok)
+void httpd_userver_report(httpd_userver_t *s, bool ok, uint64_t started)
 {
     const httpd_upstream_t *cfg = s->ups->cfg;
     uint64_t now = now_ns(s->ups->set->root);
+    /*
+     * A good answer to a request sent before the last failure says nothing
+     * about the server since: a slow request in flight used to clear the
+     * mark of a server that had just failed (as nginx, only an exchange
+     * begun after the failure counts).
+     */
+    if (ok && s->last_fail > started)
+        return;
     if (ok) {
         s->fails = 0;
         s->down_until = 0;
@@ -295,6 +303,7 @@ void httpd_userver_report(httpd_userver_t *s, bool ok)
         return;
     }
     httpd_count(&s->stat->failures, 1);
+    s->last_fail = now;
     if (cfg->max_fails == 0)
         return;
     if (s->fails == 0 || now - s->fail_start > cfg->fail_window) {

@@ -61,6 +61,7 @@ struct httpd_userver {
     /* Health. */
     unsigned fails;
     uint64_t fail_start, down_until;
+    uint64_t last_fail;      /* when the last failure was reported */
     bool check_down;         /* the last active check failed */
     uint64_t check_at;       /* next active check */
     httpd_uconn_t *checking; /* the check in flight, or NULL */
@@ -92,8 +93,12 @@ void httpd_ups_leave(httpd_ups_t *ups);
  */
 httpd_userver_t *httpd_ups_pick(httpd_ups_t *ups, uint64_t tried);
 
-/* Passive health: a failed (connect, timeout, bad response) or good exchange with s. */
-void httpd_userver_report(httpd_userver_t *s, bool ok);
+/*
+ * Passive health: a failed (connect, timeout, bad response) or good exchange
+ * with s, which began at started (hk_loop_now); a good one that began before
+ * the server's last failure is not counted (see upstream.c).
+ */
+void httpd_userver_report(httpd_userver_t *s, bool ok, uint64_t started);
 
 /* Copies s's health into its counters (after check_down or down_until changed). */
 void httpd_userver_health(httpd_userver_t *s);

@@ -17,6 +17,8 @@ Modes:
               GET .../nocontent  -> 204
               GET .../http10     -> an HTTP/1.0 response, then closes
               GET .../dupcl      -> "hello" with its Content-Length sent twice
+              GET .../sleep/S    -> "slept" after S seconds
+              GET .../hangup     -> closes without an answer
               GET .../truncated  -> 10 of the 1000 bytes announced, then closes
               GET .../health     -> 200, or 500 while the file ARG exists
               GET anything else  -> "app <path>"
@@ -115,6 +117,11 @@ def app(sock, f, method, path, lines, headers):
         # A head with N fields of its own (/many/N).
         n = int(path.rsplit("/", 1)[1])
         send(sock, "200 OK", b"many", ["X-H-%d: %d" % (i, i) for i in range(n)])
+    elif "/sleep/" in path:
+        time.sleep(float(path.rsplit("/", 1)[1]))
+        send(sock, "200 OK", b"slept")
+    elif path.endswith("/hangup"):
+        return False
     elif path.endswith("/dupcl"):
         sock.sendall(b"HTTP/1.1 200 OK\r\nContent-Length: 5\r\nContent-Length: 5\r\n\r\nhello")
     elif path.endswith("/http10"):

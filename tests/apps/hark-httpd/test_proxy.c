@@ -728,3 +728,31 @@ Test(httpd_proxy, repeated_content_length_forwarded_once)
               out);
     front_stop();
 }
+
+/*
+ * Passive health: a good answer to a request that was sent before the
+ * server failed says nothing about it now. Such a late 200 used to clear the
+ * mark at once, so a server that failed while slow requests were in flight
+ * was never kept out for fail_timeout.
+ */
+Test(httpd_proxy, a_late_answer_does_not_clear_a_down_mark)
+{
+    front_start("server 127.0.0.1:%d;\nmax_fails 1;\nfail_timeout 60s;", app.port);
+    char s[128], cmd[256];
+    snprintf(s, sizeof(s), "{upstream=\"app\",server=\"127.0.0.1:%d\"", app.port);
+    snprintf(cmd, sizeof(cmd), "curl -s -o /dev/null http://127.0.0.1:%d/api/sleep/2", front.port);
+    char *argv[] = {"/bin/sh", "-c", cmd, NULL};
+    proc_t slow = {.pid = spawn(argv, -1)};
+    /* The slow request is with the server before the failure. */
+    for (int i = 0; i < 500 && um("hark_upstream_active", s, "") != 1; i++)
+        usleep(10 * 1000);
+    cr_assert_eq(um("hark_upstream_active", s, ""), 1, "%s", out);
+    cr_assert_eq(status_of("/api/hangup"), 502);
+    cr_assert_eq(um("hark_upstream_down", s, ""), 1, "%s", out);
+    int st = -1;
+    cr_assert_eq(waitpid(slow.pid, &st, 0), slow.pid);
+    slow.pid = 0;
+    cr_assert_eq(um("hark_upstream_responses_total", s, ",code=\"2xx\""), 1, "%s", out);
+    cr_assert_eq(um("hark_upstream_down", s, ""), 1, "a late 200 cleared the mark:\n%s", out);
+    front_stop();
+}
