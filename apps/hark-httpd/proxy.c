@@ -116,13 +116,25 @@ void httpd_proxy_abort(httpd_conn_t *c)
         p->free_deferred = false;
 }
 
+/*
+ * Whether the client connection goes on after this exchange: the client
+ * wants it, its body was all read, and the connection is not to close after
+ * the response anyway (a drain, a client that half-closed): such a response
+ * must say Connection: close.
+ */
+bool httpd_proxy_keep_alive(const httpd_proxy_t *p)
+{
+    return p->ka && p->body_done && !p->client_eof && p->c &&
+           !(p->c->flags & (HTTPD_C_CLOSE_AFTER | HTTPD_C_CLOSING));
+}
+
 /* Hands the connection back once the whole response is out and written. */
 void httpd_proxy_finish(httpd_proxy_t *p)
 {
     httpd_conn_t *c = p->c;
     if (!c || p->state != HTTPD_PX_DONE || p->client_pending)
         return;
-    bool ka = p->ka && p->body_done && !p->client_eof;
+    bool ka = httpd_proxy_keep_alive(p);
     if (ka)
         httpd_proxy_pause_client(p, false);
     httpd_proxy_log(p, p->res.status, p->log_bytes);
@@ -138,7 +150,7 @@ void httpd_proxy_error(httpd_proxy_t *p, int status)
     httpd_proxy_drop_upstream(p);
     if (!c)
         return;
-    bool ka = p->ka && p->body_done && !p->client_eof;
+    bool ka = httpd_proxy_keep_alive(p);
     if (ka)
         httpd_proxy_pause_client(p, false);
     httpd_resp_error(c, status, ka, p->head_req);

@@ -99,6 +99,7 @@ void httpd_proxy_up_written(httpd_proxy_t *p, const hk_stream_t *stream, int sta
 void httpd_proxy_arm(httpd_proxy_t *p);
 void httpd_proxy_touch(httpd_proxy_t *p);
 void httpd_proxy_finish(httpd_proxy_t *p);
+bool httpd_proxy_keep_alive(const httpd_proxy_t *p); /* the client connection goes on after */
 void httpd_proxy_maybe_free(httpd_proxy_t *p);
 void httpd_proxy_client_written(httpd_proxy_t *p, int status);       /* a client write completed */
 void httpd_proxy_on_client_written(hk_write_req_t *req, int status); /* req->data is p */

@@ -239,7 +239,7 @@ static void resp_respond(httpd_proxy_t *p, size_t head_len)
     else
         p->out = p->client_10 ? HTTPD_FRAME_CLOSE : HTTPD_FRAME_CHUNKED;
     /* A body still coming from the client, or no framing: the connection cannot go on. */
-    p->ka = p->ka && p->body_done && !p->client_eof && p->out != HTTPD_FRAME_CLOSE;
+    p->ka = httpd_proxy_keep_alive(p) && p->out != HTTPD_FRAME_CLOSE;
     httpd_proxy_respinfo_t info = {
         .chunked = p->out == HTTPD_FRAME_CHUNKED,
         .drop_length = p->in == HTTPD_FRAME_CHUNKED || p->in == HTTPD_FRAME_CLOSE,

@@ -756,3 +756,38 @@ Test(httpd_proxy, a_late_answer_does_not_clear_a_down_mark)
     cr_assert_eq(um("hark_upstream_down", s, ""), 1, "a late 200 cleared the mark:\n%s", out);
     front_stop();
 }
+
+/*
+ * A response in flight when the server starts draining (SIGTERM) ends the
+ * connection, so it says Connection: close, as every other response does
+ * while draining; a proxied one said nothing and the connection closed after
+ * it, under a client that could be sending its next request.
+ */
+Test(httpd_proxy, response_during_drain_says_close)
+{
+    front_start("server 127.0.0.1:%d;", app.port);
+    char s[128];
+    snprintf(s, sizeof(s), "{upstream=\"app\",server=\"127.0.0.1:%d\"", app.port);
+    int fd = connect_port(front.port);
+    const char req[] = "GET /api/sleep/1 HTTP/1.1\r\nHost: x\r\n\r\n";
+    cr_assert_eq(write(fd, req, sizeof(req) - 1), (ssize_t)(sizeof(req) - 1));
+    for (int i = 0; i < 500 && um("hark_upstream_active", s, "") != 1; i++)
+        usleep(10 * 1000);
+    cr_assert_eq(um("hark_upstream_active", s, ""), 1, "%s", out);
+    kill(front.pid, SIGTERM);
+    size_t len = 0;
+    for (;;) {
+        struct pollfd pfd = {.fd = fd, .events = POLLIN};
+        if (poll(&pfd, 1, 10000) <= 0)
+            break;
+        ssize_t n = read(fd, out + len, sizeof(out) - 1 - len);
+        if (n <= 0)
+            break;
+        len += (size_t)n;
+    }
+    out[len] = '\0';
+    close(fd);
+    cr_assert(strstr(out, "HTTP/1.1 200 OK\r\n") && strstr(out, "\r\n\r\nslept"), "%s", out);
+    cr_assert(strstr(out, "\r\nConnection: close\r\n"), "%s", out);
+    front_stop();
+}
