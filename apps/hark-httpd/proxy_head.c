@@ -171,10 +171,11 @@ ssize_t httpd_proxy_request_head(char *buf, size_t cap, const hk_http_request_t 
         int n = snprintf(line, sizeof(line), "Max-Forwards: %lld\r\n", (long long)max_forwards - 1);
         put(&o, line, (size_t)n);
     }
-    /* Earlier proxies' addresses first, then the client's. */
+    /* Earlier proxies' addresses first (unless Connection names the field), then the client's. */
     put_str(&o, "X-Forwarded-For: ");
     for (size_t i = 0; i < req->num_headers; i++) {
-        if (name_is(&hs[i], "X-Forwarded-For") && hs[i].value_len > 0) {
+        if (name_is(&hs[i], "X-Forwarded-For") && hs[i].value_len > 0 &&
+            !hop_by_hop(&hs[i], hs, req->num_headers)) {
             put(&o, hs[i].value, hs[i].value_len);
             put(&o, ", ", 2);
         }

@@ -791,3 +791,24 @@ Test(httpd_proxy, response_during_drain_says_close)
     cr_assert(strstr(out, "\r\nConnection: close\r\n"), "%s", out);
     front_stop();
 }
+
+/*
+ * A header that Connection names is removed before forwarding (RFC 9110
+ * section 7.6.1), X-Forwarded-For too: its addresses used to be copied into
+ * the one the proxy appends to, so the server saw them all the same.
+ */
+Test(httpd_proxy, x_forwarded_for_named_in_connection_is_dropped)
+{
+    front_start("server 127.0.0.1:%d;", app.port);
+    const char req[] = "GET /api/headers HTTP/1.1\r\nHost: x\r\nX-Forwarded-For: 10.9.9.9\r\n"
+                       "Connection: close, X-Forwarded-For\r\n\r\n";
+    int closed;
+    raw_exchange(front.port, req, sizeof(req) - 1, out, sizeof(out), 5000, &closed);
+    cr_assert(strstr(out, "\nX-Forwarded-For: 127.0.0.1\n"), "%s", out);
+    cr_assert_null(strstr(out, "10.9.9.9"), "%s", out);
+    const char kept[] = "GET /api/headers HTTP/1.1\r\nHost: x\r\nX-Forwarded-For: 10.9.9.9\r\n"
+                        "Connection: close\r\n\r\n";
+    raw_exchange(front.port, kept, sizeof(kept) - 1, out, sizeof(out), 5000, &closed);
+    cr_assert(strstr(out, "\nX-Forwarded-For: 10.9.9.9, 127.0.0.1\n"), "%s", out);
+    front_stop();
+}
