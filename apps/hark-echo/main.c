@@ -25,8 +25,9 @@ static void usage(FILE *f)
     fprintf(f, "usage: hark-echo [--listen ADDR:PORT] [--quiet] [--help]\n"
                "\n"
                "An echo server on the hark loop that prints its loop metrics every second.\n"
-               "  --listen ADDR:PORT  IPv4 address and port (default 127.0.0.1:7000; port 0 picks\n"
-               "                      a free one and prints it)\n"
+               "  --listen ADDR:PORT  numeric address and port, IPv6 in brackets ([::1]:7000)\n"
+               "                      (default 127.0.0.1:7000; port 0 picks a free one and\n"
+               "                      prints it)\n"
                "  --quiet             do not print metrics\n"
                "Stop it with Ctrl-C (SIGINT) or SIGTERM.\n");
 }

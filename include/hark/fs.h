@@ -83,8 +83,9 @@ typedef struct hk_fs_options {
      * Time the loop may spend in RWF_NOWAIT attempts per loop iteration, in
      * ns (0 = HK_FS_INLINE_BUDGET_NS_DEFAULT). Once spent, reads go to the
      * backend untried until the loop next wakes up. Attempts are not free: a
-     * cached 128 KiB copy takes 10-30 us, and an attempt on cold data starts
-     * readahead I/O before failing, 30-400 us. Without a cap, 64 readers
+     * cached copy costs tens of us, and an attempt on cold data starts
+     * readahead I/O before failing, up to hundreds of us (docs/fs.md, "The
+     * budget", has the figures). Without a cap, 64 readers
      * submitting at once, or a chain of cached reads (each callback
      * submitting the next), would hold the loop for milliseconds.
      */

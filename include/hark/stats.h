@@ -11,8 +11,9 @@
  * 1/k^2, so k = 1/sqrt(alpha) gives at most alpha.
  *
  * Nothing here allocates, blocks or touches global state; every function is
- * thread-safe on distinct accumulators. (Planned here too: log-linear
- * histograms and the M/G/1 queue model.)
+ * thread-safe on distinct accumulators. The loop's log-linear lag histogram
+ * (HK_LAG_BUCKETS, hk_lag_bucket) and its M/G/1 queue model
+ * (hk_loop_queue_model) are in hark/loop.h.
  */
 #ifndef HARK_STATS_H
 #define HARK_STATS_H
