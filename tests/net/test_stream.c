@@ -1021,3 +1021,67 @@ Test(stream, read_stop_in_alloc_pauses)
     run_until(loop, &rb.closed, 5000);
     finish_loop(loop);
 }
+
+/*
+ * A transport whose writes never get through (-EAGAIN) and which never touches
+ * the fd: the queued write makes the stream ask epoll for writability, a
+ * change that is queued and applied before the loop sleeps.
+ */
+static int stuck_writes;
+static ssize_t stuck_writev(hk_stream_t *s, const struct iovec *iov, int n)
+{
+    (void)s;
+    (void)iov;
+    (void)n;
+    stuck_writes++;
+    return -EAGAIN;
+}
+
+static const hk_stream_transport_t stuck_transport = {.read = seal_read, .writev = stuck_writev};
+
+/*
+ * An epoll change that fails when the loop applies it (here EBADF: the fd was
+ * closed behind the stream's back; ENOMEM or ENOSPC take the same path)
+ * reaches the stream as a bare HK_ERROR with its watcher stopped. The stream
+ * must come out of that failed, once, with the -errno, and not re-queue the
+ * change for ever.
+ */
+Test(stream, failed_epoll_change_fails_the_stream_once)
+{
+    hk_loop_t *loop = new_loop();
+    int sv[2];
+    stream_socketpair(sv);
+    hk_stream_t s;
+    struct rx rx = {0};
+    stream_open(loop, &s, &rx, sv[0]);
+    cr_assert_eq(hk_stream_set_transport(&s, &stuck_transport, NULL), 0);
+    cr_assert_eq(hk_stream_read_start(&s, NULL, on_read), 0); /* registered: EPOLLIN */
+    cr_assert_geq(hk_loop_run(loop, HK_RUN_NOWAIT), 0);
+    close(sv[0]); /* behind the stream's back: the next epoll_ctl on it says EBADF */
+    stuck_writes = 0;
+    hk_write_req_t req;
+    struct wr w = {0};
+    req.data = &w;
+    struct iovec iov = {"x", 1};
+    cr_assert_eq(hk_stream_write(&s, &req, &iov, 1, on_written), 0); /* queues EPOLLOUT */
+    uint64_t end = hk_time_now() + (uint64_t)MS(5000);
+    while (!w.done) {
+        cr_assert_lt(hk_time_now(), end, "the failed change never failed the stream");
+        hk_loop_run(loop, HK_RUN_NOWAIT);
+    }
+    hk_loop_stats_t st0, st1;
+    hk_loop_stats(loop, &st0);
+    for (int i = 0; i < 5; i++)
+        hk_loop_run(loop, HK_RUN_NOWAIT);
+    hk_loop_stats(loop, &st1);
+    cr_expect_eq(w.status, -EBADF, "write status %s", hk_err_name(w.status));
+    cr_expect_eq(rx.errors, 1);
+    cr_expect_eq(rx.last_err, -EBADF, "read error %s", hk_err_name(rx.last_err));
+    cr_expect_eq(hk_stream_write(&s, &req, &iov, 1, on_written), -EBADF);
+    cr_expect_eq(st1.callbacks, st0.callbacks, "the dead stream is still being called");
+    cr_expect_leq(stuck_writes, 1);
+    hk_stream_close(&s, on_closed); /* its close(2) of the number finds EBADF */
+    run_until(loop, &rx.closed, 5000);
+    close(sv[1]);
+    finish_loop(loop);
+}
