@@ -214,6 +214,10 @@ HK_API int hk_stream_read_stop(hk_stream_t *stream);
  * now holds at least the high watermark (stop producing until the drain
  * callback). Errors: -EINVAL (iovcnt < 1 or > IOV_MAX), -EPIPE (after
  * shutdown), -EBUSY (closing), or the stream's earlier -errno (a dead peer).
+ * A peer that has gone is -EPIPE (or -ECONNRESET), never SIGPIPE: sockets
+ * are written with MSG_NOSIGNAL, and a pipe's writes run with SIGPIPE blocked
+ * in the calling thread (a signal they raise is consumed, unless the thread
+ * blocked SIGPIPE itself; hk_stream_sendfile is the exception, see there).
  */
 HK_API int hk_stream_write(hk_stream_t *stream, hk_write_req_t *req, const struct iovec *iov,
                            int iovcnt, hk_write_cb cb);

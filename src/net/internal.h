@@ -33,8 +33,9 @@ int hk__set_nonblock(int fd);
 #define HK__S_SHUT_SENT 0x020u /* shutdown callback ran */
 #define HK__S_FULL 0x040u      /* reached the high watermark; drain callback pending */
 #define HK__S_CLOSING 0x080u
-#define HK__S_SOCKET 0x100u /* sendmsg(MSG_NOSIGNAL) instead of writev */
-#define HK__S_CORKED 0x200u /* hk_stream_cork: writes wait for hk_stream_uncork */
+#define HK__S_SOCKET 0x100u  /* sendmsg(MSG_NOSIGNAL) instead of writev */
+#define HK__S_CORKED 0x200u  /* hk_stream_cork: writes wait for hk_stream_uncork */
+#define HK__S_SIGPIPE 0x400u /* a pipe or fifo: writev raises SIGPIPE when the reader is gone */
 
 /* stream_write.c */
 void hk__stream_flush(hk_stream_t *s);

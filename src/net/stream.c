@@ -67,7 +67,12 @@ static int hk__stream_init(hk_loop_t *loop, hk_stream_t *s, int fd, bool socket)
         return r;
     struct stat st;
     s->fd = fd;
-    s->_flags = (socket || (fstat(fd, &st) == 0 && S_ISSOCK(st.st_mode))) ? HK__S_SOCKET : 0;
+    if (socket)
+        s->_flags = HK__S_SOCKET;
+    else if (fstat(fd, &st) < 0)
+        s->_flags = HK__S_SIGPIPE; /* unknown: guard its writes */
+    else
+        s->_flags = S_ISSOCK(st.st_mode) ? HK__S_SOCKET : S_ISFIFO(st.st_mode) ? HK__S_SIGPIPE : 0;
     s->_alloc_cb = NULL;
     s->_read_cb = NULL;
     s->_drain_cb = NULL;

@@ -13,7 +13,9 @@
  * is tried at once (most writes fit, and then no epoll_ctl is needed); only
  * what is left waits for EPOLLOUT. Sockets are written with sendmsg and
  * MSG_NOSIGNAL, so a reset peer gives -EPIPE instead of killing the process
- * with SIGPIPE; other fds (pipes, ptys) with writev.
+ * with SIGPIPE; other fds (pipes, ptys) with writev, which has no such flag:
+ * for pipes and fifos, the ones that raise SIGPIPE, it is blocked around the
+ * call instead (hk__fd_writev_nosignal).
  *
  * Why file requests (hk_stream_sendfile) are barriers in the queue: sendfile
  * cannot be gathered with iovecs in one call, so the byte requests before a
@@ -21,6 +23,8 @@
  * Order is what HTTP needs: headers, then the body from the page cache.
  */
 #include <limits.h>
+#include <pthread.h>
+#include <signal.h>
 #include <stdbool.h>
 #include <stddef.h>
 #include <stdlib.h>
@@ -41,15 +45,48 @@ static ssize_t hk__fd_read(hk_stream_t *s, void *buf, size_t len)
     return n < 0 ? -errno : n;
 }
 
+/*
+ * writev on a pipe or fifo, which has no MSG_NOSIGNAL: a write after the
+ * reader has gone raises SIGPIPE at the writing thread, and its default
+ * action kills the host process. SIGPIPE is blocked in this thread around the
+ * call; on EPIPE the signal it raised is taken off again with a zero-timeout
+ * sigtimedwait, and the mask is restored. Nothing was pending before: an
+ * unblocked SIGPIPE would have been delivered already. A thread that already
+ * blocks SIGPIPE keeps its mask, and the signal, as plain write(2) would.
+ */
+static ssize_t hk__fd_writev_nosignal(int fd, const struct iovec *iov, int iovcnt)
+{
+    sigset_t pipe_set, old;
+    sigemptyset(&pipe_set);
+    sigaddset(&pipe_set, SIGPIPE);
+    int masked = pthread_sigmask(SIG_BLOCK, &pipe_set, &old) == 0 && !sigismember(&old, SIGPIPE);
+    ssize_t n;
+    do
+        n = writev(fd, iov, iovcnt);
+    while (n < 0 && errno == EINTR);
+    int e = errno;
+    if (masked) {
+        if (n < 0 && e == EPIPE) {
+            static const struct timespec zero = {0, 0};
+            while (sigtimedwait(&pipe_set, NULL, &zero) < 0 && errno == EINTR)
+                ;
+        }
+        (void)pthread_sigmask(SIG_SETMASK, &old, NULL);
+    }
+    return n < 0 ? -e : n;
+}
+
 static ssize_t hk__fd_send(hk_stream_t *s, const struct iovec *iov, int iovcnt, int flags)
 {
+    if (s->_flags & HK__S_SIGPIPE)
+        return hk__fd_writev_nosignal(s->fd, iov, iovcnt);
     ssize_t n;
     do {
         if (s->_flags & HK__S_SOCKET) {
             struct msghdr msg = {.msg_iov = (struct iovec *)iov, .msg_iovlen = (size_t)iovcnt};
             n = sendmsg(s->fd, &msg, MSG_NOSIGNAL | flags);
         } else {
-            n = writev(s->fd, iov, iovcnt);
+            n = writev(s->fd, iov, iovcnt); /* a pty or a device: EIO, never SIGPIPE */
         }
     } while (n < 0 && errno == EINTR);
     return n < 0 ? -errno : n;

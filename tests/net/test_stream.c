@@ -9,6 +9,8 @@
 #include <stdlib.h>
 #include <netinet/in.h>
 #include <linux/tcp.h> /* struct tcp_info with tcpi_segs_out (glibc's is older) */
+#include <pthread.h>
+#include <signal.h>
 #include <sys/uio.h>
 
 struct rx {
@@ -1083,5 +1085,48 @@ Test(stream, failed_epoll_change_fails_the_stream_once)
     hk_stream_close(&s, on_closed); /* its close(2) of the number finds EBADF */
     run_until(loop, &rx.closed, 5000);
     close(sv[1]);
+    finish_loop(loop);
+}
+
+/*
+ * A pipe whose reader has gone: write(2) raises SIGPIPE, whose default action
+ * kills the process. Sockets avoid it with MSG_NOSIGNAL; a pipe stream must
+ * too, and report -EPIPE instead, leaving no SIGPIPE pending and the thread's
+ * signal mask as it was.
+ */
+Test(stream, pipe_without_reader_is_epipe_not_sigpipe)
+{
+    signal(SIGPIPE, SIG_DFL);
+    hk_loop_t *loop = new_loop();
+    int p[2], q[2];
+    cr_assert_eq(pipe2(p, O_NONBLOCK | O_CLOEXEC), 0);
+    cr_assert_eq(pipe2(q, O_NONBLOCK | O_CLOEXEC), 0);
+    close(p[0]);
+    close(q[0]);
+    hk_stream_t s, t;
+    struct rx rs = {0}, rt = {0};
+    stream_open(loop, &s, &rs, p[1]);
+    stream_open(loop, &t, &rt, q[1]);
+    hk_write_req_t req;
+    struct wr w = {0};
+    req.data = &w;
+    struct iovec iov = {"gone", 4};
+    cr_assert_eq(hk_stream_write(&s, &req, &iov, 1, on_written), 0); /* tried at once */
+    cr_assert_eq(hk_stream_try_write(&t, &iov, 1), -EPIPE);
+    uint64_t end = hk_time_now() + (uint64_t)MS(5000);
+    while (!w.done) {
+        cr_assert_lt(hk_time_now(), end, "timed out");
+        hk_loop_run(loop, HK_RUN_NOWAIT);
+    }
+    cr_expect_eq(w.status, -EPIPE, "write status %s", hk_err_name(w.status));
+    sigset_t pending, mask;
+    cr_assert_eq(sigpending(&pending), 0);
+    cr_expect(!sigismember(&pending, SIGPIPE), "a SIGPIPE was left pending");
+    cr_assert_eq(pthread_sigmask(SIG_BLOCK, NULL, &mask), 0);
+    cr_expect(!sigismember(&mask, SIGPIPE), "SIGPIPE was left blocked");
+    hk_stream_close(&s, on_closed);
+    hk_stream_close(&t, on_closed);
+    run_until(loop, &rs.closed, 5000);
+    run_until(loop, &rt.closed, 5000);
     finish_loop(loop);
 }
