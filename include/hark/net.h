@@ -243,7 +243,8 @@ HK_API int hk_stream_sendfile(hk_stream_t *stream, hk_write_req_t *req, int fd, 
  * hk_stream_sendfile of the body): uncorked, the header leaves at once in a
  * small segment of its own (TCP_NODELAY); corked, it goes out with MSG_MORE
  * and shares a segment with the file's first bytes. Corks do not nest; a
- * corked stream still counts its queue against the watermarks. After
+ * corked stream still counts its queue against the watermarks, and
+ * hk_stream_try_write on it sends nothing and returns -EAGAIN. After
  * hk_stream_close an uncork sends nothing: the held writes are cancelled.
  */
 HK_API void hk_stream_cork(hk_stream_t *stream);
@@ -251,8 +252,9 @@ HK_API void hk_stream_uncork(hk_stream_t *stream);
 
 /*
  * Writes what the fd takes now, without queueing: returns the bytes written
- * (maybe fewer than asked), or -EAGAIN when the queue is not empty (ordering)
- * or the fd is full, or -errno. Over TLS, a full socket may leave OpenSSL with
+ * (maybe fewer than asked), or -EAGAIN when the queue is not empty (ordering),
+ * the stream is corked (writes wait for the uncork) or the fd is full, or
+ * -errno. Over TLS, a full socket may leave OpenSSL with
  * the first bytes sealed in a record it must be offered again: the stream then
  * queues a copy of the rest of iov and returns its whole length, so that the
  * caller never has to offer the same bytes twice. That copy (at most one: it

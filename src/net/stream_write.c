@@ -452,7 +452,13 @@ ssize_t hk_stream_try_write(hk_stream_t *s, const struct iovec *iov, int iovcnt)
         return s->_error;
     if (s->_flags & HK__S_SHUT_WANT)
         return -EPIPE;
-    if (s->_head)
+    /*
+     * Corked, every write waits for the uncork (that is what lets a header
+     * share its segment with what follows); try_write cannot queue, so it
+     * says what it says for a full fd, and the caller's hk_stream_write then
+     * joins the held writes.
+     */
+    if (s->_head || (s->_flags & HK__S_CORKED))
         return -EAGAIN;
     ssize_t w = s->_transport->writev(s, iov, iovcnt);
     if (w == -EWOULDBLOCK)

@@ -1130,3 +1130,31 @@ Test(stream, pipe_without_reader_is_epipe_not_sigpipe)
     run_until(loop, &rt.closed, 5000);
     finish_loop(loop);
 }
+
+/*
+ * hk_stream_try_write on a corked stream: the cork holds every write for the
+ * uncork, and try_write cannot queue, so it says -EAGAIN (as for a full fd)
+ * rather than send the bytes ahead of the segment the cork is building.
+ */
+Test(stream, try_write_waits_for_uncork)
+{
+    hk_loop_t *loop = new_loop();
+    int sv[2];
+    stream_socketpair(sv);
+    hk_stream_t s;
+    struct rx rx = {0};
+    stream_open(loop, &s, &rx, sv[0]);
+    struct iovec iov = {"hdr", 3};
+    hk_stream_cork(&s);
+    cr_expect_eq(hk_stream_try_write(&s, &iov, 1), -EAGAIN);
+    char buf[8];
+    cr_expect_eq(recv(sv[1], buf, sizeof buf, MSG_DONTWAIT), -1, "sent while corked");
+    cr_expect_eq(s.bytes_written, 0);
+    hk_stream_uncork(&s);
+    cr_expect_eq(hk_stream_try_write(&s, &iov, 1), 3);
+    cr_expect_eq(recv(sv[1], buf, sizeof buf, MSG_DONTWAIT), 3);
+    hk_stream_close(&s, on_closed);
+    run_until(loop, &rx.closed, 5000);
+    close(sv[1]);
+    finish_loop(loop);
+}
