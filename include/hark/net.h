@@ -269,8 +269,9 @@ HK_API ssize_t hk_stream_try_write(hk_stream_t *stream, const struct iovec *iov,
 /*
  * Backpressure: hk_stream_write returns HK_STREAM_FULL once the queued bytes
  * reach high; cb runs (once per crossing) when they are written down to low
- * or below, not when an error fails them. Errors: -EINVAL (low > high or
- * high == 0).
+ * or below, not when an error fails them. low == high is allowed: cb then
+ * runs once bytes were written after the last HK_STREAM_FULL and the queue is
+ * at low or below. Errors: -EINVAL (low > high or high == 0).
  */
 HK_API int hk_stream_set_watermarks(hk_stream_t *stream, size_t high, size_t low,
                                     hk_stream_drain_cb cb);

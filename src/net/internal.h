@@ -36,6 +36,7 @@ int hk__set_nonblock(int fd);
 #define HK__S_SOCKET 0x100u  /* sendmsg(MSG_NOSIGNAL) instead of writev */
 #define HK__S_CORKED 0x200u  /* hk_stream_cork: writes wait for hk_stream_uncork */
 #define HK__S_SIGPIPE 0x400u /* a pipe or fifo: writev raises SIGPIPE when the reader is gone */
+#define HK__S_WROTE 0x800u   /* bytes were written since HK_STREAM_FULL was last returned */
 
 /* stream_write.c */
 void hk__stream_flush(hk_stream_t *s);

@@ -257,7 +257,13 @@ static void hk__stream_notify(hk_stream_t *s)
     int more = 0;
     if (s->_transport->pending && hk__stream_can_read(s) && s->_transport->pending(s) > 0)
         more = hk__stream_read(s);
-    if ((s->_flags & (HK__S_FULL | HK__S_CLOSING)) == HK__S_FULL && s->_queued <= s->_low) {
+    /*
+     * A drain is the queue written down to low: with low == high, a queue
+     * that merely reached high is at low already, so a write must have come
+     * since (HK__S_WROTE), or the producer would be told to go on at once.
+     */
+    if ((s->_flags & (HK__S_FULL | HK__S_WROTE | HK__S_CLOSING)) == (HK__S_FULL | HK__S_WROTE) &&
+        s->_queued <= s->_low) {
         s->_flags &= ~HK__S_FULL;
         if (s->_drain_cb)
             s->_drain_cb(s);

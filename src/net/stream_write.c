@@ -180,6 +180,8 @@ static void hk__req_advance(hk_write_req_t *req, size_t take)
 static void hk__stream_advance(hk_stream_t *s, size_t n)
 {
     s->_queued -= n;
+    if (n > 0)
+        s->_flags |= HK__S_WROTE;
     hk_write_req_t *req;
     while ((req = s->_head) != NULL) {
         size_t take = n < req->_left ? n : req->_left;
@@ -308,7 +310,8 @@ static int hk__stream_enqueue(hk_stream_t *s, hk_write_req_t *req, hk_write_cb c
         hk__stream_schedule(s);
     hk__stream_update(s);
     if (report && s->_queued >= s->_high) {
-        s->_flags |= HK__S_FULL;
+        /* The drain waits for a write from here on: with low == high the queue is at low now. */
+        s->_flags = (s->_flags | HK__S_FULL) & ~HK__S_WROTE;
         return HK_STREAM_FULL;
     }
     return 0;

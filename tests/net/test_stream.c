@@ -1158,3 +1158,52 @@ Test(stream, try_write_waits_for_uncork)
     close(sv[1]);
     finish_loop(loop);
 }
+
+/*
+ * low == high is allowed: a write that brings the queue exactly to high
+ * returns HK_STREAM_FULL, and the queue is then already "at low". The drain
+ * callback must still wait until bytes are written, not fire at the next
+ * notification (here: a read) with nothing sent.
+ */
+Test(stream, drain_needs_a_write_when_low_equals_high)
+{
+    hk_loop_t *loop = new_loop();
+    int sv[2];
+    stream_socketpair(sv);
+    hk_stream_t s;
+    struct rx rx = {0};
+    stream_open(loop, &s, &rx, sv[0]);
+    drain_calls = 0;
+    static char hundred[100];
+    struct iovec iov = {hundred, sizeof hundred};
+    cr_assert_eq(hk_stream_set_watermarks(&s, sizeof hundred, sizeof hundred, count_drain), 0);
+    cr_assert_eq(hk_stream_read_start(&s, NULL, on_read), 0);
+    hk_stream_cork(&s); /* nothing can be written: the queue stays at 100 */
+    hk_write_req_t req;
+    struct wr w = {0};
+    req.data = &w;
+    cr_assert_eq(hk_stream_write(&s, &req, &iov, 1, on_written), HK_STREAM_FULL);
+    cr_assert_eq(write(sv[1], "r", 1), 1); /* wakes the stream: its notify runs */
+    uint64_t end = hk_time_now() + (uint64_t)MS(5000);
+    while (rx.len < 1) {
+        cr_assert_lt(hk_time_now(), end, "timed out");
+        hk_loop_run(loop, HK_RUN_ONCE);
+    }
+    for (int i = 0; i < 5; i++)
+        hk_loop_run(loop, HK_RUN_NOWAIT);
+    cr_expect_eq(s.bytes_written, 0);
+    cr_expect_eq(drain_calls, 0, "drain reported with nothing written");
+    hk_stream_uncork(&s);
+    while (!w.done) {
+        cr_assert_lt(hk_time_now(), end, "timed out");
+        hk_loop_run(loop, HK_RUN_ONCE);
+    }
+    for (int i = 0; i < 5; i++)
+        hk_loop_run(loop, HK_RUN_NOWAIT);
+    cr_expect_eq(w.status, 0);
+    cr_expect_eq(drain_calls, 1, "no drain after the queue was written");
+    hk_stream_close(&s, on_closed);
+    run_until(loop, &rx.closed, 5000);
+    close(sv[1]);
+    finish_loop(loop);
+}
