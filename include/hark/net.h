@@ -543,8 +543,11 @@ HK_API int hk_accept_group_open(hk_accept_group_t *group, hk_accept_mode_t mode,
 
 /*
  * Starts member index on loop; call on the loop's thread. Thread-safe with
- * respect to the other members. Errors: -EINVAL (index), -EBUSY (started),
- * or the -errno of hk_io_start/hk_async_init.
+ * respect to the other members. Errors: -EINVAL (index), -EBUSY (started,
+ * or an earlier failed start's handles are still closing), or the -errno of
+ * hk_io_start/hk_async_init. A start that fails after opening handles closes
+ * them in the loop's next iteration: run that loop once before starting the
+ * member again (on the same loop) or freeing the loop.
  */
 HK_API int hk_accept_member_start(hk_accept_group_t *group, unsigned index, hk_loop_t *loop,
                                   hk_accept_cb cb);

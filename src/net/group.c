@@ -23,6 +23,7 @@
  * Counters are per member and written only by the member's own thread.
  */
 #include <netinet/in.h>
+#include <stdbool.h>
 #include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
@@ -174,13 +175,16 @@ static void hk__member_on_async(hk_async_t *a)
     }
 }
 
+static void hk__member_async_closed(hk_handle_t *h);
+static void hk__member_listener_closed(hk_listener_t *l);
+
 int hk_accept_member_start(hk_accept_group_t *g, unsigned index, hk_loop_t *loop, hk_accept_cb cb)
 {
     if (!g || !loop || !cb || index >= g->nmembers)
         return -EINVAL;
     hk_accept_member_t *m = &g->members[index];
-    if (m->loop)
-        return -EBUSY;
+    if (m->loop || m->_pending)
+        return -EBUSY; /* started, or a failed start's handles are still closing */
     unsigned lflags = HK_LISTEN_SHARED | (g->_flags & (HK_LISTEN_NODELAY | HK_LISTEN_KEEPALIVE));
     int fd = g->_fd, r;
     switch (g->mode) {
@@ -207,12 +211,20 @@ int hk_accept_member_start(hk_accept_group_t *g, unsigned index, hk_loop_t *loop
     }
     if (fd >= 0) {
         m->_listener.data = m;
-        r = hk_listener_open(loop, &m->_listener, fd, lflags, hk__member_on_conn);
+        bool closing;
+        r = hk__listener_open(loop, &m->_listener, fd, lflags, hk__member_on_conn,
+                              hk__member_listener_closed, &closing);
         if (r < 0) {
-            if (m->_pending) {
-                m->_pending = 0;
-                hk_close(&m->_async.base, NULL);
-            }
+            /*
+             * The handles opened so far close in the loop's next iteration:
+             * _pending counts them down, and until it is 0 another start
+             * would re-initialise a handle that is still closing (-EBUSY).
+             */
+            m->_close_cb = NULL;
+            if (closing)
+                m->_pending++;
+            if (g->mode == HK_ACCEPT_HANDOFF)
+                hk_close(&m->_async.base, hk__member_async_closed);
             return r;
         }
         m->_pending++;

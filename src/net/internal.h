@@ -7,6 +7,7 @@
 
 #include <assert.h>
 #include <errno.h>
+#include <stdbool.h>
 #include <sys/un.h>
 
 /* Fills a sockaddr_un from a path ('@' = abstract). Errors: -EINVAL, -ENAMETOOLONG. */
@@ -20,6 +21,14 @@ int hk__listen_socket(const struct sockaddr *sa, socklen_t len, int backlog, uns
 
 /* The options HK_LISTEN_NODELAY / HK_LISTEN_KEEPALIVE on an accepted or connected socket. */
 void hk__conn_options(int fd, int nodelay, int keepalive);
+
+/*
+ * hk_listener_open, for an owner that must know when a failed open's handles
+ * are closed: if it fails after opening them, *closing is set and failed_cb
+ * (may be NULL) runs from the loop once both are closed.
+ */
+int hk__listener_open(hk_loop_t *loop, hk_listener_t *l, int fd, unsigned flags, hk_listen_cb cb,
+                      hk_listener_close_cb failed_cb, bool *closing);
 
 /* Sets O_NONBLOCK. Returns 0 or -errno. */
 int hk__set_nonblock(int fd);

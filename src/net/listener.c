@@ -15,6 +15,7 @@
  * got there first: the thundering herd) are counted too.
  */
 #include <netinet/in.h>
+#include <stdbool.h>
 #include <string.h>
 #include <unistd.h>
 
@@ -91,8 +92,12 @@ static void hk__listener_on_io(hk_io_t *io, unsigned revents)
         l->stats.empty++;
 }
 
-int hk_listener_open(hk_loop_t *loop, hk_listener_t *l, int fd, unsigned flags, hk_listen_cb cb)
+static void hk__listener_closed(hk_handle_t *h);
+
+int hk__listener_open(hk_loop_t *loop, hk_listener_t *l, int fd, unsigned flags, hk_listen_cb cb,
+                      hk_listener_close_cb failed_cb, bool *closing)
 {
+    *closing = false;
     if (!loop || !l || !cb || (flags & ~HK__LISTEN_FLAGS))
         return -EINVAL;
     if (fd < 0)
@@ -126,12 +131,25 @@ int hk_listener_open(hk_loop_t *loop, hk_listener_t *l, int fd, unsigned flags, 
     l->_timer.base.data = l;
     r = hk_io_start(&l->_io, hk__listener_events(l), hk__listener_on_io);
     if (r < 0) {
-        /* The handles were opened: close them (their close runs in the next iteration). */
-        hk_close(&l->_io.base, NULL);
-        hk_close(&l->_timer.base, NULL);
+        /*
+         * The handles were opened: close them (their close runs in the next
+         * iteration), and tell an owner that wants to know when they are
+         * done: until then the struct is not free for another open.
+         */
+        l->_state |= HK__L_CLOSING | (2u << HK__L_PENDING_SHIFT);
+        l->_close_cb = failed_cb;
+        *closing = true;
+        hk_close(&l->_io.base, hk__listener_closed);
+        hk_close(&l->_timer.base, hk__listener_closed);
         return r;
     }
     return 0;
+}
+
+int hk_listener_open(hk_loop_t *loop, hk_listener_t *l, int fd, unsigned flags, hk_listen_cb cb)
+{
+    bool closing;
+    return hk__listener_open(loop, l, fd, flags, cb, NULL, &closing);
 }
 
 static int hk__listen_at(hk_loop_t *loop, hk_listener_t *l, const struct sockaddr *sa,

@@ -368,3 +368,84 @@ Test(group, handoff_member_closed_in_its_callback_gets_no_more_fds)
     cr_assert_eq(hk_loop_free(l1), 0);
     hk_accept_group_close(&g);
 }
+
+static void on_conn_unused(hk_accept_member_t *m, int fd)
+{
+    (void)m;
+    close(fd);
+}
+
+static void squatter_cb(hk_io_t *io, unsigned revents)
+{
+    (void)io;
+    (void)revents;
+}
+
+static int member_closed;
+static void on_member_closed(hk_accept_member_t *m)
+{
+    (void)m;
+    member_closed = 1;
+}
+
+/*
+ * A start that fails after opening handles closes them in the loop's next
+ * iteration. Until then the member is busy: a second start would initialise
+ * handles that are still on the loop's closing list (it used to). Provoked
+ * with the public API: two plain-mode members on one loop share one fd, and
+ * the second one's hk_io_start finds the first watching it (-EEXIST).
+ */
+Test(group, failed_start_is_busy_until_its_handles_closed)
+{
+    const hk_accept_mode_t modes[] = {HK_ACCEPT_PLAIN, HK_ACCEPT_HANDOFF};
+    for (size_t k = 0; k < sizeof modes / sizeof modes[0]; k++) {
+        hk_loop_t *loop;
+        cr_assert_eq(hk_loop_new(&loop, 0), 0);
+        hk_accept_group_t g;
+        hk_accept_member_t members[2];
+        cr_assert_eq(hk_accept_group_open(&g, modes[k], "127.0.0.1:0", 16, 0, members, 2), 0);
+        /*
+         * Plain: member 0 watches the shared fd, so member 1 fails. Hand-off:
+         * only member 0 listens; a watcher of ours on the fd makes it fail
+         * after its async handle was opened.
+         */
+        hk_io_t squatter;
+        unsigned victim = modes[k] == HK_ACCEPT_PLAIN ? 1 : 0;
+        if (modes[k] == HK_ACCEPT_PLAIN) {
+            cr_assert_eq(hk_accept_member_start(&g, 0, loop, on_conn_unused), 0);
+        } else {
+            /* White-box: the group's shared listening fd. */
+            cr_assert_eq(hk_io_init(loop, &squatter, g._fd), 0);
+            cr_assert_eq(hk_io_start(&squatter, HK_READABLE, squatter_cb), 0);
+        }
+        int r = hk_accept_member_start(&g, victim, loop, on_conn_unused);
+        cr_assert_eq(r, -EEXIST, "%s: first start: %s", hk_accept_mode_name(modes[k]),
+                     hk_err_name(r));
+        r = hk_accept_member_start(&g, victim, loop, on_conn_unused);
+        cr_expect_eq(r, -EBUSY, "%s: a start while the failed one's handles close: %s",
+                     hk_accept_mode_name(modes[k]), hk_err_name(r));
+        cr_assert_geq(hk_loop_run(loop, HK_RUN_NOWAIT), 0); /* the closes run */
+        /* Free the fd, then the member starts for real and closes cleanly. */
+        if (modes[k] == HK_ACCEPT_PLAIN) {
+            member_closed = 0;
+            hk_accept_member_close(&members[0], on_member_closed);
+            while (!member_closed)
+                cr_assert_geq(hk_loop_run(loop, HK_RUN_ONCE), 0);
+        } else {
+            hk_close(&squatter.base, NULL);
+            cr_assert_geq(hk_loop_run(loop, HK_RUN_NOWAIT), 0);
+        }
+        r = hk_accept_member_start(&g, victim, loop, on_conn_unused);
+        cr_assert_eq(r, 0, "%s: start after the closes: %s", hk_accept_mode_name(modes[k]),
+                     hk_err_name(r));
+        member_closed = 0;
+        hk_accept_member_close(&members[victim], on_member_closed);
+        while (!member_closed)
+            cr_assert_geq(hk_loop_run(loop, HK_RUN_ONCE), 0);
+        for (int i = 0; i < 3; i++)
+            cr_assert_geq(hk_loop_run(loop, HK_RUN_NOWAIT), 0);
+        r = hk_loop_free(loop);
+        cr_assert_eq(r, 0, "%s: hk_loop_free: %s", hk_accept_mode_name(modes[k]), hk_err_name(r));
+        hk_accept_group_close(&g);
+    }
+}
