@@ -326,6 +326,34 @@ void httpd_userver_health(httpd_userver_t *s)
 
 /* ---- Names ------------------------------------------------------------------------------- */
 
+static bool addr_in(const hk_dns_addr_t *a, const hk_dns_addr_t *set, unsigned n)
+{
+    for (unsigned i = 0; i < n; i++) {
+        if (memcmp(a, &set[i], sizeof(*a)) == 0)
+            return true;
+    }
+    return false;
+}
+
+/*
+ * Whether two answers name the same addresses, in any order: DNS servers
+ * rotate the records of an answer (round-robin DNS), and the same addresses
+ * in another order must not count as a move, which closes the idle pool.
+ * O(n * m) on a handful of addresses, once per TTL.
+ */
+static bool addrs_same_set(const hk_dns_addr_t *a, unsigned na, const hk_dns_addr_t *b, unsigned nb)
+{
+    for (unsigned i = 0; i < na; i++) {
+        if (!addr_in(&a[i], b, nb))
+            return false;
+    }
+    for (unsigned i = 0; i < nb; i++) {
+        if (!addr_in(&b[i], a, na))
+            return false;
+    }
+    return true;
+}
+
 static void on_resolved(hk_dns_req_t *req)
 {
     httpd_userver_t *s = req->data;
@@ -334,13 +362,11 @@ static void on_resolved(hk_dns_req_t *req)
     s->resolving = false;
     set->handles--;
     if (req->result == 0) {
-        bool same = s->naddrs == req->naddrs;
-        for (unsigned i = 0; i < req->naddrs; i++) {
-            /* The port sits at the same offset in both families. */
+        for (unsigned i = 0; i < req->naddrs; i++) /* the port: same offset in both families */
             req->addrs[i].in.sin_port = htons((uint16_t)s->cfg->port);
-            same = same && memcmp(&s->addrs[i], &req->addrs[i], sizeof(req->addrs[i])) == 0;
+        bool same = addrs_same_set(s->addrs, s->naddrs, req->addrs, req->naddrs);
+        for (unsigned i = 0; i < req->naddrs; i++)
             s->addrs[i] = req->addrs[i];
-        }
         s->naddrs = req->naddrs;
         if (!same) /* the name moved: pooled connections go to where it was */
             httpd_userver_close_idle(s, UINT64_MAX);

@@ -25,6 +25,10 @@ Modes:
   slow S    answers any request after S seconds
   stall S   reads a request head, waits S seconds before reading its body (small buffers)
   close F   accepts and closes at once; the count of connections goes to file F
+
+With PROXY_UPSTREAM_ALSO=ADDR in the environment it listens on ADDR (another
+loopback address) too, on the same port: one server for a name with two
+addresses.
 """
 import hashlib
 import os
@@ -171,13 +175,24 @@ def serve(sock):
 
 
 def main():
-    global accepted
     lsock = socket.socket()
     if MODE == "stall":  # no receive-buffer autotuning: what is not read stays with the sender
         lsock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 65536)
     lsock.bind(("127.0.0.1", 0))
     lsock.listen(128)
-    print("port %d" % lsock.getsockname()[1], flush=True)
+    port = lsock.getsockname()[1]
+    also = os.environ.get("PROXY_UPSTREAM_ALSO")
+    if also:
+        other = socket.socket()
+        other.bind((also, port))
+        other.listen(128)
+        threading.Thread(target=accept_loop, args=(other,), daemon=True).start()
+    print("port %d" % port, flush=True)
+    accept_loop(lsock)
+
+
+def accept_loop(lsock):
+    global accepted
     while True:
         sock, _ = lsock.accept()
         with lock:

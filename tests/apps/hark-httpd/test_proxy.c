@@ -812,3 +812,63 @@ Test(httpd_proxy, x_forwarded_for_named_in_connection_is_dropped)
     cr_assert(strstr(out, "\nX-Forwarded-For: 10.9.9.9, 127.0.0.1\n"), "%s", out);
     front_stop();
 }
+
+static void set_hosts(const char *text)
+{
+    char path[512];
+    snprintf(path, sizeof(path), "%s/hosts", dns.dir);
+    FILE *f = fopen(path, "w");
+    cr_assert_not_null(f);
+    fputs(text, f);
+    fclose(f);
+    kill(dns.pid, SIGHUP); /* dnsmasq reads its hosts files again */
+}
+
+/* Waits until dnsmasq has logged more than n queries for name; returns the count. */
+static int wait_queries(const char *needle, int n, int seconds)
+{
+    int q = 0;
+    for (int i = 0; i < seconds * 20 && (q = log_lines(dns.dir, "log", needle, NULL)) <= n; i++)
+        usleep(50 * 1000);
+    return q;
+}
+
+/*
+ * A name re-resolved to the same addresses in another order (DNS servers
+ * rotate the records of an answer) has not moved: its idle connections stay
+ * pooled. The answers used to be compared in order, so each rotation closed
+ * the pool and the next request opened a new connection.
+ */
+Test(httpd_proxy, reordered_answer_keeps_the_pool)
+{
+    setenv("PROXY_UPSTREAM_ALSO", "127.0.0.2", 1);
+    helper_start(&extra, "app", NULL);
+    unsetenv("PROXY_UPSTREAM_ALSO");
+    cr_assert_eq(
+        dnsmasq_start(&dns, "127.0.0.1 backend.hark.test\n127.0.0.2 backend.hark.test\n", 1), 0);
+    setenv("HARK_HTTPD_RESOLVER", dns.servers, 1);
+    front_start("server backend.hark.test:%d;\nkeepalive 4;\nresolve_interval 30s;", extra.port);
+    char s[128];
+    snprintf(s, sizeof(s), "{upstream=\"app\",server=\"backend.hark.test:%d\"", extra.port);
+    cr_assert_eq(status_of("/api/a"), 200);
+    cr_assert_eq(um("hark_upstream_connections_total", s, ""), 1, "%s", out);
+    static const char *const orders[] = {
+        "127.0.0.2 backend.hark.test\n127.0.0.1 backend.hark.test\n",
+        "127.0.0.1 backend.hark.test\n127.0.0.2 backend.hark.test\n",
+    };
+    const char *needle = "query[A] backend.hark.test";
+    for (int round = 0; round < 2; round++) {
+        int seen = log_lines(dns.dir, "log", needle, NULL);
+        set_hosts(orders[round]);
+        /* A lookup after the change (the TTL is 1 s), then its answer taken in. */
+        int q = wait_queries(needle, seen, 10);
+        q = wait_queries(needle, q, 10);
+        cr_assert_gt(q, seen + 1, "the name was not looked up again");
+        usleep(300 * 1000);
+        cr_assert_eq(status_of("/api/a"), 200);
+    }
+    cr_assert_eq(um("hark_upstream_connections_total", s, ""), 1,
+                 "a reordered answer closed the pool:\n%s", out);
+    cr_assert_eq(um("hark_upstream_reused_total", s, ""), 2, "%s", out);
+    front_stop();
+}
