@@ -361,7 +361,7 @@ static void on_resolved(hk_dns_req_t *req)
     uint64_t now = now_ns(set->root), interval = s->ups->cfg->resolve_interval;
     s->resolving = false;
     set->handles--;
-    if (req->result == 0) {
+    if (req->result == 0 && req->naddrs > 0) {
         for (unsigned i = 0; i < req->naddrs; i++) /* the port: same offset in both families */
             req->addrs[i].in.sin_port = htons((uint16_t)s->cfg->port);
         bool same = addrs_same_set(s->addrs, s->naddrs, req->addrs, req->naddrs);
@@ -376,8 +376,8 @@ static void on_resolved(hk_dns_req_t *req)
             ttl = interval;
         s->resolve_at = now + (ttl < UPS_TICK_NS ? UPS_TICK_NS : ttl);
     } else {
-        /* Keep the addresses we had: a stale answer beats none. */
-        s->resolve_err = req->result;
+        /* Keep the addresses we had: a stale answer beats none. No address is a failure too. */
+        s->resolve_err = req->result < 0 ? req->result : -ENODATA;
         s->resolve_at = now + (interval < UPS_RESOLVE_RETRY_NS ? interval : UPS_RESOLVE_RETRY_NS);
     }
     set->inflight++;

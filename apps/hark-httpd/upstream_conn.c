@@ -184,7 +184,15 @@ int httpd_uconn_get(httpd_userver_t *s, unsigned flags, void *owner, httpd_uconn
     u->cb = cb;
     int r = 0;
     if (s->naddrs == 0) {
-        if (httpd_userver_resolve(s) < 0)
+        /*
+         * A name that did not resolve is not looked up again before its retry
+         * time (negative caching): a lookup per request would be a storm of
+         * queries under load. Meanwhile its requests fail at once (502);
+         * those that come while a lookup is in flight wait for that one.
+         */
+        bool backoff = !s->resolving && s->resolve_err < 0 &&
+                       hk_loop_now(s->ups->set->root->loop) < s->resolve_at;
+        if (backoff || httpd_userver_resolve(s) < 0)
             r = -EHOSTUNREACH;
         else {
             u->state = UC_WAIT;

@@ -872,3 +872,78 @@ Test(httpd_proxy, reordered_answer_keeps_the_pool)
     cr_assert_eq(um("hark_upstream_reused_total", s, ""), 2, "%s", out);
     front_stop();
 }
+
+/*
+ * A DNS server that answers every query SERVFAIL (a failure the resolver's
+ * cache does not keep, unlike "no such name"), and logs a line per query to
+ * dir/queries. A child process; its port goes to *port.
+ */
+static void servfail_start(proc_t *p, const char *dir)
+{
+    int fd = socket(AF_INET, SOCK_DGRAM | SOCK_CLOEXEC, 0);
+    struct sockaddr_in a = {.sin_family = AF_INET, .sin_addr.s_addr = htonl(INADDR_LOOPBACK)};
+    socklen_t alen = sizeof(a);
+    cr_assert_eq(bind(fd, (struct sockaddr *)&a, sizeof(a)), 0);
+    cr_assert_eq(getsockname(fd, (struct sockaddr *)&a, &alen), 0);
+    p->port = ntohs(a.sin_port);
+    char path[512];
+    snprintf(path, sizeof(path), "%s/queries", dir);
+    pid_t parent = getpid();
+    p->pid = fork();
+    cr_assert_geq(p->pid, 0);
+    if (p->pid == 0) {
+        prctl(PR_SET_PDEATHSIG, SIGKILL);
+        if (getppid() != parent)
+            _exit(1);
+        int log = open(path, O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC, 0644);
+        for (;;) {
+            unsigned char q[512];
+            struct sockaddr_in from;
+            socklen_t flen = sizeof(from);
+            ssize_t n = recvfrom(fd, q, sizeof(q), 0, (struct sockaddr *)&from, &flen);
+            if (n < 12)
+                continue;
+            q[2] = (unsigned char)(0x80 | (q[2] & 0x79)); /* a response, opcode and RD kept */
+            q[3] = 0x82;                                  /* RA, SERVFAIL */
+            memset(q + 6, 0, 6);                          /* no records, the question kept */
+            (void)sendto(fd, q, (size_t)n, 0, (struct sockaddr *)&from, flen);
+            (void)write(log, "q\n", 2);
+        }
+    }
+    close(fd);
+}
+
+/*
+ * A name that does not resolve is not looked up again for every request:
+ * after a failed lookup its requests get 502 at once until the retry time
+ * (5 s), then one lookup goes out again. Every request used to start a
+ * lookup of its own, a storm of queries under load (the resolver's cache
+ * keeps "no such name" for a while, but not a failing server's answer).
+ */
+Test(httpd_proxy, unresolved_name_is_not_looked_up_per_request)
+{
+    servfail_start(&extra, front.dir);
+    server_start_conf(&front,
+                      "threads 1;\nlisten 127.0.0.1:0;\naccess_log off;\nroot %s/www;\n"
+                      "resolver 127.0.0.1:%d;\nupstream app {\nserver fail.hark.test:%d;\n"
+                      "max_fails 0;\n}\nlocation /api/ { proxy_pass app; }\n",
+                      front.dir, extra.port, app.port);
+    /* The lookup made when the worker starts fails. */
+    int start = 0;
+    for (int i = 0; i < 200 && (start = log_lines(front.dir, "queries", "q", NULL)) == 0; i++)
+        usleep(50 * 1000);
+    cr_assert_gt(start, 0, "no lookup at start");
+    usleep(300 * 1000);
+    start = log_lines(front.dir, "queries", "q", NULL);
+    struct timespec t0, t1;
+    clock_gettime(CLOCK_MONOTONIC, &t0);
+    for (int i = 0; i < 20; i++)
+        cr_assert_eq(status_of("/api/x"), 502);
+    clock_gettime(CLOCK_MONOTONIC, &t1);
+    usleep(300 * 1000);
+    int q = log_lines(front.dir, "queries", "q", NULL) - start;
+    /* At most one lookup (of start's queries) per 5 s retry (a slow machine may take a while). */
+    long allowed = start * (1 + (t1.tv_sec - t0.tv_sec) / 5);
+    cr_assert_leq(q, allowed, "%d queries for 20 requests (%ld allowed)", q, allowed);
+    front_stop();
+}
