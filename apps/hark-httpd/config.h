@@ -45,6 +45,7 @@ typedef struct httpd_server {
     char *host; /* name or address, resolved with hark/dns.h */
     int port;
     unsigned weight; /* >= 1 */
+    unsigned line;   /* of its "server" directive */
 } httpd_server_t;
 
 typedef struct httpd_upstream {

@@ -248,6 +248,24 @@ static int d_server(httpd_loader_t *ld, const hk_conf_node_t *d, void *obj)
     if (rc < 0)
         return hk_conf_error_arg(ld->err, ld->errlen, a,
                                  "host:port such as backend.test:9000 or [::1]:9000");
+    /*
+     * One line per server: /metrics and the health gauges know a server by
+     * its upstream and host:port, so a second line for it would share (and
+     * overwrite) the first one's figures. nginx takes a repeated server as
+     * one more share of the traffic; weight= says that here.
+     */
+    for (size_t i = 0; i < u->nservers; i++) {
+        if (u->servers[i].port == s.port && strcasecmp(u->servers[i].host, s.host) == 0) {
+            char what[128];
+            snprintf(what, sizeof what,
+                     "a server that no other line of this upstream has (line %u; weight=N "
+                     "gives one more requests)",
+                     u->servers[i].line);
+            free(s.host);
+            return hk_conf_error_arg(ld->err, ld->errlen, a, what);
+        }
+    }
+    s.line = d->pos.line;
     hk_conf_arg_t w;
     uint64_t weight = 1;
     if (d->nargs == 2 && hk_conf_kv(hk_conf_arg(d, 1), "weight", &w) != 1)

@@ -115,6 +115,21 @@ Test(httpd_config_errors, upstream_errors)
                  bad_servers[i]);
         fails(text, want);
     }
+    /*
+     * A server listed twice in one upstream (host case and IPv6 brackets
+     * aside): its two entries shared one slot of counters and health gauges,
+     * each overwriting the other's "down".
+     */
+    fails("root www;\nupstream a {\nserver Backend.test:80;\nserver 10.0.0.1:80;\n"
+          "server backend.test:80 weight=2;\n}\n",
+          "5:8: expected a server that no other line of this upstream has (line 3; weight=N "
+          "gives one more requests), got \"backend.test:80\"");
+    fails("root www;\nupstream a { server [::1]:80; server [::1]:80; }\n",
+          "2:38: expected a server that no other line of this upstream has (line 2; weight=N "
+          "gives one more requests), got \"[::1]:80\"");
+    /* The same server in two upstreams is two servers, as are two ports of one host. */
+    httpd_config_unref(load("root www;\nupstream a { server 10.0.0.1:1; server 10.0.0.1:2; }\n"
+                            "upstream b { server 10.0.0.1:1; }\n"));
     fails("root www;\nupstream a { server 10.0.0.1:1 weight=0; }\n",
           "2:39: expected an integer from 1 to 1000, got \"0\"");
     fails("root www;\nupstream a { server 10.0.0.1:1 max=3; }\n",
