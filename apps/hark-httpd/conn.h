@@ -117,6 +117,10 @@ void httpd_resp_redirect(httpd_conn_t *c, bool keep_alive, bool head, const char
                          size_t len);
 /* A complete error response with a small HTML body. */
 void httpd_resp_error(httpd_conn_t *c, int status, bool keep_alive, bool head);
+/* httpd_resp_error with allow (an "Allow: ...\r\n" line) for a 405 or 501 instead of the static
+ * one. */
+void httpd_resp_error_allow(httpd_conn_t *c, int status, bool keep_alive, bool head,
+                            const char *allow);
 /* Writes the gathered batch (if any). */
 void httpd_batch_flush(httpd_conn_t *c);
 void httpd_batch_release(httpd_worker_t *w, httpd_batch_t *b);

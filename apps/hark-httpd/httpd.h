@@ -27,6 +27,12 @@
 
 /* The methods served by the static handler and the built-in pages (405, 501, OPTIONS). */
 #define HTTPD_ALLOW_LINE "Allow: GET, HEAD, OPTIONS\r\n"
+/*
+ * A proxied location, answering itself when Max-Forwards is 0: every method
+ * goes to the upstream but TRACE, which the proxy refuses (405) rather than
+ * reflect a request with its cookies.
+ */
+#define HTTPD_PROXY_ALLOW_LINE "Allow: GET, HEAD, POST, PUT, DELETE, OPTIONS, PATCH\r\n"
 
 typedef struct httpd_gen {
     _Atomic unsigned refs;

@@ -465,10 +465,14 @@ int httpd_proxy_handle(httpd_conn_t *c, const hk_http_request_t *req, const char
          */
         bool ka = keep_alive && whole;
         if (req->method_id == HK_HTTP_OPTIONS) {
-            httpd_resp_t r = {.status = 200, .keep_alive = ka, .length = 0};
+            httpd_resp_t r = {.status = 200,
+                              .keep_alive = ka,
+                              .length = 0,
+                              .extra = HTTPD_PROXY_ALLOW_LINE,
+                              .extra_len = sizeof(HTTPD_PROXY_ALLOW_LINE) - 1};
             (void)httpd_resp_head(c, &r);
         } else {
-            httpd_resp_error(c, 405, ka, false);
+            httpd_resp_error_allow(c, 405, ka, false, HTTPD_PROXY_ALLOW_LINE);
         }
         return -ECANCELED;
     }

@@ -273,6 +273,12 @@ void httpd_resp_redirect(httpd_conn_t *c, bool keep_alive, bool head, const char
 
 void httpd_resp_error(httpd_conn_t *c, int status, bool keep_alive, bool head)
 {
+    httpd_resp_error_allow(c, status, keep_alive, head, HTTPD_ALLOW_LINE);
+}
+
+void httpd_resp_error_allow(httpd_conn_t *c, int status, bool keep_alive, bool head,
+                            const char *allow)
+{
     char body[160];
     const char *reason = hk_http_status_text(status);
     int n = snprintf(body, sizeof(body), "<!doctype html><title>%d %s</title><h1>%d %s</h1>\n",
@@ -284,8 +290,8 @@ void httpd_resp_error(httpd_conn_t *c, int status, bool keep_alive, bool head)
                       .length = (uint64_t)n,
                       .page_len = head ? 0 : (size_t)n};
     if (status == 405 || status == 501) {
-        r.extra = HTTPD_ALLOW_LINE;
-        r.extra_len = sizeof(HTTPD_ALLOW_LINE) - 1;
+        r.extra = allow;
+        r.extra_len = strlen(allow);
     }
     if (httpd_resp_head(c, &r) < 0)
         return;

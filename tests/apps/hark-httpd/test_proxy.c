@@ -672,6 +672,15 @@ Test(httpd_proxy, max_forwards_counts_hops)
     raw_exchange(front.port, zero, sizeof(zero) - 1, out, sizeof(out), 5000, &closed);
     cr_assert(strncmp(out, "HTTP/1.1 200 OK\r\n", 17) == 0, "%s", out);
     cr_assert(strstr(out, "HTTP/1.1 405 ") && strstr(out, "app /api/last"), "%s", out);
+    /*
+     * The Allow of a proxied location: what it forwards, TRACE aside; both
+     * answers used to carry the static locations' list (GET, HEAD, OPTIONS),
+     * the OPTIONS one none at all.
+     */
+    const char *allow = "\r\nAllow: GET, HEAD, POST, PUT, DELETE, OPTIONS, PATCH\r\n";
+    const char *a1 = strstr(out, allow), *t405 = strstr(out, "HTTP/1.1 405 ");
+    cr_assert(a1 && a1 < t405 && strstr(t405, allow), "%s", out);
+    cr_assert_null(strstr(out, "Allow: GET, HEAD, OPTIONS\r\n"), "%s", out);
     cr_assert_null(strstr(out, "OPTIONS /api/headers"), "forwarded with no hop left:\n%s", out);
     cr_assert_null(strstr(out, "TRACE /api/headers"), "forwarded with no hop left:\n%s", out);
     front_stop();
