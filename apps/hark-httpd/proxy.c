@@ -207,6 +207,20 @@ static uint64_t px_deadline(const httpd_proxy_t *p)
     return d;
 }
 
+/*
+ * send_timeout measures time without progress while a write is pending: it
+ * starts when a write goes into an empty queue (the time before, with
+ * nothing to send, is no one's fault) and moves on whenever bytes go out.
+ * It was only moved when a write completed, so a write queued after a quiet
+ * spell (a client sending its body slowly) met a deadline long past: a 504
+ * at once.
+ */
+void httpd_proxy_send_mark(httpd_proxy_t *p)
+{
+    p->send_deadline = px_now(p) + p->ups->cfg->send_timeout;
+    p->up_sent_mark = p->u ? p->u->stream.bytes_written : 0;
+}
+
 static void on_timer(hk_timer_t *t, uint64_t expirations)
 {
     (void)expirations;
@@ -217,6 +231,10 @@ static void on_timer(hk_timer_t *t, uint64_t expirations)
     uint64_t d = px_deadline(p);
     if (d == UINT64_MAX)
         return;
+    if (px_now(p) >= d && d == p->send_deadline && u->stream.bytes_written != p->up_sent_mark) {
+        httpd_proxy_send_mark(p); /* bytes went out since: progress, checked lazily here */
+        d = px_deadline(p);
+    }
     if (px_now(p) < d) {
         hk_timer_start(t, on_timer, d, 0);
         return;
@@ -253,9 +271,8 @@ void httpd_proxy_up_written(httpd_proxy_t *p, const hk_stream_t *stream, int sta
         httpd_proxy_up_failed(p, status);
         return;
     }
-    uint64_t now = px_now(p);
-    p->send_deadline = now + p->ups->cfg->send_timeout;
-    p->read_deadline = now + p->ups->cfg->read_timeout;
+    httpd_proxy_send_mark(p);
+    p->read_deadline = px_now(p) + p->ups->cfg->read_timeout;
     httpd_proxy_touch(p);
     httpd_proxy_arm(p);
 }
@@ -275,9 +292,8 @@ static void px_send(httpd_proxy_t *p)
     (void)hk_stream_set_watermarks(&u->stream, PROXY_UP_HIGH, PROXY_UP_LOW,
                                    httpd_proxy_on_up_drain);
     p->state = HTTPD_PX_HEAD;
-    uint64_t now = px_now(p);
-    p->read_deadline = now + p->ups->cfg->read_timeout;
-    p->send_deadline = now + p->ups->cfg->send_timeout;
+    p->read_deadline = px_now(p) + p->ups->cfg->read_timeout;
+    httpd_proxy_send_mark(p);
     hk_write_req_t *wr = &p->head_wr[p->head_writes++ & 1];
     wr->data = p;
     p->head_iov.iov_base = p->req_head;

@@ -83,6 +83,7 @@ struct httpd_proxy {
     hk_write_req_t resp_wr, end_wr;
     struct iovec resp_iov;
     uint64_t read_deadline, send_deadline;
+    uint64_t up_sent_mark; /* the upstream stream's bytes_written when send_deadline was set */
     /* The access log's copy of the request line, Referer and User-Agent (the head is gone by
      * the time the response ends); NULL when the log is off. */
     hk_http_request_t log_req;
@@ -95,6 +96,8 @@ struct httpd_proxy {
 void httpd_proxy_up_failed(httpd_proxy_t *p, int err); /* retry elsewhere, 502/504, or close */
 void httpd_proxy_error(httpd_proxy_t *p, int status);  /* answers when nothing was sent yet */
 void httpd_proxy_drop_upstream(httpd_proxy_t *p);      /* closes the upstream connection */
+/* The send timeout starts over: a write goes into an empty queue, or bytes went out. */
+void httpd_proxy_send_mark(httpd_proxy_t *p);
 void httpd_proxy_up_written(httpd_proxy_t *p, const hk_stream_t *stream, int status);
 void httpd_proxy_arm(httpd_proxy_t *p);
 void httpd_proxy_touch(httpd_proxy_t *p);

@@ -47,6 +47,8 @@ static void on_up_body_written(hk_write_req_t *req, int status)
 
 void httpd_proxy_up_write(httpd_proxy_t *p, httpd_pbuf_t *b)
 {
+    if (hk_stream_queued(&p->u->stream) == 0)
+        httpd_proxy_send_mark(p); /* the send timeout runs from now, not from the last write */
     b->wr.data = b;
     int r = hk_stream_write(&p->u->stream, &b->wr, b->iov, b->niov, on_up_body_written);
     if (r < 0) {

@@ -24,6 +24,8 @@ Modes:
               GET anything else  -> "app <path>"
   slow S    answers any request after S seconds
   stall S   reads a request head, waits S seconds before reading its body (small buffers)
+  tinystall S  the same with the smallest buffers and segments (TCP_MAXSEG 536): what the
+            sender's kernel holds for it is a few KiB, less than one 64 KiB write
   close F   accepts and closes at once; the count of connections goes to file F
 
 With PROXY_UPSTREAM_ALSO=ADDR in the environment it listens on ADDR (another
@@ -160,7 +162,7 @@ def serve(sock):
                 time.sleep(float(ARG))
                 send(sock, "200 OK", b"late")
                 continue
-            if MODE == "stall":
+            if MODE in ("stall", "tinystall"):
                 time.sleep(float(ARG))
                 body = read_body(f, headers)
                 send(sock, "200 OK", b"len=%d" % len(body))
@@ -178,6 +180,9 @@ def main():
     lsock = socket.socket()
     if MODE == "stall":  # no receive-buffer autotuning: what is not read stays with the sender
         lsock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 65536)
+    if MODE == "tinystall":  # the MSS is advertised in the SYN-ACK: the sender's buffer shrinks
+        lsock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
+        lsock.setsockopt(socket.IPPROTO_TCP, socket.TCP_MAXSEG, 536)
     lsock.bind(("127.0.0.1", 0))
     lsock.listen(128)
     port = lsock.getsockname()[1]

@@ -956,3 +956,85 @@ Test(httpd_proxy, unresolved_name_is_not_looked_up_per_request)
     cr_assert_leq(q, allowed, "%d queries for 20 requests (%ld allowed)", q, allowed);
     front_stop();
 }
+
+/*
+ * One try of send_timeout_runs_from_the_pending_write with first bytes of
+ * body before the quiet spell: 0 when a response came during the spell (the
+ * bytes did not all fit in the kernel, and one write waited through it), 1
+ * when the whole exchange went well, -1 when it did not (out says how).
+ */
+static int quiet_spell_exchange(size_t first, size_t rest)
+{
+    char head[256];
+    int hl = snprintf(head, sizeof(head),
+                      "POST /api/up HTTP/1.1\r\nHost: x\r\nConnection: close\r\n"
+                      "Content-Length: %zu\r\n\r\n",
+                      first + rest);
+    int fd = connect_port(front.port);
+    cr_assert_eq(write(fd, head, (size_t)hl), hl);
+    memset(out, 'b', sizeof(out));
+    for (size_t done = 0; done < first;) {
+        size_t n = first - done < sizeof(out) ? first - done : sizeof(out);
+        ssize_t w = write(fd, out, n);
+        cr_assert_gt(w, 0);
+        done += (size_t)w;
+    }
+    /* Quiet for longer than send_timeout; the server reads nothing yet. */
+    struct pollfd pfd = {.fd = fd, .events = POLLIN};
+    if (poll(&pfd, 1, 5000) > 0) {
+        close(fd);
+        return 0;
+    }
+    size_t sent = 0;
+    while (sent < rest) {
+        size_t n = rest - sent < sizeof(out) ? rest - sent : sizeof(out);
+        ssize_t w = write(fd, out, n);
+        if (w <= 0)
+            break;
+        sent += (size_t)w;
+    }
+    size_t len = 0;
+    for (;;) {
+        if (poll(&pfd, 1, 30000) <= 0)
+            break;
+        ssize_t n = read(fd, out + len, sizeof(out) - 1 - len);
+        if (n <= 0)
+            break;
+        len += (size_t)n;
+    }
+    out[len] = '\0';
+    close(fd);
+    char want[64];
+    snprintf(want, sizeof(want), "\r\n\r\nlen=%zu", first + rest);
+    return strncmp(out, "HTTP/1.1 200 ", 13) == 0 && strstr(out, want) ? 1 : -1;
+}
+
+/*
+ * send_timeout is time without progress while a write to the server is
+ * pending, not time since the last write completed: a client that sends
+ * some body, stays quiet for longer than send_timeout, then sends more while
+ * the server is briefly busy (here: it reads nothing for 6 s after the head,
+ * then everything) must not get a 504 the moment its bytes wait. The stale
+ * deadline of the last completed write used to end the request at once.
+ * That shows when the first write after the spell has to wait at once (with
+ * room for it, its completion moved the deadline before the timer fired):
+ * the body before the spell must nearly fill what the kernel holds for the
+ * server (its tiny segments and window make that about 100 KiB, depending
+ * on the kernel's tuning), and not overflow it (a write waiting through the
+ * spell times out rightly). So the sizes go down in steps of 32 KiB, less
+ * than one 64 KiB write, and the first that does not overflow is the test.
+ */
+Test(httpd_proxy, send_timeout_runs_from_the_pending_write)
+{
+    helper_start(&extra, "tinystall", "6");
+    front_start("server 127.0.0.1:%d;\nsend_timeout 3s;\nread_timeout 20s;\nmax_fails 0;",
+                extra.port);
+    int r = 0;
+    size_t first = (size_t)288 << 10;
+    while (r == 0 && first > ((size_t)32 << 10)) {
+        first -= (size_t)32 << 10;
+        r = quiet_spell_exchange(first, (size_t)1 << 20);
+    }
+    cr_assert_eq(r, 1, "%zu bytes, a quiet spell, then 1 MiB: %s", first, r ? out : "overflowed");
+    front_stop();
+}
