@@ -22,7 +22,22 @@
 #include "accesslog.h"
 #include "conn.h"
 
+/*
+ * A lingering close. Closing a socket whose receive queue holds unread bytes,
+ * or that receives bytes after the close, makes the kernel send a reset, and
+ * a reset discards what is still in our send queue and can destroy a
+ * response the client has not read yet: the 413 or the early answer of an
+ * upstream to a client still sending its body. So such a connection shuts
+ * down its write side once the response is queued (the FIN follows the
+ * response), then reads and discards what the client still sends, until it
+ * closes, or for at most this long and this many bytes (nginx's
+ * lingering_time is 30 s; a client that reads its answer stops sooner).
+ */
+#define HTTPD_LINGER_NS (5 * 1000000000ull)
+#define HTTPD_LINGER_BYTES ((uint64_t)64 << 20)
+
 static void conn_arm(httpd_conn_t *c, uint64_t deadline);
+static void on_read(hk_stream_t *s, ssize_t n, const hk_buf_t *buf);
 
 /* Frees the connection once its handles are closed and no open is in flight. */
 static void conn_free_if_done(httpd_conn_t *c)
@@ -79,6 +94,27 @@ void httpd_conn_close(httpd_conn_t *c)
     c->timer.base.data = c;
     hk_close(&c->timer.base, on_closed_handle);
     hk_stream_close(&c->stream, on_closed_stream);
+}
+
+void httpd_conn_close_written(httpd_conn_t *c)
+{
+    if (c->flags & HTTPD_C_CLOSING)
+        return;
+    if (!(c->flags & HTTPD_C_LINGER) || (c->flags & (HTTPD_C_EOF | HTTPD_C_LINGERING)) ||
+        c->w->draining || hk_stream_shutdown(&c->stream, NULL) < 0) {
+        httpd_conn_close(c);
+        return;
+    }
+    c->flags |= HTTPD_C_LINGERING;
+    c->linger_left = HTTPD_LINGER_BYTES;
+    if (c->flags & HTTPD_C_PAUSED) {
+        c->flags &= ~HTTPD_C_PAUSED;
+        if (hk_stream_read_start(&c->stream, NULL, on_read) < 0) {
+            httpd_conn_close(c);
+            return;
+        }
+    }
+    conn_arm(c, hk_loop_now(c->w->loop) + HTTPD_LINGER_NS);
 }
 
 /* Keeps the bytes from p[0 .. len) (not yet handled) in the connection's own buffer. */
@@ -334,12 +370,15 @@ static void conn_process(httpd_conn_t *c, const char *p, size_t len)
         bool ka = (req.flags & HK_HTTP_KEEP_ALIVE) && c->requests + 1 < cfg->keepalive_requests &&
                   cfg->keepalive_timeout > 0 && !w->draining; /* keepalive_timeout 0: none */
         if (req.content_length > 0 && (uint64_t)req.content_length > cfg->max_body) {
+            c->flags |= HTTPD_C_LINGER; /* the body is on its way: let the 413 reach the client */
             httpd_resp_error(c, 413, false, head);
             off = len;
             break;
         }
         bool whole = conn_skip_body(&req, len - off - (size_t)r, &skip);
         size_t consumed = 0;
+        if (!whole)
+            c->flags |= HTTPD_C_LINGER; /* cleared below if the proxy takes the body */
         if (req.minor_version == 0)
             c->flags |= HTTPD_C_HTTP10;
         else
@@ -354,6 +393,7 @@ static void conn_process(httpd_conn_t *c, const char *p, size_t len)
         if (d == 0 && cfg->access_log)
             httpd_access_log(c, &req, c->last_status, c->last_bytes);
         if (d == 2) { /* proxied: the proxy took the head and consumed body bytes */
+            c->flags &= ~HTTPD_C_LINGER;
             off += (size_t)r + consumed;
             break;
         }
@@ -389,6 +429,15 @@ static void conn_process(httpd_conn_t *c, const char *p, size_t len)
 static void on_read(hk_stream_t *s, ssize_t n, const hk_buf_t *buf)
 {
     httpd_conn_t *c = (httpd_conn_t *)s;
+    if (c->flags & HTTPD_C_LINGERING) {
+        if (n == -EAGAIN)
+            return;
+        if (n <= 0 || (uint64_t)n >= c->linger_left)
+            httpd_conn_close(c); /* the client is done, or sent too much to wait for */
+        else
+            c->linger_left -= (uint64_t)n;
+        return;
+    }
     if (n <= 0) {
         if (n == -EAGAIN)
             return;
@@ -461,7 +510,7 @@ void httpd_conn_proxy_done(httpd_conn_t *c, bool keep_alive)
     if (c->flags & HTTPD_C_CLOSING)
         return;
     if ((c->flags & HTTPD_C_CLOSE_AFTER) && c->writes == 0 && hk_stream_queued(&c->stream) == 0) {
-        httpd_conn_close(c);
+        httpd_conn_close_written(c);
         return;
     }
     conn_arm(c, hk_loop_now(c->w->loop) + c->gen->cfg->keepalive_timeout);
@@ -506,6 +555,10 @@ static void on_timer(hk_timer_t *t, uint64_t expirations)
     uint64_t now = hk_loop_now(c->w->loop);
     if (now < c->deadline) {
         hk_timer_start(&c->timer, on_timer, c->deadline, 0);
+        return;
+    }
+    if (c->flags & HTTPD_C_LINGERING) {
+        httpd_conn_close(c); /* lingered long enough */
         return;
     }
     if (c->writes > 0 && c->stream.bytes_written != c->sent_mark) {

@@ -52,6 +52,8 @@ typedef struct httpd_batch {
 #define HTTPD_C_FS_BUSY 0x080u   /* the fs request is in flight (the memory must stay) */
 #define HTTPD_C_EOF 0x100u       /* the client shut down its side */
 #define HTTPD_C_HTTP10 0x200u    /* the request being answered is HTTP/1.0 */
+#define HTTPD_C_LINGER 0x400u    /* a request body was not all read: linger when closing */
+#define HTTPD_C_LINGERING 0x800u /* write side shut down; reading and discarding until close */
 
 typedef struct httpd_open httpd_open_t;       /* static.c: an open in flight */
 typedef struct httpd_proxy httpd_proxy_t;     /* proxy.c: a proxied request in flight */
@@ -63,9 +65,10 @@ struct httpd_conn {
     httpd_gen_t *gen;
     httpd_conn_t *prev, *next;
     hk_timer_t timer;
-    uint64_t deadline;   /* the real deadline; the timer may be earlier (re-armed lazily) */
-    uint64_t sent_mark;  /* stream.bytes_written when the send deadline was set */
-    uint64_t head_start; /* when the first byte of the pending head arrived */
+    uint64_t deadline;    /* the real deadline; the timer may be earlier (re-armed lazily) */
+    uint64_t sent_mark;   /* stream.bytes_written when the send deadline was set */
+    uint64_t head_start;  /* when the first byte of the pending head arrived */
+    uint64_t linger_left; /* bytes still discarded while lingering before the close */
     unsigned flags;
     unsigned closes; /* handles still closing */
     unsigned listen_index;
@@ -85,6 +88,11 @@ struct httpd_conn {
 /* conn.c */
 void httpd_conn_start(httpd_worker_t *w, int fd, unsigned listen_index);
 void httpd_conn_close(httpd_conn_t *c);
+/*
+ * Closes after the last response was written: with a lingering close when a
+ * request body was left unread (HTTPD_C_LINGER), else at once.
+ */
+void httpd_conn_close_written(httpd_conn_t *c);
 /* Sets the connection's deadline, moving its timer earlier when needed. */
 void httpd_conn_arm(httpd_conn_t *c, uint64_t deadline);
 void httpd_conn_resume(httpd_conn_t *c); /* an open finished: handle the waiting requests */

@@ -137,6 +137,8 @@ void httpd_proxy_finish(httpd_proxy_t *p)
     bool ka = httpd_proxy_keep_alive(p);
     if (ka)
         httpd_proxy_pause_client(p, false);
+    if (!p->body_done)
+        c->flags |= HTTPD_C_LINGER; /* an early answer: the client may still be sending */
     httpd_proxy_log(p, p->res.status, p->log_bytes);
     p->c = NULL;
     httpd_conn_proxy_done(c, ka);
@@ -153,6 +155,8 @@ void httpd_proxy_error(httpd_proxy_t *p, int status)
     bool ka = httpd_proxy_keep_alive(p);
     if (ka)
         httpd_proxy_pause_client(p, false);
+    if (!p->body_done)
+        c->flags |= HTTPD_C_LINGER;
     httpd_resp_error(c, status, ka, p->head_req);
     httpd_proxy_log(p, c->last_status, c->last_bytes);
     httpd_batch_flush(c);

@@ -322,7 +322,7 @@ static void on_batch_written(hk_write_req_t *req, int status)
         return;
     }
     if (c->writes == 0 && (c->flags & HTTPD_C_CLOSE_AFTER)) {
-        httpd_conn_close(c);
+        httpd_conn_close_written(c);
         return;
     }
     if (c->writes == 0) /* idle now: keepalive_timeout may be shorter than what is armed */

@@ -7,6 +7,7 @@ chooses and prints "port N" on stdout once it listens.
 Modes:
   app       keep-alive HTTP/1.1 server:
               POST/PUT any path  -> "len=N md5=HEX" of the body (Content-Length or chunked)
+              POST .../early     -> 100 KiB of "e" at once, the body unread (then it lingers)
               GET .../headers    -> the request head as received
               GET .../count      -> connections accepted so far
               GET .../chunked    -> a chunked body ("chunk 0\\n" .. "chunk 9\\n")
@@ -81,6 +82,14 @@ def send(sock, status, body, extra=(), length=True):
 
 
 def app(sock, f, method, path, lines, headers):
+    if method == "POST" and path.endswith("/early"):
+        # An answer before the body (a refusal, say); then what comes is read
+        # and dropped until the proxy hangs up, so that our own close sends no reset.
+        send(sock, "200 OK", b"e" * 102400, ["Connection: close"])
+        sock.shutdown(socket.SHUT_WR)
+        while sock.recv(65536):
+            pass
+        return False
     if method in ("POST", "PUT"):
         body = read_body(f, headers)
         out = "len=%d md5=%s" % (len(body), hashlib.md5(body).hexdigest())

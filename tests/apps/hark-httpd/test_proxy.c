@@ -1038,3 +1038,53 @@ Test(httpd_proxy, send_timeout_runs_from_the_pending_write)
     cr_assert_eq(r, 1, "%zu bytes, a quiet spell, then 1 MiB: %s", first, r ? out : "overflowed");
     front_stop();
 }
+
+/*
+ * An upstream that answers before the request body is all sent: the proxy
+ * ends the exchange and closes the client connection, but the client is
+ * still sending. A plain close then makes the kernel answer those bytes
+ * with a reset, which throws away the part of the response still in the
+ * proxy's send queue (the client here reads slowly: a small receive
+ * buffer). The proxy now closes lingering: its write side shut down after
+ * the response, the client's bytes read and dropped until it closes.
+ */
+Test(httpd_proxy, early_response_survives_a_client_still_sending)
+{
+    front_start("server 127.0.0.1:%d;", app.port);
+    int fd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+    int small_buf = 4096;
+    setsockopt(fd, SOL_SOCKET, SO_RCVBUF, &small_buf, sizeof(small_buf));
+    struct sockaddr_in sa = {.sin_family = AF_INET, .sin_port = htons((uint16_t)front.port)};
+    sa.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+    cr_assert_eq(connect(fd, (struct sockaddr *)&sa, sizeof(sa)), 0);
+    const char head[] = "POST /api/early HTTP/1.1\r\nHost: x\r\nContent-Length: 67108864\r\n\r\n";
+    cr_assert_eq(write(fd, head, sizeof(head) - 1), (ssize_t)sizeof(head) - 1);
+    memset(out, 'b', sizeof(out));
+    /* Sends its body on, a little at a time, while it reads the answer slowly. */
+    static char got[1 << 18];
+    size_t len = 0, sent = 0;
+    bool sending = true;
+    for (int i = 0; i < 4000; i++) {
+        if (sending && send(fd, out, 2048, MSG_DONTWAIT | MSG_NOSIGNAL) > 0)
+            sent += 2048;
+        else if (errno != EAGAIN)
+            sending = false; /* the proxy is gone (or reset the connection) */
+        struct pollfd pfd = {.fd = fd, .events = POLLIN};
+        if (poll(&pfd, 1, 5) < 0)
+            break;
+        if (!(pfd.revents & (POLLIN | POLLHUP | POLLERR)))
+            continue;
+        ssize_t n = recv(fd, got + len, len + 1024 < sizeof(got) ? 1024 : sizeof(got) - 1 - len, 0);
+        if (n <= 0)
+            break;
+        len += (size_t)n;
+    }
+    got[len] = '\0';
+    close(fd);
+    cr_log_info("the client sent %zu body bytes", sent);
+    const char *body = strstr(got, "\r\n\r\n");
+    cr_assert(strncmp(got, "HTTP/1.1 200 ", 13) == 0 && body, "got %zu bytes: %.300s", len, got);
+    size_t blen = len - (size_t)(body + 4 - got);
+    cr_assert_eq(blen, 102400, "the client got %zu of the 102400 body bytes", blen);
+    front_stop();
+}
