@@ -116,9 +116,11 @@ typedef struct hk_log_options {
 HK_API int hk_log_open(const hk_log_options_t *opts);
 
 /*
- * Closes the logger: new calls are dropped from now on; pending lines are
- * written for at most flush_timeout_ns (0: one non-blocking attempt), then
- * the rest is counted as lost and the writer stops. Returns 0 when every
+ * Closes the logger: new calls are dropped from now on; pending lines, and
+ * the line of a call that was already past its open check, are written for
+ * at most flush_timeout_ns (0: one non-blocking attempt), then the rest is
+ * counted as lost and the writer stops (a call that outlives the deadline
+ * has its line counted as lost, at the next hk_log_open at the latest). Returns 0 when every
  * line was written, -ETIMEDOUT when some were lost to the deadline (the
  * logger is closed all the same), -EALREADY when it was not open.
  * A sink that accepts nothing (a full pipe nobody reads) cannot stretch the

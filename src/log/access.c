@@ -91,5 +91,9 @@ int hk_log_access(const char *line, size_t len)
                                   memory_order_relaxed);
         return -ENOMEM;
     }
-    return hk__log_ring_push_access(r, line, len);
+    if (__builtin_expect(!hk__log_call_begin(r, &hk__log.access_open), 0))
+        return -EBADF;
+    int rc = hk__log_ring_push_access(r, line, len);
+    hk__log_call_end(r);
+    return rc;
 }

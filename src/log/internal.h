@@ -73,6 +73,11 @@ struct hk__log_ring {
     uint64_t head_cache;                  /* the producer's last view of head */
     _Atomic uint64_t accepted[HK__CHANS]; /* single writer: load + store, no locked op */
     _Atomic uint64_t dropped[HK__CHANS];
+    /*
+     * 1 while a call of this thread is between its open check and its
+     * commit: a closing writer waits for it (see hk__log_call_begin).
+     */
+    _Atomic int busy;
     /* Written by the writer thread only. */
     _Alignas(64) _Atomic uint64_t head;
     uint64_t drops_reported[HK__CHANS];
@@ -101,6 +106,29 @@ static inline int hk__log_ring_reported(const hk__log_ring_t *r)
         if (atomic_load_explicit(&r->dropped[ch], memory_order_relaxed) != r->drops_reported[ch])
             return 0;
     return 1;
+}
+
+/*
+ * The check a call makes before it touches its ring: whether the logger (or
+ * flag, the access channel) is still open, with r->busy set around it. The
+ * seq_cst store and load pair with the closer's seq_cst store of the flag and
+ * the writer's seq_cst load of busy (Dekker): either this call sees the flag
+ * cleared, or the closing writer sees busy set and waits for the commit. The
+ * store hits the thread's own cache line (no shared counter); the call clears
+ * busy with hk__log_call_end once its line is committed or dropped.
+ */
+static inline int hk__log_call_begin(hk__log_ring_t *r, _Atomic int *flag)
+{
+    atomic_store_explicit(&r->busy, 1, memory_order_seq_cst);
+    if (__builtin_expect(atomic_load_explicit(flag, memory_order_seq_cst), 1))
+        return 1;
+    atomic_store_explicit(&r->busy, 0, memory_order_release);
+    return 0;
+}
+
+static inline void hk__log_call_end(hk__log_ring_t *r)
+{
+    atomic_store_explicit(&r->busy, 0, memory_order_release);
 }
 
 /* Counters of one channel kept outside the rings. */

@@ -212,6 +212,12 @@ int hk_log_open(const hk_log_options_t *opts)
     atomic_store(&hk__log.writer_sleeping, 0);
     atomic_store(&hk__log.wake_pending, 0);
     pthread_mutex_lock(&hk__log.lock);
+    /*
+     * Lines committed after the last close gave up (a call that outlived its
+     * deadline) belong to that session: counted as lost, not written here.
+     */
+    for (hk__log_ring_t *rg = hk__log.rings; rg; rg = rg->next)
+        hk__log_ring_discard(rg);
     hk__log.ring_bytes = ring_size(opts->ring_bytes);
     hk__log.writer_running = 1;
     pthread_mutex_unlock(&hk__log.lock);
@@ -247,8 +253,9 @@ int hk_log_close(uint64_t flush_timeout_ns)
         pthread_mutex_unlock(&hk__log.api_lock);
         return -EALREADY;
     }
-    atomic_store_explicit(&hk__log.access_open, 0, memory_order_release);
-    atomic_store_explicit(&hk__log.open, 0, memory_order_release);
+    /* seq_cst: pairs with hk__log_call_begin, so the writer sees every call still running. */
+    atomic_store_explicit(&hk__log.access_open, 0, memory_order_seq_cst);
+    atomic_store_explicit(&hk__log.open, 0, memory_order_seq_cst);
     uint64_t now = hk__log_mono_ns();
     uint64_t deadline = flush_timeout_ns > UINT64_MAX - now ? UINT64_MAX : now + flush_timeout_ns;
     atomic_store_explicit(&hk__log.stop_deadline, deadline, memory_order_relaxed);
@@ -260,6 +267,12 @@ int hk_log_close(uint64_t flush_timeout_ns)
     pthread_mutex_lock(&hk__log.lock);
     hk__log.writer_running = 0;
     hk__log_ring_reap_dead(0);
+    /*
+     * A call that was still running when the deadline passed may have
+     * committed its line after the writer's last look: lost, and counted.
+     */
+    for (hk__log_ring_t *rg = hk__log.rings; rg; rg = rg->next)
+        hk__log_ring_discard(rg);
     pthread_mutex_unlock(&hk__log.lock);
 
     pthread_mutex_lock(&hk__log.ctl_lock);
@@ -380,6 +393,11 @@ int hk_logv(hk_log_level_t level, const char *msg, const char *fields, va_list a
                                   memory_order_relaxed);
         return -ENOMEM;
     }
+    /* Checked again, now visibly in the call: a closing writer waits for this line. */
+    if (__builtin_expect(!hk__log_call_begin(r, &hk__log.open), 0)) {
+        atomic_fetch_add_explicit(&hk__log.dropped_closed, 1, memory_order_relaxed);
+        return -EBADF;
+    }
     struct timespec ts;
     clock_gettime(CLOCK_REALTIME, &ts);
     uint64_t ns = (uint64_t)ts.tv_sec * 1000000000u + (uint64_t)ts.tv_nsec;
@@ -387,7 +405,9 @@ int hk_logv(hk_log_level_t level, const char *msg, const char *fields, va_list a
     va_copy(cp, ap);
     uint32_t size = hk__log_format(r->scratch, (int)level, ns, msg, fields, &cp);
     va_end(cp);
-    return hk__log_ring_push(r, r->scratch, size);
+    int rc = hk__log_ring_push(r, r->scratch, size);
+    hk__log_call_end(r);
+    return rc;
 }
 
 int hk_log(hk_log_level_t level, const char *msg, const char *fields, ...)

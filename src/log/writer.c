@@ -383,6 +383,19 @@ static int rings_empty(void)
     return 1;
 }
 
+/*
+ * Whether no call is between its open check and its commit (seq_cst: see
+ * hk__log_call_begin). Read before the tails, so a line committed by a call
+ * seen finished here is seen in its ring.
+ */
+static int no_call_running(void)
+{
+    for (hk__log_ring_t *r = ring_list(); r; r = r->next)
+        if (atomic_load_explicit(&r->busy, memory_order_seq_cst))
+            return 0;
+    return 1;
+}
+
 static int outs_empty(const writer_t *w)
 {
     for (int ch = 0; ch < HK__CHANS; ch++)
@@ -542,9 +555,12 @@ void *hk__log_writer_main(void *arg)
         size_t wrote = flush_all(&w);
         /*
          * The close path keeps the "everything is out" test: its contract is
-         * every line, and with the logger closed no new ones come (bar a call
-         * already past its open check), so that moment does come.
+         * every line, and with the logger closed no new ones come, so that
+         * moment does come. A call already past its open check may still
+         * commit one: the writer waits for it (no_call_running, checked
+         * before the rings), up to the deadline.
          */
+        int quiet = !stop || no_call_running();
         int empty = outs_empty(&w) && rings_empty();
         if (empty) {
             note_flushed(&w, req); /* covers the request served too: it is not newer */
@@ -554,7 +570,7 @@ void *hk__log_writer_main(void *arg)
         }
         uint64_t now = stop ? hk__log_mono_ns() : 0;
         uint64_t deadline = atomic_load_explicit(&hk__log.stop_deadline, memory_order_relaxed);
-        if (stop && empty) {
+        if (stop && empty && quiet) {
             hk__log.stop_result = 0;
             break;
         }
