@@ -13,7 +13,8 @@
  * non-blocking and do not need it (they do not fill up).
  *
  * The loop: take a flush request number, apply a pending reopen, move
- * records from the rings into the buffers (round robin, a budget per ring, only
+ * records from the rings into the buffers (round robin, each pass starting one
+ * ring further, a budget per ring, only
  * while the buffer has room for the longest line), write what the sinks
  * accept, then sleep: on the sinks and the eventfd when a sink is full, on a
  * short timer while lines keep coming, and on the eventfd alone (100 ms at
@@ -141,6 +142,7 @@ typedef struct writer {
     int flush_phase;
     uint64_t flush_req;               /* the request served, while not FLUSH_IDLE */
     uint64_t flush_target[HK__CHANS]; /* FLUSH_BYTES: its lines are out at gone == target */
+    uint64_t rr;                      /* passes so far: which ring goes first (round robin) */
 } writer_t;
 
 /*
@@ -325,9 +327,23 @@ static size_t drain(writer_t *w)
     }
     size_t moved = 0, before;
     int reap = 0;
+    /*
+     * Each pass starts one ring further down the list. Starting at the head
+     * (the newest ring) every time gave that ring all the room a slow sink
+     * frees, pass after pass, while older rings filled and dropped.
+     */
+    hk__log_ring_t *list = ring_list(), *first = list;
+    size_t n = 0;
+    for (hk__log_ring_t *r = list; r; r = r->next)
+        n++;
+    if (n > 1)
+        for (uint64_t k = w->rr % n; k > 0; k--)
+            first = first->next;
+    w->rr++;
     do {
         before = moved;
-        for (hk__log_ring_t *r = ring_list(); r && any_room(w); r = r->next) {
+        hk__log_ring_t *r = first;
+        for (size_t i = 0; i < n && any_room(w); i++, r = r->next ? r->next : list) {
             uint64_t head = atomic_load_explicit(&r->head, memory_order_relaxed);
             uint64_t tail = atomic_load_explicit(&r->tail, memory_order_acquire);
             uint64_t start = head;

@@ -328,3 +328,87 @@ Test(log_threads, fork_child_shares_nothing_pending)
     free(path);
     tmpdir_clean(&td);
 }
+
+enum { FAIR_LINES = 2400 };
+
+static void *fair_logger(void *arg)
+{
+    const char *who = arg;
+    char pad[201];
+    memset(pad, 'x', 200);
+    pad[200] = '\0';
+    for (int i = 0; i < FAIR_LINES; i++)
+        cr_assert_eq(HK_LOGI("fair", "who=%s seq=%d pad=%s", who, i, pad), 0);
+    return NULL;
+}
+
+/*
+ * A slow sink is shared fairly between rings: two threads' lines, waiting in
+ * their rings behind a sink that takes a few KiB at a time, come out
+ * interleaved. The writer used to start every pass at the newest ring, which
+ * took all the room the sink freed, so an older ring was not read while the
+ * newer one had lines (under sustained load from both, it only dropped).
+ * Nobody logs while the test reads, so the order depends on the writer alone.
+ */
+Test(log_threads, busy_ring_does_not_starve_an_older_one)
+{
+    int p[2];
+    cr_assert_eq(pipe2(p, O_CLOEXEC), 0);
+    /* A full pipe: the writer can write nothing until the test reads. */
+    int cap = fcntl(p[1], F_GETPIPE_SZ);
+    cr_assert_gt(cap, 0);
+    char *fill = malloc((size_t)cap);
+    memset(fill, '\n', (size_t)cap);
+    cr_assert_eq(write(p[1], fill, (size_t)cap), cap);
+    free(fill);
+    hk_log_options_t o = {0};
+    o.fd = p[1];
+    o.ring_bytes = 1 << 20;
+    o.flush_interval_ns = 1 * MSEC;
+    cr_assert_eq(hk_log_open(&o), 0);
+    close(p[1]);
+    int rd = p[0];
+
+    /* The older ring's lines fill the writer's buffer, the rest wait in its ring. */
+    pthread_t t;
+    cr_assert_eq(pthread_create(&t, NULL, fair_logger, "old"), 0);
+    pthread_join(t, NULL);
+    usleep(1200 * 1000); /* past the writer's 500 ms retry: its buffer is full by now */
+    cr_assert_eq(pthread_create(&t, NULL, fair_logger, "new"), 0);
+    pthread_join(t, NULL);
+
+    /* A slow reader, 4 KiB at a time, to the end. */
+    size_t max = (size_t)cap + 2 * FAIR_LINES * 400, len = 0;
+    char *buf = malloc(max);
+    cr_assert_not_null(buf);
+    hk_log_stats_t st;
+    for (;;) {
+        ssize_t n = read(rd, buf + len, max - len < 4096 ? max - len : 4096);
+        cr_assert_gt(n, 0);
+        len += (size_t)n;
+        hk_log_stats(&st);
+        if (st.written == 2 * FAIR_LINES && st.bytes + (size_t)cap == len)
+            break;
+        usleep(100);
+    }
+    cr_assert_eq(hk_log_close(5 * SEC), 0);
+    close(rd);
+    cr_assert_eq(st.dropped, 0);
+
+    /* How many of the older ring's lines came out among the newer ring's. */
+    const char *first_new = memmem(buf, len, "who=new ", 8), *last_new = NULL;
+    cr_assert_not_null(first_new);
+    for (const char *q = first_new; q;
+         q = memmem(q + 8, len - (size_t)(q + 8 - buf), "who=new ", 8))
+        last_new = q;
+    size_t between = 0;
+    for (const char *q = first_new; (q = memmem(q, (size_t)(last_new - q), "who=old ", 8)) != NULL;
+         q += 8)
+        between++;
+    free(buf);
+    cr_assert_geq(between, 100,
+                  "the older ring is read while the newer one has lines: %zu of its lines "
+                  "among the newer ring's",
+                  between);
+    tmpdir_clean(&td);
+}
