@@ -139,7 +139,9 @@ HK_API int hk_log_close(uint64_t flush_timeout_ns);
  * open), -EINVAL (path NULL and no sink is a path), -ENOMEM. If an open
  * fails the writer keeps that old sink, counts hk_log_stats().reopen_errors
  * and logs an error line to the main sink. Call hk_log_flush() to wait until
- * the swap is done.
+ * the swap is done. A line goes whole into one file: when the old sink took
+ * only part of a line (a full pipe or fifo), the swap waits until it took the
+ * rest, for at most a second; then the rest is dropped (counted as lost).
  */
 HK_API int hk_log_reopen(const char *path);
 

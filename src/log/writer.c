@@ -61,6 +61,8 @@
 #define IDLE_PASSES 64
 #define DEEP_SLEEP_NS (UINT64_C(100) * 1000 * 1000)
 #define STALL_RETRY_NS (UINT64_C(500) * 1000 * 1000)
+/* How long a reopen waits for the old sink to take the rest of a line begun there. */
+#define REOPEN_WAIT_NS (UINT64_C(1000) * 1000 * 1000)
 
 uint64_t hk__log_mono_ns(void)
 {
@@ -138,6 +140,8 @@ enum {
 typedef struct writer {
     sink_t s[HK__CHANS];
     uint64_t reopen_seen;
+    char *pending[HK__CHANS]; /* reopens taken, not yet applied (see apply_reopens) */
+    uint64_t pending_since;   /* CLOCK_MONOTONIC ns of the oldest pending one */
     uint64_t flush_done;
     int flush_phase;
     uint64_t flush_req;               /* the request served, while not FLUSH_IDLE */
@@ -425,7 +429,6 @@ static void reopen_one(writer_t *w, int ch, char *path)
 {
     static const char *const what[HK__CHANS] = {"log reopen failed", "access log reopen failed"};
     sink_t *s = &w->s[ch];
-    flush_out(w, ch); /* what the old sink takes now; the rest goes to the new one */
     int kind = HK__SINK_FILE;
     int fd = hk__log_sink_open_path(path, &kind);
     if (fd < 0) {
@@ -462,11 +465,68 @@ static void do_reopen(writer_t *w)
     /* An access reopen is queued only once access_ready was set: the sink is there to take. */
     adopt_access(w);
     for (int ch = 0; ch < HK__CHANS; ch++) {
-        if (path[ch] && w->s[ch].out)
-            reopen_one(w, ch, path[ch]);
-        else
+        if (!path[ch] || !w->s[ch].out) {
             free(path[ch]);
+            continue;
+        }
+        if (!w->pending[HK__CHAN_MAIN] && !w->pending[HK__CHAN_ACCESS])
+            w->pending_since = hk__log_mono_ns();
+        free(w->pending[ch]); /* a newer request replaces it */
+        w->pending[ch] = path[ch];
+        flush_out(w, ch); /* what the old sink takes now; the rest goes to the new one */
     }
+}
+
+static int reopen_pending(const writer_t *w)
+{
+    return w->pending[HK__CHAN_MAIN] || w->pending[HK__CHAN_ACCESS];
+}
+
+/*
+ * Drops the rest of the line whose beginning the old sink took: the old
+ * sink would not take it in time, and the new one must not get half a line.
+ * The line is lost (it was never counted as written: its newline was not).
+ */
+static void drop_rest_of_line(writer_t *w, int ch)
+{
+    sink_t *s = &w->s[ch];
+    const char *p = s->out + s->off;
+    const char *nl = memchr(p, '\n', s->len - s->off);
+    size_t n = nl ? (size_t)(nl + 1 - p) : s->len - s->off;
+    s->off += n;
+    s->gone += n;
+    if (s->off == s->len)
+        s->off = s->len = 0;
+    s->mid_line = false;
+    atomic_fetch_add_explicit(&hk__log.cs[ch].lost, 1, memory_order_relaxed);
+}
+
+/*
+ * Applies the pending reopens whose old sink is at a line end: a line goes
+ * whole into one file, so a short write (a full pipe or fifo) that left part
+ * of a line in the old sink holds the swap until the old sink took the rest.
+ * After REOPEN_WAIT_NS the rest of that line is dropped (counted as lost) and
+ * the swap goes ahead. Returns whether a sink was swapped.
+ */
+static int apply_reopens(writer_t *w, uint64_t now)
+{
+    int done = 0;
+    for (int ch = 0; ch < HK__CHANS; ch++) {
+        if (!w->pending[ch])
+            continue;
+        if (w->s[ch].mid_line) {
+            if (now - w->pending_since < REOPEN_WAIT_NS)
+                continue;
+            drop_rest_of_line(w, ch);
+        }
+        char *path = w->pending[ch];
+        w->pending[ch] = NULL;
+        reopen_one(w, ch, path);
+        done = 1;
+    }
+    if (done && reopen_pending(w))
+        w->pending_since = now; /* the other channel's wait starts over: it is rare */
+    return done;
 }
 
 static void note_flushed(writer_t *w, uint64_t req)
@@ -564,11 +624,16 @@ void *hk__log_writer_main(void *arg)
         adopt_access(&w);
         if (atomic_load_explicit(&hk__log.reopen_seq, memory_order_acquire) != w.reopen_seen)
             do_reopen(&w);
+        if (reopen_pending(&w))
+            (void)apply_reopens(&w, hk__log_mono_ns());
         int stop = atomic_load_explicit(&hk__log.stop, memory_order_acquire);
-        /* After the reopen: a request taken here comes after any reopen queued before it. */
-        flush_mark(&w, req);
+        /* After the reopens: a request taken here comes after any reopen queued before it. */
+        if (!reopen_pending(&w))
+            flush_mark(&w, req);
         size_t moved = drain(&w);
         size_t wrote = flush_all(&w);
+        if (reopen_pending(&w) && apply_reopens(&w, hk__log_mono_ns()))
+            moved++; /* go round again: the new sink may take what the old one did not */
         /*
          * The close path keeps the "everything is out" test: its contract is
          * every line, and with the logger closed no new ones come, so that
@@ -578,7 +643,7 @@ void *hk__log_writer_main(void *arg)
          */
         int quiet = !stop || no_call_running();
         int empty = outs_empty(&w) && rings_empty();
-        if (empty) {
+        if (empty && !reopen_pending(&w)) {
             note_flushed(&w, req); /* covers the request served too: it is not newer */
             w.flush_phase = FLUSH_IDLE;
         } else {
@@ -618,8 +683,17 @@ void *hk__log_writer_main(void *arg)
         }
         if (stop && deadline - now < ns)
             ns = deadline - now;
+        if (reopen_pending(&w)) {
+            /* Wake in time to give up waiting for the old sink (apply_reopens). */
+            uint64_t t = hk__log_mono_ns(), end = w.pending_since + REOPEN_WAIT_NS;
+            uint64_t left = end > t ? end - t : 1000000;
+            if (left < ns)
+                ns = left;
+        }
         sleep_ns(&w, ns);
         atomic_store_explicit(&hk__log.writer_sleeping, 0, memory_order_relaxed);
     }
+    for (int ch = 0; ch < HK__CHANS; ch++)
+        free(w.pending[ch]); /* closed before the old sink took the rest of its line */
     return NULL;
 }

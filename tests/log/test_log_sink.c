@@ -14,6 +14,7 @@
 #include <pthread.h>
 #include <signal.h>
 #include <spawn.h>
+#include <sys/ioctl.h>
 #include <sys/resource.h>
 #include <sys/wait.h>
 
@@ -291,5 +292,100 @@ Test(log_sink, line_cut_by_a_failing_sink_does_not_glue_the_next)
     }
     cr_assert_eq(after, 20);
     free(s);
+    tmpdir_clean(&td);
+}
+
+/* Whether every line of s[0 .. len) parses as a text line; counts them. */
+static int all_lines_parse(const char *s, size_t len, size_t *lines)
+{
+    const char *p = s, *end = s + len;
+    *lines = 0;
+    while (p < end) {
+        const char *nl = memchr(p, '\n', (size_t)(end - p));
+        if (!nl)
+            return 0; /* a line without its end */
+        parsed_t pr;
+        if (parse_text(p, (size_t)(nl - p), &pr) != 0)
+            return 0;
+        (*lines)++;
+        p = nl + 1;
+    }
+    return 1;
+}
+
+/*
+ * A reopen while the old sink (a fifo) took only part of a line: the rest
+ * of that line must not go to the new file. Each line goes whole into one
+ * file: the old one, which gets the rest once its reader reads on.
+ */
+Test(log_sink, reopen_never_splits_a_line_across_files)
+{
+    char fifo[128], b[128];
+    snprintf(fifo, sizeof fifo, "%s", tmpdir_path(&td, "app.fifo"));
+    snprintf(b, sizeof b, "%s", tmpdir_path(&td, "new.log"));
+    cr_assert_eq(mkfifo(fifo, 0600), 0);
+    int rd = open(fifo, O_RDONLY | O_NONBLOCK | O_CLOEXEC);
+    cr_assert_geq(rd, 0);
+    int cap = fcntl(rd, F_GETPIPE_SZ);
+    cr_assert_gt(cap, 0);
+    hk_log_options_t o = opts_path(fifo, HK_LOG_TEXT);
+    o.ring_bytes = 1 << 20;
+    cr_assert_eq(hk_log_open(&o), 0);
+
+    /* Lines of 1000-odd bytes, more than the fifo holds: it fills, the last one cut. */
+    enum { LINES = 200 };
+    char pad[1001];
+    memset(pad, 'p', 1000);
+    pad[1000] = '\0';
+    for (int i = 0; i < LINES; i++)
+        cr_assert_eq(HK_LOGI("line", "seq=%04d pad=%s", i, pad), 0);
+    int queued = 0;
+    for (int i = 0; i < 10000 && queued < cap; i++) {
+        cr_assert_eq(ioctl(rd, FIONREAD, &queued), 0);
+        usleep(1000);
+    }
+    cr_assert_eq(queued, cap, "the writer filled the fifo");
+
+    cr_assert_eq(hk_log_reopen(b), 0);
+    /* Let the writer take the request while the fifo is still full (it swaps, or waits). */
+    hk_log_stats_t st;
+    for (int i = 0; i < 200; i++) {
+        hk_log_stats(&st);
+        if (st.reopens)
+            break;
+        usleep(1000);
+    }
+    HK_LOGI("after");
+    /* Read the fifo until the reopen (and the lines before the flush) are done. */
+    size_t max = (size_t)LINES * 1200 + 4096, len = 0;
+    char *old = malloc(max);
+    cr_assert_not_null(old);
+    for (int i = 0;; i++) {
+        cr_assert_lt(i, 1000, "flush never completed");
+        ssize_t n;
+        while ((n = read(rd, old + len, max - len)) > 0)
+            len += (size_t)n;
+        if (hk_log_flush(20 * MSEC) == 0)
+            break;
+    }
+    ssize_t n;
+    while ((n = read(rd, old + len, max - len)) > 0)
+        len += (size_t)n;
+    cr_assert_eq(hk_log_close(5 * SEC), 0);
+    close(rd);
+
+    size_t nb = 0, lines_old = 0, lines_new = 0;
+    char *nw = slurp(b, &nb);
+    cr_assert_gt(len, (size_t)cap);
+    cr_assert_eq(old[len - 1], '\n', "the fifo's last line is whole");
+    cr_assert(all_lines_parse(old, len, &lines_old), "every line in the fifo parses");
+    cr_assert(all_lines_parse(nw, nb, &lines_new), "every line in the new file parses: %.80s", nw);
+    hk_log_stats(&st);
+    cr_assert_eq(lines_old + lines_new, LINES + 1);
+    cr_assert_eq(st.lost, 0);
+    cr_assert(!strstr(nw, "msg=\"after\"") != !memmem(old, len, "msg=\"after\"", 11),
+              "a line logged just after the request, in one of the files");
+    free(old);
+    free(nw);
     tmpdir_clean(&td);
 }
