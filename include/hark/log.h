@@ -130,8 +130,11 @@ HK_API int hk_log_open(const hk_log_options_t *opts);
 HK_API int hk_log_close(uint64_t flush_timeout_ns);
 
 /*
- * Log rotation: makes the writer open path and swap it in for the main sink,
- * after writing what it already holds to the old one. path NULL reopens
+ * Log rotation: makes the writer open path and swap it in for the main sink.
+ * Lines logged before the call (by this thread, or by any thread before
+ * something that happens before the call) go to the old sink, lines logged
+ * after it to the new one, even if the writer takes the request late: the call
+ * marks where each thread's lines end. path NULL reopens
  * every sink that was opened from a path, the main sink and the access sink
  * alike (what logrotate's rename-then-signal needs); a given path moves the
  * main sink only (hk_log_access_reopen moves the access sink). Returns once
@@ -139,9 +142,11 @@ HK_API int hk_log_close(uint64_t flush_timeout_ns);
  * open), -EINVAL (path NULL and no sink is a path), -ENOMEM. If an open
  * fails the writer keeps that old sink, counts hk_log_stats().reopen_errors
  * and logs an error line to the main sink. Call hk_log_flush() to wait until
- * the swap is done. A line goes whole into one file: when the old sink took
- * only part of a line (a full pipe or fifo), the swap waits until it took the
- * rest, for at most a second; then the rest is dropped (counted as lost).
+ * the swap is done. The swap waits until the old sink has taken those lines,
+ * the last one whole (a line goes whole into one file); an old sink that
+ * takes nothing for a second (a full pipe nobody reads) is given up on: the
+ * rest of a line begun there is dropped (counted as lost) and the other
+ * waiting lines go to the new sink.
  */
 HK_API int hk_log_reopen(const char *path);
 

@@ -89,6 +89,16 @@ struct hk__log_ring {
     uint64_t flush_gen;
     uint64_t flush_mark;
     uint64_t flush_drops[HK__CHANS];
+    /*
+     * Where the lines logged before a reopen request end: the tail when
+     * hk_log_reopen was called, stamped with the request's generation so that
+     * a ring made later is not waited for. req_*: written by the caller under
+     * ctl_lock and hk__log.lock; the writer copies them under the same locks.
+     */
+    uint64_t reopen_req_gen;
+    uint64_t reopen_req_mark;
+    uint64_t reopen_gen;
+    uint64_t reopen_mark;
     /* Rare: set by the thread-exit destructor, read by the writer. */
     _Alignas(64) _Atomic int dead;
     hk__log_ring_t *next; /* in hk__log.rings, under hk__log.lock */
@@ -173,6 +183,7 @@ typedef struct hk__log_state {
     char *path[HK__CHANS];        /* each sink's path (NULL for an fd sink), under ctl_lock */
     char *reopen_path[HK__CHANS]; /* pending reopens, under ctl_lock */
     _Atomic uint64_t reopen_seq;
+    uint64_t reopen_gen; /* generation of the last request's marks, under ctl_lock */
     _Atomic uint64_t flush_req;
     uint64_t flush_done; /* under ctl_lock */
     _Atomic int stop;

@@ -314,8 +314,21 @@ int hk__log_reopen(int ch, const char *path)
             if (hk__log.path[c])
                 r = queue_reopen(c, NULL);
     }
-    if (r == 0)
+    if (r == 0) {
+        /*
+         * The lines logged before this call end at each ring's tail now: they
+         * go to the old sink, later ones to the new (the writer takes the
+         * request later, when more lines may be in the rings).
+         */
+        hk__log.reopen_gen++;
+        pthread_mutex_lock(&hk__log.lock);
+        for (hk__log_ring_t *rg = hk__log.rings; rg; rg = rg->next) {
+            rg->reopen_req_gen = hk__log.reopen_gen;
+            rg->reopen_req_mark = atomic_load_explicit(&rg->tail, memory_order_acquire);
+        }
+        pthread_mutex_unlock(&hk__log.lock);
         atomic_fetch_add_explicit(&hk__log.reopen_seq, 1, memory_order_release);
+    }
     pthread_mutex_unlock(&hk__log.ctl_lock);
     if (r == 0)
         hk__log_wake_force();

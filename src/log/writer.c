@@ -61,7 +61,7 @@
 #define IDLE_PASSES 64
 #define DEEP_SLEEP_NS (UINT64_C(100) * 1000 * 1000)
 #define STALL_RETRY_NS (UINT64_C(500) * 1000 * 1000)
-/* How long a reopen waits for the old sink to take the rest of a line begun there. */
+/* How long a reopen waits for an old sink that takes nothing (its lines, a line's rest). */
 #define REOPEN_WAIT_NS (UINT64_C(1000) * 1000 * 1000)
 
 uint64_t hk__log_mono_ns(void)
@@ -140,6 +140,7 @@ enum {
 typedef struct writer {
     sink_t s[HK__CHANS];
     uint64_t reopen_seen;
+    uint64_t reopen_gen;      /* the marks of the request taken (see do_reopen) */
     char *pending[HK__CHANS]; /* reopens taken, not yet applied (see apply_reopens) */
     uint64_t pending_since;   /* CLOCK_MONOTONIC ns of the oldest pending one */
     uint64_t flush_done;
@@ -360,6 +361,18 @@ static size_t drain(writer_t *w)
              */
             const sink_t *m = &w->s[HK__CHAN_MAIN];
             bool notice = !hk__log_ring_reported(r);
+            /*
+             * While a reopen waits, a ring gives only the lines logged before
+             * the request (they go to the old sink); a ring made after the
+             * mark holds none of those.
+             */
+            if (w->pending[HK__CHAN_MAIN] || w->pending[HK__CHAN_ACCESS]) {
+                uint64_t limit = r->reopen_gen == w->reopen_gen ? r->reopen_mark : head;
+                if (limit <= head)
+                    tail = head;
+                else if (limit < tail)
+                    tail = limit;
+            }
             while (head != tail && head - start < RING_BUDGET) {
                 const hk__log_rec_t *rec =
                     (const hk__log_rec_t *)(r->buf + ((uint32_t)head & r->mask));
@@ -461,6 +474,18 @@ static void do_reopen(writer_t *w)
         hk__log.reopen_path[ch] = NULL;
     }
     w->reopen_seen = atomic_load_explicit(&hk__log.reopen_seq, memory_order_relaxed);
+    /*
+     * The marks the caller left (a newer request's replace older ones): the
+     * lines logged before the request go to the old sink, the later ones to
+     * the new. Copied here, under the caller's locks, for the writer alone.
+     */
+    w->reopen_gen = hk__log.reopen_gen;
+    pthread_mutex_lock(&hk__log.lock);
+    for (hk__log_ring_t *r = hk__log.rings; r; r = r->next) {
+        r->reopen_gen = r->reopen_req_gen;
+        r->reopen_mark = r->reopen_req_mark;
+    }
+    pthread_mutex_unlock(&hk__log.lock);
     pthread_mutex_unlock(&hk__log.ctl_lock);
     /* An access reopen is queued only once access_ready was set: the sink is there to take. */
     adopt_access(w);
@@ -473,8 +498,18 @@ static void do_reopen(writer_t *w)
             w->pending_since = hk__log_mono_ns();
         free(w->pending[ch]); /* a newer request replaces it */
         w->pending[ch] = path[ch];
-        flush_out(w, ch); /* what the old sink takes now; the rest goes to the new one */
+        flush_out(w, ch);
     }
+}
+
+/* Whether every ring has given the lines logged before the pending reopen. */
+static int marks_passed(const writer_t *w)
+{
+    for (hk__log_ring_t *r = ring_list(); r; r = r->next)
+        if (r->reopen_gen == w->reopen_gen &&
+            atomic_load_explicit(&r->head, memory_order_relaxed) < r->reopen_mark)
+            return 0;
+    return 1;
 }
 
 static int reopen_pending(const writer_t *w)
@@ -502,22 +537,26 @@ static void drop_rest_of_line(writer_t *w, int ch)
 }
 
 /*
- * Applies the pending reopens whose old sink is at a line end: a line goes
- * whole into one file, so a short write (a full pipe or fifo) that left part
- * of a line in the old sink holds the swap until the old sink took the rest.
- * After REOPEN_WAIT_NS the rest of that line is dropped (counted as lost) and
- * the swap goes ahead. Returns whether a sink was swapped.
+ * Applies the pending reopens whose old sink has everything logged before the
+ * request: the rings are past their marks and the buffer is out, the last
+ * line whole (a short write to a full pipe or fifo holds the swap until the
+ * old sink took the rest: a line goes whole into one file). After
+ * REOPEN_WAIT_NS of a stuck old sink the swap goes ahead: the rest of a line
+ * begun there is dropped (counted as lost), the other lines go to the new
+ * sink. Returns whether a sink was swapped.
  */
 static int apply_reopens(writer_t *w, uint64_t now)
 {
     int done = 0;
+    int passed = marks_passed(w);
     for (int ch = 0; ch < HK__CHANS; ch++) {
         if (!w->pending[ch])
             continue;
-        if (w->s[ch].mid_line) {
+        if (!passed || w->s[ch].len) {
             if (now - w->pending_since < REOPEN_WAIT_NS)
                 continue;
-            drop_rest_of_line(w, ch);
+            if (w->s[ch].mid_line)
+                drop_rest_of_line(w, ch);
         }
         char *path = w->pending[ch];
         w->pending[ch] = NULL;
@@ -632,6 +671,8 @@ void *hk__log_writer_main(void *arg)
             flush_mark(&w, req);
         size_t moved = drain(&w);
         size_t wrote = flush_all(&w);
+        if (reopen_pending(&w) && wrote)
+            w.pending_since = hk__log_mono_ns(); /* the old sink moves: keep waiting for it */
         if (reopen_pending(&w) && apply_reopens(&w, hk__log_mono_ns()))
             moved++; /* go round again: the new sink may take what the old one did not */
         /*

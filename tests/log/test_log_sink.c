@@ -295,6 +295,14 @@ Test(log_sink, line_cut_by_a_failing_sink_does_not_glue_the_next)
     tmpdir_clean(&td);
 }
 
+static size_t count_lines_in_n(const char *s, size_t len)
+{
+    size_t n = 0;
+    for (size_t i = 0; i < len; i++)
+        n += s[i] == '\n';
+    return n;
+}
+
 /* Whether every line of s[0 .. len) parses as a text line; counts them. */
 static int all_lines_parse(const char *s, size_t len, size_t *lines)
 {
@@ -383,8 +391,104 @@ Test(log_sink, reopen_never_splits_a_line_across_files)
     hk_log_stats(&st);
     cr_assert_eq(lines_old + lines_new, LINES + 1);
     cr_assert_eq(st.lost, 0);
-    cr_assert(!strstr(nw, "msg=\"after\"") != !memmem(old, len, "msg=\"after\"", 11),
-              "a line logged just after the request, in one of the files");
+    cr_assert(strstr(nw, "msg=\"after\"") && !memmem(old, len, "msg=\"after\"", 11),
+              "a line logged after the request: the new file");
+    free(old);
+    free(nw);
+    tmpdir_clean(&td);
+}
+
+/*
+ * Rotation: lines logged before hk_log_reopen go to the old file, lines
+ * logged after it to the new one, even when the earlier ones were still
+ * waiting in their rings when the writer took the request (hark-httpd's
+ * "listening" line, logged just before a quick reload, went to the new file).
+ */
+Test(log_sink, lines_before_reopen_go_to_the_old_file)
+{
+    char a[128], a1[128];
+    snprintf(a, sizeof a, "%s", tmpdir_path(&td, "app.log"));
+    snprintf(a1, sizeof a1, "%s", tmpdir_path(&td, "app.log.1"));
+    hk_log_options_t o = opts_path(a, HK_LOG_TEXT);
+    /* A writer that sleeps between passes: logged lines wait in the ring. */
+    o.flush_interval_ns = 30 * SEC;
+    cr_assert_eq(hk_log_open(&o), 0);
+    HK_LOGI("first");
+    cr_assert_eq(hk_log_flush(5 * SEC), 0);
+
+    enum { BEFORE = 100 };
+    for (int i = 0; i < BEFORE; i++)
+        cr_assert_eq(HK_LOGI("before", "seq=%d", i), 0);
+    cr_assert_eq(rename(a, a1), 0);
+    cr_assert_eq(hk_log_reopen(NULL), 0);
+    HK_LOGI("after");
+    cr_assert_eq(hk_log_flush(5 * SEC), 0);
+    cr_assert_eq(hk_log_close(5 * SEC), 0);
+
+    char *olds = slurp(a1, NULL), *news = slurp(a, NULL);
+    size_t in_old = 0, in_new = 0;
+    for (const char *p = olds; (p = strstr(p, "msg=\"before\"")) != NULL; p++)
+        in_old++;
+    for (const char *p = news; (p = strstr(p, "msg=\"before\"")) != NULL; p++)
+        in_new++;
+    cr_assert_eq(in_old, BEFORE,
+                 "logged before the reopen: the old file (%zu there, %zu in the new)", in_old,
+                 in_new);
+    cr_assert_eq(in_new, 0);
+    cr_assert(strstr(news, "msg=\"after\"") && !strstr(olds, "msg=\"after\""), "%s", news);
+    free(olds);
+    free(news);
+    tmpdir_clean(&td);
+}
+
+/*
+ * The same with an old sink nobody reads: after a second the reopen gives up
+ * on it. The rest of the line begun there is lost (counted), the lines that
+ * waited for it go to the new file, whole.
+ */
+Test(log_sink, reopen_gives_up_on_a_stuck_old_sink)
+{
+    char fifo[128], b[128];
+    snprintf(fifo, sizeof fifo, "%s", tmpdir_path(&td, "app.fifo"));
+    snprintf(b, sizeof b, "%s", tmpdir_path(&td, "new.log"));
+    cr_assert_eq(mkfifo(fifo, 0600), 0);
+    int rd = open(fifo, O_RDONLY | O_NONBLOCK | O_CLOEXEC);
+    cr_assert_geq(rd, 0);
+    int cap = fcntl(rd, F_GETPIPE_SZ);
+    hk_log_options_t o = opts_path(fifo, HK_LOG_TEXT);
+    o.ring_bytes = 1 << 20;
+    cr_assert_eq(hk_log_open(&o), 0);
+    enum { LINES = 200 };
+    char pad[1001];
+    memset(pad, 'p', 1000);
+    pad[1000] = '\0';
+    for (int i = 0; i < LINES; i++)
+        cr_assert_eq(HK_LOGI("line", "seq=%04d pad=%s", i, pad), 0);
+    int queued = 0;
+    for (int i = 0; i < 10000 && queued < cap; i++) {
+        cr_assert_eq(ioctl(rd, FIONREAD, &queued), 0);
+        usleep(1000);
+    }
+    cr_assert_eq(queued, cap, "the writer filled the fifo");
+    cr_assert_eq(hk_log_reopen(b), 0);
+    HK_LOGI("after");
+    cr_assert_eq(hk_log_flush(10 * SEC), 0, "the reopen gave up on the fifo");
+    cr_assert_eq(hk_log_close(5 * SEC), 0);
+
+    char *old = malloc((size_t)cap + 1);
+    ssize_t n = read(rd, old, (size_t)cap);
+    cr_assert_eq(n, cap);
+    close(rd);
+    size_t nb = 0, lines_new = 0;
+    char *nw = slurp(b, &nb);
+    cr_assert(all_lines_parse(nw, nb, &lines_new), "the new file starts whole: %.80s", nw);
+    size_t lines_old = count_lines_in_n(old, (size_t)n);
+    hk_log_stats_t st;
+    hk_log_stats(&st);
+    cr_assert_eq(old[n - 1] == '\n' ? 0u : 1u, st.lost, "the cut line is the one lost");
+    cr_assert_eq(lines_old + lines_new + st.lost, LINES + 1);
+    cr_assert_eq(st.written + st.lost, st.logged + st.drop_reports);
+    cr_assert(strstr(nw, "msg=\"after\""));
     free(old);
     free(nw);
     tmpdir_clean(&td);
