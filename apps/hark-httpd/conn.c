@@ -107,8 +107,8 @@ void httpd_conn_close_written(httpd_conn_t *c)
     }
     c->flags |= HTTPD_C_LINGERING;
     c->linger_left = HTTPD_LINGER_BYTES;
-    if (c->flags & HTTPD_C_PAUSED) {
-        c->flags &= ~HTTPD_C_PAUSED;
+    if (c->flags & (HTTPD_C_PAUSED | HTTPD_C_HELD)) {
+        c->flags &= ~(HTTPD_C_PAUSED | HTTPD_C_HELD);
         if (hk_stream_read_start(&c->stream, NULL, on_read) < 0) {
             httpd_conn_close(c);
             return;
@@ -474,8 +474,10 @@ static void on_read(hk_stream_t *s, ssize_t n, const hk_buf_t *buf)
         n -= (ssize_t)took;
     }
     if (c->in_len || (c->flags & HTTPD_C_WAITING)) {
-        if (c->in_len + (size_t)n > c->gen->cfg->max_header_bytes + 65536) {
-            /* Pipelined far ahead of us, or a head that never ends. */
+        size_t limit = c->gen->cfg->max_header_bytes + 65536;
+        bool waiting = c->flags & HTTPD_C_WAITING;
+        if (!waiting && c->in_len + (size_t)n > limit) {
+            /* A head that never ends: every request before it is answered. */
             httpd_resp_error(c, 431, false, false);
             httpd_batch_flush(c);
             return;
@@ -495,8 +497,18 @@ static void on_read(hk_stream_t *s, ssize_t n, const hk_buf_t *buf)
         }
         memcpy(c->in + old, data, (size_t)n);
         c->in_len = old + (size_t)n;
-        if (!(c->flags & HTTPD_C_WAITING))
+        if (!waiting) {
             conn_process(c, c->in, c->in_len);
+        } else if (c->in_len > limit) {
+            /*
+             * Pipelined far ahead of a request that waits (an open, the
+             * proxy): an answer now (a 431) would go out before the waiting
+             * one's, or in the middle of it. Stop reading instead; what is
+             * kept is handled, and reading starts again, once it is answered.
+             */
+            c->flags |= HTTPD_C_HELD;
+            hk_stream_read_stop(&c->stream);
+        }
         return;
     }
     conn_process(c, data, (size_t)n);
@@ -526,7 +538,8 @@ void httpd_conn_pause_reading(httpd_conn_t *c, bool pause)
         hk_stream_read_stop(&c->stream);
     } else if (!pause && (c->flags & HTTPD_C_PAUSED)) {
         c->flags &= ~HTTPD_C_PAUSED;
-        hk_stream_read_start(&c->stream, NULL, on_read);
+        if (!(c->flags & HTTPD_C_HELD))
+            hk_stream_read_start(&c->stream, NULL, on_read);
     }
 }
 
@@ -537,6 +550,12 @@ void httpd_conn_resume(httpd_conn_t *c)
         return;
     c->last_len = 0;
     conn_process(c, c->in, c->in_len);
+    if ((c->flags & HTTPD_C_HELD) && !(c->flags & (HTTPD_C_WAITING | HTTPD_C_CLOSING))) {
+        /* What ran ahead is answered (or waits no more): read again. */
+        c->flags &= ~HTTPD_C_HELD;
+        if (!(c->flags & HTTPD_C_PAUSED))
+            hk_stream_read_start(&c->stream, NULL, on_read);
+    }
 }
 
 static void on_drain(hk_stream_t *s)
@@ -544,7 +563,8 @@ static void on_drain(hk_stream_t *s)
     httpd_conn_t *c = (httpd_conn_t *)s;
     if ((c->flags & HTTPD_C_PAUSED) && !(c->flags & HTTPD_C_CLOSING)) {
         c->flags &= ~HTTPD_C_PAUSED;
-        hk_stream_read_start(&c->stream, NULL, on_read);
+        if (!(c->flags & HTTPD_C_HELD))
+            hk_stream_read_start(&c->stream, NULL, on_read);
     }
 }
 

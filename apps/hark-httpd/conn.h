@@ -54,6 +54,7 @@ typedef struct httpd_batch {
 #define HTTPD_C_HTTP10 0x200u    /* the request being answered is HTTP/1.0 */
 #define HTTPD_C_LINGER 0x400u    /* a request body was not all read: linger when closing */
 #define HTTPD_C_LINGERING 0x800u /* write side shut down; reading and discarding until close */
+#define HTTPD_C_HELD 0x1000u     /* reading stopped: input ran far ahead of a waiting request */
 
 typedef struct httpd_open httpd_open_t;       /* static.c: an open in flight */
 typedef struct httpd_proxy httpd_proxy_t;     /* proxy.c: a proxied request in flight */

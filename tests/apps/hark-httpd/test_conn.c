@@ -31,8 +31,11 @@ static void setup(void)
                       srv.dir);
 }
 
+static server_t px; /* a second server some tests start */
+
 static void teardown(void)
 {
+    server_stop(&px, SIGTERM);
     server_stop(&srv, SIGTERM);
     cleanup_dir(&srv);
 }
@@ -309,5 +312,102 @@ Test(httpd_conn, error_page_at_the_end_of_a_full_batch)
     cr_assert(strncmp(out + n - all[got - 1], "HTTP/1.1 431 ", 13) == 0);
     cr_assert_eq(all[got - 1], l431, "the 431 after %zu bytes of answers: %zu bytes, %zu alone",
                  n - all[got - 1], all[got - 1], l431);
+    cr_assert(closed);
+}
+
+/*
+ * Responses go out in request order, also when input runs far ahead of a
+ * request that waits. The test is the upstream of a proxied request and
+ * answers it only after the client has pipelined more than the input limit
+ * (max_header_bytes + 64 KiB) of small GETs behind it. The server used to
+ * answer the overflow with a 431 at once, ahead of the proxied answer, and
+ * closed the connection: the waiting request's answer never came. Now it
+ * stops reading until the proxied request is answered, then answers the
+ * rest in order.
+ */
+Test(httpd_conn, pipelined_overflow_waits_for_earlier_answer)
+{
+    int up = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+    struct sockaddr_in a = {.sin_family = AF_INET, .sin_addr.s_addr = htonl(INADDR_LOOPBACK)};
+    socklen_t alen = sizeof(a);
+    cr_assert_eq(bind(up, (struct sockaddr *)&a, sizeof(a)), 0);
+    cr_assert_eq(listen(up, 4), 0);
+    cr_assert_eq(getsockname(up, (struct sockaddr *)&a, &alen), 0);
+    snprintf(px.dir, sizeof(px.dir), "%s", srv.dir);
+    server_start_conf(&px,
+                      "listen 127.0.0.1:0;\naccess_log off;\nthreads 1;\n"
+                      "max_header_bytes 1k;\nheader_timeout 60s;\n"
+                      "upstream test {\nserver 127.0.0.1:%d;\nread_timeout 60s;\n}\n"
+                      "location /up/ { proxy_pass test; }\nlocation / { root %s/www; }\n",
+                      ntohs(a.sin_port), srv.dir);
+    static char req[200000];
+    static const char get[] = "GET /small.txt HTTP/1.1\r\nHost: x\r\n\r\n";
+    size_t len = (size_t)snprintf(req, sizeof(req), "GET /up/x HTTP/1.1\r\nHost: x\r\n\r\n");
+    int gets = 0;
+    for (; len < 100000; gets++) {
+        memcpy(req + len, get, sizeof(get) - 1);
+        len += sizeof(get) - 1;
+    }
+    len += (size_t)snprintf(req + len, sizeof(req) - len,
+                            "GET /small.txt HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n");
+    gets++;
+    int fd = connect_port(px.port);
+    for (size_t off = 0; off < len;) {
+        ssize_t w = write(fd, req + off, len - off);
+        cr_assert_gt(w, 0);
+        off += (size_t)w;
+    }
+    /* The proxied request reaches the upstream (this test), which does not answer yet. */
+    struct pollfd upfd = {.fd = up, .events = POLLIN};
+    cr_assert_gt(poll(&upfd, 1, 10000), 0, "the proxy never connected");
+    int u = accept4(up, NULL, NULL, SOCK_CLOEXEC);
+    cr_assert_geq(u, 0);
+    char head[4096];
+    size_t hl = 0;
+    while (hl < sizeof(head) - 1) {
+        struct pollfd pfd = {.fd = u, .events = POLLIN};
+        cr_assert_gt(poll(&pfd, 1, 10000), 0, "no request head upstream");
+        ssize_t r = read(u, head + hl, sizeof(head) - 1 - hl);
+        if (r <= 0)
+            break; /* the proxied request was given up */
+        hl += (size_t)r;
+        head[hl] = '\0';
+        if (strstr(head, "\r\n\r\n"))
+            break;
+    }
+    /* Nothing may reach the client before the proxied answer: give a 431 time to show. */
+    size_t got = 0;
+    struct pollfd cfd = {.fd = fd, .events = POLLIN};
+    if (poll(&cfd, 1, 1000) > 0) {
+        ssize_t r = read(fd, out, sizeof(out) - 1);
+        got = r > 0 ? (size_t)r : 0;
+    }
+    out[got] = '\0';
+    cr_assert_eq(got, 0, "an answer ahead of the waiting request's:\n%s", out);
+    const char answer[] = "HTTP/1.1 200 OK\r\nContent-Length: 8\r\n\r\nupstream";
+    (void)!write(u, answer, sizeof(answer) - 1);
+    int closed = 0;
+    while (got < sizeof(out) - 1) {
+        struct pollfd pfd = {.fd = fd, .events = POLLIN};
+        if (poll(&pfd, 1, 10000) <= 0)
+            break;
+        ssize_t r = read(fd, out + got, sizeof(out) - 1 - got);
+        if (r <= 0) {
+            closed = 1;
+            break;
+        }
+        got += (size_t)r;
+    }
+    out[got] = '\0';
+    close(fd);
+    close(u);
+    close(up);
+    server_stop(&px, SIGTERM);
+    cr_assert_eq(count(out, got, "HTTP/1.1 "), gets + 1, "%d answers expected, got:\n%.2000s",
+                 gets + 1, out);
+    cr_assert_eq(count(out, got, "HTTP/1.1 200 OK\r\n"), gets + 1, "%.2000s", out);
+    const char *p1 = strstr(out, "upstream"), *p2 = strstr(out, "hello world!");
+    cr_assert(p1 && p2 && p1 < p2, "the proxied answer first:\n%.2000s", out);
+    cr_assert_eq(count(out, got, "hello world!"), gets, "%.2000s", out);
     cr_assert(closed);
 }
