@@ -232,6 +232,7 @@ static int conn_special(httpd_conn_t *c, const httpd_config_t *cfg, const hk_htt
     }
     httpd_resp_t r = {.status = 200,
                       .keep_alive = ka,
+                      .head = head, /* the access log counts no body for a HEAD */
                       .type = type,
                       .length = blen,
                       .extra = "Cache-Control: no-store\r\n",

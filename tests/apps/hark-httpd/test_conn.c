@@ -411,3 +411,65 @@ Test(httpd_conn, pipelined_overflow_waits_for_earlier_answer)
     cr_assert_eq(count(out, got, "hello world!"), gets, "%.2000s", out);
     cr_assert(closed);
 }
+
+/*
+ * A HEAD of /metrics or of the status page gets the headers a GET would
+ * get and no body, and the access log records no body bytes for it (as for
+ * a HEAD of a file). The built-in pages' answer did not say it was a HEAD's:
+ * the body was left out, but the log said its length had been sent. A GET
+ * of each, last, shows what the log says of a body.
+ */
+Test(httpd_conn, head_of_builtin_pages_logs_no_body)
+{
+    snprintf(px.dir, sizeof(px.dir), "%s", srv.dir);
+    server_start_conf(&px,
+                      "listen 127.0.0.1:0;\naccess_log %s/access.log common;\nthreads 1;\n"
+                      "location / { root %s/www; }\n",
+                      srv.dir, srv.dir);
+    const char *paths[] = {"/metrics", "/_hark/status"};
+    for (int i = 0; i < 2; i++) {
+        char req[128];
+        snprintf(req, sizeof(req), "HEAD %s HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n",
+                 paths[i]);
+        int closed;
+        size_t n = raw_exchange(px.port, req, strlen(req), out, sizeof(out), 3000, &closed);
+        cr_assert(n > 12 && strncmp(out, "HTTP/1.1 200 ", 13) == 0, "%s", out);
+        char *end = strstr(out, "\r\n\r\n");
+        cr_assert(end && end + 4 == out + n, "a body after the head of a HEAD answer:\n%s", out);
+        cr_assert(strstr(out, "\r\nContent-Length: "), "%s", out);
+        cr_assert(closed);
+    }
+    for (int i = 0; i < 2; i++)
+        run(NULL, 0, "curl -s -m 10 -o /dev/null http://127.0.0.1:%d%s", px.port, paths[i]);
+    /* The log is written off the request path: wait for its four lines. */
+    char path[400];
+    snprintf(path, sizeof(path), "%s/access.log", srv.dir);
+    int lines = 0;
+    for (int tries = 0; tries < 1000 && lines < 4; tries++) {
+        FILE *f = fopen(path, "r");
+        size_t len = f ? fread(out, 1, sizeof(out) - 1, f) : 0;
+        if (f)
+            fclose(f);
+        out[len] = '\0';
+        lines = count(out, len, "\n");
+        if (lines < 4)
+            usleep(10000);
+    }
+    cr_assert_eq(lines, 4, "access log:\n%s", out);
+    char *line = out;
+    for (int i = 0; i < 4; i++) {
+        char *nl = strchr(line, '\n');
+        *nl = '\0';
+        /* common: ... "METHOD path HTTP/1.1" status bytes */
+        char *q = strrchr(line, '"');
+        int status = 0;
+        long long bytes = -1;
+        cr_assert(q && sscanf(q + 1, " %d %lld", &status, &bytes) == 2, "%s", line);
+        cr_assert_eq(status, 200, "%s", line);
+        if (i < 2)
+            cr_assert_eq(bytes, 0, "a HEAD logged with body bytes: %s", line);
+        else
+            cr_assert_gt(bytes, 0, "%s", line);
+        line = nl + 1;
+    }
+}
