@@ -204,7 +204,8 @@ HK_API ssize_t hk_http_path_decode(const char *path, size_t len, char *out, size
  *   -ERANGE       not satisfiable: answer 416
  *   -ENODATA      a suffix range (-N, N > 0) of an empty representation: satisfiable,
  *                 but a 206 cannot carry zero bytes; answer 200
- *   -ENOTSUP      several ranges or another unit: ignore it, answer 200
+ *   -ENOTSUP      several ranges (empty list elements do not count) or another
+ *                 unit: ignore it, answer 200
  *   -EINVAL       malformed: ignore it, answer 200 (RFC 9110 section 14.2)
  */
 HK_API int hk_http_range_parse(const char *value, size_t len, uint64_t size, uint64_t *first,

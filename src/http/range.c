@@ -42,10 +42,34 @@ int hk_http_range_parse(const char *value, size_t len, uint64_t size, uint64_t *
     if (i != 5 || !hk__http_ieq(value, "bytes", 5))
         return -ENOTSUP;
     i++;
-    if (memchr(value + i, ',', n - i))
-        return -ENOTSUP;
-    while (i < n && (value[i] == ' ' || value[i] == '\t'))
-        i++;
+    /*
+     * The range set is a list, whose empty elements a recipient ignores (RFC
+     * 9110 section 5.6.1.2): "bytes=0-5," is the one range 0-5. The list is
+     * walked once, so any number of them costs one pass.
+     */
+    size_t start = 0, end = 0;
+    int ranges = 0;
+    while (i <= n) {
+        size_t j = i;
+        while (j < n && value[j] != ',')
+            j++;
+        size_t a = i, b = j;
+        while (a < b && (value[a] == ' ' || value[a] == '\t'))
+            a++;
+        while (b > a && (value[b - 1] == ' ' || value[b - 1] == '\t'))
+            b--;
+        if (b > a) {
+            if (++ranges > 1)
+                return -ENOTSUP;
+            start = a;
+            end = b;
+        }
+        i = j + 1;
+    }
+    if (ranges == 0)
+        return -EINVAL;
+    i = start;
+    n = end;
 
     uint64_t a, b;
     if (i < n && value[i] == '-') { /* suffix: the last b bytes */

@@ -250,6 +250,28 @@ Test(range, cases)
     range_err("", 100, -EINVAL);
 }
 
+/*
+ * A list's empty elements are ignored (RFC 9110 section 5.6.1.2): a range
+ * set with a trailing, leading or doubled comma around one range is that
+ * range. It was taken for several ranges, and the whole file sent (200).
+ */
+Test(range, empty_list_elements)
+{
+    range_ok("bytes=0-5,", 100, 0, 5);
+    range_ok("bytes=,0-5", 100, 0, 5);
+    range_ok("bytes=0-5, ,", 100, 0, 5);
+    range_ok("bytes= , 0-5 ,,", 100, 0, 5);
+    range_ok("bytes=-5,", 100, 95, 99);
+    range_ok("bytes=10-,", 100, 10, 99);
+    range_err("bytes=100-,", 100, -ERANGE);
+    range_err("bytes=0-1,,2-3", 100, -ENOTSUP);
+    range_err("bytes=,0-1,2-3,", 100, -ENOTSUP);
+    range_err("bytes=,", 100, -EINVAL);
+    range_err("bytes= , ,", 100, -EINVAL);
+    range_err("bytes=0-5x,", 100, -EINVAL);
+    range_err("bytes=0 -5,", 100, -EINVAL);
+}
+
 /* Accept-Encoding: one coding's weight and "*"'s, with the cases a substring test gets wrong. */
 static int weight(const char *v, const char *coding, int *star)
 {
