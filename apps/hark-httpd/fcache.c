@@ -226,6 +226,12 @@ void httpd_fcache_drop_absent(httpd_fcache_t *c, uint64_t root, const char *path
         fc_unlink(c, o);
 }
 
+void httpd_fcache_drop(httpd_fcache_t *c, httpd_file_t *f)
+{
+    if (f->cached)
+        fc_unlink(c, f);
+}
+
 void httpd_fcache_touch(httpd_file_t *f, uint64_t now)
 {
     f->validated = now;

@@ -98,6 +98,11 @@ void httpd_fcache_put(httpd_fcache_t *c, httpd_file_t *f);
 void httpd_fcache_put_spare(httpd_fcache_t *c, httpd_file_t *f);
 /* Removes the entry for (root, path) if it is an absent one. */
 void httpd_fcache_drop_absent(httpd_fcache_t *c, uint64_t root, const char *path, size_t len);
+/*
+ * Removes f from the cache if it is there (its fd closes with the last
+ * reference: at once, or when the last response using it is written).
+ */
+void httpd_fcache_drop(httpd_fcache_t *c, httpd_file_t *f);
 
 /* Marks a cached entry fresh again. */
 void httpd_fcache_touch(httpd_file_t *f, uint64_t now);

@@ -109,12 +109,20 @@ static void on_opened(hk_fs_req_t *req)
          * stale cached entry (its fd still open, checked open_file_ttl ago)
          * is served rather than a 503, and checked again on its next use.
          */
-        if (o->stale && (fd == -EMFILE || fd == -ENFILE || fd == -ENOMEM))
+        if (o->stale && (fd == -EMFILE || fd == -ENFILE || fd == -ENOMEM)) {
             o->file = httpd_file_ref(o->stale);
-        else if (o->probe && probe_says_absent(fd))
+        } else if (o->probe && probe_says_absent(fd)) {
             note_absent(o);
-        else
+        } else {
             o->err = fd;
+            /*
+             * The path no longer names the cached file (deleted, or out of
+             * reach): the entry goes, and with it, once no response uses it,
+             * the fd that kept a deleted file's blocks on the disk.
+             */
+            if (o->stale && probe_says_absent(fd))
+                httpd_fcache_drop(c->w->fcache, o->stale);
+        }
         open_finish(o);
         return;
     }
@@ -130,7 +138,9 @@ static void on_opened(hk_fs_req_t *req)
         close(fd);
         if (o->probe) {
             o->err = 0;
-            note_absent(o);
+            note_absent(o); /* replaces a stale entry in the cache */
+        } else if (o->stale) {
+            httpd_fcache_drop(c->w->fcache, o->stale); /* the file was replaced by a directory */
         }
         open_finish(o);
         return;

@@ -473,3 +473,59 @@ Test(httpd_conn, head_of_builtin_pages_logs_no_body)
         line = nl + 1;
     }
 }
+
+/* How many of the server's descriptors are open on a file whose path contains name. */
+static int fds_on(pid_t pid, const char *name)
+{
+    char dir[64], link[600], target[600];
+    snprintf(dir, sizeof(dir), "/proc/%d/fd", (int)pid);
+    int n = 0;
+    for (int fd = 0; fd < 4096; fd++) {
+        snprintf(link, sizeof(link), "%s/%d", dir, fd);
+        ssize_t len = readlink(link, target, sizeof(target) - 1);
+        if (len < 0)
+            continue;
+        target[len] = '\0';
+        if (strstr(target, name))
+            n++;
+    }
+    return n;
+}
+
+/*
+ * A cached file found deleted when its entry is checked again leaves the
+ * open-file cache, and its descriptor is closed, so the disk space is freed
+ * now and not at the entry's eviction. The entry stayed, fd open, and every
+ * later request checked it again (a 404 each time) while the deleted file
+ * kept its blocks. open_file_ttl 0: each request checks its entry.
+ */
+Test(httpd_conn, deleted_file_leaves_the_cache)
+{
+    snprintf(px.dir, sizeof(px.dir), "%s", srv.dir);
+    char dir[400];
+    snprintf(dir, sizeof(dir), "%s/www", srv.dir);
+    write_file(dir, "doomed.txt", "soon gone", 9);
+    write_file(dir, "doomed-big.bin", big, sizeof(big));
+    server_start_conf(&px,
+                      "listen 127.0.0.1:0;\naccess_log off;\nthreads 1;\nopen_file_ttl 0;\n"
+                      "location / { root %s/www; }\n",
+                      srv.dir);
+    const char *names[] = {"doomed.txt", "doomed-big.bin"};
+    for (int i = 0; i < 2; i++) {
+        run(out, sizeof(out),
+            "curl -s -m 10 -o /dev/null -w '%%{http_code}' http://127.0.0.1:%d/%s", px.port,
+            names[i]);
+        cr_assert_str_eq(out, "200");
+        cr_assert_eq(fds_on(px.pid, names[i]), 1, "%s is cached with its fd open", names[i]);
+        char path[600];
+        snprintf(path, sizeof(path), "%s/%s", dir, names[i]);
+        cr_assert_eq(unlink(path), 0);
+        for (int k = 0; k < 2; k++) {
+            run(out, sizeof(out),
+                "curl -s -m 10 -o /dev/null -w '%%{http_code}' http://127.0.0.1:%d/%s", px.port,
+                names[i]);
+            cr_assert_str_eq(out, "404");
+        }
+        cr_assert_eq(fds_on(px.pid, names[i]), 0, "the deleted %s is still open", names[i]);
+    }
+}
