@@ -422,9 +422,18 @@ static int static_serve(httpd_conn_t *c, const hk_http_request_t *req, httpd_fil
         (h = hk_http_find_header(req->headers, req->num_headers, "range"))) {
         const hk_http_header_t *ifr =
             hk_http_find_header(req->headers, req->num_headers, "if-range");
-        bool use = !ifr || (ifr->value_len == tag_len && memcmp(ifr->value, tag, tag_len) == 0) ||
-                   (ifr->value_len == strlen(f->lastmod) &&
-                    memcmp(ifr->value, f->lastmod, ifr->value_len) == 0);
+        /*
+         * A date is a strong validator only when the file was not modified
+         * in this second (RFC 9110 sections 13.1.5 and 8.8.2.2): a second
+         * version written within it would share the date, and a range of
+         * it be spliced onto the first. Otherwise the whole file (200).
+         */
+        bool use = !ifr || (ifr->value_len == tag_len && memcmp(ifr->value, tag, tag_len) == 0);
+        if (!use && ifr->value_len == strlen(f->lastmod) &&
+            memcmp(ifr->value, f->lastmod, ifr->value_len) == 0) {
+            (void)httpd_worker_date(c->w); /* date_sec: this second */
+            use = f->mtime < c->w->date_sec;
+        }
         int rr =
             use ? hk_http_range_parse(h->value, h->value_len, f->size, &first, &last) : -EINVAL;
         if (rr == 0) {
