@@ -129,6 +129,7 @@ int main(int argc, char **argv)
     }
     watch_t *w;
     if (watch_start(loop, &cfg, &w) < 0) {
+        (void)hk_loop_run(loop, HK_RUN_NOWAIT); /* the close callbacks of a failed start */
         hk_loop_free(loop);
         hk_log_close(UINT64_C(1000000000));
         return 3;

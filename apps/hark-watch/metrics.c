@@ -310,6 +310,14 @@ static void on_accept(hk_io_t *io, unsigned revents)
     }
 }
 
+/* The listener's or its pause timer's close: one fewer to wait for. */
+static void server_handle_closed(hk_handle_t *h)
+{
+    metrics_server_t *m = h->data;
+    m->pending_closes--;
+    server_maybe_free(m);
+}
+
 int metrics_start(hk_loop_t *loop, const char *addr, metrics_render_fn render, void *arg,
                   metrics_server_t **out)
 {
@@ -354,8 +362,17 @@ int metrics_start(hk_loop_t *loop, const char *addr, metrics_render_fn render, v
     hk_unref(&m->pause.base); /* the listener keeps the loop alive, not its pause */
     int r = hk_io_start(&m->listener, HK_READABLE, on_accept);
     if (r < 0) {
+        /*
+         * Both handles are counted by the loop from their init on: freeing m
+         * here would leave the loop unfreeable (-EBUSY) with two dangling
+         * handles. Close them; m goes with the second close callback, which
+         * runs on the loop's next iteration.
+         */
         close(fd);
-        free(m);
+        m->stopping = 1;
+        m->pending_closes = 2;
+        hk_close(&m->listener.base, server_handle_closed);
+        hk_close(&m->pause.base, server_handle_closed);
         return r;
     }
     *out = m;
@@ -365,14 +382,6 @@ int metrics_start(hk_loop_t *loop, const char *addr, metrics_render_fn render, v
 int metrics_port(const metrics_server_t *m)
 {
     return m->port;
-}
-
-/* The listener's or its pause timer's close: one fewer to wait for. */
-static void server_handle_closed(hk_handle_t *h)
-{
-    metrics_server_t *m = h->data;
-    m->pending_closes--;
-    server_maybe_free(m);
 }
 
 void metrics_stop(metrics_server_t *m)

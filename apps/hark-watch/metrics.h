@@ -11,7 +11,9 @@ typedef int (*metrics_render_fn)(void *arg, char **body, size_t *len);
 
 /*
  * Listens on addr ("127.0.0.1:9100"; port 0 picks one, see metrics_port).
- * Errors: -EINVAL (bad address), -errno of socket/bind/listen.
+ * Errors: -EINVAL (bad address), -errno of socket/bind/listen, or of
+ * hk_io_start: then the handles it had initialised are closed, and the loop
+ * can be freed once it has run their close callbacks (one iteration).
  */
 int metrics_start(hk_loop_t *loop, const char *addr, metrics_render_fn render, void *arg,
                   metrics_server_t **out);
