@@ -129,6 +129,22 @@ int baseline_save(const baseline_t *b, const char *path)
     return r;
 }
 
+static int hexdigit(char c)
+{
+    if (c >= '0' && c <= '9')
+        return c - '0';
+    if (c >= 'A' && c <= 'F')
+        return c - 'A' + 10;
+    if (c >= 'a' && c <= 'f')
+        return c - 'a' + 10;
+    return -1;
+}
+
+/*
+ * An escape is '%' and exactly two hex digits, not %00. Not sscanf's "%2x":
+ * it took one digit and then ate the next byte ("%1G"), a sign ("%-1" gave
+ * 0xff) and leading white space ("% 1").
+ */
 static int unescape(const char *s, char *out, size_t cap)
 {
     size_t o = 0;
@@ -136,10 +152,10 @@ static int unescape(const char *s, char *out, size_t cap)
         if (o + 1 >= cap)
             return -1;
         if (*s == '%') {
-            unsigned v;
-            if (sscanf(s + 1, "%2x", &v) != 1 || !s[1] || !s[2] || v == 0)
+            int hi = hexdigit(s[1]), lo = hi < 0 ? -1 : hexdigit(s[2]);
+            if (hi < 0 || lo < 0 || (hi | lo) == 0)
                 return -1;
-            out[o++] = (char)v;
+            out[o++] = (char)(hi << 4 | lo);
             s += 2;
         } else if ((unsigned char)*s <= ' ') {
             return -1;

@@ -257,3 +257,35 @@ Test(state, errors, .init = mkdir_tmp, .fini = rm_tmp)
     cr_assert_eq(baseline_save(&b, path), -ENOENT);
     baseline_free(&b);
 }
+
+/*
+ * A %-escape is '%' and exactly two hex digits (not NUL). sscanf's "%2x" took
+ * one digit and ate the next byte ("%1G"), a sign ("%+1", "%-1": 0xff) and
+ * leading white space ("% 1"); each of these lines loaded.
+ */
+Test(state, percent_escapes_are_strict, .init = mkdir_tmp, .fini = rm_tmp)
+{
+    baseline_t b;
+    char path[256];
+    unsigned line;
+    snprintf(path, sizeof path, "%s/bad", dir);
+    static const char *const bad[] = {
+        "/bin/a%1G", "/bin/a%G1", "/bin/a%+1", "/bin/a%-1", "/bin/a% 1",  "/bin/a%1",
+        "/bin/a%",   "/bin/a%00", "/bin/a%x1", "/bin/a%0x", "/bin/a%\t1",
+    };
+    for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++) {
+        char text[256];
+        snprintf(text, sizeof text, "hark-watch-state 1\n0 3 1 2 %s\n", bad[i]);
+        write_file(path, text);
+        baseline_init(&b, 0.001, 16, 20);
+        cr_assert_eq(baseline_load(&b, path, &line), -EINVAL, "%s loaded", bad[i]);
+        cr_assert_eq(line, 2, "%s: line %u", bad[i], line);
+        baseline_free(&b);
+    }
+    /* Well-formed escapes still load, in either case of hex digit. */
+    write_file(path, "hark-watch-state 1\n0 3 1 2 /bin/a%20b%25c%7f\n");
+    baseline_init(&b, 0.001, 16, 20);
+    cr_assert_eq(baseline_load(&b, path, &line), 0);
+    cr_assert_not_null(baseline_get(&b, "/bin/a b%c\x7f", 0, 0));
+    baseline_free(&b);
+}
