@@ -294,7 +294,8 @@ static int scan_pid(scanner_t *s, int procfd, const char *name, scan_t *sc, int 
         count_errno(sc, err);
         return 0;
     }
-    int r = 0;
+    int r = 0, kept = 0;
+    size_t inodes_at = sc->ninodes; /* a dropped process leaves no socket inodes behind */
     if (scan_grow((void **)&sc->procs, &sc->pcap, sc->nprocs + 1, sizeof *sc->procs)) {
         r = -ENOMEM;
         goto out;
@@ -324,28 +325,53 @@ static int scan_pid(scanner_t *s, int procfd, const char *name, scan_t *sc, int 
         (void)memo_put(&s->memo, &rec, s->kind, s->ino); /* no room: a full pass next time */
     }
     struct entry_ctx c = {s, sc, p, f.fdmax, 0};
-    int missed = 0;
-    for (size_t i = 0; i < s->nep; i++) {
+    int missed = 0, failed = 0;
+    for (size_t i = 0; i < s->nep && !failed; i++) {
         snprintf(path, sizeof path, "%s/fdinfo/%d", base, s->epfds[i]);
         struct fdinfo_src src = {openat(procfd, path, O_RDONLY | O_CLOEXEC), 0};
         if (src.fd < 0) {
-            missed++; /* closed meanwhile, or the process is exiting: see below */
+            if (errno == ENOENT)
+                missed++; /* closed meanwhile, or the process is exiting: see below */
+            else
+                failed = errno;
             continue;
         }
+        /* What this set adds, undone if its read fails part way. */
+        proc_rec_t before = *p;
+        size_t ninodes = sc->ninodes;
         fdinfo_stats_t fst;
         int rr = fdinfo_stream(s->buf, SCAN_BUF_SIZE, read_fdinfo, &src, on_tfd, &c, &fst);
         close(src.fd);
-        if (rr < 0)
+        if (rr < 0) {
+            *p = before;
+            sc->ninodes = ninodes;
+            if (rr == -ENOENT || rr == -ESRCH)
+                missed++; /* the fd closed, or the process exited, after the open */
+            else
+                failed = -rr;
             continue;
+        }
         p->epolls++;
         p->bad += fst.bad;
         sc->bad_lines += fst.bad;
         sc->truncated += fst.truncated != 0;
     }
     /*
-     * An epoll fd that could not be opened: if the process itself is gone
-     * (its exe link goes when it exits), what was read is a dying process's
-     * leftovers, not a sample; drop it and count it as gone.
+     * An epoll set that exists but could not be read in full (EACCES, EIO,
+     * ENOMEM, ...): the sample would be the process minus that set, smaller
+     * than it is. Not a sample: drop it and count it.
+     */
+    if (failed) {
+        count_errno(sc, failed);
+        goto out;
+    }
+    /*
+     * An epoll fd that was no longer there (ENOENT at the open or the read):
+     * if the process itself is gone (its exe link goes when it exits, before
+     * its fds are closed), what was read is a dying process's leftovers, not
+     * a sample; drop it and count it as gone. If it lives, the fd was closed:
+     * the set is not the process's any more, and is not counted, like any fd
+     * closed between the listing and the readlink.
      */
     char probe[8]; /* only whether the link is still there */
     if (missed && readlinkat(procfd, name_exe(path, sizeof path, base), probe, sizeof probe) < 0) {
@@ -360,7 +386,10 @@ static int scan_pid(scanner_t *s, int procfd, const char *name, scan_t *sc, int 
         goto out;
     }
     sc->nprocs++;
+    kept = 1;
 out:
+    if (!kept)
+        sc->ninodes = inodes_at;
     if (dfd >= 0)
         close(dfd);
     return r;

@@ -17,6 +17,7 @@
 #include <sys/eventfd.h>
 #include <sys/prctl.h>
 #include <sys/socket.h>
+#include <sys/stat.h>
 #include <sys/syscall.h>
 #include <sys/wait.h>
 #include <linux/close_range.h>
@@ -470,4 +471,103 @@ Test(scan, memo_lookup_and_periodic_full_pass)
         _exit(0);
     waitpid(dead, NULL, 0);
     cr_assert_lt(memo_cpu_ns(dead), 0);
+}
+
+/* Child: epoll set fd 4 watches 3 sockets, epoll set fd 5 watches 2. */
+static pid_t spawn_two_sets(int ready_fd)
+{
+    pid_t pid = fork_child(ready_fd, -1);
+    if (pid)
+        return pid;
+    int ep1 = epoll_create1(0), ep2 = epoll_create1(0);
+    if (ep1 != 4 || ep2 != 5)
+        _exit(3);
+    for (int i = 0; i < 5; i++) {
+        int sv[2];
+        if (socketpair(AF_UNIX, SOCK_STREAM, 0, sv) < 0)
+            _exit(3);
+        add(i < 3 ? ep1 : ep2, sv[0]);
+    }
+    if (write(3, "r", 1) != 1)
+        _exit(3);
+    for (;;)
+        pause();
+}
+
+static void symlink_to(const char *target, const char *root, const char *rel)
+{
+    char path[256];
+    snprintf(path, sizeof path, "%s/%s", root, rel);
+    cr_assert_eq(symlink(target, path), 0, "%s", path);
+}
+
+/*
+ * An epoll set whose fdinfo opens but cannot be read (the process exits, the
+ * fd closes, or as here, in a /proc that is the child's own but for that one
+ * file, which is a directory: EISDIR). Before, the read error was ignored and
+ * the process recorded with the other set only: a smaller sample. Now the
+ * sample is discarded and the process counted as skipped. (A real race cannot
+ * be made to fall between our open and our read, hence the tree.)
+ */
+Test(scan, a_failed_fdinfo_read_discards_the_sample)
+{
+    int rp[2];
+    cr_assert_eq(pipe(rp), 0);
+    pid_t pid = spawn_two_sets(rp[1]);
+    char c;
+    cr_assert_eq(read(rp[0], &c, 1), 1);
+    char root[] = "/tmp/hkw-proc-XXXXXX", rel[64], target[64];
+    cr_assert_not_null(mkdtemp(root));
+    snprintf(rel, sizeof rel, "%s/%d", root, (int)pid);
+    cr_assert_eq(mkdir(rel, 0700), 0);
+    snprintf(rel, sizeof rel, "%d/exe", (int)pid);
+    symlink_to("/usr/bin/two-sets", root, rel);
+    snprintf(rel, sizeof rel, "%d/fd", (int)pid);
+    snprintf(target, sizeof target, "/proc/%d/fd", (int)pid);
+    symlink_to(target, root, rel);
+    snprintf(rel, sizeof rel, "%s/%d/fdinfo", root, (int)pid);
+    cr_assert_eq(mkdir(rel, 0700), 0);
+    snprintf(rel, sizeof rel, "%d/fdinfo/4", (int)pid);
+    snprintf(target, sizeof target, "/proc/%d/fdinfo/4", (int)pid);
+    symlink_to(target, root, rel);
+    char set5[256];
+    snprintf(set5, sizeof set5, "%s/%d/fdinfo/5", root, (int)pid);
+    snprintf(target, sizeof target, "/proc/%d/fdinfo/5", (int)pid);
+    cr_assert_eq(symlink(target, set5), 0);
+
+    /* Both sets readable through the tree: the full sample. */
+    scanner_t s;
+    scan_t sc = {0};
+    scanner_init(&s, root);
+    cr_assert_eq(scanner_run(&s, &pid, 1, &sc), 0);
+    cr_assert_eq(sc.nprocs, 1);
+    cr_assert_eq(sc.procs[0].epolls, 2);
+    cr_assert_eq(sc.procs[0].kinds[WK_SOCKET], 5);
+
+    /* Set 5 opens but does not read: no sample, and the process is counted as skipped. */
+    cr_assert_eq(unlink(set5), 0);
+    cr_assert_eq(mkdir(set5, 0700), 0);
+    cr_assert_eq(scanner_run(&s, &pid, 1, &sc), 0);
+    cr_assert_eq(sc.nprocs, 0, "recorded with %u epoll sets and %u sockets",
+                 sc.nprocs ? sc.procs[0].epolls : 0, sc.nprocs ? sc.procs[0].kinds[WK_SOCKET] : 0);
+    cr_assert_eq(sc.gone + sc.denied, 1);
+    cr_assert_eq(sc.ninodes, 0, "no socket inodes of the dropped sample are left");
+
+    scan_free(&sc);
+    scanner_free(&s);
+    reap(pid);
+    close(rp[0]);
+    close(rp[1]);
+    rmdir(set5);
+    snprintf(rel, sizeof rel, "%s/%d/fdinfo/4", root, (int)pid);
+    unlink(rel);
+    snprintf(rel, sizeof rel, "%s/%d/fdinfo", root, (int)pid);
+    rmdir(rel);
+    snprintf(rel, sizeof rel, "%s/%d/fd", root, (int)pid);
+    unlink(rel);
+    snprintf(rel, sizeof rel, "%s/%d/exe", root, (int)pid);
+    unlink(rel);
+    snprintf(rel, sizeof rel, "%s/%d", root, (int)pid);
+    rmdir(rel);
+    rmdir(root);
 }
