@@ -11,6 +11,7 @@
  */
 #include <dirent.h>
 #include <errno.h>
+#include <stdlib.h>
 #include <unistd.h>
 
 #include "fdtable.h"
@@ -28,29 +29,15 @@ static int parse_fdnum(const char *s)
     return (int)v;
 }
 
-/* Makes room for fd numbers below n in the scanner's per-fd tables. */
-static int table_room(scanner_t *s, size_t n)
-{
-    if (n <= s->fdcap)
-        return 0;
-    size_t kc = s->fdcap, ic = s->fdcap;
-    if (scan_grow((void **)&s->kind, &kc, n, 1) ||
-        scan_grow((void **)&s->ino, &ic, n, sizeof(uint64_t)))
-        return -ENOMEM;
-    s->fdcap = kc < ic ? kc : ic;
-    return 0;
-}
-
 /* Records open fd number fd of the given kind (socket inode ino). Returns 0 or -ENOMEM. */
 static int note_fd(fd_pass_t *f, unsigned fd, int kind, uint64_t ino)
 {
     scanner_t *s = f->s;
-    if (table_room(s, (size_t)fd + 1) < 0)
+    if (scan_grow((void **)&s->fds, &s->fdcap, f->nfd + 1, sizeof *s->fds) < 0)
         return -ENOMEM;
-    while (f->fdmax <= fd)
-        s->kind[f->fdmax++] = WK_GONE; /* holes: closed fd numbers */
-    s->kind[fd] = (uint8_t)kind;
-    s->ino[fd] = ino;
+    if (f->nfd && s->fds[f->nfd - 1].fd >= fd)
+        f->unsorted = 1;
+    s->fds[f->nfd++] = (watch_fd_t){.ino = ino, .fd = fd, .kind = (uint8_t)kind};
     f->p->fds++;
     if (kind == WK_SOCKET) {
         const net_sock_t *ns = netinfo_find(&f->sc->net, ino);
@@ -62,6 +49,35 @@ static int note_fd(fd_pass_t *f, unsigned fd, int kind, uint64_t ino)
         s->epfds[s->nep++] = (int)fd;
     }
     return 0;
+}
+
+static int cmp_fd(const void *a, const void *b)
+{
+    uint32_t x = ((const watch_fd_t *)a)->fd, y = ((const watch_fd_t *)b)->fd;
+    return (x > y) - (x < y);
+}
+
+/* The table is searched by number: sort it if the listing was not in order. */
+static void table_sort(fd_pass_t *f)
+{
+    if (f->unsorted)
+        qsort(f->s->fds, f->nfd, sizeof *f->s->fds, cmp_fd);
+    f->unsorted = 0;
+}
+
+const watch_fd_t *fd_table_find(const watch_fd_t *v, size_t n, int fd)
+{
+    if (fd < 0)
+        return NULL;
+    size_t lo = 0, hi = n;
+    while (lo < hi) {
+        size_t mid = lo + (hi - lo) / 2;
+        if (v[mid].fd < (uint32_t)fd)
+            lo = mid + 1;
+        else
+            hi = mid;
+    }
+    return lo < n && v[lo].fd == (uint32_t)fd ? &v[lo] : NULL;
 }
 
 /* Reads fd number fd's link and records it; returns 0 or -ENOMEM. */
@@ -90,22 +106,20 @@ int fd_table_read(fd_pass_t *f)
         }
     }
     /* ENOENT (ESRCH): the process exited while its table was read. */
-    return dn < 0 ? -errno : 0;
+    if (dn < 0)
+        return -errno;
+    table_sort(f);
+    return 0;
 }
 
 int fd_table_restore(fd_pass_t *f, const fd_memo_t *m)
 {
+    const uint32_t *fds = memo_fds(&f->s->memo, m);
     const uint8_t *kind = memo_kinds(&f->s->memo, m);
     const uint64_t *ino = memo_inos(&f->s->memo, m);
-    if (table_room(f->s, m->nkind) < 0)
-        return -ENOMEM;
-    for (unsigned fd = 0; fd < m->nkind; fd++) {
-        if (kind[fd] == WK_GONE) {
-            f->s->kind[f->fdmax++] = WK_GONE;
-            continue;
-        }
-        if (note_fd(f, fd, kind[fd], kind[fd] == WK_SOCKET ? *ino++ : 0) < 0)
+    for (uint32_t i = 0; i < m->nkind; i++)
+        if (note_fd(f, fds[i], kind[i], kind[i] == WK_SOCKET ? *ino++ : 0) < 0)
             return -ENOMEM;
-    }
+    table_sort(f);
     return 0;
 }

@@ -116,7 +116,11 @@ static int is_anon_kind(int k)
 int watch_entry_kind(const watch_devs_t *d, const fdinfo_tfd_t *t, const uint8_t *kind,
                      size_t nkind)
 {
-    int at = t->fd >= 0 && (size_t)t->fd < nkind ? kind[t->fd] : WK_GONE;
+    return watch_entry_kind_at(d, t, t->fd >= 0 && (size_t)t->fd < nkind ? kind[t->fd] : WK_GONE);
+}
+
+int watch_entry_kind_at(const watch_devs_t *d, const fdinfo_tfd_t *t, int at)
+{
     if (!t->sdev)
         return at; /* no sdev in this fdinfo: the table alone */
     if (d->sock && t->sdev == d->sock)

@@ -57,4 +57,14 @@ int watch_devs_learn(watch_devs_t *d);
 int watch_entry_kind(const watch_devs_t *d, const fdinfo_tfd_t *t, const uint8_t *kind,
                      size_t nkind);
 
+/* The same, given what the table holds at the entry's fd number (WK_GONE: nothing). */
+int watch_entry_kind_at(const watch_devs_t *d, const fdinfo_tfd_t *t, int at);
+
+/* One open fd of a process's table: its number, kind and (sockets) inode. */
+typedef struct watch_fd {
+    uint64_t ino;
+    uint32_t fd;
+    uint8_t kind;
+} watch_fd_t;
+
 #endif

@@ -45,6 +45,7 @@
 static void gen_free(memo_gen_t *g)
 {
     free(g->v);
+    free(g->fds);
     free(g->kinds);
     free(g->inos);
     memset(g, 0, sizeof *g);
@@ -95,13 +96,14 @@ int64_t memo_cpu_ns(pid_t pid)
     return (int64_t)ts.tv_sec * 1000000000 + ts.tv_nsec;
 }
 
-int memo_put(memo_t *m, const fd_memo_t *hdr, const uint8_t *kind, const uint64_t *ino)
+int memo_put(memo_t *m, const fd_memo_t *hdr, const watch_fd_t *fds)
 {
     memo_gen_t *g = &m->gen[m->cur];
     size_t socks = 0;
-    for (uint32_t fd = 0; fd < hdr->nkind; fd++)
-        socks += kind[fd] == WK_SOCKET;
+    for (uint32_t i = 0; i < hdr->nkind; i++)
+        socks += fds[i].kind == WK_SOCKET;
     if (scan_grow((void **)&g->v, &g->cap, g->n + 1, sizeof *g->v) ||
+        scan_grow((void **)&g->fds, &g->fcap, g->nkinds + hdr->nkind, sizeof(uint32_t)) ||
         scan_grow((void **)&g->kinds, &g->kcap, g->nkinds + hdr->nkind, 1) ||
         scan_grow((void **)&g->inos, &g->icap, g->ninos + socks, sizeof(uint64_t)))
         return -ENOMEM;
@@ -109,16 +111,21 @@ int memo_put(memo_t *m, const fd_memo_t *hdr, const uint8_t *kind, const uint64_
     *r = *hdr;
     r->kind_off = g->nkinds;
     r->ino_off = g->ninos;
-    if (hdr->nkind)
-        memcpy(g->kinds + g->nkinds, kind, hdr->nkind);
-    g->nkinds += hdr->nkind;
-    for (uint32_t fd = 0; fd < hdr->nkind; fd++)
-        if (kind[fd] == WK_SOCKET)
-            g->inos[g->ninos++] = ino[fd];
+    for (uint32_t i = 0; i < hdr->nkind; i++) {
+        g->fds[g->nkinds] = fds[i].fd;
+        g->kinds[g->nkinds++] = fds[i].kind;
+        if (fds[i].kind == WK_SOCKET)
+            g->inos[g->ninos++] = fds[i].ino;
+    }
     if (g->n && g->v[g->n - 1].pid >= r->pid)
         g->sorted = 0;
     g->n++;
     return 0;
+}
+
+const uint32_t *memo_fds(const memo_t *m, const fd_memo_t *r)
+{
+    return m->gen[m->cur ^ 1].fds + r->kind_off;
 }
 
 const uint8_t *memo_kinds(const memo_t *m, const fd_memo_t *r)

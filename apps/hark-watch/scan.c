@@ -58,8 +58,7 @@ void scanner_memo(scanner_t *s, int on)
 void scanner_free(scanner_t *s)
 {
     memo_free(&s->memo);
-    free(s->kind);
-    free(s->ino);
+    free(s->fds);
     free(s->epfds);
     free(s->buf);
     memset(s, 0, sizeof *s);
@@ -100,7 +99,7 @@ struct entry_ctx {
     scanner_t *s;
     scan_t *sc;
     proc_rec_t *p;
-    size_t fdmax; /* table size valid for this process */
+    size_t nfd; /* entries of s->fds valid for this process */
     int oom;
 };
 
@@ -108,7 +107,8 @@ static void on_tfd(const fdinfo_tfd_t *t, void *arg)
 {
     struct entry_ctx *c = arg;
     proc_rec_t *p = c->p;
-    int kind = watch_entry_kind(&c->s->devs, t, c->s->kind, c->fdmax);
+    const watch_fd_t *at = fd_table_find(c->s->fds, c->nfd, t->fd);
+    int kind = watch_entry_kind_at(&c->s->devs, t, at ? at->kind : WK_GONE);
     p->entries++;
     p->kinds[kind]++;
     if (kind == WK_SOCKET && p->sock_n < SCAN_SOCKETS_PER_PROC) {
@@ -119,8 +119,8 @@ static void on_tfd(const fdinfo_tfd_t *t, void *arg)
         }
         /* The entry's own inode: right even if the fd number was reused. */
         uint64_t ino = t->ino;
-        if (!ino && (size_t)t->fd < c->fdmax)
-            ino = c->s->ino[t->fd];
+        if (!ino && at)
+            ino = at->ino;
         c->sc->inodes[c->sc->ninodes++] = ino;
         p->sock_n++;
     }
@@ -306,7 +306,7 @@ static int scan_pid(scanner_t *s, int procfd, const char *name, scan_t *sc, int 
     p->uid = st.st_uid;
     p->sock_off = (uint32_t)sc->ninodes;
     s->nep = 0;
-    fd_pass_t f = {s, sc, p, dfd, 0};
+    fd_pass_t f = {s, sc, p, dfd, 0, 0};
     r = memo ? fd_table_restore(&f, memo) : fd_table_read(&f);
     sc->reused += memo != NULL;
     if (r < 0 && r != -ENOMEM) {
@@ -318,13 +318,13 @@ static int scan_pid(scanner_t *s, int procfd, const char *name, scan_t *sc, int 
         goto out;
     if (cpu >= 0) {
         fd_memo_t rec = {.pid = pid,
-                         .nkind = (uint32_t)f.fdmax,
+                         .nkind = (uint32_t)f.nfd,
                          .dir_ino = st.st_ino,
                          .count = (uint64_t)st.st_size,
                          .cpu_ns = (uint64_t)cpu};
-        (void)memo_put(&s->memo, &rec, s->kind, s->ino); /* no room: a full pass next time */
+        (void)memo_put(&s->memo, &rec, s->fds); /* no room: a full pass next time */
     }
-    struct entry_ctx c = {s, sc, p, f.fdmax, 0};
+    struct entry_ctx c = {s, sc, p, f.nfd, 0};
     int missed = 0, failed = 0;
     for (size_t i = 0; i < s->nep && !failed; i++) {
         snprintf(path, sizeof path, "%s/fdinfo/%d", base, s->epfds[i]);

@@ -56,8 +56,11 @@ typedef struct scan {
 
 /* Scratch space of one scanner (one pass at a time). */
 typedef struct scanner {
-    uint8_t *kind; /* per fd number of the current process */
-    uint64_t *ino; /* socket inode per fd number */
+    /*
+     * The current process's open fds, ascending by number: a list, not an
+     * array indexed by fd, so one fd at 1,000,000 costs one entry.
+     */
+    watch_fd_t *fds;
     size_t fdcap;
     int *epfds;
     size_t nep, epcap;

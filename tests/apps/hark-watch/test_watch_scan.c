@@ -16,6 +16,7 @@
 #include <sys/epoll.h>
 #include <sys/eventfd.h>
 #include <sys/prctl.h>
+#include <sys/resource.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
 #include <sys/syscall.h>
@@ -430,13 +431,17 @@ Test(scan, memo_reuses_tables_of_sleeping_processes_only)
 Test(scan, memo_lookup_and_periodic_full_pass)
 {
     memo_t m = {0};
-    uint8_t kind[4] = {WK_FILE, WK_SOCKET, WK_GONE, WK_EPOLL};
-    uint64_t ino[4] = {0, 42, 0, 0};
+    /* Open fds 0, 1 and 3 (2 is closed), by number. */
+    const watch_fd_t fds[3] = {{.fd = 0, .kind = WK_FILE},
+                               {.fd = 1, .kind = WK_SOCKET, .ino = 42},
+                               {.fd = 3, .kind = WK_EPOLL}};
+    const uint8_t kind[3] = {WK_FILE, WK_SOCKET, WK_EPOLL};
+    const uint32_t nums[3] = {0, 1, 3};
     memo_begin(&m);
     const pid_t pids[] = {500, 100, 300}; /* out of order: sorted when looked up */
     for (int i = 0; i < 3; i++) {
-        fd_memo_t r = {.pid = pids[i], .nkind = 4, .dir_ino = 7, .count = 3, .cpu_ns = 9};
-        cr_assert_eq(memo_put(&m, &r, kind, ino), 0);
+        fd_memo_t r = {.pid = pids[i], .nkind = 3, .dir_ino = 7, .count = 3, .cpu_ns = 9};
+        cr_assert_eq(memo_put(&m, &r, fds), 0);
     }
     memo_begin(&m);
     for (int i = 0; i < 3; i++) {
@@ -448,18 +453,19 @@ Test(scan, memo_lookup_and_periodic_full_pass)
         }
         cr_assert_not_null(r);
         cr_assert_eq(r->pid, pid);
-        cr_assert_eq(memcmp(memo_kinds(&m, r), kind, 4), 0);
+        cr_assert_eq(memcmp(memo_kinds(&m, r), kind, 3), 0);
+        cr_assert_eq(memcmp(memo_fds(&m, r), nums, sizeof nums), 0);
         cr_assert_eq(memo_inos(&m, r)[0], 42, "only the sockets' inodes are kept");
     }
     cr_assert_null(memo_find(&m, 200));
     /* Over MEMO_REVALIDATE scans, each carrying the record forward, every pid is due once. */
-    fd_memo_t r100 = {.pid = 100, .nkind = 4, .dir_ino = 7, .count = 3, .cpu_ns = 9};
-    cr_assert_eq(memo_put(&m, &r100, kind, ino), 0);
+    fd_memo_t r100 = {.pid = 100, .nkind = 3, .dir_ino = 7, .count = 3, .cpu_ns = 9};
+    cr_assert_eq(memo_put(&m, &r100, fds), 0);
     int due = 0;
     for (int k = 0; k < MEMO_REVALIDATE; k++) {
         memo_begin(&m);
         due += memo_find(&m, 100) == NULL;
-        cr_assert_eq(memo_put(&m, &r100, kind, ino), 0);
+        cr_assert_eq(memo_put(&m, &r100, fds), 0);
     }
     cr_assert_eq(due, 1);
     memo_free(&m);
@@ -570,4 +576,83 @@ Test(scan, a_failed_fdinfo_read_discards_the_sample)
     snprintf(rel, sizeof rel, "%s/%d", root, (int)pid);
     rmdir(rel);
     rmdir(root);
+}
+
+#define HIGH_FD 19000 /* below the build machines' 20,000 fds per process */
+
+/* Child: an epoll set watching a socket, the set itself moved to HIGH_FD. */
+static pid_t spawn_high_fd(int ready_fd)
+{
+    pid_t pid = fork_child(ready_fd, -1);
+    if (pid)
+        return pid;
+    struct rlimit rl;
+    if (getrlimit(RLIMIT_NOFILE, &rl) < 0 || rl.rlim_max <= HIGH_FD)
+        _exit(4);
+    rl.rlim_cur = HIGH_FD + 1;
+    if (setrlimit(RLIMIT_NOFILE, &rl) < 0)
+        _exit(4);
+    int ep = epoll_create1(0);
+    int sv[2];
+    if (socketpair(AF_UNIX, SOCK_STREAM, 0, sv) < 0)
+        _exit(3);
+    add(ep, sv[0]);
+    if (dup2(ep, HIGH_FD) != HIGH_FD)
+        _exit(3);
+    close(ep);
+    if (write(3, "r", 1) != 1)
+        _exit(3);
+    for (;;)
+        pause();
+}
+
+/*
+ * The scanner's per-process fd table, and the memo of it kept for the next
+ * full scan, cost memory by open fd, not by the highest fd number: one fd at
+ * 19,000 is one entry. (Before, both were arrays indexed by fd number: 19,001
+ * slots of scratch and 19,001 bytes of memo for this one process.)
+ */
+Test(scan, a_high_fd_number_costs_one_entry)
+{
+    int rp[2];
+    cr_assert_eq(pipe(rp), 0);
+    pid_t pid = spawn_high_fd(rp[1]);
+    char c;
+    if (read(rp[0], &c, 1) != 1) {
+        int st;
+        waitpid(pid, &st, 0);
+        cr_assert(WIFEXITED(st) && WEXITSTATUS(st) == 4, "child failed: %d", st);
+        cr_skip_test("RLIMIT_NOFILE does not allow fd %d here", HIGH_FD);
+    }
+    scanner_t s;
+    scan_t sc = {0};
+    scanner_init(&s, NULL);
+    cr_assert_eq(scanner_run(&s, &pid, 1, &sc), 0);
+    cr_assert_eq(sc.nprocs, 1);
+    cr_assert_eq(sc.procs[0].epolls, 1, "the set at fd %d is read", HIGH_FD);
+    cr_assert_eq(sc.procs[0].kinds[WK_SOCKET], 1);
+    cr_assert_lt(s.fdcap, 1024, "scratch for %zu fd slots", s.fdcap);
+    /* A full scan records the child's table in the memo: by its open fds too. */
+    cr_assert_eq(scanner_run(&s, NULL, 0, &sc), 0);
+    const memo_gen_t *g = &s.memo.gen[s.memo.cur];
+    const fd_memo_t *r = NULL;
+    for (size_t i = 0; i < g->n; i++)
+        if (g->v[i].pid == pid)
+            r = &g->v[i];
+    cr_assert_not_null(r, "the child is in the memo");
+    cr_assert_lt(r->nkind, 64, "memo of %u fd slots", r->nkind);
+    /* And the next full scan, restoring it from the memo, still sees the set. */
+    cr_assert_eq(scanner_run(&s, NULL, 0, &sc), 0);
+    const proc_rec_t *p = NULL;
+    for (size_t i = 0; i < sc.nprocs; i++)
+        if (sc.procs[i].pid == pid)
+            p = &sc.procs[i];
+    cr_assert_not_null(p);
+    cr_assert_eq(p->epolls, 1);
+    cr_assert_eq(p->kinds[WK_SOCKET], 1);
+    scan_free(&sc);
+    scanner_free(&s);
+    reap(pid);
+    close(rp[0]);
+    close(rp[1]);
 }
