@@ -107,6 +107,9 @@ fuzz: fuzz-build
 	@cp tests/apps/hark-watch/samples/* $(BUILD)/fuzz/corpus/fdinfo/
 	$(BUILD)/fuzz/fuzz/fuzz-fdinfo -max_total_time=$(FUZZ_SECONDS) -max_len=65536 \
 	  $(BUILD)/fuzz/corpus/fdinfo
+	@mkdir -p $(BUILD)/fuzz/corpus/netinfo_unix
+	$(BUILD)/fuzz/fuzz/fuzz-netinfo_unix -max_total_time=$(FUZZ_SECONDS) -max_len=4096 \
+	  $(BUILD)/fuzz/corpus/netinfo_unix
 	@for f in net_addr tls dns_answer; do mkdir -p $(BUILD)/fuzz/corpus/$$f; \
 	  $(BUILD)/fuzz/fuzz/fuzz-$$f -max_total_time=$(FUZZ_SECONDS) $(BUILD)/fuzz/corpus/$$f || exit 1; done
 	@mkdir -p $(BUILD)/fuzz/corpus/conf && cp tests/conf/corpus/* $(BUILD)/fuzz/corpus/conf/

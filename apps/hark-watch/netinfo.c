@@ -164,42 +164,104 @@ static int inet_line(const char *line, size_t len, void *arg)
     return 0;
 }
 
-/* "Num RefCount Protocol Flags Type St Inode Path" */
+int netinfo_set_path(netinfo_t *ni, net_sock_t *s, const char *name, size_t len)
+{
+    if (ni->slen + len + 1 > ni->scap) {
+        size_t cap = (ni->scap ? ni->scap * 2 : 4096) + len + 1;
+        char *p = realloc(ni->strings, cap);
+        if (!p)
+            return -ENOMEM;
+        ni->strings = p;
+        ni->scap = cap;
+    }
+    for (size_t i = 0; i < len; i++)
+        ni->strings[ni->slen + i] = name[i] ? name[i] : '@';
+    ni->strings[ni->slen + len] = '\0';
+    s->path = (uint32_t)ni->slen;
+    ni->slen += len + 1;
+    return 0;
+}
+
+/*
+ * The most bytes of name a /proc/net/unix line shows: the kernel prints a
+ * bound socket's sun_path, at most 108 bytes ('@' and 107 for an abstract
+ * name, 107 for a path), after one space, raw but for NUL ('@'). Raw means
+ * '\n' too: a name "x\n<a whole line>" adds a line of its binder's choosing
+ * (that somebody else's socket listens, making its owner a network service;
+ * or that one's own does not). No field tells a forged line from a real one,
+ * but a forged one lies within the 108 bytes after the start of a real
+ * line's name. So each line is checked against the room left by the names
+ * above it: one that could lie in a name is in doubt, and a line in doubt
+ * is believed only to be a unix socket, never about listening or its name.
+ * An inode listed twice keeps a line not in doubt (netinfo_load). The price:
+ * a real listener whose whole line would fit in the rest of the name above
+ * (both names short) is not seen as listening by this fallback; sock_diag,
+ * used whenever the kernel offers it, has no such doubt.
+ */
+#define UNIX_NAME_MAX 108
+
+struct unix_ctx {
+    netinfo_t *ni;
+    size_t room; /* bytes of an earlier line's name that may still follow */
+    int header;  /* the first line is the header */
+};
+
+/* Exactly n hex digits. */
+static int hex_field(const char *f, size_t fl, size_t n, uint64_t *out)
+{
+    return fl == n ? parse_num(f, fl, 16, out) : -1;
+}
+
+/*
+ * "%pK: %08X %08X %08X %04X %02X %5lu[ name]": Num, RefCount, Protocol,
+ * Flags, Type, St, Inode, then the name: the fields by their fixed widths,
+ * the name only by its length.
+ */
 static int unix_line(const char *line, size_t len, void *arg)
 {
-    netinfo_t *ni = arg;
-    const char *f[8];
-    size_t fl[8];
-    int n = fields(line, len, f, fl, 8);
-    uint64_t flags, ino;
-    if (n < 7 || fl[0] < 2 || f[0][fl[0] - 1] != ':')
-        return 0;
-    if (parse_num(f[3], fl[3], 16, &flags) < 0 || parse_num(f[6], fl[6], 10, &ino) < 0) {
-        ni->bad_lines++;
+    struct unix_ctx *c = arg;
+    netinfo_t *ni = c->ni;
+    int doubt = c->room >= len + 1; /* this line, and the '\n' before it, fit in that name */
+    size_t room = doubt ? c->room - (len + 1) : 0;
+    const char *f[7];
+    size_t fl[7];
+    uint64_t v, flags, ino;
+    int n = fields(line, len, f, fl, 7);
+    if (c->header) {
+        c->header = 0;
+        c->room = 0;
         return 0;
     }
+    c->room = room;
+    if (n < 7 || fl[0] < 2 || f[0][fl[0] - 1] != ':' || parse_num(f[0], fl[0] - 1, 16, &v) < 0 ||
+        hex_field(f[1], fl[1], 8, &v) < 0 || hex_field(f[2], fl[2], 8, &v) < 0 ||
+        hex_field(f[3], fl[3], 8, &flags) < 0 || hex_field(f[4], fl[4], 4, &v) < 0 ||
+        hex_field(f[5], fl[5], 2, &v) < 0 || parse_num(f[6], fl[6], 10, &ino) < 0) {
+        if (!doubt)
+            ni->bad_lines++; /* a line in doubt may be any part of a name */
+        return 0;
+    }
+    /* The name: after the one space that follows the inode, to the end of the line. */
+    size_t end = (size_t)(f[6] + fl[6] - line), plen = end < len ? len - end - 1 : 0;
+    if ((end < len && line[end] != ' ') || plen > UNIX_NAME_MAX) {
+        if (!doubt)
+            ni->bad_lines++;
+        return 0;
+    }
+    /* A real line leaves the rest of its name's room to the lines below. */
+    if (plen && UNIX_NAME_MAX - plen > c->room)
+        c->room = UNIX_NAME_MAX - plen;
     net_sock_t *s = push(ni);
     if (!s)
         return -ENOMEM;
     s->ino = ino;
     s->proto = NET_UNIX;
+    s->doubt = (uint8_t)doubt;
+    if (doubt)
+        return 0;
     s->listening = (flags & 0x10000) != 0; /* __SO_ACCEPTCON */
-    if (n == 8) {
-        /* The path is the rest of the line (it may contain spaces). */
-        size_t plen = len - (size_t)(f[7] - line);
-        if (ni->slen + plen + 1 > ni->scap) {
-            size_t cap = (ni->scap ? ni->scap * 2 : 4096) + plen + 1;
-            char *p = realloc(ni->strings, cap);
-            if (!p)
-                return -ENOMEM;
-            ni->strings = p;
-            ni->scap = cap;
-        }
-        memcpy(ni->strings + ni->slen, f[7], plen);
-        ni->strings[ni->slen + plen] = '\0';
-        s->path = (uint32_t)ni->slen;
-        ni->slen += plen + 1;
-    }
+    if (plen)
+        return netinfo_set_path(ni, s, line + end + 1, plen);
     return 0;
 }
 
@@ -207,6 +269,32 @@ static int cmp_ino(const void *a, const void *b)
 {
     uint64_t x = ((const net_sock_t *)a)->ino, y = ((const net_sock_t *)b)->ino;
     return x < y ? -1 : x > y;
+}
+
+/*
+ * One entry per inode. Two lines for one inode mean a forged one, which is
+ * in doubt by construction (unix_line): keep a line not in doubt (TCP and
+ * UDP lines have no free text and never are), else one that says nothing.
+ */
+static void dedup(netinfo_t *ni)
+{
+    size_t o = 0;
+    for (size_t i = 0; i < ni->n;) {
+        size_t j = i, keep = i;
+        while (j < ni->n && ni->socks[j].ino == ni->socks[i].ino) {
+            if (ni->socks[keep].doubt && !ni->socks[j].doubt)
+                keep = j;
+            j++;
+        }
+        ni->socks[o] = ni->socks[keep];
+        if (ni->socks[o].doubt) {
+            ni->socks[o].listening = 0;
+            ni->socks[o].path = 0;
+        }
+        o++;
+        i = j;
+    }
+    ni->n = o;
 }
 
 int netinfo_load(netinfo_t *ni, const char *proc_root)
@@ -240,14 +328,50 @@ int netinfo_load(netinfo_t *ni, const char *proc_root)
             r = 0;
     }
     if (r >= 0) {
-        r = read_lines(dfd, "net/unix", buf, sizeof buf, unix_line, ni);
-        if (r == -ENOENT || r == -EACCES)
-            r = 0;
+        size_t n = ni->n, slen = ni->slen;
+        r = netinfo_unix_diag(ni);
+        if (r < 0 && r != -ENOMEM) {
+            ni->n = n; /* no sock_diag: the text, read with care */
+            ni->slen = slen;
+            struct unix_ctx c = {ni, 0, 1};
+            r = read_lines(dfd, "net/unix", buf, sizeof buf, unix_line, &c);
+            if (r == -ENOENT || r == -EACCES)
+                r = 0;
+        }
     }
     close(dfd);
-    if (ni->n)
+    if (ni->n) {
         qsort(ni->socks, ni->n, sizeof *ni->socks, cmp_ino);
+        dedup(ni);
+    }
     return r < 0 ? r : 0;
+}
+
+int netinfo_parse_unix(netinfo_t *ni, const char *text, size_t len)
+{
+    ni->n = 0;
+    ni->bad_lines = 0;
+    if (!ni->strings) {
+        ni->strings = malloc(4096);
+        if (!ni->strings)
+            return -ENOMEM;
+        ni->scap = 4096;
+    }
+    ni->strings[0] = '\0';
+    ni->slen = 1;
+    struct unix_ctx c = {ni, 0, 1};
+    for (size_t start = 0; start < len;) {
+        const char *nl = memchr(text + start, '\n', len - start);
+        size_t end = nl ? (size_t)(nl - text) : len;
+        if (unix_line(text + start, end - start, &c) < 0)
+            return -ENOMEM;
+        start = end + 1;
+    }
+    if (ni->n) {
+        qsort(ni->socks, ni->n, sizeof *ni->socks, cmp_ino);
+        dedup(ni);
+    }
+    return 0;
 }
 
 void netinfo_free(netinfo_t *ni)

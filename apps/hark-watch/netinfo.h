@@ -16,6 +16,7 @@ typedef struct net_sock {
     uint8_t proto;     /* enum net_proto */
     uint8_t listening; /* TCP LISTEN, or a unix socket accepting connections */
     uint8_t family;    /* 4 or 6 for tcp/udp */
+    uint8_t doubt;     /* a /proc/net/unix line that may be part of another line's name */
     uint8_t addr[16];  /* remote address (network order) */
     uint16_t port;     /* remote port */
     uint32_t path;     /* unix: offset of the path in netinfo_t.strings (0: none) */
@@ -31,9 +32,26 @@ typedef struct netinfo {
 
 /*
  * Loads the tables of the process's network namespace (proc_root normally
- * "/proc"). Missing tables (no IPv6) are skipped. Returns 0 or -ENOMEM.
+ * "/proc"): TCP and UDP from /proc/net, unix sockets from sock_diag (with
+ * their exact names) or, without it, from /proc/net/unix, read so that a
+ * line forged inside a socket's name is not believed (netinfo.c). Missing
+ * tables (no IPv6) are skipped. Returns 0 or -ENOMEM.
  */
 int netinfo_load(netinfo_t *ni, const char *proc_root);
+/*
+ * Appends every unix socket of the namespace through sock_diag (sockdiag.c).
+ * Returns 0, -ENOMEM, or another -errno when sock_diag is not available
+ * (then nothing is appended).
+ */
+int netinfo_unix_diag(netinfo_t *ni);
+/*
+ * Parses /proc/net/unix text (header line first) as the fallback of
+ * netinfo_load does, into an emptied ni, sorted and one entry per inode.
+ * For fuzz/netinfo_unix.c. Returns 0 or -ENOMEM.
+ */
+int netinfo_parse_unix(netinfo_t *ni, const char *text, size_t len);
+/* Stores a unix socket's name as /proc/net/unix shows it ('@' for NULs), for netinfo_format. */
+int netinfo_set_path(netinfo_t *ni, net_sock_t *s, const char *name, size_t len);
 /*
  * Only the listening sockets (TCP and unix), through sock_diag, which is far
  * cheaper than /proc/net (sockdiag.c); falls back to netinfo_load.

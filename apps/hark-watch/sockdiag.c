@@ -11,11 +11,14 @@
  * read only when there is an alert to report.
  *
  * When sock_diag is not available (a kernel without inet_diag, or a seccomp
- * filter), we fall back to /proc/net.
+ * filter), we fall back to /proc/net. The full unix table (the names an
+ * alert shows) comes from here too, not from /proc/net/unix, whose lines a
+ * socket's name can forge (netinfo.c).
  */
 #include <errno.h>
 #include <linux/inet_diag.h>
 #include <linux/netlink.h>
+#include <linux/rtnetlink.h>
 #include <linux/sock_diag.h>
 #include <linux/unix_diag.h>
 #include <netinet/in.h>
@@ -45,8 +48,42 @@ static int add_listening(netinfo_t *ni, uint64_t ino, uint8_t proto)
     return 0;
 }
 
-/* Sends one dump request and collects the inodes of the answers. */
-static int dump(int fd, const void *req, size_t len, int is_unix, netinfo_t *ni)
+/* A unix socket of a full dump: its state, and its name from UNIX_DIAG_NAME (exact length). */
+static int add_unix(netinfo_t *ni, const struct nlmsghdr *h)
+{
+    struct unix_diag_msg m;
+    memcpy(&m, NLMSG_DATA(h), sizeof m);
+    if (ni->n == ni->cap) {
+        size_t cap = ni->cap ? ni->cap * 2 : 256;
+        net_sock_t *p = realloc(ni->socks, cap * sizeof *p);
+        if (!p)
+            return -ENOMEM;
+        ni->socks = p;
+        ni->cap = cap;
+    }
+    net_sock_t *s = &ni->socks[ni->n++];
+    memset(s, 0, sizeof *s);
+    s->ino = m.udiag_ino;
+    s->proto = NET_UNIX;
+    s->listening = m.udiag_state == TCP_LISTEN;
+    size_t off = NLMSG_ALIGN(sizeof m), len = h->nlmsg_len - NLMSG_LENGTH(0);
+    while (off + sizeof(struct rtattr) <= len) {
+        struct rtattr a;
+        memcpy(&a, (const char *)NLMSG_DATA(h) + off, sizeof a);
+        if (a.rta_len < sizeof a || off + a.rta_len > len)
+            break;
+        if (a.rta_type == UNIX_DIAG_NAME && a.rta_len > RTA_LENGTH(0))
+            return netinfo_set_path(ni, s, (const char *)NLMSG_DATA(h) + off + RTA_LENGTH(0),
+                                    a.rta_len - RTA_LENGTH(0));
+        off += RTA_ALIGN(a.rta_len);
+    }
+    return 0;
+}
+
+enum dump_what { DUMP_INET_LISTEN, DUMP_UNIX_LISTEN, DUMP_UNIX_ALL };
+
+/* Sends one dump request and collects the answers. */
+static int dump(int fd, const void *req, size_t len, enum dump_what what, netinfo_t *ni)
 {
     if (send(fd, req, len, 0) < 0)
         return -errno;
@@ -69,7 +106,11 @@ static int dump(int fd, const void *req, size_t len, int is_unix, netinfo_t *ni)
                 return e.error ? e.error : -EIO;
             }
             int r;
-            if (is_unix) {
+            if (what == DUMP_UNIX_ALL) {
+                if (h->nlmsg_len < NLMSG_LENGTH(sizeof(struct unix_diag_msg)))
+                    continue;
+                r = add_unix(ni, h);
+            } else if (what == DUMP_UNIX_LISTEN) {
                 struct unix_diag_msg m;
                 if (h->nlmsg_len < NLMSG_LENGTH(sizeof m))
                     continue;
@@ -112,7 +153,7 @@ static int load_diag(netinfo_t *ni)
         req.r.sdiag_family = fam ? AF_INET6 : AF_INET;
         req.r.sdiag_protocol = IPPROTO_TCP;
         req.r.idiag_states = 1u << TCP_LISTEN;
-        r = dump(fd, &req, sizeof req, 0, ni);
+        r = dump(fd, &req, sizeof req, DUMP_INET_LISTEN, ni);
         if (fam == 1 && (r == -EAFNOSUPPORT || r == -ENOENT))
             r = 0; /* no IPv6 */
     }
@@ -127,9 +168,35 @@ static int load_diag(netinfo_t *ni)
         req.h.nlmsg_flags = NLM_F_REQUEST | NLM_F_DUMP;
         req.r.sdiag_family = AF_UNIX;
         req.r.udiag_states = 1u << TCP_LISTEN;
-        r = dump(fd, &req, sizeof req, 1, ni);
+        r = dump(fd, &req, sizeof req, DUMP_UNIX_LISTEN, ni);
     }
     close(fd);
+    return r;
+}
+
+int netinfo_unix_diag(netinfo_t *ni)
+{
+    int fd = socket(AF_NETLINK, SOCK_DGRAM | SOCK_CLOEXEC, NETLINK_SOCK_DIAG);
+    if (fd < 0)
+        return -errno;
+    struct {
+        struct nlmsghdr h;
+        struct unix_diag_req r;
+    } req;
+    memset(&req, 0, sizeof req);
+    req.h.nlmsg_len = sizeof req;
+    req.h.nlmsg_type = SOCK_DIAG_BY_FAMILY;
+    req.h.nlmsg_flags = NLM_F_REQUEST | NLM_F_DUMP;
+    req.r.sdiag_family = AF_UNIX;
+    req.r.udiag_states = ~0u;
+    req.r.udiag_show = UDIAG_SHOW_NAME;
+    size_t n = ni->n, slen = ni->slen;
+    int r = dump(fd, &req, sizeof req, DUMP_UNIX_ALL, ni);
+    close(fd);
+    if (r < 0 && r != -ENOMEM) {
+        ni->n = n; /* nothing half-read: the caller falls back to /proc/net/unix */
+        ni->slen = slen;
+    }
     return r;
 }
 
