@@ -74,6 +74,17 @@ static inline void hk_shim_check(int ok, const char *expr, const char *file, int
 #define cr_assert_not_null(p, ...) HK_SHIM_CHECK((p) != NULL, #p " != NULL", __VA_ARGS__)
 #define cr_assert_str_eq(a, b, ...) HK_SHIM_CHECK(strcmp((a), (b)) == 0, #a " == " #b, __VA_ARGS__)
 #define cr_assert_fail(...) HK_SHIM_CHECK(0, "failure", __VA_ARGS__)
+/* The shim does not go on after a failed expectation: each cr_expect_* stops the test. */
+#define cr_expect_not(c, ...) cr_assert_not(c, __VA_ARGS__)
+#define cr_expect_eq(a, b, ...) cr_assert_eq(a, b, __VA_ARGS__)
+#define cr_expect_neq(a, b, ...) cr_assert_neq(a, b, __VA_ARGS__)
+#define cr_expect_lt(a, b, ...) cr_assert_lt(a, b, __VA_ARGS__)
+#define cr_expect_leq(a, b, ...) cr_assert_leq(a, b, __VA_ARGS__)
+#define cr_expect_gt(a, b, ...) cr_assert_gt(a, b, __VA_ARGS__)
+#define cr_expect_geq(a, b, ...) cr_assert_geq(a, b, __VA_ARGS__)
+#define cr_expect_null(p, ...) cr_assert_null(p, __VA_ARGS__)
+#define cr_expect_not_null(p, ...) cr_assert_not_null(p, __VA_ARGS__)
+#define cr_expect_str_eq(a, b, ...) cr_assert_str_eq(a, b, __VA_ARGS__)
 #define cr_log_info(...) (fprintf(stderr, __VA_ARGS__), fputc('\n', stderr))
 
 int main(int argc, char **argv)
