@@ -68,6 +68,47 @@ static void stream_open(hk_loop_t *loop, hk_stream_t *s, struct rx *rx, int fd)
     s->data = rx;
 }
 
+/* A new loop, a socketpair in sv, and stream s (data rx) on its end sv[end]. */
+static hk_loop_t *open_on_pair(int sv[2], int end, hk_stream_t *s, struct rx *rx)
+{
+    hk_loop_t *loop = new_loop();
+    stream_socketpair(sv);
+    stream_open(loop, s, rx, sv[end]);
+    return loop;
+}
+
+/* Closes s and waits for its close callback. */
+static void close_and_wait(hk_loop_t *loop, hk_stream_t *s, struct rx *rx)
+{
+    hk_stream_close(s, on_closed);
+    run_until(loop, &rx->closed, 5000);
+}
+
+/* Closes s and waits for its close callback, closes peer (unless -1), frees the loop. */
+static void close_and_finish(hk_loop_t *loop, hk_stream_t *s, struct rx *rx, int peer)
+{
+    close_and_wait(loop, s, rx);
+    if (peer >= 0)
+        close(peer);
+    finish_loop(loop);
+}
+
+/* A few turns that do not wait, for any late callback to show itself. */
+static void settle(hk_loop_t *loop)
+{
+    for (int i = 0; i < 5; i++)
+        hk_loop_run(loop, HK_RUN_NOWAIT);
+}
+
+/* Runs the loop in mode while cond holds, failing with why once the time end has passed. */
+#define RUN_LOOP_WHILE(loop, mode, cond, end, why)                                                 \
+    do {                                                                                           \
+        while (cond) {                                                                             \
+            cr_assert_lt(hk_time_now(), (end), why);                                               \
+            hk_loop_run((loop), (mode));                                                           \
+        }                                                                                          \
+    } while (0)
+
 Test(stream, echo_library_buffers_socketpair)
 {
     hk_loop_t *loop = new_loop();
@@ -111,12 +152,10 @@ static void alloc_small(hk_stream_t *s, size_t suggested, hk_buf_t *buf)
 
 Test(stream, caller_buffers)
 {
-    hk_loop_t *loop = new_loop();
     int sv[2];
-    stream_socketpair(sv);
     hk_stream_t b;
     struct rx rb = {0};
-    stream_open(loop, &b, &rb, sv[1]);
+    hk_loop_t *loop = open_on_pair(sv, 1, &b, &rb);
     cr_assert_eq(hk_stream_read_start(&b, alloc_small, on_read), 0);
     cr_assert_eq(write(sv[0], "0123456789abcdefghij", 20), 20);
     close(sv[0]);
@@ -305,8 +344,7 @@ Test(stream, peer_reset)
     }
     cr_assert_eq(rx.errors, 1);
     cr_assert_eq(rx.last_err, -ECONNRESET, "got %s", hk_err_name(rx.last_err));
-    for (int i = 0; i < 5; i++)
-        hk_loop_run(loop, HK_RUN_NOWAIT);
+    settle(loop);
     cr_assert_eq(rx.errors, 1, "the error is delivered once");
     cr_assert_eq(rx.eof, 0);
     hk_write_req_t req;
@@ -670,12 +708,10 @@ static void corked_shut(hk_stream_t *s, int status)
  */
 Test(stream, shutdown_waits_for_uncork)
 {
-    hk_loop_t *loop = new_loop();
     int sv[2];
-    stream_socketpair(sv);
     hk_stream_t a;
     struct rx ra = {0};
-    stream_open(loop, &a, &ra, sv[0]);
+    hk_loop_t *loop = open_on_pair(sv, 0, &a, &ra);
     struct iovec x = {"X", 1};
     hk_write_req_t r1;
     struct wr w1 = {0};
@@ -782,11 +818,9 @@ Test(stream, close_with_dup_leaves_no_registration)
     s.data = &rx;
     cr_assert_eq(hk_stream_read_start(&s, NULL, on_read), 0);
     hk_loop_run(loop, HK_RUN_NOWAIT);
-    hk_stream_close(&s, on_closed);
-    run_until(loop, &rx.closed, 5000);
+    close_and_wait(loop, &s, &rx);
     cr_assert_eq(write(sv[1], "x", 1), 1); /* the file behind the dup becomes readable */
-    for (int i = 0; i < 5; i++)
-        hk_loop_run(loop, HK_RUN_NOWAIT);
+    settle(loop);
     hk_loop_stats_t st;
     hk_loop_stats(loop, &st);
     cr_expect_eq(st.epoll_rebuilds, 0, "the closed stream's registration outlived it");
@@ -804,12 +838,10 @@ Test(stream, close_with_dup_leaves_no_registration)
  */
 Test(stream, error_after_eof_goes_to_the_writes)
 {
-    hk_loop_t *loop = new_loop();
     int sv[2];
-    stream_socketpair(sv);
     hk_stream_t s;
     struct rx rx = {0};
-    stream_open(loop, &s, &rx, sv[0]);
+    hk_loop_t *loop = open_on_pair(sv, 0, &s, &rx);
     cr_assert_eq(hk_stream_read_start(&s, NULL, on_read), 0);
     cr_assert_eq(shutdown(sv[1], SHUT_WR), 0);
     run_until(loop, &rx.eof, 5000);
@@ -820,15 +852,13 @@ Test(stream, error_after_eof_goes_to_the_writes)
     struct iovec iov = {"late", 4};
     cr_assert_eq(hk_stream_write(&s, &req, &iov, 1, on_written), 0);
     run_until(loop, &w.done, 5000);
-    for (int i = 0; i < 5; i++)
-        hk_loop_run(loop, HK_RUN_NOWAIT);
+    settle(loop);
     cr_expect_eq(w.done, 1);
     cr_expect_eq(w.status, -EPIPE, "write status %s", hk_err_name(w.status));
     cr_expect_eq(rx.eof, 1);
     cr_expect_eq(rx.errors, 0, "the read callback got %s after EOF", hk_err_name(rx.last_err));
     cr_expect_eq(hk_stream_write(&s, &req, &iov, 1, on_written), -EPIPE);
-    hk_stream_close(&s, on_closed);
-    run_until(loop, &rx.closed, 5000);
+    close_and_wait(loop, &s, &rx);
     cr_expect_eq(w.done, 1, "the failed write() had no callback");
     finish_loop(loop);
 }
@@ -847,12 +877,10 @@ static void count_drain(hk_stream_t *s)
  */
 Test(stream, no_drain_after_an_error)
 {
-    hk_loop_t *loop = new_loop();
     int sv[2];
-    stream_socketpair(sv);
     hk_stream_t s;
     struct rx rx = {0};
-    stream_open(loop, &s, &rx, sv[0]);
+    hk_loop_t *loop = open_on_pair(sv, 0, &s, &rx);
     drain_calls = 0;
     cr_assert_eq(hk_stream_set_watermarks(&s, 4 * CHUNK, CHUNK, count_drain), 0);
     static hk_write_req_t reqs[64];
@@ -867,17 +895,12 @@ Test(stream, no_drain_after_an_error)
     }
     close(sv[1]); /* the reader goes away without reading: the queued writes fail */
     uint64_t end = hk_time_now() + (uint64_t)MS(5000);
-    while (w.done < n) {
-        cr_assert_lt(hk_time_now(), end, "timed out");
-        hk_loop_run(loop, HK_RUN_ONCE);
-    }
-    for (int i = 0; i < 5; i++)
-        hk_loop_run(loop, HK_RUN_NOWAIT);
+    RUN_LOOP_WHILE(loop, HK_RUN_ONCE, w.done < n, end, "timed out");
+    settle(loop);
     cr_expect(w.status == -EPIPE || w.status == -ECONNRESET, "write status %s",
               hk_err_name(w.status));
     cr_expect_eq(drain_calls, 0, "a drain was reported after the writes failed");
-    hk_stream_close(&s, on_closed);
-    run_until(loop, &rx.closed, 5000);
+    close_and_wait(loop, &s, &rx);
     cr_expect_eq(drain_calls, 0);
     finish_loop(loop);
 }
@@ -921,8 +944,7 @@ static size_t read_all(hk_loop_t *loop, hk_stream_t *s, int sv1, char *buf, size
         else if (n < 0)
             usleep(1000);
     }
-    for (int i = 0; i < 5; i++)
-        hk_loop_run(loop, HK_RUN_NOWAIT);
+    settle(loop);
     return have;
 }
 
@@ -935,13 +957,11 @@ static size_t read_all(hk_loop_t *loop, hk_stream_t *s, int sv1, char *buf, size
  */
 Test(stream, try_write_copy_arms_no_unreported_drain)
 {
-    hk_loop_t *loop = new_loop();
     int sv[2];
-    stream_socketpair(sv);
     hk_stream_t s;
     struct rx rx = {0};
     int block = 1;
-    stream_open(loop, &s, &rx, sv[0]);
+    hk_loop_t *loop = open_on_pair(sv, 0, &s, &rx);
     cr_assert_eq(hk_stream_set_transport(&s, &seal_transport, &block), 0);
     drain_calls = 0;
     cr_assert_eq(hk_stream_set_watermarks(&s, 8, 0, count_drain), 0);
@@ -968,10 +988,7 @@ Test(stream, try_write_copy_arms_no_unreported_drain)
     cr_expect_eq(w.status, 0);
     cr_expect_eq(drain_calls, 1, "the reported full queue drained once");
     cr_expect(memcmp(got, "ABCDEFGHIJKLABCDEFGHIJKLMNOP", 28) == 0, "got %.28s", got);
-    hk_stream_close(&s, on_closed);
-    run_until(loop, &rx.closed, 5000);
-    close(sv[1]);
-    finish_loop(loop);
+    close_and_finish(loop, &s, &rx, sv[1]);
 }
 
 /* A caller's allocator that has no room right now: it pauses reading instead of giving a buffer. */
@@ -993,22 +1010,16 @@ static void alloc_pause(hk_stream_t *s, size_t suggested, hk_buf_t *buf)
  */
 Test(stream, read_stop_in_alloc_pauses)
 {
-    hk_loop_t *loop = new_loop();
     int sv[2];
-    stream_socketpair(sv);
     hk_stream_t b;
     struct rx rb = {0};
-    stream_open(loop, &b, &rb, sv[1]);
+    hk_loop_t *loop = open_on_pair(sv, 1, &b, &rb);
     pausing_allocs = 0;
     cr_assert_eq(hk_stream_read_start(&b, alloc_pause, on_read), 0);
     cr_assert_eq(write(sv[0], "0123456789", 10), 10);
     uint64_t end = hk_time_now() + (uint64_t)MS(5000);
-    while (!pausing_allocs) {
-        cr_assert_lt(hk_time_now(), end, "timed out");
-        hk_loop_run(loop, HK_RUN_ONCE);
-    }
-    for (int i = 0; i < 5; i++)
-        hk_loop_run(loop, HK_RUN_NOWAIT);
+    RUN_LOOP_WHILE(loop, HK_RUN_ONCE, !pausing_allocs, end, "timed out");
+    settle(loop);
     cr_expect_eq(pausing_allocs, 1, "the paused stream kept asking for buffers");
     cr_expect_eq(rb.errors, 0, "the read callback got %s after read_stop",
                  hk_err_name(rb.last_err));
@@ -1019,9 +1030,7 @@ Test(stream, read_stop_in_alloc_pauses)
     run_until(loop, &rb.eof, 5000);
     cr_expect_eq(rb.len, 10);
     cr_expect(memcmp(rb.data, "0123456789", 10) == 0);
-    hk_stream_close(&b, on_closed);
-    run_until(loop, &rb.closed, 5000);
-    finish_loop(loop);
+    close_and_finish(loop, &b, &rb, -1);
 }
 
 /*
@@ -1050,12 +1059,10 @@ static const hk_stream_transport_t stuck_transport = {.read = seal_read, .writev
  */
 Test(stream, failed_epoll_change_fails_the_stream_once)
 {
-    hk_loop_t *loop = new_loop();
     int sv[2];
-    stream_socketpair(sv);
     hk_stream_t s;
     struct rx rx = {0};
-    stream_open(loop, &s, &rx, sv[0]);
+    hk_loop_t *loop = open_on_pair(sv, 0, &s, &rx);
     cr_assert_eq(hk_stream_set_transport(&s, &stuck_transport, NULL), 0);
     cr_assert_eq(hk_stream_read_start(&s, NULL, on_read), 0); /* registered: EPOLLIN */
     cr_assert_geq(hk_loop_run(loop, HK_RUN_NOWAIT), 0);
@@ -1067,14 +1074,10 @@ Test(stream, failed_epoll_change_fails_the_stream_once)
     struct iovec iov = {"x", 1};
     cr_assert_eq(hk_stream_write(&s, &req, &iov, 1, on_written), 0); /* queues EPOLLOUT */
     uint64_t end = hk_time_now() + (uint64_t)MS(5000);
-    while (!w.done) {
-        cr_assert_lt(hk_time_now(), end, "the failed change never failed the stream");
-        hk_loop_run(loop, HK_RUN_NOWAIT);
-    }
+    RUN_LOOP_WHILE(loop, HK_RUN_NOWAIT, !w.done, end, "the failed change never failed the stream");
     hk_loop_stats_t st0, st1;
     hk_loop_stats(loop, &st0);
-    for (int i = 0; i < 5; i++)
-        hk_loop_run(loop, HK_RUN_NOWAIT);
+    settle(loop);
     hk_loop_stats(loop, &st1);
     cr_expect_eq(w.status, -EBADF, "write status %s", hk_err_name(w.status));
     cr_expect_eq(rx.errors, 1);
@@ -1082,10 +1085,7 @@ Test(stream, failed_epoll_change_fails_the_stream_once)
     cr_expect_eq(hk_stream_write(&s, &req, &iov, 1, on_written), -EBADF);
     cr_expect_eq(st1.callbacks, st0.callbacks, "the dead stream is still being called");
     cr_expect_leq(stuck_writes, 1);
-    hk_stream_close(&s, on_closed); /* its close(2) of the number finds EBADF */
-    run_until(loop, &rx.closed, 5000);
-    close(sv[1]);
-    finish_loop(loop);
+    close_and_finish(loop, &s, &rx, sv[1]); /* its close(2) of the number finds EBADF */
 }
 
 /*
@@ -1114,10 +1114,7 @@ Test(stream, pipe_without_reader_is_epipe_not_sigpipe)
     cr_assert_eq(hk_stream_write(&s, &req, &iov, 1, on_written), 0); /* tried at once */
     cr_assert_eq(hk_stream_try_write(&t, &iov, 1), -EPIPE);
     uint64_t end = hk_time_now() + (uint64_t)MS(5000);
-    while (!w.done) {
-        cr_assert_lt(hk_time_now(), end, "timed out");
-        hk_loop_run(loop, HK_RUN_NOWAIT);
-    }
+    RUN_LOOP_WHILE(loop, HK_RUN_NOWAIT, !w.done, end, "timed out");
     cr_expect_eq(w.status, -EPIPE, "write status %s", hk_err_name(w.status));
     sigset_t pending, mask;
     cr_assert_eq(sigpending(&pending), 0);
@@ -1138,12 +1135,10 @@ Test(stream, pipe_without_reader_is_epipe_not_sigpipe)
  */
 Test(stream, try_write_waits_for_uncork)
 {
-    hk_loop_t *loop = new_loop();
     int sv[2];
-    stream_socketpair(sv);
     hk_stream_t s;
     struct rx rx = {0};
-    stream_open(loop, &s, &rx, sv[0]);
+    hk_loop_t *loop = open_on_pair(sv, 0, &s, &rx);
     struct iovec iov = {"hdr", 3};
     hk_stream_cork(&s);
     cr_expect_eq(hk_stream_try_write(&s, &iov, 1), -EAGAIN);
@@ -1153,10 +1148,7 @@ Test(stream, try_write_waits_for_uncork)
     hk_stream_uncork(&s);
     cr_expect_eq(hk_stream_try_write(&s, &iov, 1), 3);
     cr_expect_eq(recv(sv[1], buf, sizeof buf, MSG_DONTWAIT), 3);
-    hk_stream_close(&s, on_closed);
-    run_until(loop, &rx.closed, 5000);
-    close(sv[1]);
-    finish_loop(loop);
+    close_and_finish(loop, &s, &rx, sv[1]);
 }
 
 /*
@@ -1167,12 +1159,10 @@ Test(stream, try_write_waits_for_uncork)
  */
 Test(stream, drain_needs_a_write_when_low_equals_high)
 {
-    hk_loop_t *loop = new_loop();
     int sv[2];
-    stream_socketpair(sv);
     hk_stream_t s;
     struct rx rx = {0};
-    stream_open(loop, &s, &rx, sv[0]);
+    hk_loop_t *loop = open_on_pair(sv, 0, &s, &rx);
     drain_calls = 0;
     static char hundred[100];
     struct iovec iov = {hundred, sizeof hundred};
@@ -1185,25 +1175,14 @@ Test(stream, drain_needs_a_write_when_low_equals_high)
     cr_assert_eq(hk_stream_write(&s, &req, &iov, 1, on_written), HK_STREAM_FULL);
     cr_assert_eq(write(sv[1], "r", 1), 1); /* wakes the stream: its notify runs */
     uint64_t end = hk_time_now() + (uint64_t)MS(5000);
-    while (rx.len < 1) {
-        cr_assert_lt(hk_time_now(), end, "timed out");
-        hk_loop_run(loop, HK_RUN_ONCE);
-    }
-    for (int i = 0; i < 5; i++)
-        hk_loop_run(loop, HK_RUN_NOWAIT);
+    RUN_LOOP_WHILE(loop, HK_RUN_ONCE, rx.len < 1, end, "timed out");
+    settle(loop);
     cr_expect_eq(s.bytes_written, 0);
     cr_expect_eq(drain_calls, 0, "drain reported with nothing written");
     hk_stream_uncork(&s);
-    while (!w.done) {
-        cr_assert_lt(hk_time_now(), end, "timed out");
-        hk_loop_run(loop, HK_RUN_ONCE);
-    }
-    for (int i = 0; i < 5; i++)
-        hk_loop_run(loop, HK_RUN_NOWAIT);
+    RUN_LOOP_WHILE(loop, HK_RUN_ONCE, !w.done, end, "timed out");
+    settle(loop);
     cr_expect_eq(w.status, 0);
     cr_expect_eq(drain_calls, 1, "no drain after the queue was written");
-    hk_stream_close(&s, on_closed);
-    run_until(loop, &rx.closed, 5000);
-    close(sv[1]);
-    finish_loop(loop);
+    close_and_finish(loop, &s, &rx, sv[1]);
 }
