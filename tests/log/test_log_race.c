@@ -48,6 +48,42 @@ static void *held_caller(void *arg)
     return NULL;
 }
 
+/* The handshake semaphores, fresh for each test. */
+static void sems_init(void)
+{
+    cr_assert_eq(sem_init(&held, 0, 0), 0);
+    cr_assert_eq(sem_init(&release_held, 0, 0), 0);
+    cr_assert_eq(sem_init(&called, 0, 0), 0);
+    cr_assert_eq(sem_init(&may_exit, 0, 0), 0);
+}
+
+/* Starts held_caller on c and waits until it is held inside hk_log. */
+static void start_held_caller(pthread_t *t, caller_t *c)
+{
+    cr_assert_eq(pthread_create(t, NULL, held_caller, c), 0);
+    while (sem_wait(&held) != 0)
+        ;
+}
+
+/* Lets the held caller go on and waits until its log call returned. */
+static void release_held_caller(void)
+{
+    sem_post(&release_held);
+    while (sem_wait(&called) != 0)
+        ;
+}
+
+/* Lets the caller t exit, joins it and destroys the semaphores. */
+static void end_held_caller(pthread_t t)
+{
+    sem_post(&may_exit);
+    pthread_join(t, NULL);
+    sem_destroy(&held);
+    sem_destroy(&release_held);
+    sem_destroy(&called);
+    sem_destroy(&may_exit);
+}
+
 typedef struct closer {
     uint64_t timeout_ns;
     int rc;
@@ -69,10 +105,7 @@ static void *closer_main(void *arg)
  */
 Test(log_race, line_racing_close_is_written)
 {
-    cr_assert_eq(sem_init(&held, 0, 0), 0);
-    cr_assert_eq(sem_init(&release_held, 0, 0), 0);
-    cr_assert_eq(sem_init(&called, 0, 0), 0);
-    cr_assert_eq(sem_init(&may_exit, 0, 0), 0);
+    sems_init();
     char path[128];
     snprintf(path, sizeof path, "%s", tmpdir_path(&td, "race.log"));
     hk_log_options_t o = opts_path(path, HK_LOG_TEXT);
@@ -80,9 +113,7 @@ Test(log_race, line_racing_close_is_written)
 
     caller_t c = {0};
     pthread_t t;
-    cr_assert_eq(pthread_create(&t, NULL, held_caller, &c), 0);
-    while (sem_wait(&held) != 0)
-        ; /* the caller is inside hk_log, past its open check */
+    start_held_caller(&t, &c); /* the caller is inside hk_log, past its open check */
 
     closer_t cl = {.timeout_ns = 30 * SEC};
     pthread_t ct;
@@ -93,9 +124,7 @@ Test(log_race, line_racing_close_is_written)
      */
     for (int i = 0; i < 300 && !atomic_load(&cl.done); i++)
         usleep(1000);
-    sem_post(&release_held);
-    while (sem_wait(&called) != 0)
-        ;
+    release_held_caller();
     pthread_join(ct, NULL);
 
     cr_assert_eq(c.rc, 0, "the call was past its open check: queued");
@@ -109,12 +138,7 @@ Test(log_race, line_racing_close_is_written)
     char *s = slurp(path, NULL);
     cr_assert(strstr(s, "msg=\"raced\""), "%s", s);
     free(s);
-    sem_post(&may_exit);
-    pthread_join(t, NULL);
-    sem_destroy(&held);
-    sem_destroy(&release_held);
-    sem_destroy(&called);
-    sem_destroy(&may_exit);
+    end_held_caller(t);
     tmpdir_clean(&td);
 }
 
@@ -125,10 +149,7 @@ Test(log_race, line_racing_close_is_written)
  */
 Test(log_race, line_outliving_close_deadline_is_counted_lost)
 {
-    cr_assert_eq(sem_init(&held, 0, 0), 0);
-    cr_assert_eq(sem_init(&release_held, 0, 0), 0);
-    cr_assert_eq(sem_init(&called, 0, 0), 0);
-    cr_assert_eq(sem_init(&may_exit, 0, 0), 0);
+    sems_init();
     char path[128], path2[128];
     snprintf(path, sizeof path, "%s", tmpdir_path(&td, "race.log"));
     snprintf(path2, sizeof path2, "%s", tmpdir_path(&td, "next.log"));
@@ -139,13 +160,9 @@ Test(log_race, line_outliving_close_deadline_is_counted_lost)
 
     caller_t c = {0};
     pthread_t t;
-    cr_assert_eq(pthread_create(&t, NULL, held_caller, &c), 0);
-    while (sem_wait(&held) != 0)
-        ;
+    start_held_caller(&t, &c);
     cr_assert_eq(hk_log_close(50 * MSEC), -ETIMEDOUT, "the call outlived the deadline");
-    sem_post(&release_held);
-    while (sem_wait(&called) != 0)
-        ;
+    release_held_caller();
     cr_assert_eq(c.rc, 0);
 
     o.path = path2;
@@ -159,11 +176,6 @@ Test(log_race, line_outliving_close_deadline_is_counted_lost)
     char *s = slurp(path2, NULL);
     cr_assert(!strstr(s, "raced"), "not written into the next session: %s", s);
     free(s);
-    sem_post(&may_exit);
-    pthread_join(t, NULL);
-    sem_destroy(&held);
-    sem_destroy(&release_held);
-    sem_destroy(&called);
-    sem_destroy(&may_exit);
+    end_held_caller(t);
     tmpdir_clean(&td);
 }

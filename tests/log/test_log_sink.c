@@ -322,30 +322,34 @@ static int all_lines_parse(const char *s, size_t len, size_t *lines)
 }
 
 /*
- * A reopen while the old sink (a fifo) took only part of a line: the rest
- * of that line must not go to the new file. Each line goes whole into one
- * file: the old one, which gets the rest once its reader reads on.
+ * The log opened on a fifo app.fifo (ring of 1 MiB), its path for the new
+ * file (new.log) in b; returns the fifo's non-blocking reader and its
+ * capacity in *cap.
  */
-Test(log_sink, reopen_never_splits_a_line_across_files)
+static int open_log_on_fifo(char b[128], int *cap)
 {
-    char fifo[128], b[128];
+    char fifo[128];
     snprintf(fifo, sizeof fifo, "%s", tmpdir_path(&td, "app.fifo"));
-    snprintf(b, sizeof b, "%s", tmpdir_path(&td, "new.log"));
+    snprintf(b, 128, "%s", tmpdir_path(&td, "new.log"));
     cr_assert_eq(mkfifo(fifo, 0600), 0);
     int rd = open(fifo, O_RDONLY | O_NONBLOCK | O_CLOEXEC);
     cr_assert_geq(rd, 0);
-    int cap = fcntl(rd, F_GETPIPE_SZ);
-    cr_assert_gt(cap, 0);
+    *cap = fcntl(rd, F_GETPIPE_SZ);
     hk_log_options_t o = opts_path(fifo, HK_LOG_TEXT);
     o.ring_bytes = 1 << 20;
     cr_assert_eq(hk_log_open(&o), 0);
+    return rd;
+}
 
-    /* Lines of 1000-odd bytes, more than the fifo holds: it fills, the last one cut. */
-    enum { LINES = 200 };
+enum { FIFO_LINES = 200 };
+
+/* Lines of 1000-odd bytes, more than the fifo holds: it fills, the last one cut. */
+static void fill_fifo(int rd, int cap)
+{
     char pad[1001];
     memset(pad, 'p', 1000);
     pad[1000] = '\0';
-    for (int i = 0; i < LINES; i++)
+    for (int i = 0; i < FIFO_LINES; i++)
         cr_assert_eq(HK_LOGI("line", "seq=%04d pad=%s", i, pad), 0);
     int queued = 0;
     for (int i = 0; i < 10000 && queued < cap; i++) {
@@ -353,6 +357,20 @@ Test(log_sink, reopen_never_splits_a_line_across_files)
         usleep(1000);
     }
     cr_assert_eq(queued, cap, "the writer filled the fifo");
+}
+
+/*
+ * A reopen while the old sink (a fifo) took only part of a line: the rest
+ * of that line must not go to the new file. Each line goes whole into one
+ * file: the old one, which gets the rest once its reader reads on.
+ */
+Test(log_sink, reopen_never_splits_a_line_across_files)
+{
+    char b[128];
+    int cap;
+    int rd = open_log_on_fifo(b, &cap);
+    cr_assert_gt(cap, 0);
+    fill_fifo(rd, cap);
 
     cr_assert_eq(hk_log_reopen(b), 0);
     /* Let the writer take the request while the fifo is still full (it swaps, or waits). */
@@ -365,7 +383,7 @@ Test(log_sink, reopen_never_splits_a_line_across_files)
     }
     HK_LOGI("after");
     /* Read the fifo until the reopen (and the lines before the flush) are done. */
-    size_t max = (size_t)LINES * 1200 + 4096, len = 0;
+    size_t max = (size_t)FIFO_LINES * 1200 + 4096, len = 0;
     char *old = malloc(max);
     cr_assert_not_null(old);
     for (int i = 0;; i++) {
@@ -389,7 +407,7 @@ Test(log_sink, reopen_never_splits_a_line_across_files)
     cr_assert(all_lines_parse(old, len, &lines_old), "every line in the fifo parses");
     cr_assert(all_lines_parse(nw, nb, &lines_new), "every line in the new file parses: %.80s", nw);
     hk_log_stats(&st);
-    cr_assert_eq(lines_old + lines_new, LINES + 1);
+    cr_assert_eq(lines_old + lines_new, FIFO_LINES + 1);
     cr_assert_eq(st.lost, 0);
     cr_assert(strstr(nw, "msg=\"after\"") && !memmem(old, len, "msg=\"after\"", 11),
               "a line logged after the request: the new file");
@@ -448,28 +466,10 @@ Test(log_sink, lines_before_reopen_go_to_the_old_file)
  */
 Test(log_sink, reopen_gives_up_on_a_stuck_old_sink)
 {
-    char fifo[128], b[128];
-    snprintf(fifo, sizeof fifo, "%s", tmpdir_path(&td, "app.fifo"));
-    snprintf(b, sizeof b, "%s", tmpdir_path(&td, "new.log"));
-    cr_assert_eq(mkfifo(fifo, 0600), 0);
-    int rd = open(fifo, O_RDONLY | O_NONBLOCK | O_CLOEXEC);
-    cr_assert_geq(rd, 0);
-    int cap = fcntl(rd, F_GETPIPE_SZ);
-    hk_log_options_t o = opts_path(fifo, HK_LOG_TEXT);
-    o.ring_bytes = 1 << 20;
-    cr_assert_eq(hk_log_open(&o), 0);
-    enum { LINES = 200 };
-    char pad[1001];
-    memset(pad, 'p', 1000);
-    pad[1000] = '\0';
-    for (int i = 0; i < LINES; i++)
-        cr_assert_eq(HK_LOGI("line", "seq=%04d pad=%s", i, pad), 0);
-    int queued = 0;
-    for (int i = 0; i < 10000 && queued < cap; i++) {
-        cr_assert_eq(ioctl(rd, FIONREAD, &queued), 0);
-        usleep(1000);
-    }
-    cr_assert_eq(queued, cap, "the writer filled the fifo");
+    char b[128];
+    int cap;
+    int rd = open_log_on_fifo(b, &cap);
+    fill_fifo(rd, cap);
     cr_assert_eq(hk_log_reopen(b), 0);
     HK_LOGI("after");
     cr_assert_eq(hk_log_flush(10 * SEC), 0, "the reopen gave up on the fifo");
@@ -486,7 +486,7 @@ Test(log_sink, reopen_gives_up_on_a_stuck_old_sink)
     hk_log_stats_t st;
     hk_log_stats(&st);
     cr_assert_eq(old[n - 1] == '\n' ? 0u : 1u, st.lost, "the cut line is the one lost");
-    cr_assert_eq(lines_old + lines_new + st.lost, LINES + 1);
+    cr_assert_eq(lines_old + lines_new + st.lost, FIFO_LINES + 1);
     cr_assert_eq(st.written + st.lost, st.logged + st.drop_reports);
     cr_assert(strstr(nw, "msg=\"after\""));
     free(old);
