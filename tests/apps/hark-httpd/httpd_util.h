@@ -169,6 +169,32 @@ static inline int connect_port(int port)
 }
 
 /*
+ * Reads fd into out from offset len until the peer closes or timeout_ms
+ * passes without data (or out is full); NUL added. Returns the new length;
+ * *last (unless last is NULL) is the last read's result (0 for a close,
+ * < 0 for an error), or 1 when it stopped for silence or a full buffer.
+ */
+static inline size_t read_until_close(int fd, char *out, size_t len, size_t cap, int timeout_ms,
+                                      ssize_t *last)
+{
+    ssize_t n = 1;
+    while (len < cap - 1) {
+        struct pollfd pfd = {.fd = fd, .events = POLLIN};
+        if (poll(&pfd, 1, timeout_ms) <= 0)
+            break;
+        n = read(fd, out + len, cap - 1 - len);
+        if (n <= 0)
+            break;
+        len += (size_t)n;
+        n = 1;
+    }
+    if (last)
+        *last = n;
+    out[len] = '\0';
+    return len;
+}
+
+/*
  * Sends req on a new connection and reads until the server closes or
  * timeout_ms passes without data. Returns the bytes read into out (NUL
  * added); *closed tells whether the server closed the connection.
@@ -184,20 +210,9 @@ static inline size_t raw_exchange(int port, const char *req, size_t req_len, cha
             break;
         off += (size_t)w;
     }
-    size_t len = 0;
-    *closed = 0;
-    while (len < cap - 1) {
-        struct pollfd pfd = {.fd = fd, .events = POLLIN};
-        if (poll(&pfd, 1, timeout_ms) <= 0)
-            break;
-        ssize_t n = read(fd, out + len, cap - 1 - len);
-        if (n <= 0) {
-            *closed = 1;
-            break;
-        }
-        len += (size_t)n;
-    }
-    out[len] = '\0';
+    ssize_t last;
+    size_t len = read_until_close(fd, out, 0, cap, timeout_ms, &last);
+    *closed = last <= 0;
     close(fd);
     return len;
 }

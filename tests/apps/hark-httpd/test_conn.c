@@ -62,20 +62,9 @@ static size_t send_then_half_close(const char *req, int *closed)
     int fd = connect_port(srv.port);
     cr_assert_eq(write(fd, req, strlen(req)), (ssize_t)strlen(req));
     cr_assert_eq(shutdown(fd, SHUT_WR), 0);
-    size_t len = 0;
-    *closed = 0;
-    while (len < sizeof(out) - 1) {
-        struct pollfd pfd = {.fd = fd, .events = POLLIN};
-        if (poll(&pfd, 1, 5000) <= 0)
-            break;
-        ssize_t n = read(fd, out + len, sizeof(out) - 1 - len);
-        if (n <= 0) {
-            *closed = n == 0;
-            break;
-        }
-        len += (size_t)n;
-    }
-    out[len] = '\0';
+    ssize_t last;
+    size_t len = read_until_close(fd, out, 0, sizeof(out), 5000, &last);
+    *closed = last == 0;
     close(fd);
     return len;
 }
@@ -386,19 +375,9 @@ Test(httpd_conn, pipelined_overflow_waits_for_earlier_answer)
     cr_assert_eq(got, 0, "an answer ahead of the waiting request's:\n%s", out);
     const char answer[] = "HTTP/1.1 200 OK\r\nContent-Length: 8\r\n\r\nupstream";
     (void)!write(u, answer, sizeof(answer) - 1);
-    int closed = 0;
-    while (got < sizeof(out) - 1) {
-        struct pollfd pfd = {.fd = fd, .events = POLLIN};
-        if (poll(&pfd, 1, 10000) <= 0)
-            break;
-        ssize_t r = read(fd, out + got, sizeof(out) - 1 - got);
-        if (r <= 0) {
-            closed = 1;
-            break;
-        }
-        got += (size_t)r;
-    }
-    out[got] = '\0';
+    ssize_t last;
+    got = read_until_close(fd, out, got, sizeof(out), 10000, &last);
+    int closed = last <= 0;
     close(fd);
     close(u);
     close(up);

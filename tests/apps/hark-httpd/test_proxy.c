@@ -487,16 +487,23 @@ Test(httpd_proxy, active_health_check)
     front_stop();
 }
 
-static void set_backend(const char *addr)
+/* The test's dnsmasq hosts file becomes text. */
+static void set_hosts(const char *text)
 {
-    char path[512], line[128];
+    char path[512];
     snprintf(path, sizeof(path), "%s/hosts", dns.dir);
-    snprintf(line, sizeof(line), "%s backend.hark.test\n", addr);
     FILE *f = fopen(path, "w");
     cr_assert_not_null(f);
-    fputs(line, f);
+    fputs(text, f);
     fclose(f);
     kill(dns.pid, SIGHUP); /* dnsmasq reads its hosts files again */
+}
+
+static void set_backend(const char *addr)
+{
+    char line[128];
+    snprintf(line, sizeof(line), "%s backend.hark.test\n", addr);
+    set_hosts(line);
 }
 
 static bool wait_status(const char *path, int want, int seconds)
@@ -784,17 +791,7 @@ Test(httpd_proxy, response_during_drain_says_close)
         usleep(10 * 1000);
     cr_assert_eq(um("hark_upstream_active", s, ""), 1, "%s", out);
     kill(front.pid, SIGTERM);
-    size_t len = 0;
-    for (;;) {
-        struct pollfd pfd = {.fd = fd, .events = POLLIN};
-        if (poll(&pfd, 1, 10000) <= 0)
-            break;
-        ssize_t n = read(fd, out + len, sizeof(out) - 1 - len);
-        if (n <= 0)
-            break;
-        len += (size_t)n;
-    }
-    out[len] = '\0';
+    read_until_close(fd, out, 0, sizeof(out), 10000, NULL);
     close(fd);
     cr_assert(strstr(out, "HTTP/1.1 200 OK\r\n") && strstr(out, "\r\n\r\nslept"), "%s", out);
     cr_assert(strstr(out, "\r\nConnection: close\r\n"), "%s", out);
@@ -820,17 +817,6 @@ Test(httpd_proxy, x_forwarded_for_named_in_connection_is_dropped)
     raw_exchange(front.port, kept, sizeof(kept) - 1, out, sizeof(out), 5000, &closed);
     cr_assert(strstr(out, "\nX-Forwarded-For: 10.9.9.9, 127.0.0.1\n"), "%s", out);
     front_stop();
-}
-
-static void set_hosts(const char *text)
-{
-    char path[512];
-    snprintf(path, sizeof(path), "%s/hosts", dns.dir);
-    FILE *f = fopen(path, "w");
-    cr_assert_not_null(f);
-    fputs(text, f);
-    fclose(f);
-    kill(dns.pid, SIGHUP); /* dnsmasq reads its hosts files again */
 }
 
 /* Waits until dnsmasq has logged more than n queries for name; returns the count. */
@@ -993,16 +979,7 @@ static int quiet_spell_exchange(size_t first, size_t rest)
             break;
         sent += (size_t)w;
     }
-    size_t len = 0;
-    for (;;) {
-        if (poll(&pfd, 1, 30000) <= 0)
-            break;
-        ssize_t n = read(fd, out + len, sizeof(out) - 1 - len);
-        if (n <= 0)
-            break;
-        len += (size_t)n;
-    }
-    out[len] = '\0';
+    read_until_close(fd, out, 0, sizeof(out), 30000, NULL);
     close(fd);
     char want[64];
     snprintf(want, sizeof(want), "\r\n\r\nlen=%zu", first + rest);

@@ -65,20 +65,9 @@ static int head_then_body(const char *head, const char *body, int *closed)
     cr_assert_eq(write(fd, head, strlen(head)), (ssize_t)strlen(head));
     usleep(300 * 1000);
     (void)!write(fd, body, strlen(body)); /* EPIPE is fine: the server may have closed */
-    size_t len = 0;
-    *closed = 0;
-    while (len < sizeof(out) - 1) {
-        struct pollfd pfd = {.fd = fd, .events = POLLIN};
-        if (poll(&pfd, 1, 1500) <= 0)
-            break;
-        ssize_t n = read(fd, out + len, sizeof(out) - 1 - len);
-        if (n <= 0) {
-            *closed = 1;
-            break;
-        }
-        len += (size_t)n;
-    }
-    out[len] = '\0';
+    ssize_t last;
+    read_until_close(fd, out, 0, sizeof(out), 1500, &last);
+    *closed = last <= 0;
     close(fd);
     return count(out, "HTTP/1.1 ");
 }
