@@ -111,7 +111,7 @@ static int parse_num(const char *s, size_t len, unsigned base, uint64_t *out)
     return 0;
 }
 
-static net_sock_t *push(netinfo_t *ni)
+net_sock_t *netinfo_push(netinfo_t *ni)
 {
     if (ni->n == ni->cap) {
         size_t cap = ni->cap ? ni->cap * 2 : 256;
@@ -146,7 +146,7 @@ static int inet_line(const char *line, size_t len, void *arg)
         c->ni->bad_lines++;
         return 0;
     }
-    net_sock_t *s = push(c->ni);
+    net_sock_t *s = netinfo_push(c->ni);
     if (!s)
         return -ENOMEM;
     s->ino = ino;
@@ -251,7 +251,7 @@ static int unix_line(const char *line, size_t len, void *arg)
     /* A real line leaves the rest of its name's room to the lines below. */
     if (plen && UNIX_NAME_MAX - plen > c->room)
         c->room = UNIX_NAME_MAX - plen;
-    net_sock_t *s = push(ni);
+    net_sock_t *s = netinfo_push(ni);
     if (!s)
         return -ENOMEM;
     s->ino = ino;
@@ -297,7 +297,8 @@ static void dedup(netinfo_t *ni)
     ni->n = o;
 }
 
-int netinfo_load(netinfo_t *ni, const char *proc_root)
+/* Empties ni for a new load, keeping its memory; the string arena starts with "" at offset 0. */
+static int reset(netinfo_t *ni)
 {
     ni->n = 0;
     ni->bad_lines = 0;
@@ -309,6 +310,22 @@ int netinfo_load(netinfo_t *ni, const char *proc_root)
     }
     ni->strings[0] = '\0';
     ni->slen = 1;
+    return 0;
+}
+
+/* Sorted by inode, one entry per inode, as netinfo_find needs. */
+static void sort_unique(netinfo_t *ni)
+{
+    if (ni->n) {
+        qsort(ni->socks, ni->n, sizeof *ni->socks, cmp_ino);
+        dedup(ni);
+    }
+}
+
+int netinfo_load(netinfo_t *ni, const char *proc_root)
+{
+    if (reset(ni) < 0)
+        return -ENOMEM;
     int dfd = open(proc_root, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
     if (dfd < 0)
         return -errno;
@@ -340,25 +357,14 @@ int netinfo_load(netinfo_t *ni, const char *proc_root)
         }
     }
     close(dfd);
-    if (ni->n) {
-        qsort(ni->socks, ni->n, sizeof *ni->socks, cmp_ino);
-        dedup(ni);
-    }
+    sort_unique(ni);
     return r < 0 ? r : 0;
 }
 
 int netinfo_parse_unix(netinfo_t *ni, const char *text, size_t len)
 {
-    ni->n = 0;
-    ni->bad_lines = 0;
-    if (!ni->strings) {
-        ni->strings = malloc(4096);
-        if (!ni->strings)
-            return -ENOMEM;
-        ni->scap = 4096;
-    }
-    ni->strings[0] = '\0';
-    ni->slen = 1;
+    if (reset(ni) < 0)
+        return -ENOMEM;
     struct unix_ctx c = {ni, 0, 1};
     for (size_t start = 0; start < len;) {
         const char *nl = memchr(text + start, '\n', len - start);
@@ -367,10 +373,7 @@ int netinfo_parse_unix(netinfo_t *ni, const char *text, size_t len)
             return -ENOMEM;
         start = end + 1;
     }
-    if (ni->n) {
-        qsort(ni->socks, ni->n, sizeof *ni->socks, cmp_ino);
-        dedup(ni);
-    }
+    sort_unique(ni);
     return 0;
 }
 

@@ -50,6 +50,8 @@ int netinfo_unix_diag(netinfo_t *ni);
  * For fuzz/netinfo_unix.c. Returns 0 or -ENOMEM.
  */
 int netinfo_parse_unix(netinfo_t *ni, const char *text, size_t len);
+/* Appends a zeroed entry to ni->socks (unsorted until the load ends); NULL when out of memory. */
+net_sock_t *netinfo_push(netinfo_t *ni);
 /* Stores a unix socket's name as /proc/net/unix shows it ('@' for NULs), for netinfo_format. */
 int netinfo_set_path(netinfo_t *ni, net_sock_t *s, const char *name, size_t len);
 /*

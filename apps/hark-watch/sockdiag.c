@@ -32,16 +32,9 @@
 
 static int add_listening(netinfo_t *ni, uint64_t ino, uint8_t proto)
 {
-    if (ni->n == ni->cap) {
-        size_t cap = ni->cap ? ni->cap * 2 : 256;
-        net_sock_t *p = realloc(ni->socks, cap * sizeof *p);
-        if (!p)
-            return -ENOMEM;
-        ni->socks = p;
-        ni->cap = cap;
-    }
-    net_sock_t *s = &ni->socks[ni->n++];
-    memset(s, 0, sizeof *s);
+    net_sock_t *s = netinfo_push(ni);
+    if (!s)
+        return -ENOMEM;
     s->ino = ino;
     s->proto = proto;
     s->listening = 1;
@@ -53,16 +46,9 @@ static int add_unix(netinfo_t *ni, const struct nlmsghdr *h)
 {
     struct unix_diag_msg m;
     memcpy(&m, NLMSG_DATA(h), sizeof m);
-    if (ni->n == ni->cap) {
-        size_t cap = ni->cap ? ni->cap * 2 : 256;
-        net_sock_t *p = realloc(ni->socks, cap * sizeof *p);
-        if (!p)
-            return -ENOMEM;
-        ni->socks = p;
-        ni->cap = cap;
-    }
-    net_sock_t *s = &ni->socks[ni->n++];
-    memset(s, 0, sizeof *s);
+    net_sock_t *s = netinfo_push(ni);
+    if (!s)
+        return -ENOMEM;
     s->ino = m.udiag_ino;
     s->proto = NET_UNIX;
     s->listening = m.udiag_state == TCP_LISTEN;
