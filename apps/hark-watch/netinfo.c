@@ -20,6 +20,7 @@
 #include <unistd.h>
 
 #include "netinfo.h"
+#include "hex.h"
 
 int read_lines(int dirfd, const char *path, char *buf, size_t cap, lines_fn fn, void *arg)
 {
@@ -65,17 +66,6 @@ out:
     return r;
 }
 
-static int hexval(char c)
-{
-    if (c >= '0' && c <= '9')
-        return c - '0';
-    if (c >= 'A' && c <= 'F')
-        return c - 'A' + 10;
-    if (c >= 'a' && c <= 'f')
-        return c - 'a' + 10;
-    return -1;
-}
-
 /* Splits a line into at most max whitespace-separated fields (zero-copy). */
 static int fields(const char *line, size_t len, const char **f, size_t *fl, int max)
 {
@@ -102,7 +92,7 @@ static int parse_num(const char *s, size_t len, unsigned base, uint64_t *out)
         return -1;
     uint64_t v = 0;
     for (size_t i = 0; i < len; i++) {
-        int d = base == 16 ? hexval(s[i]) : (s[i] >= '0' && s[i] <= '9' ? s[i] - '0' : -1);
+        int d = base == 16 ? hex_digit(s[i]) : (s[i] >= '0' && s[i] <= '9' ? s[i] - '0' : -1);
         if (d < 0 || v > (UINT64_MAX - (uint64_t)d) / base)
             return -1;
         v = v * base + (uint64_t)d;
@@ -158,7 +148,7 @@ static int inet_line(const char *line, size_t len, void *arg)
     for (size_t w = 0; w < alen / 8; w++) {
         uint32_t word = 0;
         for (int i = 0; i < 8; i++)
-            word = (word << 4) | (uint32_t)hexval(f[2][w * 8 + (size_t)i]);
+            word = (word << 4) | (uint32_t)hex_digit(f[2][w * 8 + (size_t)i]);
         memcpy(s->addr + w * 4, &word, 4);
     }
     return 0;

@@ -23,6 +23,7 @@
 #include <unistd.h>
 
 #include "baseline.h"
+#include "hex.h"
 
 #define STATE_MAGIC "hark-watch-state 1\n"
 #define STATE_MAX_BYTES (64u << 20)
@@ -129,17 +130,6 @@ int baseline_save(const baseline_t *b, const char *path)
     return r;
 }
 
-static int hexdigit(char c)
-{
-    if (c >= '0' && c <= '9')
-        return c - '0';
-    if (c >= 'A' && c <= 'F')
-        return c - 'A' + 10;
-    if (c >= 'a' && c <= 'f')
-        return c - 'a' + 10;
-    return -1;
-}
-
 /*
  * An escape is '%' and exactly two hex digits, not %00. Not sscanf's "%2x":
  * it took one digit and then ate the next byte ("%1G"), a sign ("%-1" gave
@@ -152,7 +142,7 @@ static int unescape(const char *s, char *out, size_t cap)
         if (o + 1 >= cap)
             return -1;
         if (*s == '%') {
-            int hi = hexdigit(s[1]), lo = hi < 0 ? -1 : hexdigit(s[2]);
+            int hi = hex_digit(s[1]), lo = hi < 0 ? -1 : hex_digit(s[2]);
             if (hi < 0 || lo < 0 || (hi | lo) == 0)
                 return -1;
             out[o++] = (char)(hi << 4 | lo);
