@@ -17,6 +17,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "mutate.h"
 #include "netinfo.h"
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
@@ -42,14 +43,6 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 }
 
 #ifndef HK_LIBFUZZER
-static uint64_t rng = 0x9e3779b97f4a7c15u;
-static uint64_t next(void)
-{
-    rng ^= rng << 13;
-    rng ^= rng >> 7;
-    rng ^= rng << 17;
-    return rng;
-}
 
 /* A forged line inside an abstract name must not make inode 4242 listen. */
 static int forged_line_is_doubted(void)
@@ -95,34 +88,13 @@ int main(void)
     unsigned nseeds = sizeof seeds / sizeof *seeds;
     for (unsigned i = 0; i < nseeds; i++)
         LLVMFuzzerTestOneInput((const uint8_t *)seeds[i], strlen(seeds[i]));
+    uint64_t rng = 0x9e3779b97f4a7c15u;
     uint8_t buf[512];
     for (long iter = 0; iter < 100000; iter++) {
-        const char *seed = seeds[next() % nseeds];
+        const char *seed = seeds[fuzz_next(&rng) % nseeds];
         size_t len = strlen(seed);
         memcpy(buf, seed, len);
-        int muts = 1 + (int)(next() % 6);
-        for (int m = 0; m < muts; m++) {
-            size_t pos = len ? next() % (len + 1) : 0;
-            switch (next() % 3) {
-            case 0:
-                if (pos < len)
-                    buf[pos] = (uint8_t)alphabet[next() % (sizeof alphabet - 1)];
-                break;
-            case 1:
-                if (len < sizeof buf - 1) {
-                    memmove(buf + pos + 1, buf + pos, len - pos);
-                    buf[pos] = (uint8_t)alphabet[next() % (sizeof alphabet - 1)];
-                    len++;
-                }
-                break;
-            default:
-                if (pos < len) {
-                    memmove(buf + pos, buf + pos + 1, len - pos - 1);
-                    len--;
-                }
-                break;
-            }
-        }
+        len = fuzz_mutate(&rng, buf, len, sizeof buf, alphabet, sizeof alphabet - 1, 6);
         LLVMFuzzerTestOneInput(buf, len);
     }
     printf("fuzz_netinfo_unix: seeds and 100000 mutations, no invariant broken\n");

@@ -12,16 +12,11 @@
 #include <string.h>
 #include <unistd.h>
 
+#include "mutate.h"
+
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
 
 static uint64_t rng = 88172645463325252u;
-static uint64_t next(void)
-{
-    rng ^= rng << 13;
-    rng ^= rng >> 7;
-    rng ^= rng << 17;
-    return rng;
-}
 
 Test(fuzz_corpus, fdinfo_seeds_prefixes_mutations)
 {
@@ -54,12 +49,12 @@ Test(fuzz_corpus, fdinfo_seeds_prefixes_mutations)
         static uint8_t mut[65536 + 1];
         for (int round = 0; round < 200; round++) {
             memcpy(mut, buf, (size_t)n + 1);
-            int flips = 1 + (int)(next() % 8);
+            int flips = 1 + (int)(fuzz_next(&rng) % 8);
             for (int f = 0; f < flips && n > 0; f++) {
-                size_t at = 1 + next() % (size_t)n;
-                mut[at] = (uint8_t)next();
+                size_t at = 1 + fuzz_next(&rng) % (size_t)n;
+                mut[at] = (uint8_t)fuzz_next(&rng);
             }
-            mut[0] = (uint8_t)next();
+            mut[0] = (uint8_t)fuzz_next(&rng);
             LLVMFuzzerTestOneInput(mut, (size_t)n + 1);
         }
     }
