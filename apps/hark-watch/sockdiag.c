@@ -115,6 +115,23 @@ static int dump(int fd, const void *req, size_t len, enum dump_what what, netinf
     }
 }
 
+/* Dumps the unix sockets in states (a mask of 1 << TCP_*), with the attributes show asks for. */
+static int dump_unix(int fd, uint32_t states, uint32_t show, enum dump_what what, netinfo_t *ni)
+{
+    struct {
+        struct nlmsghdr h;
+        struct unix_diag_req r;
+    } req;
+    memset(&req, 0, sizeof req);
+    req.h.nlmsg_len = sizeof req;
+    req.h.nlmsg_type = SOCK_DIAG_BY_FAMILY;
+    req.h.nlmsg_flags = NLM_F_REQUEST | NLM_F_DUMP;
+    req.r.sdiag_family = AF_UNIX;
+    req.r.udiag_states = states;
+    req.r.udiag_show = show;
+    return dump(fd, &req, sizeof req, what, ni);
+}
+
 static int cmp_ino(const void *a, const void *b)
 {
     uint64_t x = ((const net_sock_t *)a)->ino, y = ((const net_sock_t *)b)->ino;
@@ -143,19 +160,8 @@ static int load_diag(netinfo_t *ni)
         if (fam == 1 && (r == -EAFNOSUPPORT || r == -ENOENT))
             r = 0; /* no IPv6 */
     }
-    if (r >= 0) {
-        struct {
-            struct nlmsghdr h;
-            struct unix_diag_req r;
-        } req;
-        memset(&req, 0, sizeof req);
-        req.h.nlmsg_len = sizeof req;
-        req.h.nlmsg_type = SOCK_DIAG_BY_FAMILY;
-        req.h.nlmsg_flags = NLM_F_REQUEST | NLM_F_DUMP;
-        req.r.sdiag_family = AF_UNIX;
-        req.r.udiag_states = 1u << TCP_LISTEN;
-        r = dump(fd, &req, sizeof req, DUMP_UNIX_LISTEN, ni);
-    }
+    if (r >= 0)
+        r = dump_unix(fd, 1u << TCP_LISTEN, 0, DUMP_UNIX_LISTEN, ni);
     close(fd);
     return r;
 }
@@ -165,19 +171,8 @@ int netinfo_unix_diag(netinfo_t *ni)
     int fd = socket(AF_NETLINK, SOCK_DGRAM | SOCK_CLOEXEC, NETLINK_SOCK_DIAG);
     if (fd < 0)
         return -errno;
-    struct {
-        struct nlmsghdr h;
-        struct unix_diag_req r;
-    } req;
-    memset(&req, 0, sizeof req);
-    req.h.nlmsg_len = sizeof req;
-    req.h.nlmsg_type = SOCK_DIAG_BY_FAMILY;
-    req.h.nlmsg_flags = NLM_F_REQUEST | NLM_F_DUMP;
-    req.r.sdiag_family = AF_UNIX;
-    req.r.udiag_states = ~0u;
-    req.r.udiag_show = UDIAG_SHOW_NAME;
     size_t n = ni->n, slen = ni->slen;
-    int r = dump(fd, &req, sizeof req, DUMP_UNIX_ALL, ni);
+    int r = dump_unix(fd, ~0u, UDIAG_SHOW_NAME, DUMP_UNIX_ALL, ni);
     close(fd);
     if (r < 0 && r != -ENOMEM) {
         ni->n = n; /* nothing half-read: the caller falls back to /proc/net/unix */
