@@ -71,6 +71,19 @@ static void front_stop(void)
     cr_assert_eq(server_stop(&front, SIGTERM), 0, "hark-httpd did not exit cleanly");
 }
 
+/* Stops the front server (which flushes its log) and reads its access.log into out. */
+static void front_stop_read_access_log(void)
+{
+    front_stop();
+    char path[512];
+    snprintf(path, sizeof(path), "%s/access.log", front.dir);
+    FILE *f = fopen(path, "r");
+    cr_assert_not_null(f);
+    size_t n = fread(out, 1, sizeof(out) - 1, f);
+    out[n] = '\0';
+    fclose(f);
+}
+
 static int status_of(const char *path)
 {
     run(out, sizeof(out), "curl -s -o /dev/null -w '%%{http_code}' http://127.0.0.1:%d%s",
@@ -176,14 +189,7 @@ Test(httpd_proxy, proxied_requests_are_logged)
         "curl -s -o /dev/null -H 'Referer: http://r.example/' -A 'agent/1' "
         "http://127.0.0.1:%d/api/chunked http://127.0.0.1:%d/down/x",
         front.port, front.port);
-    front_stop(); /* flushes the log */
-    char path[512];
-    snprintf(path, sizeof(path), "%s/access.log", front.dir);
-    FILE *f = fopen(path, "r");
-    cr_assert_not_null(f);
-    size_t n = fread(out, 1, sizeof(out) - 1, f);
-    out[n] = '\0';
-    fclose(f);
+    front_stop_read_access_log();
     /* The chunked body of ten 8-byte lines: 80 bytes of body, re-chunked to the client. */
     cr_assert(
         strstr(out, "\"GET /api/chunked HTTP/1.1\" 200 80 \"http://r.example/\" \"agent/1\"\n"),
@@ -714,14 +720,7 @@ Test(httpd_proxy, client_gone_mid_body_is_logged)
     close(fd);
     /* The same request line, whole this time, shows that the log is being written. */
     run(out, sizeof(out), "curl -s -o /dev/null http://127.0.0.1:%d/api/after", front.port);
-    front_stop(); /* flushes the log */
-    char path[512];
-    snprintf(path, sizeof(path), "%s/access.log", front.dir);
-    FILE *f = fopen(path, "r");
-    cr_assert_not_null(f);
-    size_t n = fread(out, 1, sizeof(out) - 1, f);
-    out[n] = '\0';
-    fclose(f);
+    front_stop_read_access_log();
     cr_assert(strstr(out, "\"GET /api/after HTTP/1.1\" 200 "), "%s", out);
     cr_assert(strstr(out, "\"POST /api/cut HTTP/1.1\" 499 0 "), "%s", out);
 }
