@@ -20,9 +20,11 @@ struct hk__work_queue {
 
 struct hk_pool {
     pthread_mutex_t lock;
-    pthread_cond_t wake; /* work arrived or a class cap freed up */
+    pthread_cond_t wake;  /* work arrived or a class cap freed up */
+    pthread_cond_t ready; /* a worker started (hk_pool_new waits for all of them) */
     pthread_t *threads;
     unsigned nthreads;
+    unsigned started; /* workers that have entered hk__pool_worker */
     unsigned cap[HK_WORK_CLASSES];
     unsigned running[HK_WORK_CLASSES];
     struct hk__work_queue queue[HK_WORK_CLASSES];

@@ -77,6 +77,8 @@ static void *hk__pool_worker(void *arg)
         /* EACCES cannot happen when lowering priority; ignore the rest. */
     }
     pthread_mutex_lock(&pool->lock);
+    pool->started++;
+    pthread_cond_broadcast(&pool->ready);
     for (;;) {
         hk_work_t *w = hk__pool_take(pool);
         if (!w) {
@@ -144,6 +146,7 @@ int hk_pool_new(hk_pool_t **poolp, const hk_pool_options_t *opts)
     }
     pthread_mutex_init(&pool->lock, NULL);
     pthread_cond_init(&pool->wake, NULL);
+    pthread_cond_init(&pool->ready, NULL);
     memcpy(pool->cap, o.cap, sizeof pool->cap);
     pool->nice = o.nice;
 
@@ -166,6 +169,16 @@ int hk_pool_new(hk_pool_t **poolp, const hk_pool_options_t *opts)
         hk_pool_free(pool);
         return err;
     }
+    /*
+     * Return only once every worker runs: a fork() while a thread is still
+     * starting can leave a lock of the thread machinery held in the child
+     * (ASan's thread registry did: the child's own new workers then never
+     * started, and its work never ran).
+     */
+    pthread_mutex_lock(&pool->lock);
+    while (pool->started < pool->nthreads)
+        pthread_cond_wait(&pool->ready, &pool->lock);
+    pthread_mutex_unlock(&pool->lock);
     *poolp = pool;
     return 0;
 }
@@ -200,6 +213,7 @@ int hk_pool_free(hk_pool_t *pool)
     for (unsigned i = 0; i < pool->nthreads; i++)
         pthread_join(pool->threads[i], NULL);
     pthread_cond_destroy(&pool->wake);
+    pthread_cond_destroy(&pool->ready);
     pthread_mutex_destroy(&pool->lock);
     free(pool->threads);
     free(pool);
