@@ -343,7 +343,14 @@ static int open_log_on_fifo(char b[128], int *cap)
 
 enum { FIFO_LINES = 200 };
 
-/* Lines of 1000-odd bytes, more than the fifo holds: it fills, the last one cut. */
+/*
+ * Lines of 1000-odd bytes, more than the fifo holds: it fills, and the
+ * writer waits for room. "Full" is not FIONREAD == capacity: a pipe holds
+ * its bytes in page slots, and when the writer takes the lines one at a
+ * time (a slow writer thread, as under TSan) each page keeps only three
+ * whole lines, so the slots run out first. The fifo counts as full once it
+ * holds at least half its capacity and has stopped growing for 100 ms.
+ */
 static void fill_fifo(int rd, int cap)
 {
     char pad[1001];
@@ -351,12 +358,17 @@ static void fill_fifo(int rd, int cap)
     pad[1000] = '\0';
     for (int i = 0; i < FIFO_LINES; i++)
         cr_assert_eq(HK_LOGI("line", "seq=%04d pad=%s", i, pad), 0);
-    int queued = 0;
-    for (int i = 0; i < 10000 && queued < cap; i++) {
+    int queued = 0, last = -1, still = 0;
+    for (int i = 0; i < 20000 && still < 100; i++) {
         cr_assert_eq(ioctl(rd, FIONREAD, &queued), 0);
+        still = queued == last && queued >= cap / 2 ? still + 1 : 0;
+        last = queued;
         usleep(1000);
     }
-    cr_assert_eq(queued, cap, "the writer filled the fifo");
+    cr_assert_eq(still, 100, "the writer filled the fifo (%d of %d bytes)", queued, cap);
+    hk_log_stats_t st;
+    hk_log_stats(&st);
+    cr_assert_lt(st.written, FIFO_LINES, "lines wait behind the full fifo");
 }
 
 /*
@@ -477,7 +489,7 @@ Test(log_sink, reopen_gives_up_on_a_stuck_old_sink)
 
     char *old = malloc((size_t)cap + 1);
     ssize_t n = read(rd, old, (size_t)cap);
-    cr_assert_eq(n, cap);
+    cr_assert_gt(n, 0);
     close(rd);
     size_t nb = 0, lines_new = 0;
     char *nw = slurp(b, &nb);
