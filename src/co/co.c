@@ -166,10 +166,13 @@ void hk_co_cancel(hk_co_t *co)
     hk__co_cancel_locked(co);
 }
 
+/* hk__stack_put keeps its 48-byte note of a freed stack where the coroutine was. */
+_Static_assert(sizeof(hk_co_t) >= 48, "a coroutine leaves room for the stack pool's note");
+
 void hk__co_free(hk_co_t *co)
 {
     hk__stack_t st = co->stack; /* co lives on it, and hk__stack_put writes there */
-    hk__stack_put(&st);
+    hk__stack_put(&st, co);
 }
 
 void hk__co_unref(hk_co_t *co)
@@ -303,15 +306,15 @@ int hk_co_spawn(hk_co_scope_t *scope, hk_co_fn fn, void *arg, const hk_co_attr_t
     co->arg = arg;
     co->refs = cop ? 2 : 1;
     co->id = id;
-    if (attr && attr->name)
+    if (attr && attr->name) {
         snprintf(co->name, sizeof co->name, "%s", attr->name);
-    else
-        hk__co_default_name(co->name, co->id);
+        co->named = 1;
+    }
     hk__ctx_make(&co->ctx, st.lo, (size_t)((char *)co - st.lo), hk__co_entry, co);
     r = hk__scope_add(scope, co);
     if (r < 0) {
         hk__ctx_release(&co->ctx);
-        hk__stack_put(&st);
+        hk__stack_put(&st, co);
         return r;
     }
     hk__stat_add(&rt->stats.spawned, 1);
@@ -366,8 +369,28 @@ hk_co_t *hk_co_self(void)
     return hk__co_current();
 }
 
+void hk__co_name_into(const hk_co_t *co, char out[32])
+{
+    if (__atomic_load_n(&co->named, __ATOMIC_ACQUIRE)) {
+        memcpy(out, co->name, sizeof co->name);
+        out[sizeof co->name - 1] = '\0';
+    } else {
+        hk__co_default_name(out, co->id);
+    }
+}
+
 const char *hk_co_name(const hk_co_t *co)
 {
+    if (!__atomic_load_n(&co->named, __ATOMIC_ACQUIRE)) {
+        /* The default name, written once: under jlock, as two threads may ask at once. */
+        hk_co_t *w = (hk_co_t *)(uintptr_t)co;
+        hk__spin_lock(&w->jlock);
+        if (!w->named) {
+            hk__co_default_name(w->name, w->id);
+            __atomic_store_n(&w->named, 1, __ATOMIC_RELEASE);
+        }
+        hk__spin_unlock(&w->jlock);
+    }
     return co->name;
 }
 

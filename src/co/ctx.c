@@ -43,6 +43,7 @@ void hk__ctx_boot(void);
 void hk__ctx_init_thread(hk__ctx_t *ctx)
 {
     memset(ctx, 0, sizeof *ctx);
+#ifdef HK_CO_ASAN
     pthread_attr_t attr;
     if (pthread_getattr_np(pthread_self(), &attr) == 0) {
         void *lo;
@@ -53,6 +54,7 @@ void hk__ctx_init_thread(hk__ctx_t *ctx)
         }
         pthread_attr_destroy(&attr);
     }
+#endif
 #ifdef HK_CO_TSAN
     ctx->tsan_fiber = __tsan_get_current_fiber();
 #endif
@@ -72,8 +74,10 @@ static void hk__ctx_trampoline(unsigned fn_hi, unsigned fn_lo, unsigned arg_hi, 
 void hk__ctx_make(hk__ctx_t *ctx, void *lo, size_t size, void (*fn)(void *), void *arg)
 {
     memset(ctx, 0, sizeof *ctx);
+#ifdef HK_CO_ASAN
     ctx->stack_lo = lo;
     ctx->stack_size = size;
+#endif
 #ifdef HK_CO_UCONTEXT
     getcontext(&ctx->uc);
     ctx->uc.uc_stack.ss_sp = lo;

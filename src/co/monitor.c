@@ -301,8 +301,7 @@ static int hk__monitor_report(hk__monitor_t *m, hk__worker_t *w, hk__watch_t *wt
     int ordered = hk__monitor_read_fence(rt) == 0;
     hk_co_t *co = __atomic_load_n(&w->current, __ATOMIC_ACQUIRE);
     if (ordered && co && __atomic_load_n(&w->slices, __ATOMIC_RELAXED) == wt->slices) {
-        memcpy(name, co->name, sizeof name);
-        name[sizeof name - 1] = '\0';
+        hk__co_name_into(co, name);
         fn = (const void *)(uintptr_t)co->fn;
         lo = co->stack.lo;
         size = co->stack.size;

@@ -188,20 +188,56 @@ static void *two_stalls(void *arg)
     return NULL;
 }
 
-Test(stall, a_stall_held_back_by_the_rate_limit_is_named_later, .timeout = 60)
+/* Runs fn on a 2-worker runtime whose stall reports (10 ms) go to on_stall_names. */
+static void run_naming(hk_co_fn fn, hk_co_runtime_stats_t *st)
 {
     __atomic_store_n(&nnames, 0, __ATOMIC_RELEASE);
     hk_co_runtime_t *rt;
     hk_co_runtime_options_t o = {.workers = 2, .stall_ns = 10 * MS, .stall_cb = on_stall_names};
     cr_assert_eq(hk_co_runtime_new(&rt, &o), 0);
-    cr_assert_eq(hk_co_run(rt, two_stalls, NULL, NULL), 0);
-    hk_co_runtime_stats_t st;
-    cr_assert_eq(hk_co_runtime_stats(rt, &st), 0);
+    cr_assert_eq(hk_co_run(rt, fn, NULL, NULL), 0);
+    cr_assert_eq(hk_co_runtime_stats(rt, st), 0);
     cr_assert_eq(hk_co_runtime_free(rt), 0);
+}
+
+Test(stall, a_stall_held_back_by_the_rate_limit_is_named_later, .timeout = 60)
+{
+    hk_co_runtime_stats_t st;
+    run_naming(two_stalls, &st);
     cr_assert_eq(__atomic_load_n(&nnames, __ATOMIC_ACQUIRE), 2);
     cr_assert_str_eq(names_seen[0], "first");
     cr_assert_str_eq(names_seen[1], "second");
     cr_assert_geq(st.stalls, 2);
+}
+
+/*
+ * An unnamed coroutine gets its default name "co-<id>" only when asked for
+ * it (spawn does not format it): the monitor's report must still name it,
+ * with the name hk_co_name gives afterwards.
+ */
+static char unnamed_name[32];
+
+static void *name_of_next(void *arg)
+{
+    (void)arg;
+    hk_co_t *c;
+    cr_assert_eq(hk_co_spawn(NULL, spin_until_named, (void *)(intptr_t)1, NULL, &c), 0);
+    /* The handle holds the coroutine until the join: ask for its name after the report. */
+    uint64_t start = hk_time_now();
+    while (__atomic_load_n(&nnames, __ATOMIC_ACQUIRE) < 1 && hk_time_now() - start < LONG_WAIT)
+        hk_co_sleep_until(hk_time_now() + MS);
+    snprintf(unnamed_name, sizeof unnamed_name, "%s", hk_co_name(c));
+    cr_assert_eq(hk_co_join(c, NULL, HK_FOREVER), 0);
+    return NULL;
+}
+
+Test(stall, an_unnamed_coroutine_is_reported_by_its_default_name, .timeout = 60)
+{
+    hk_co_runtime_stats_t st;
+    run_naming(name_of_next, &st);
+    cr_assert_eq(__atomic_load_n(&nnames, __ATOMIC_ACQUIRE), 1);
+    cr_assert_eq(strncmp(names_seen[0], "co-", 3), 0, "reported as '%s'", names_seen[0]);
+    cr_assert_str_eq(names_seen[0], unnamed_name);
 }
 
 static void *short_sleeps(void *arg)

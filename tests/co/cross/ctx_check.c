@@ -223,6 +223,9 @@ static void fpctl_set(uint64_t v)
 /* ---- the contexts ---- */
 
 static hk__ctx_t main_ctx, co_ctx, co2_ctx;
+/* co2's stack, as given to hk__ctx_make (the context keeps it in sanitizer builds only). */
+static void *co2_lo;
+static size_t co2_size;
 static long co_count;
 
 struct entry_seen {
@@ -322,7 +325,7 @@ static void on_signal(int signo, siginfo_t *si, void *uctx)
     struct sig_seen *s = sig_into;
     uintptr_t pc;
     s->calls++;
-    s->inside = hk__ctx_interrupted(uctx, co2_ctx.stack_lo, co2_ctx.stack_size, &pc);
+    s->inside = hk__ctx_interrupted(uctx, co2_lo, co2_size, &pc);
     s->walk.unwound = _Unwind_Backtrace(walk_frame, &s->walk);
     ucontext_t uc = *(ucontext_t *)uctx;
 #if defined(__aarch64__)
@@ -330,7 +333,7 @@ static void on_signal(int signo, siginfo_t *si, void *uctx)
 #else
     uc.uc_mcontext.gregs[REG_RIP] = (greg_t)(uintptr_t)hk__ctx_swap + 4;
 #endif
-    s->fake_switch = hk__ctx_interrupted(&uc, co2_ctx.stack_lo, co2_ctx.stack_size, &pc);
+    s->fake_switch = hk__ctx_interrupted(&uc, co2_lo, co2_size, &pc);
 }
 
 static void co2_main(void *arg)
@@ -405,7 +408,9 @@ int main(void)
     static int arg1, arg2;
     hk__ctx_make(&co_ctx, map_stack(STACK_SIZE), STACK_SIZE, co_main, &arg1);
     /* An odd size: hk__ctx_make must round the top down to 16 bytes. */
-    hk__ctx_make(&co2_ctx, map_stack(STACK_SIZE), STACK_SIZE - 40, co2_main, &arg2);
+    co2_lo = map_stack(STACK_SIZE);
+    co2_size = STACK_SIZE - 40;
+    hk__ctx_make(&co2_ctx, co2_lo, co2_size, co2_main, &arg2);
 
     fpctl_set(FPCTL_MAIN);
     hk__ctx_switch(&main_ctx, &co_ctx, 0);
