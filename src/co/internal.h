@@ -145,7 +145,8 @@ struct hk_co {
     /*
      * Set when name holds the name (atomic, release after the bytes): at
      * spawn for a given name; the default "co-<id>" only when someone asks
-     * (hk__co_name_into), because formatting it was a fifth of a spawn.
+     * hk_co_name (under jlock), because formatting it was a fifth of a spawn.
+     * hk__co_name_into formats a copy and leaves it unset.
      */
     int named;
     char name[32];

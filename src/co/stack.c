@@ -26,7 +26,10 @@
 #include <unistd.h>
 #include <valgrind/valgrind.h>
 
-/* A pooled stack keeps its own description at its top. */
+/*
+ * A freed stack keeps its own description inside itself: where its coroutine
+ * lived (hk__stack_put's at), or at its top when no spot is given.
+ */
 typedef struct hk__stack_node {
     hk__stack_t st;
     struct hk__stack_node *next;
