@@ -281,10 +281,11 @@ int hk_co_spawn(hk_co_scope_t *scope, hk_co_fn fn, void *arg, const hk_co_attr_t
      * Why the coroutine lives at the top of its own stack: one allocation
      * instead of two (with many coroutines alive, malloc's per-thread cache
      * runs dry and each spawn and exit went through its slow paths), and one
-     * page touched fewer. The stack proper is what lies below, so the frames
-     * of an earlier owner of the stack never overlapped this spot (it matters
-     * to ASan's stack poisoning); the stack stays until the last reference
-     * goes (hk__co_free).
+     * page touched fewer. The stack proper is what lies below; the stack
+     * stays until the last reference goes (hk__co_free). With the colours
+     * (below), the frames of an earlier owner of the stack may have lain
+     * where this record now is; the ASan builds of the tests, which reuse
+     * stacks across colours all the time, report nothing there.
      */
     /*
      * Colour: every stack is a mapping of the same size, so without an
