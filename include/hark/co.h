@@ -287,7 +287,11 @@ HK_API void hk_chan_free(hk_chan_t *ch);
  */
 HK_API int hk_chan_close(hk_chan_t *ch);
 
-/* Errors: -EPIPE (closed), -ETIMEDOUT, -ECANCELED. */
+/*
+ * Copies elem_size bytes from elem into the channel / out of it into elem. A
+ * receive with elem NULL takes the element and discards it; a send needs
+ * one (-EINVAL). Errors: -EPIPE (closed), -ETIMEDOUT, -ECANCELED, -EINVAL.
+ */
 HK_API int hk_chan_send(hk_chan_t *ch, const void *elem, uint64_t deadline);
 HK_API int hk_chan_recv(hk_chan_t *ch, void *elem, uint64_t deadline);
 
@@ -299,7 +303,7 @@ typedef enum hk_chan_op { HK_CHAN_SEND = 1, HK_CHAN_RECV = 2 } hk_chan_op_t;
 typedef struct hk_chan_case {
     hk_chan_t *chan; /* NULL: the case is ignored */
     hk_chan_op_t op;
-    void *elem; /* source (send) or destination (recv) */
+    void *elem; /* source (send) or destination (recv; NULL discards) */
     int status; /* out: 0, or -EPIPE when the channel was closed */
 } hk_chan_case_t;
 
@@ -310,8 +314,8 @@ typedef struct hk_chan_case {
  * Performs exactly one of the cases that can proceed (chosen at random among
  * ready ones), waiting until one can. Returns its index; that case's status
  * says whether it completed (0) or found its channel closed (-EPIPE).
- * Errors: -EINVAL (n is 0 or above HK_CHAN_SELECT_MAX, bad op), -ETIMEDOUT,
- * -ECANCELED.
+ * Errors: -EINVAL (n is 0 or above HK_CHAN_SELECT_MAX, bad op, a send case
+ * without elem), -ETIMEDOUT, -ECANCELED.
  */
 HK_API int hk_chan_select(hk_chan_case_t *cases, size_t n, uint64_t deadline);
 

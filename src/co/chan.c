@@ -66,6 +66,13 @@ static hk__waiter_t *hk__chan_claim(struct hk__co_waitq *q)
     return NULL;
 }
 
+/* An element to a receiver's destination; a receiver that gave none (NULL) discards it. */
+static void hk__chan_deliver(hk_chan_t *ch, void *dst, const void *src)
+{
+    if (dst)
+        memcpy(dst, src, ch->elem_size);
+}
+
 /* Under ch->lock: one send attempt. 1 done, 0 would block, -EPIPE closed. */
 static int hk__chan_try_send(hk_chan_t *ch, const void *elem)
 {
@@ -73,7 +80,7 @@ static int hk__chan_try_send(hk_chan_t *ch, const void *elem)
         return -EPIPE;
     hk__waiter_t *w = hk__chan_claim(&ch->recvq);
     if (w) {
-        memcpy(w->elem, elem, ch->elem_size);
+        hk__chan_deliver(ch, w->elem, elem);
         w->status = 0;
         hk__co_commit(w->co, w->index);
         return 1;
@@ -90,7 +97,7 @@ static int hk__chan_try_send(hk_chan_t *ch, const void *elem)
 static int hk__chan_try_recv(hk_chan_t *ch, void *elem)
 {
     if (ch->count) {
-        memcpy(elem, ch->buf + ch->head * ch->elem_size, ch->elem_size);
+        hk__chan_deliver(ch, elem, ch->buf + ch->head * ch->elem_size);
         ch->head = (ch->head + 1) % ch->cap;
         ch->count--;
         hk__waiter_t *w = hk__chan_claim(&ch->sendq);
@@ -105,7 +112,7 @@ static int hk__chan_try_recv(hk_chan_t *ch, void *elem)
     }
     hk__waiter_t *w = hk__chan_claim(&ch->sendq);
     if (w) {
-        memcpy(elem, w->elem, ch->elem_size);
+        hk__chan_deliver(ch, elem, w->elem);
         w->status = 0;
         hk__co_commit(w->co, w->index);
         return 1;
@@ -188,8 +195,9 @@ int hk_chan_select(hk_chan_case_t *cases, size_t n, uint64_t deadline)
     if (n == 0 || n > HK_CHAN_SELECT_MAX || !hk__deadline_ok(deadline))
         return -EINVAL;
     for (size_t i = 0; i < n; i++)
-        if (cases[i].chan && cases[i].op != HK_CHAN_SEND && cases[i].op != HK_CHAN_RECV)
-            return -EINVAL;
+        if (cases[i].chan &&
+            (cases[i].op == HK_CHAN_SEND ? !cases[i].elem : cases[i].op != HK_CHAN_RECV))
+            return -EINVAL; /* a bad op, or a send of nothing */
     hk_chan_t *locks[HK_CHAN_SELECT_MAX];
     size_t nl = hk__chan_order(cases, n, locks);
     if (nl == 0)

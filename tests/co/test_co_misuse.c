@@ -3,9 +3,10 @@
  * takes, and calls made the wrong way or from the wrong place (a condition
  * wait without the mutex, a scope closed by its own coroutine, an absurd
  * stack size, a wait group pushed past INT64_MAX, a try-once channel call off
- * the workers, a connect with a bad deadline), which must fail cleanly, or
- * succeed, and leave things as they were; and two coroutines that wake each
- * other, which must not keep their worker from everything else.
+ * the workers, a connect with a bad deadline, a send of nothing), which must
+ * fail cleanly, or succeed, and leave things as they were; two coroutines
+ * that wake each other, which must not keep their worker from everything
+ * else; and a receive into NULL, which discards the element.
  */
 #include <criterion/criterion.h>
 #include <errno.h>
@@ -414,4 +415,62 @@ static void *starve_main(void *arg)
 Test(co_misuse, a_ping_pong_pair_does_not_starve_the_others, .timeout = 30)
 {
     co_run(starve_main, 1, NULL);
+}
+
+/* ---- 9. a receive without a destination, a send without a source ---- */
+
+static hk_chan_t *discard_ch;
+
+static void *discard_sender(void *arg)
+{
+    int v = (int)(intptr_t)arg;
+    return hk_chan_send(discard_ch, &v, HK_FOREVER) == 0 ? (void *)1 : NULL;
+}
+
+static void *discard_receiver(void *arg)
+{
+    (void)arg;
+    return hk_chan_recv(discard_ch, NULL, HK_FOREVER) == 0 ? (void *)1 : NULL;
+}
+
+static void *discard_main(void *arg)
+{
+    (void)arg;
+    int v = 7;
+    /* Buffered: the element is taken (the count drops), nothing is written anywhere. */
+    CHECK(hk_chan_new(&discard_ch, sizeof(int), 2) == 0);
+    CHECK(hk_chan_send(discard_ch, &v, 0) == 0);
+    v = 8;
+    CHECK(hk_chan_send(discard_ch, &v, 0) == 0);
+    CHECK(hk_chan_recv(discard_ch, NULL, 0) == 0);
+    CHECK(hk_chan_len(discard_ch) == 1);
+    int got = 0;
+    CHECK(hk_chan_recv(discard_ch, &got, 0) == 0 && got == 8);
+    /* A send of nothing is refused and changes nothing; so is a select case sending nothing. */
+    CHECK(hk_chan_send(discard_ch, NULL, 0) == -EINVAL);
+    hk_chan_case_t c = {.chan = discard_ch, .op = HK_CHAN_SEND, .elem = NULL};
+    CHECK(hk_chan_select(&c, 1, 0) == -EINVAL);
+    CHECK(hk_chan_len(discard_ch) == 0);
+    hk_chan_free(discard_ch);
+
+    /* Unbuffered, the sender waiting: the discarding receive takes its element. */
+    CHECK(hk_chan_new(&discard_ch, sizeof(int), 0) == 0);
+    hk_co_t *s, *r;
+    CHECK(hk_co_spawn(NULL, discard_sender, (void *)(intptr_t)5, NULL, &s) == 0);
+    while (hk_chan_recv(discard_ch, NULL, 0) == -ETIMEDOUT)
+        hk_co_yield();
+    void *res = NULL;
+    CHECK(hk_co_join(s, &res, HK_FOREVER) == 0 && res == (void *)1);
+    /* Unbuffered, the receiver waiting with no destination: the sender hands it over. */
+    CHECK(hk_co_spawn(NULL, discard_receiver, NULL, NULL, &r) == 0);
+    v = 6;
+    CHECK(hk_chan_send(discard_ch, &v, HK_FOREVER) == 0);
+    CHECK(hk_co_join(r, &res, HK_FOREVER) == 0 && res == (void *)1);
+    hk_chan_free(discard_ch);
+    return (void *)1;
+}
+
+Test(co_misuse, a_receive_into_null_discards_a_send_of_null_is_einval, .timeout = 30)
+{
+    co_run(discard_main, 2, NULL);
 }
