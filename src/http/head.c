@@ -122,7 +122,12 @@ static int host(struct hk__http_parse *ps, const char *v, size_t n)
 {
     if (ps->at.facts & HK__F_HOST)
         return hk__http_fail(ps, 400, "several Host");
-    if (!hk__http_authority_ok(v, n))
+    /*
+     * An empty value is allowed (a target without an authority), a port with
+     * no host before it is not: RFC 9110 section 4.2.1 makes an http URI with
+     * an empty host invalid, and a recipient must reject it.
+     */
+    if (!hk__http_authority_ok(v, n) || (n > 0 && v[0] == ':'))
         return hk__http_fail(ps, 400, "bad Host");
     ps->at.facts |= HK__F_HOST;
     if (!(ps->at.facts & HK__F_ABSOLUTE)) {

@@ -258,6 +258,8 @@ Test(request, host_rules)
     expect_status("GET / HTTP/1.1\r\nHost: a b\r\n\r\n", 400);
     expect_status("GET / HTTP/1.1\r\nHost: u@a\r\n\r\n", 400);
     expect_status("GET / HTTP/1.0\r\nHost: a\r\nHost: b\r\n\r\n", 400);
+    expect_status("GET / HTTP/1.1\r\nHost: :80\r\n\r\n", 400); /* a port, no host */
+    expect_status("GET / HTTP/1.1\r\nHost: :\r\n\r\n", 400);
     struct parsed p;
     cr_assert_gt(parse(&p, "GET / HTTP/1.1\r\nHost:\r\n\r\n"), 0, "an empty Host is allowed");
     cr_assert_not_null(p.req.host);
