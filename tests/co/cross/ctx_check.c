@@ -220,9 +220,32 @@ static void fpctl_set(uint64_t v)
 }
 #endif
 
+/*
+ * Pairs of control states (main's, a context's) for check_fpctl_pairs: the
+ * switch loads the state, or each half of it on x86-64, only when it differs
+ * from the one it leaves, so each half must also survive changing alone.
+ */
+#if defined(__aarch64__)
+static const uint64_t fpctl_pairs[][2] = {
+    {FPCTL_FRESH, FPCTL_FRESH},
+    {FPCTL_MAIN, FPCTL_MAIN},
+    {FPCTL_FRESH, FPCTL_CO},
+    {FPCTL_MAIN, FPCTL_CO},
+};
+#else
+#define FPCTL_X87_DOUBLE (UINT64_C(0x027F) << 32 | 0x1F80) /* x87 precision: double */
+#define FPCTL_SSE_FTZ (UINT64_C(0x037F) << 32 | 0x9F80)    /* flush-to-zero */
+static const uint64_t fpctl_pairs[][2] = {
+    {FPCTL_FRESH, FPCTL_FRESH},        {FPCTL_MAIN, FPCTL_MAIN},
+    {FPCTL_FRESH, FPCTL_X87_DOUBLE},   {FPCTL_X87_DOUBLE, FPCTL_FRESH},
+    {FPCTL_FRESH, FPCTL_SSE_FTZ},      {FPCTL_SSE_FTZ, FPCTL_FRESH},
+    {FPCTL_X87_DOUBLE, FPCTL_SSE_FTZ}, {FPCTL_MAIN, FPCTL_CO},
+};
+#endif
+
 /* ---- the contexts ---- */
 
-static hk__ctx_t main_ctx, co_ctx, co2_ctx;
+static hk__ctx_t main_ctx, co_ctx, co2_ctx, co3_ctx;
 /* co2's stack, as given to hk__ctx_make (the context keeps it in sanitizer builds only). */
 static void *co2_lo;
 static size_t co2_size;
@@ -375,6 +398,37 @@ static void co_main(void *arg)
     }
 }
 
+/* co3: sets the state main asks for, gives way, then reports what it has on its return. */
+static uint64_t co3_set, co3_saw;
+
+static void co3_main(void *arg)
+{
+    (void)arg;
+    for (;;) {
+        fpctl_set(co3_set);
+        to_main(&co3_ctx);
+        co3_saw = fpctl_get();
+        to_main(&co3_ctx);
+    }
+}
+
+static void check_fpctl_pairs(void)
+{
+    for (size_t i = 0; i < sizeof fpctl_pairs / sizeof fpctl_pairs[0]; i++) {
+        uint64_t mine = fpctl_pairs[i][0];
+        co3_set = fpctl_pairs[i][1];
+        fpctl_set(mine);
+        hk__ctx_switch(&main_ctx, &co3_ctx, 0);
+        CHECK(fpctl_get() == mine, "pair %zu: main has %#llx after the context set %#llx", i,
+              (unsigned long long)fpctl_get(), (unsigned long long)co3_set);
+        hk__ctx_switch(&main_ctx, &co3_ctx, 0);
+        CHECK(co3_saw == co3_set, "pair %zu: the context has %#llx, not %#llx", i,
+              (unsigned long long)co3_saw, (unsigned long long)co3_set);
+        CHECK(fpctl_get() == mine, "pair %zu: main has %#llx, not %#llx", i,
+              (unsigned long long)fpctl_get(), (unsigned long long)mine);
+    }
+}
+
 static void *map_stack(size_t size)
 {
     long page = sysconf(_SC_PAGESIZE);
@@ -436,6 +490,8 @@ int main(void)
     }
     CHECK(co_count == PINGPONG && main_count == PINGPONG, "ping-pong: %ld and %ld of %ld", co_count,
           main_count, PINGPONG);
+    hk__ctx_make(&co3_ctx, map_stack(STACK_SIZE), STACK_SIZE, co3_main, NULL);
+    check_fpctl_pairs();
     fpctl_set(FPCTL_FRESH);
 
     if (failures) {
