@@ -11,22 +11,29 @@
  */
 #include <dirent.h>
 #include <errno.h>
+#include <limits.h>
 #include <stdlib.h>
 #include <unistd.h>
 
 #include "fdtable.h"
 
+/*
+ * An fd number as /proc names it: decimal, no sign, no leading zero, 0 to
+ * INT_MAX (fs.nr_open can be raised that far). -1 for anything else: a
+ * bigger number is not an fd, and must not wrap onto a small one.
+ */
 static int parse_fdnum(const char *s)
 {
-    long v = 0;
-    if (!*s)
+    int v = 0;
+    if (!*s || (s[0] == '0' && s[1]))
         return -1;
     for (; *s; s++) {
-        if (*s < '0' || *s > '9' || v > 100000000)
+        int d = *s - '0';
+        if (d < 0 || d > 9 || v > (INT_MAX - d) / 10)
             return -1;
-        v = v * 10 + (*s - '0');
+        v = v * 10 + d;
     }
-    return (int)v;
+    return v;
 }
 
 /* Records open fd number fd of the given kind (socket inode ino). Returns 0 or -ENOMEM. */

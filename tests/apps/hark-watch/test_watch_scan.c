@@ -7,6 +7,7 @@
  */
 #include <arpa/inet.h>
 #include <criterion/criterion.h>
+#include <ftw.h>
 #include <netinet/in.h>
 #include <pthread.h>
 #include <signal.h>
@@ -655,4 +656,86 @@ Test(scan, a_high_fd_number_costs_one_entry)
     reap(pid);
     close(rp[0]);
     close(rp[1]);
+}
+
+static char tree[] = "/tmp/hkw-proc-XXXXXX";
+
+static int rm_one(const char *path, const struct stat *st, int flag, struct FTW *ftw)
+{
+    (void)st;
+    (void)flag;
+    (void)ftw;
+    return remove(path);
+}
+
+/* Removes the tree of a test that failed part way too. */
+static void rm_tree(void)
+{
+    if (strcmp(tree, "/tmp/hkw-proc-XXXXXX") != 0)
+        nftw(tree, rm_one, 16, FTW_DEPTH | FTW_PHYS);
+}
+
+static void write_text(const char *root, const char *rel, const char *text)
+{
+    char path[256];
+    snprintf(path, sizeof path, "%s/%s", root, rel);
+    FILE *f = fopen(path, "w");
+    cr_assert_not_null(f, "%s", path);
+    cr_assert_eq(fputs(text, f) >= 0, 1);
+    cr_assert_eq(fclose(f), 0);
+}
+
+/*
+ * fd numbers go up to INT_MAX (fs.nr_open can be raised that far). The fd
+ * table's name parser gave up on any name of ten digits above about
+ * 1,000,000,000, so an epoll set at 1,500,000,000 was not read and a socket
+ * at INT_MAX was not in the table: a process could hide its interest list by
+ * moving it there. A real process cannot be given such numbers here (the
+ * kernel's fd array would take gigabytes), so a /proc tree of real files
+ * names them. Names past INT_MAX are not fds: not counted, and not wrapped
+ * onto small numbers.
+ */
+Test(scan, fd_numbers_up_to_int_max_are_counted, .fini = rm_tree)
+{
+    char rel[64];
+    cr_assert_not_null(mkdtemp(tree));
+    pid_t pid = 4242;
+    static const char *const dirs[] = {"", "/fd", "/fdinfo"};
+    for (size_t i = 0; i < 3; i++) {
+        snprintf(rel, sizeof rel, "%s/%d%s", tree, (int)pid, dirs[i]);
+        cr_assert_eq(mkdir(rel, 0700), 0, "%s", rel);
+    }
+    static const char *const links[][2] = {
+        {"exe", "/usr/bin/high-fds"},
+        {"fd/3", "pipe:[77]"},
+        {"fd/1500000000", "anon_inode:[eventpoll]"},
+        {"fd/2147483647", "socket:[12345]"},
+        {"fd/2147483648", "anon_inode:[eventpoll]"}, /* INT_MAX + 1: not an fd */
+        {"fd/4294967299", "socket:[999]"},           /* 2^32 + 3: not fd 3 */
+    };
+    for (size_t i = 0; i < sizeof links / sizeof links[0]; i++) {
+        snprintf(rel, sizeof rel, "%d/%s", (int)pid, links[i][0]);
+        symlink_to(links[i][1], tree, rel);
+    }
+    /* No sdev: the entries' kinds come from the table, by number. */
+    snprintf(rel, sizeof rel, "%d/fdinfo/1500000000", (int)pid);
+    write_text(tree, rel,
+               "pos:\t0\nflags:\t02\nmnt_id:\t15\nino:\t1057\n"
+               "tfd: 2147483647 events:       19 data:                0  pos:0 ino:3039\n"
+               "tfd:        3 events:       19 data:                0  pos:0 ino:4d\n");
+
+    scanner_t s;
+    scan_t sc = {0};
+    scanner_init(&s, tree);
+    cr_assert_eq(scanner_run(&s, &pid, 1, &sc), 0);
+    cr_assert_eq(sc.nprocs, 1);
+    const proc_rec_t *p = &sc.procs[0];
+    cr_assert_eq(p->fds, 3, "fds %u: 3, 1500000000 and 2147483647, nothing past INT_MAX", p->fds);
+    cr_assert_eq(p->epolls, 1, "the set at fd 1500000000 is read");
+    cr_assert_eq(p->entries, 2);
+    cr_assert_eq(p->kinds[WK_SOCKET], 1, "the entry at fd INT_MAX is the socket there");
+    cr_assert_eq(p->kinds[WK_PIPE], 1);
+    cr_assert_eq(p->kinds[WK_GONE], 0);
+    scan_free(&sc);
+    scanner_free(&s);
 }
