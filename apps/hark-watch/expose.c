@@ -31,6 +31,8 @@ int watch_render_metrics(watch_t *w, char **body, size_t *len)
     METRIC("baselines", "gauge", "Baselines (executable and class) known.", w->bl.n);
     METRIC("skipped_gone_total", "counter", "Processes that exited mid-scan.", w->gone);
     METRIC("skipped_denied_total", "counter", "Processes we may not inspect.", w->denied);
+    METRIC("skipped_truncated_total", "counter", "Processes with an epoll set past 32 MiB.",
+           w->truncated);
     METRIC("bad_fdinfo_lines_total", "counter", "fdinfo lines that did not parse.", w->bad_lines);
     METRIC("process_exits_total", "counter", "Exit events from the proc connector.", w->exits);
     METRIC("netlink_enabled", "gauge", "1 when the proc connector is on.", w->netlink != NULL);

@@ -185,6 +185,8 @@ static void count_errno(scan_t *sc, int err)
 {
     if (err == EACCES || err == EPERM)
         sc->denied++;
+    else if (err == EFBIG)
+        sc->truncated++;
     else
         sc->gone++;
 }
@@ -342,6 +344,8 @@ static int scan_pid(scanner_t *s, int procfd, const char *name, scan_t *sc, int 
         fdinfo_stats_t fst;
         int rr = fdinfo_stream(s->buf, SCAN_BUF_SIZE, read_fdinfo, &src, on_tfd, &c, &fst);
         close(src.fd);
+        if (rr == 0 && fst.truncated)
+            rr = -EFBIG; /* cut at FDINFO_MAX_BYTES: not the whole set either */
         if (rr < 0) {
             *p = before;
             sc->ninodes = ninodes;
@@ -354,12 +358,12 @@ static int scan_pid(scanner_t *s, int procfd, const char *name, scan_t *sc, int 
         p->epolls++;
         p->bad += fst.bad;
         sc->bad_lines += fst.bad;
-        sc->truncated += fst.truncated != 0;
     }
     /*
      * An epoll set that exists but could not be read in full (EACCES, EIO,
-     * ENOMEM, ...): the sample would be the process minus that set, smaller
-     * than it is. Not a sample: drop it and count it.
+     * ENOMEM, ..., or EFBIG: cut at FDINFO_MAX_BYTES): the sample would be
+     * the process minus (part of) that set, smaller than it is. Not a
+     * sample: drop it and count it.
      */
     if (failed) {
         count_errno(sc, failed);

@@ -46,7 +46,7 @@ typedef struct scan {
     uint64_t kthreads; /* kernel threads (no executable) */
     uint64_t reused;   /* processes whose fd table came from the memo (not run since) */
     uint64_t bad_lines;
-    uint64_t truncated;
+    uint64_t truncated; /* processes dropped: an epoll set's fdinfo went past FDINFO_MAX_BYTES */
     uint64_t duration_ns;
     int error; /* -errno when the pass itself failed (no /proc) */
 } scan_t;

@@ -98,6 +98,7 @@ static void evaluate(watch_t *w, int partial)
     w->flagged_now = w->nflagged;
     w->gone += sc->gone;
     w->denied += sc->denied;
+    w->truncated += sc->truncated;
     w->bad_lines += sc->bad_lines;
     if (partial) {
         w->partial_scans++;
@@ -111,11 +112,11 @@ static void evaluate(watch_t *w, int partial)
     }
     hk_log(HK_LOG_INFO, "scan",
            "event=scan partial=%d procs=%zu epolls=%llu entries=%llu sockets=%llu gone=%llu "
-           "denied=%llu bad_lines=%llu flagged=%zu scan_ms=%.3f",
+           "denied=%llu truncated=%llu bad_lines=%llu flagged=%zu scan_ms=%.3f",
            partial, sc->nprocs, (unsigned long long)epolls, (unsigned long long)entries,
            (unsigned long long)kinds[WK_SOCKET], (unsigned long long)sc->gone,
-           (unsigned long long)sc->denied, (unsigned long long)sc->bad_lines, w->nflagged,
-           sc->duration_ns / 1e6);
+           (unsigned long long)sc->denied, (unsigned long long)sc->truncated,
+           (unsigned long long)sc->bad_lines, w->nflagged, sc->duration_ns / 1e6);
 }
 
 static void scan_fn(hk_work_t *work)

@@ -52,7 +52,7 @@ struct watch {
     metrics_server_t *metrics;
     procconn_t *netlink;
     /* Counters for /metrics. */
-    uint64_t scans, partial_scans, alerts, gone, denied, bad_lines, exits, save_errors;
+    uint64_t scans, partial_scans, alerts, gone, denied, truncated, bad_lines, exits, save_errors;
     uint64_t last_procs, last_epolls, last_entries, last_kinds[WK_KINDS], last_scan_ns;
     uint64_t flagged_now;
 };

@@ -675,6 +675,22 @@ static void rm_tree(void)
         nftw(tree, rm_one, 16, FTW_DEPTH | FTW_PHYS);
 }
 
+/* A /proc tree in tree with one process: its fd and fdinfo directories and links[i][0] -> [1]. */
+static void make_tree(pid_t pid, const char *const (*links)[2], size_t n)
+{
+    char rel[64];
+    cr_assert_not_null(mkdtemp(tree));
+    static const char *const dirs[] = {"", "/fd", "/fdinfo"};
+    for (size_t i = 0; i < 3; i++) {
+        snprintf(rel, sizeof rel, "%s/%d%s", tree, (int)pid, dirs[i]);
+        cr_assert_eq(mkdir(rel, 0700), 0, "%s", rel);
+    }
+    for (size_t i = 0; i < n; i++) {
+        snprintf(rel, sizeof rel, "%d/%s", (int)pid, links[i][0]);
+        symlink_to(links[i][1], tree, rel);
+    }
+}
+
 static void write_text(const char *root, const char *rel, const char *text)
 {
     char path[256];
@@ -698,13 +714,7 @@ static void write_text(const char *root, const char *rel, const char *text)
 Test(scan, fd_numbers_up_to_int_max_are_counted, .fini = rm_tree)
 {
     char rel[64];
-    cr_assert_not_null(mkdtemp(tree));
     pid_t pid = 4242;
-    static const char *const dirs[] = {"", "/fd", "/fdinfo"};
-    for (size_t i = 0; i < 3; i++) {
-        snprintf(rel, sizeof rel, "%s/%d%s", tree, (int)pid, dirs[i]);
-        cr_assert_eq(mkdir(rel, 0700), 0, "%s", rel);
-    }
     static const char *const links[][2] = {
         {"exe", "/usr/bin/high-fds"},
         {"fd/3", "pipe:[77]"},
@@ -713,10 +723,7 @@ Test(scan, fd_numbers_up_to_int_max_are_counted, .fini = rm_tree)
         {"fd/2147483648", "anon_inode:[eventpoll]"}, /* INT_MAX + 1: not an fd */
         {"fd/4294967299", "socket:[999]"},           /* 2^32 + 3: not fd 3 */
     };
-    for (size_t i = 0; i < sizeof links / sizeof links[0]; i++) {
-        snprintf(rel, sizeof rel, "%d/%s", (int)pid, links[i][0]);
-        symlink_to(links[i][1], tree, rel);
-    }
+    make_tree(pid, links, sizeof links / sizeof links[0]);
     /* No sdev: the entries' kinds come from the table, by number. */
     snprintf(rel, sizeof rel, "%d/fdinfo/1500000000", (int)pid);
     write_text(tree, rel,
@@ -736,6 +743,50 @@ Test(scan, fd_numbers_up_to_int_max_are_counted, .fini = rm_tree)
     cr_assert_eq(p->kinds[WK_SOCKET], 1, "the entry at fd INT_MAX is the socket there");
     cr_assert_eq(p->kinds[WK_PIPE], 1);
     cr_assert_eq(p->kinds[WK_GONE], 0);
+    scan_free(&sc);
+    scanner_free(&s);
+}
+
+/*
+ * fdinfo is read up to FDINFO_MAX_BYTES (32 MiB, about 350,000 entries) from
+ * one epoll set. A set that goes on past it was cut there, and its counts
+ * kept as if they were the whole set: a sample smaller than the process,
+ * learnt and judged. Now a process with such a set is dropped, like one whose
+ * set could not be read, and counted (truncated). The endless set here is
+ * /dev/zero behind the fdinfo name; the other set watches a socket.
+ */
+Test(scan, an_fdinfo_cut_at_the_cap_discards_the_sample, .fini = rm_tree)
+{
+    char rel[64];
+    pid_t pid = 4243;
+    static const char *const links[][2] = {
+        {"exe", "/usr/bin/endless"},        {"fd/4", "anon_inode:[eventpoll]"},
+        {"fd/5", "anon_inode:[eventpoll]"}, {"fd/6", "socket:[12345]"},
+        {"fdinfo/5", "/dev/zero"},
+    };
+    make_tree(pid, links, sizeof links / sizeof links[0]);
+    snprintf(rel, sizeof rel, "%d/fdinfo/4", (int)pid);
+    write_text(tree, rel, "pos:\t0\nflags:\t02\ntfd: 6 events: 19 data: 0 pos:0 ino:3039\n");
+
+    scanner_t s;
+    scan_t sc = {0};
+    scanner_init(&s, tree);
+    cr_assert_eq(scanner_run(&s, &pid, 1, &sc), 0);
+    cr_assert_eq(sc.nprocs, 0, "recorded with %u epoll sets and %u sockets",
+                 sc.nprocs ? sc.procs[0].epolls : 0, sc.nprocs ? sc.procs[0].kinds[WK_SOCKET] : 0);
+    cr_assert_eq(sc.truncated, 1);
+    cr_assert_eq(sc.gone + sc.denied, 0);
+    cr_assert_eq(sc.ninodes, 0, "no socket inodes of the dropped sample are left");
+
+    /* Without the endless set, the same process is a sample. */
+    snprintf(rel, sizeof rel, "%s/%d/fdinfo/5", tree, (int)pid);
+    cr_assert_eq(unlink(rel), 0);
+    write_text(tree, rel + strlen(tree) + 1, "pos:\t0\nflags:\t02\n");
+    cr_assert_eq(scanner_run(&s, &pid, 1, &sc), 0);
+    cr_assert_eq(sc.nprocs, 1);
+    cr_assert_eq(sc.truncated, 0);
+    cr_assert_eq(sc.procs[0].epolls, 2);
+    cr_assert_eq(sc.procs[0].kinds[WK_SOCKET], 1);
     scan_free(&sc);
     scanner_free(&s);
 }
