@@ -92,8 +92,10 @@ static int look_fd(fd_pass_t *f, unsigned fd, const char *name)
 {
     char t[256];
     ssize_t n = readlinkat(f->dfd, name, t, sizeof t - 1);
-    if (n <= 0)
-        return 0; /* closed meanwhile */
+    if (n <= 0) {
+        f->vanished = 1; /* closed meanwhile, or the process exited: scan.c tells which */
+        return 0;
+    }
     uint64_t ino;
     int kind = watch_kind_of_link(t, (size_t)n, &ino);
     return note_fd(f, fd, kind, ino);

@@ -20,6 +20,7 @@ typedef struct fd_pass {
     int dfd;      /* /proc/<pid>/fd, for fd_table_read */
     size_t nfd;   /* entries of s->fds valid for this process */
     int unsorted; /* an fd came below the last one (the listing is ascending, in fact) */
+    int vanished; /* listed fds whose link could not be read: closed, or the process exited */
 } fd_pass_t;
 
 /* Reads the table through f->dfd. Returns 0 or -ENOMEM. */

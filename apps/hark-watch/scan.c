@@ -308,7 +308,7 @@ static int scan_pid(scanner_t *s, int procfd, const char *name, scan_t *sc, int 
     p->uid = st.st_uid;
     p->sock_off = (uint32_t)sc->ninodes;
     s->nep = 0;
-    fd_pass_t f = {s, sc, p, dfd, 0, 0};
+    fd_pass_t f = {s, sc, p, dfd, 0, 0, 0};
     r = memo ? fd_table_restore(&f, memo) : fd_table_read(&f);
     sc->reused += memo != NULL;
     if (r < 0 && r != -ENOMEM) {
@@ -370,15 +370,18 @@ static int scan_pid(scanner_t *s, int procfd, const char *name, scan_t *sc, int 
         goto out;
     }
     /*
-     * An epoll fd that was no longer there (ENOENT at the open or the read):
-     * if the process itself is gone (its exe link goes when it exits, before
-     * its fds are closed), what was read is a dying process's leftovers, not
-     * a sample; drop it and count it as gone. If it lives, the fd was closed:
+     * An fd that was no longer there: an epoll fd (ENOENT at the open or the
+     * read), an fd listed whose link then failed, or no fd listed at all (an
+     * exited process lists none, without an error, until it is reaped). If
+     * the process itself is gone (its exe link goes when it exits, before its
+     * fds are closed), what was read is a dying process's leftovers, not a
+     * sample; drop it and count it as gone. If it lives, the fd was closed:
      * the set is not the process's any more, and is not counted, like any fd
      * closed between the listing and the readlink.
      */
     char probe[8]; /* only whether the link is still there */
-    if (missed && readlinkat(procfd, name_exe(path, sizeof path, base), probe, sizeof probe) < 0) {
+    if ((missed || f.vanished || f.nfd == 0) &&
+        readlinkat(procfd, name_exe(path, sizeof path, base), probe, sizeof probe) < 0) {
         count_errno(sc, errno);
         goto out;
     }

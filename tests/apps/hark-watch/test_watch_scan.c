@@ -790,3 +790,68 @@ Test(scan, an_fdinfo_cut_at_the_cap_discards_the_sample, .fini = rm_tree)
     scan_free(&sc);
     scanner_free(&s);
 }
+
+#define DYING_FDS 1000
+
+/*
+ * Child: DYING_FDS eventfds, then an epoll set (the highest fd, so the last
+ * link read) watching a socket; it exits on its own delay_us after ready.
+ */
+static pid_t spawn_dying(int ready_fd, unsigned delay_us)
+{
+    pid_t pid = fork_child(ready_fd, -1);
+    if (pid)
+        return pid;
+    int sv[2];
+    if (socketpair(AF_UNIX, SOCK_STREAM, 0, sv) < 0)
+        _exit(3);
+    for (int i = 0; i < DYING_FDS; i++)
+        if (eventfd(0, 0) < 0)
+            _exit(3);
+    add(epoll_create1(0), sv[0]);
+    if (write(3, "r", 1) != 1)
+        _exit(3);
+    usleep(delay_us);
+    _exit(0);
+}
+
+/*
+ * A process that exits while its fd links are read: the links after that
+ * point fail, and its epoll set (the last of them) was not seen at all, so
+ * no fdinfo open failed to say the process was going. Before, that dying
+ * process was recorded with part of its fds and no epoll set: a sample of 0
+ * sockets learnt for it. Now a link that fails sends the scanner to check
+ * whether the process is still there (its exe link goes before its fds), and
+ * a gone one is dropped. The exits fall at delays spread over the reading of
+ * the links: every record made must be the whole process.
+ */
+Test(scan, a_process_exiting_while_its_links_are_read_is_not_a_sample)
+{
+    scanner_t s;
+    scan_t sc = {0};
+    scanner_init(&s, NULL);
+    unsigned recorded = 0, dropped = 0;
+    for (unsigned i = 0; i < 100; i++) {
+        int rp[2];
+        cr_assert_eq(pipe(rp), 0);
+        pid_t pid = spawn_dying(rp[1], i * 60);
+        char c;
+        cr_assert_eq(read(rp[0], &c, 1), 1);
+        cr_assert_eq(scanner_run(&s, &pid, 1, &sc), 0);
+        if (sc.nprocs) {
+            const proc_rec_t *p = &sc.procs[0];
+            cr_assert(p->epolls == 1 && p->kinds[WK_SOCKET] == 1 && p->fds > DYING_FDS,
+                      "delay %u us: recorded with %u fds, %u epoll sets, %u sockets", i * 60,
+                      p->fds, p->epolls, p->kinds[WK_SOCKET]);
+            recorded++;
+        } else {
+            dropped++;
+        }
+        cr_assert_eq(waitpid(pid, NULL, 0), pid);
+        close(rp[0]);
+        close(rp[1]);
+    }
+    cr_log_info("%u recorded whole, %u dropped", recorded, dropped);
+    scan_free(&sc);
+    scanner_free(&s);
+}
