@@ -427,9 +427,13 @@ static int static_serve(httpd_conn_t *c, const hk_http_request_t *req, httpd_fil
          * in this second (RFC 9110 sections 13.1.5 and 8.8.2.2): a second
          * version written within it would share the date, and a range of
          * it be spliced onto the first. Otherwise the whole file (200).
+         * Nor where gzip_static is on: path and path.gz may share the date
+         * ("gzip -k" keeps the mtime), and a client that resumes with another
+         * Accept-Encoding would splice a range of one onto the other. There
+         * only the tag, which differs, can match.
          */
         bool use = !ifr || (ifr->value_len == tag_len && memcmp(ifr->value, tag, tag_len) == 0);
-        if (!use && ifr->value_len == strlen(f->lastmod) &&
+        if (!use && enc == ENC_OFF && ifr->value_len == strlen(f->lastmod) &&
             memcmp(ifr->value, f->lastmod, ifr->value_len) == 0) {
             (void)httpd_worker_date(c->w); /* date_sec: this second */
             use = f->mtime < c->w->date_sec;

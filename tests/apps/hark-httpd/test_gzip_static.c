@@ -244,6 +244,45 @@ Test(httpd_gzip_static, same_size_and_mtime_still_two_tags)
 }
 
 /*
+ * With one date for path and path.gz ("gzip -k" keeps the mtime), an
+ * If-Range date cannot say which representation a client's partial copy is
+ * of: a client that fetched part of the encoded one and resumes without
+ * gzip (or the other way round) would splice a range of one onto the other.
+ * So in a gzip_static location a date never matches (the whole
+ * representation, 200), while the same date still gives a range elsewhere.
+ */
+Test(httpd_gzip_static, if_range_date_never_matches_where_gzip_static_is_on)
+{
+    static const char js[] = "0123456789abcdefghij", js_gz[] = "\x1f\x8b not the same length";
+    write_file(srv.dir, "resume.js", js, sizeof(js) - 1);
+    write_file(srv.dir, "resume.js.gz", js_gz, sizeof(js_gz) - 1);
+    struct timespec t = {.tv_sec = 1700000000, .tv_nsec = 0};
+    set_mtime("resume.js", &t);
+    set_mtime("resume.js.gz", &t);
+    char date[80];
+    run(out, sizeof(out), "curl -s -I http://127.0.0.1:%d/resume.js", srv.port);
+    header_value(out, "Last-Modified: ", date, sizeof(date));
+    static const char *const accept[] = {"gzip", "identity"};
+    for (int i = 0; i < 2; i++) {
+        run(out, sizeof(out),
+            "curl -s -i -H 'Accept-Encoding: %s' -H 'Range: bytes=0-1' -H 'If-Range: %s' "
+            "http://127.0.0.1:%d/resume.js",
+            accept[i], date, srv.port);
+        cr_assert(strstr(out, "HTTP/1.1 200 OK\r\n"), "Accept-Encoding %s: %s", accept[i], out);
+    }
+    /* A copy where gzip_static is off, with the same date: a strong validator there. */
+    char d[300];
+    snprintf(d, sizeof(d), "%s/off", srv.dir);
+    cr_assert_eq(mkdir(d, 0755), 0);
+    write_file(d, "resume.js", js, sizeof(js) - 1);
+    set_mtime("off/resume.js", &t);
+    run(out, sizeof(out),
+        "curl -s -i -H 'Range: bytes=0-1' -H 'If-Range: %s' http://127.0.0.1:%d/off/resume.js",
+        date, srv.port);
+    cr_assert(strstr(out, "HTTP/1.1 206"), "%s", out);
+}
+
+/*
  * Requests for paths that do not exist (a scanner's 404s) must leave the
  * open-file cache as it was: the probe's notes that their .gz files are
  * missing only take spare room and are dropped with the 404, so they never
