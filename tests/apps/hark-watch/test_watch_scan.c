@@ -54,6 +54,37 @@ static pid_t fork_child(int ready_fd, int cmd_fd)
     return 0;
 }
 
+/* In a child: allows it n fds (RLIMIT_NOFILE), or exits 4, for wait_ready to skip the test. */
+static void child_allow_fds(rlim_t n)
+{
+    struct rlimit rl;
+    if (getrlimit(RLIMIT_NOFILE, &rl) < 0 || rl.rlim_max < n)
+        _exit(4);
+    rl.rlim_cur = n;
+    if (setrlimit(RLIMIT_NOFILE, &rl) < 0)
+        _exit(4);
+}
+
+/*
+ * Waits for child pid's ready byte on rp[0], our rp[1] closed first: a child
+ * that fails before it is ready is then an end of file here, not a read that
+ * waits for the test's timeout. A child that exited 4 could not have the fds
+ * it needs (child_allow_fds): the test is skipped. Any other failure fails it.
+ */
+static void wait_ready(int rp[2], pid_t pid)
+{
+    char c;
+    close(rp[1]);
+    rp[1] = -1;
+    if (read(rp[0], &c, 1) == 1)
+        return;
+    int st;
+    cr_assert_eq(waitpid(pid, &st, 0), pid);
+    cr_assert(WIFEXITED(st) && WEXITSTATUS(st) == 4, "the child failed before it was ready: %#x",
+              st);
+    cr_skip_test("RLIMIT_NOFILE does not allow the fds this test needs");
+}
+
 /* Child: epoll set of 5 pipes, 2 unix sockets, 1 eventfd, plus a TCP listener (not watched). */
 static pid_t spawn_child(int ready_fd)
 {
@@ -587,12 +618,7 @@ static pid_t spawn_high_fd(int ready_fd)
     pid_t pid = fork_child(ready_fd, -1);
     if (pid)
         return pid;
-    struct rlimit rl;
-    if (getrlimit(RLIMIT_NOFILE, &rl) < 0 || rl.rlim_max <= HIGH_FD)
-        _exit(4);
-    rl.rlim_cur = HIGH_FD + 1;
-    if (setrlimit(RLIMIT_NOFILE, &rl) < 0)
-        _exit(4);
+    child_allow_fds(HIGH_FD + 1);
     int ep = epoll_create1(0);
     int sv[2];
     if (socketpair(AF_UNIX, SOCK_STREAM, 0, sv) < 0)
@@ -618,13 +644,7 @@ Test(scan, a_high_fd_number_costs_one_entry)
     int rp[2];
     cr_assert_eq(pipe(rp), 0);
     pid_t pid = spawn_high_fd(rp[1]);
-    char c;
-    if (read(rp[0], &c, 1) != 1) {
-        int st;
-        waitpid(pid, &st, 0);
-        cr_assert(WIFEXITED(st) && WEXITSTATUS(st) == 4, "child failed: %d", st);
-        cr_skip_test("RLIMIT_NOFILE does not allow fd %d here", HIGH_FD);
-    }
+    wait_ready(rp, pid);
     scanner_t s;
     scan_t sc = {0};
     scanner_init(&s, NULL);
@@ -655,7 +675,6 @@ Test(scan, a_high_fd_number_costs_one_entry)
     scanner_free(&s);
     reap(pid);
     close(rp[0]);
-    close(rp[1]);
 }
 
 static char tree[] = "/tmp/hkw-proc-XXXXXX";
@@ -802,6 +821,7 @@ static pid_t spawn_dying(int ready_fd, unsigned delay_us)
     pid_t pid = fork_child(ready_fd, -1);
     if (pid)
         return pid;
+    child_allow_fds(DYING_FDS + 16);
     int sv[2];
     if (socketpair(AF_UNIX, SOCK_STREAM, 0, sv) < 0)
         _exit(3);
@@ -835,8 +855,7 @@ Test(scan, a_process_exiting_while_its_links_are_read_is_not_a_sample)
         int rp[2];
         cr_assert_eq(pipe(rp), 0);
         pid_t pid = spawn_dying(rp[1], i * 60);
-        char c;
-        cr_assert_eq(read(rp[0], &c, 1), 1);
+        wait_ready(rp, pid);
         cr_assert_eq(scanner_run(&s, &pid, 1, &sc), 0);
         if (sc.nprocs) {
             const proc_rec_t *p = &sc.procs[0];
@@ -849,7 +868,6 @@ Test(scan, a_process_exiting_while_its_links_are_read_is_not_a_sample)
         }
         cr_assert_eq(waitpid(pid, NULL, 0), pid);
         close(rp[0]);
-        close(rp[1]);
     }
     cr_log_info("%u recorded whole, %u dropped", recorded, dropped);
     scan_free(&sc);
