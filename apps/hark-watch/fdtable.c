@@ -12,6 +12,7 @@
 #include <dirent.h>
 #include <errno.h>
 #include <limits.h>
+#include <stddef.h>
 #include <stdlib.h>
 #include <unistd.h>
 
@@ -101,11 +102,26 @@ static int look_fd(fd_pass_t *f, unsigned fd, const char *name)
     return note_fd(f, fd, kind, ino);
 }
 
+/*
+ * The longest record getdents64 gives an fd name (ten digits and a NUL after
+ * the fixed part, in 8-byte steps). A batch stops early only when the next
+ * record would not fit, so one that ends closer than this to the buffer's
+ * end may have stopped for room, and the listing goes on in the next call.
+ */
+#define FD_DIRENT_MAX ((offsetof(struct dirent64, d_name) + 11 + 7) & ~(size_t)7)
+
 int fd_table_read(fd_pass_t *f)
 {
     char *dents = f->s->buf; /* getdents64 into the scanner's buffer: no DIR allocation */
     ssize_t dn;
     while ((dn = getdents64(f->dfd, dents, SCAN_BUF_SIZE)) > 0) {
+        /*
+         * The next call lists the rest, unless the process exits in between:
+         * the kernel then lists its fd table, gone, as empty, with no error,
+         * and every link read so far was there. scan.c checks such a table.
+         */
+        if ((size_t)dn > SCAN_BUF_SIZE - FD_DIRENT_MAX)
+            f->split = 1;
         for (size_t off = 0; off < (size_t)dn;) {
             struct dirent64 *de = (struct dirent64 *)(dents + off);
             off += de->d_reclen;

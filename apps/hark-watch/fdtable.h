@@ -21,6 +21,7 @@ typedef struct fd_pass {
     size_t nfd;   /* entries of s->fds valid for this process */
     int unsorted; /* an fd came below the last one (the listing is ascending, in fact) */
     int vanished; /* listed fds whose link could not be read: closed, or the process exited */
+    int split;    /* the listing went on past a full getdents64 batch: an exit may have cut it */
 } fd_pass_t;
 
 /* Reads the table through f->dfd. Returns 0 or -ENOMEM. */

@@ -308,7 +308,7 @@ static int scan_pid(scanner_t *s, int procfd, const char *name, scan_t *sc, int 
     p->uid = st.st_uid;
     p->sock_off = (uint32_t)sc->ninodes;
     s->nep = 0;
-    fd_pass_t f = {s, sc, p, dfd, 0, 0, 0};
+    fd_pass_t f = {.s = s, .sc = sc, .p = p, .dfd = dfd};
     r = memo ? fd_table_restore(&f, memo) : fd_table_read(&f);
     sc->reused += memo != NULL;
     if (r < 0 && r != -ENOMEM) {
@@ -372,7 +372,10 @@ static int scan_pid(scanner_t *s, int procfd, const char *name, scan_t *sc, int 
     /*
      * An fd that was no longer there: an epoll fd (ENOENT at the open or the
      * read), an fd listed whose link then failed, or no fd listed at all (an
-     * exited process lists none, without an error, until it is reaped). If
+     * exited process lists none, without an error, until it is reaped), or
+     * a listing that went on past a full getdents64 batch (an exit between
+     * two calls ends it there, also without an error, after every link of
+     * the batches before was read: the later fds are silently missing). If
      * the process itself is gone (its exe link goes when it exits, before its
      * fds are closed), what was read is a dying process's leftovers, not a
      * sample; drop it and count it as gone. If it lives, the fd was closed:
@@ -380,7 +383,7 @@ static int scan_pid(scanner_t *s, int procfd, const char *name, scan_t *sc, int 
      * closed between the listing and the readlink.
      */
     char probe[8]; /* only whether the link is still there */
-    if ((missed || f.vanished || f.nfd == 0) &&
+    if ((missed || f.vanished || f.split || f.nfd == 0) &&
         readlinkat(procfd, name_exe(path, sizeof path, base), probe, sizeof probe) < 0) {
         count_errno(sc, errno);
         goto out;

@@ -7,6 +7,7 @@
  */
 #include <arpa/inet.h>
 #include <criterion/criterion.h>
+#include <dirent.h>
 #include <ftw.h>
 #include <netinet/in.h>
 #include <pthread.h>
@@ -813,25 +814,28 @@ Test(scan, an_fdinfo_cut_at_the_cap_discards_the_sample, .fini = rm_tree)
 #define DYING_FDS 1000
 
 /*
- * Child: DYING_FDS eventfds, then an epoll set (the highest fd, so the last
- * link read) watching a socket; it exits on its own delay_us after ready.
+ * Child: nfds eventfds, then an epoll set (the highest fd, so the last link
+ * read) watching a socket; it exits on its own delay_us after ready, or with
+ * delay_us -1 waits to be killed.
  */
-static pid_t spawn_dying(int ready_fd, unsigned delay_us)
+static pid_t spawn_eventfds(int ready_fd, int nfds, long delay_us)
 {
     pid_t pid = fork_child(ready_fd, -1);
     if (pid)
         return pid;
-    child_allow_fds(DYING_FDS + 16);
+    child_allow_fds((rlim_t)nfds + 16);
     int sv[2];
     if (socketpair(AF_UNIX, SOCK_STREAM, 0, sv) < 0)
         _exit(3);
-    for (int i = 0; i < DYING_FDS; i++)
+    for (int i = 0; i < nfds; i++)
         if (eventfd(0, 0) < 0)
             _exit(3);
     add(epoll_create1(0), sv[0]);
     if (write(3, "r", 1) != 1)
         _exit(3);
-    usleep(delay_us);
+    while (delay_us < 0)
+        pause();
+    usleep((useconds_t)delay_us);
     _exit(0);
 }
 
@@ -854,7 +858,7 @@ Test(scan, a_process_exiting_while_its_links_are_read_is_not_a_sample)
     for (unsigned i = 0; i < 100; i++) {
         int rp[2];
         cr_assert_eq(pipe(rp), 0);
-        pid_t pid = spawn_dying(rp[1], i * 60);
+        pid_t pid = spawn_eventfds(rp[1], DYING_FDS, i * 60);
         wait_ready(rp, pid);
         cr_assert_eq(scanner_run(&s, &pid, 1, &sc), 0);
         if (sc.nprocs) {
@@ -872,4 +876,64 @@ Test(scan, a_process_exiting_while_its_links_are_read_is_not_a_sample)
     cr_log_info("%u recorded whole, %u dropped", recorded, dropped);
     scan_free(&sc);
     scanner_free(&s);
+}
+
+/*
+ * The scanner's getdents64 (fdtable.c), through the system call; the test
+ * below makes one process exit just before a chosen call, which no timing
+ * could hit reliably. Defined here, it takes the place of the C library's.
+ */
+static pid_t exit_before_pid;
+static int exit_before_call = -1;
+
+ssize_t getdents64(int fd, void *buf, size_t len)
+{
+    if (exit_before_call >= 0 && exit_before_call-- == 0) {
+        siginfo_t si;
+        cr_assert_eq(kill(exit_before_pid, SIGKILL), 0);
+        /* Exited (its fds closed), not reaped: still listed in /proc, as a zombie. */
+        cr_assert_eq(waitid(P_PID, (id_t)exit_before_pid, &si, WEXITED | WNOWAIT), 0);
+    }
+    return syscall(SYS_getdents64, fd, buf, len);
+}
+
+#define SPLIT_FDS 4000 /* names past one 64 KiB getdents64 batch (about 2,700 of them) */
+
+/*
+ * A table too long for one getdents64 batch is listed in several calls, and
+ * an exit between two of them ends the listing there without an error (the
+ * kernel lists a task without an fd table as empty). Every link of the first
+ * batch was read while the process lived, and its epoll set, in the second
+ * batch, was never seen: no link and no fdinfo failed to tell the scanner
+ * that the process had gone. Before, it was recorded with the first batch's
+ * 2,728 fds and no epoll set; it must not be a sample.
+ */
+Test(scan, a_process_exiting_between_two_listing_batches_is_not_a_sample)
+{
+    int rp[2];
+    cr_assert_eq(pipe(rp), 0);
+    pid_t pid = spawn_eventfds(rp[1], SPLIT_FDS, -1);
+    wait_ready(rp, pid);
+    scanner_t s;
+    scan_t sc = {0};
+    scanner_init(&s, NULL);
+    /* Alive first: recorded whole, its table listed in more than one call. */
+    cr_assert_eq(scanner_run(&s, &pid, 1, &sc), 0);
+    cr_assert_eq(sc.nprocs, 1);
+    cr_assert_gt(sc.procs[0].fds, SPLIT_FDS);
+    cr_assert_eq(sc.procs[0].epolls, 1);
+    /* Then it exits after the first batch was read, before the second call. */
+    exit_before_pid = pid;
+    exit_before_call = 1;
+    cr_assert_eq(scanner_run(&s, &pid, 1, &sc), 0);
+    cr_assert_eq(exit_before_call, -1, "the listing took one call");
+    cr_assert_eq(sc.nprocs, 0, "recorded with %u fds, %u epoll sets, %u sockets",
+                 sc.nprocs ? sc.procs[0].fds : 0, sc.nprocs ? sc.procs[0].epolls : 0,
+                 sc.nprocs ? sc.procs[0].kinds[WK_SOCKET] : 0);
+    cr_assert_eq(sc.gone, 1);
+    cr_assert_eq(sc.ninodes, 0, "no socket inodes of the dropped sample are left");
+    scan_free(&sc);
+    scanner_free(&s);
+    cr_assert_eq(waitpid(pid, NULL, 0), pid);
+    close(rp[0]);
 }
