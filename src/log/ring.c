@@ -14,10 +14,11 @@
  * it. Only when it has been idle long enough to sleep without a timer
  * (writer_sleeping), or when a ring is more than half full, does a producer
  * write the eventfd, and then only if nobody else did since the writer last
- * read it (wake_pending), as hk_async_send does. Without a fence between the
- * tail store and the writer_sleeping load a wake-up can be missed; the
- * writer's idle sleep is bounded (100 ms), so a missed one costs latency,
- * never a line.
+ * read it (wake_pending), as hk_async_send does. The producer has no fence
+ * between its tail store and its writer_sleeping load: the writer supplies
+ * it with membarrier before it sleeps (writer.c, fence_producers). Where the
+ * kernel lacks membarrier, a wake-up can be missed and the idle sleep is
+ * bounded at 100 ms, so a missed one costs latency, never a line.
  *
  * Lifetime: a ring is allocated and registered (under hk__log.lock) on its
  * thread's first call and freed after the thread exits: the pthread key
@@ -189,6 +190,13 @@ static inline __attribute__((always_inline)) void ring_commit(hk__log_ring_t *r,
                                                               int chan)
 {
     atomic_store_explicit(&r->tail, tail, memory_order_release);
+    /*
+     * The writer's membarrier (writer.c, fence_producers) orders the CPU's
+     * view of this store and the writer_sleeping load below; the compiler
+     * must not reorder them either (a release store lets later loads move
+     * above it). No instruction: it only pins the order in the code.
+     */
+    atomic_signal_fence(memory_order_seq_cst);
     bump(&r->accepted[chan]);
 
     uint64_t used = tail - r->head_cache;

@@ -17,9 +17,10 @@
  * ring further, a budget per ring, only
  * while the buffer has room for the longest line), write what the sinks
  * accept, then sleep: on the sinks and the eventfd when a sink is full, on a
- * short timer while lines keep coming, and on the eventfd alone (100 ms at
- * most) once idle. When told to stop it keeps going until everything is out
- * or the deadline passes, then counts what is left as lost.
+ * short timer while lines keep coming, and on the eventfd alone once idle
+ * (10 s at most, 100 ms where membarrier is missing: fence_producers).
+ * When told to stop it keeps going until everything is out or the deadline
+ * passes, then counts what is left as lost.
  *
  * Flush: hk_log_flush waits for the lines logged before it, and on a busy
  * server the rings are never all empty at once (threads keep logging, full
@@ -50,8 +51,10 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <linux/membarrier.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
+#include <sys/syscall.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -59,7 +62,13 @@
 
 #define RING_BUDGET (64u * 1024)
 #define IDLE_PASSES 64
+/*
+ * The idle sleep: 100 ms where the producers' wake-up can be missed (see
+ * fence_producers), 10 s where it cannot. The bound only covers what nobody
+ * wakes the writer for (a dead thread's ring waits for the next pass).
+ */
 #define DEEP_SLEEP_NS (UINT64_C(100) * 1000 * 1000)
+#define FENCED_SLEEP_NS (UINT64_C(10) * 1000 * 1000 * 1000)
 #define STALL_RETRY_NS (UINT64_C(500) * 1000 * 1000)
 /* How long a reopen waits for an old sink that takes nothing (its lines, a line's rest). */
 #define REOPEN_WAIT_NS (UINT64_C(1000) * 1000 * 1000)
@@ -634,6 +643,22 @@ static void discard_all(writer_t *w)
         hk__log_ring_discard(r);
 }
 
+/*
+ * Why membarrier: before its idle sleep the writer stores writer_sleeping and
+ * then looks at every ring's tail; a producer stores its tail and then loads
+ * writer_sleeping (ring.c, ring_commit). Without a full fence on both sides
+ * (Dekker's pattern) each may miss the other's store, the line waits for the
+ * sleep's timeout, and a fence on the producer's side would cost every line.
+ * membarrier(MEMBARRIER_CMD_PRIVATE_EXPEDITED) makes every other thread of
+ * the process run a full barrier before it returns, as if each producer had
+ * one between its two steps, at the cost of one call (and an IPI per CPU
+ * running one of our threads) per idle sleep. Returns whether it ran.
+ */
+static bool fence_producers(bool registered)
+{
+    return registered && syscall(SYS_membarrier, MEMBARRIER_CMD_PRIVATE_EXPEDITED, 0, 0) == 0;
+}
+
 /* Sleeps on the eventfd, and on every sink with bytes it did not take. */
 static void sleep_ns(writer_t *w, uint64_t ns)
 {
@@ -658,6 +683,8 @@ void *hk__log_writer_main(void *arg)
                                        .fd = hk__log.sink_fd[HK__CHAN_MAIN],
                                        .kind = hk__log.sink_kind[HK__CHAN_MAIN]}};
     int idle = 0;
+    /* Once per process would do; registering again is harmless and cheap. */
+    bool fenced = syscall(SYS_membarrier, MEMBARRIER_CMD_REGISTER_PRIVATE_EXPEDITED, 0, 0) == 0;
     for (;;) {
         uint64_t req = atomic_load_explicit(&hk__log.flush_req, memory_order_acquire);
         adopt_access(&w);
@@ -716,11 +743,12 @@ void *hk__log_writer_main(void *arg)
         } else {
             atomic_store_explicit(&hk__log.wake_pending, 0, memory_order_relaxed);
             atomic_store_explicit(&hk__log.writer_sleeping, 1, memory_order_seq_cst);
+            fenced = fence_producers(fenced);
             if (!rings_empty()) {
                 atomic_store_explicit(&hk__log.writer_sleeping, 0, memory_order_relaxed);
                 continue;
             }
-            ns = DEEP_SLEEP_NS;
+            ns = fenced ? FENCED_SLEEP_NS : DEEP_SLEEP_NS;
         }
         if (stop && deadline - now < ns)
             ns = deadline - now;

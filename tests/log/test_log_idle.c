@@ -1,0 +1,106 @@
+/*
+ * The idle writer: once nothing is logged it sleeps on its eventfd without a
+ * short timer (its membarrier stands in for the producers' fence, writer.c),
+ * so an idle process is not woken ten times a second; a line logged then
+ * still wakes it at once. Counts the writer thread's voluntary context
+ * switches (/proc/self/task/N/status), which a timer drives, not the load.
+ * Runs under TSan too (label "threads").
+ */
+#include "util.h"
+
+#include <dirent.h>
+#include <linux/membarrier.h>
+#include <poll.h>
+#include <sys/syscall.h>
+
+LOG_TMPDIR_SUITE(log_idle, 60);
+
+/* The writer thread's (named "hk-log") voluntary context switches so far, or -1. */
+static long writer_switches(void)
+{
+    DIR *d = opendir("/proc/self/task");
+    cr_assert_not_null(d);
+    long n = -1;
+    struct dirent *e;
+    while (n < 0 && (e = readdir(d)) != NULL) {
+        if (e->d_name[0] == '.')
+            continue;
+        char path[300], comm[32] = "";
+        snprintf(path, sizeof path, "/proc/self/task/%s/comm", e->d_name);
+        FILE *f = fopen(path, "r");
+        if (!f)
+            continue;
+        int got = fgets(comm, sizeof comm, f) != NULL;
+        fclose(f);
+        if (!got || strcmp(comm, "hk-log\n") != 0)
+            continue;
+        snprintf(path, sizeof path, "/proc/self/task/%s/status", e->d_name);
+        f = fopen(path, "r");
+        char line[128];
+        while (f && fgets(line, sizeof line, f))
+            if (sscanf(line, "voluntary_ctxt_switches: %ld", &n) == 1)
+                break;
+        if (f)
+            fclose(f);
+    }
+    closedir(d);
+    return n;
+}
+
+/* Reads from fd until buf holds a line ending in "\n" with want in it, or ms pass. */
+static int read_line(int fd, const char *want, int ms)
+{
+    char buf[4096];
+    size_t len = 0;
+    uint64_t end = mono_ns() + (uint64_t)ms * MSEC;
+    while (mono_ns() < end) {
+        struct pollfd p = {.fd = fd, .events = POLLIN};
+        if (poll(&p, 1, 10) <= 0)
+            continue;
+        ssize_t n = read(fd, buf + len, sizeof buf - 1 - len);
+        if (n <= 0)
+            return 0;
+        len += (size_t)n;
+        buf[len] = '\0';
+        if (strstr(buf, want) && buf[len - 1] == '\n')
+            return 1;
+        if (len == sizeof buf - 1)
+            len = 0;
+    }
+    return 0;
+}
+
+Test(log_idle, an_idle_writer_sleeps_until_a_line_comes)
+{
+    long q = syscall(SYS_membarrier, MEMBARRIER_CMD_QUERY, 0, 0);
+    if (q < 0 || !(q & MEMBARRIER_CMD_PRIVATE_EXPEDITED)) {
+        /* (No skip in the TSan stand-in for Criterion.) */
+        fprintf(stderr, "no membarrier here: the idle writer wakes every 100 ms by design\n");
+        return;
+    }
+    int rd = log_open_pipe(1 << 16);
+    cr_assert_eq(hk_log(HK_LOG_INFO, "first-line", "n=%d", 1), 0);
+    cr_assert(read_line(rd, "first-line", 5000), "the first line did not come");
+    /*
+     * 64 idle passes of 1 ms, then the idle sleep: wait until the writer has
+     * not woken for 300 ms (a loaded machine stretches the passes), 3 s at
+     * most; a writer that never stops waking fails the count below.
+     */
+    long a = writer_switches();
+    cr_assert_geq(a, 0, "no hk-log thread");
+    for (int i = 0; i < 10; i++) {
+        usleep(300 * 1000);
+        long now = writer_switches();
+        if (now == a)
+            break;
+        a = now;
+    }
+    usleep(1000 * 1000);
+    long b = writer_switches();
+    cr_assert_leq(b - a, 2, "the idle writer woke %ld times in 1 s", b - a);
+    /* Asleep without a timer: the line's own wake-up must bring it out (not the 10 s bound). */
+    cr_assert_eq(hk_log(HK_LOG_INFO, "second-line", "n=%d", 2), 0);
+    cr_assert(read_line(rd, "second-line", 3000), "a line logged to an idle writer waited");
+    cr_assert_eq(hk_log_close(2 * SEC), 0);
+    close(rd);
+}
