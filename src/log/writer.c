@@ -64,8 +64,9 @@
 #define IDLE_PASSES 64
 /*
  * The idle sleep: 100 ms where the producers' wake-up can be missed (see
- * fence_producers), 10 s where it cannot. The bound only covers what nobody
- * wakes the writer for (a dead thread's ring waits for the next pass).
+ * fence_producers) and while closing (the end of a call wakes nobody), 10 s
+ * otherwise. The bound only covers what nobody wakes the writer for (a dead
+ * thread's ring waits for the next pass).
  */
 #define DEEP_SLEEP_NS (UINT64_C(100) * 1000 * 1000)
 #define FENCED_SLEEP_NS (UINT64_C(10) * 1000 * 1000 * 1000)
@@ -748,7 +749,13 @@ void *hk__log_writer_main(void *arg)
                 atomic_store_explicit(&hk__log.writer_sleeping, 0, memory_order_relaxed);
                 continue;
             }
-            ns = fenced ? FENCED_SLEEP_NS : DEEP_SLEEP_NS;
+            /*
+             * A closing writer may be waiting for a call in flight
+             * (no_call_running), and the end of a call wakes nobody: only
+             * its commit does, and a call may end without one or be
+             * descheduled between the two. So it keeps the short bound.
+             */
+            ns = fenced && !stop ? FENCED_SLEEP_NS : DEEP_SLEEP_NS;
         }
         if (stop && deadline - now < ns)
             ns = deadline - now;

@@ -4,7 +4,8 @@
  * so an idle process is not woken ten times a second; a line logged then
  * still wakes it at once. Counts the writer thread's voluntary context
  * switches (/proc/self/task/N/status), which a timer drives, not the load.
- * Runs under TSan too (label "threads").
+ * A closing writer keeps a short sleep: it waits for calls whose end wakes
+ * nobody. Runs under TSan too (label "threads").
  */
 #include "util.h"
 
@@ -12,6 +13,8 @@
 #include <linux/membarrier.h>
 #include <poll.h>
 #include <sys/syscall.h>
+
+#include "log/internal.h"
 
 LOG_TMPDIR_SUITE(log_idle, 60);
 
@@ -102,5 +105,43 @@ Test(log_idle, an_idle_writer_sleeps_until_a_line_comes)
     cr_assert_eq(hk_log(HK_LOG_INFO, "second-line", "n=%d", 2), 0);
     cr_assert(read_line(rd, "second-line", 3000), "a line logged to an idle writer waited");
     cr_assert_eq(hk_log_close(2 * SEC), 0);
+    close(rd);
+}
+
+static void *close_in_5s(void *arg)
+{
+    *(int *)arg = hk_log_close(5 * SEC);
+    return NULL;
+}
+
+/*
+ * A closing writer waits for every call between its open check and its end
+ * (writer.c, no_call_running), but the end of a call wakes nobody (a line's
+ * commit does, a call that ends without one, or is descheduled between the
+ * two, does not). Its sleep must stay short while it waits, or close takes
+ * its whole timeout: a call held here for 500 ms made hk_log_close(5 s) take
+ * the 5 s. The call is made by hand (hk__log_call_begin, as hk_logv does)
+ * so that it can last.
+ */
+Test(log_idle, a_close_that_waits_for_a_call_ends_soon_after_it)
+{
+    int rd = log_open_pipe(1 << 16);
+    cr_assert_eq(hk_log(HK_LOG_INFO, "first-line", "n=%d", 1), 0);
+    cr_assert(read_line(rd, "first-line", 5000), "the first line did not come");
+    hk__log_ring_t *r = hk__log_ring_get();
+    cr_assert_not_null(r);
+    cr_assert(hk__log_call_begin(r, &hk__log.open), "the logger is open");
+    int rc = -1;
+    pthread_t t;
+    cr_assert_eq(pthread_create(&t, NULL, close_in_5s, &rc), 0);
+    /* Long enough for the writer to see the call and go to sleep (64 short passes first). */
+    usleep(500 * 1000);
+    uint64_t ended = mono_ns();
+    hk__log_call_end(r);
+    pthread_join(t, NULL);
+    uint64_t took = mono_ns() - ended;
+    cr_assert_eq(rc, 0);
+    cr_assert_lt(took, 2 * SEC, "close ended %llu ms after the call",
+                 (unsigned long long)(took / MSEC));
     close(rd);
 }
