@@ -70,6 +70,12 @@ static void ring_destructor(void *arg)
     if (hk__log.writer_running) {
         atomic_store_explicit(&r->dead, 1, memory_order_release);
         r = NULL; /* the writer frees it once drained */
+        /*
+         * An idle writer sleeps up to 10 s and nothing else need wake it:
+         * the ring (its memory, the count in hk_log_stats) would wait that long.
+         * A thread's exit is rare enough for a system call.
+         */
+        hk__log_wake_force();
     } else {
         /* No writer will ever drain it: what is left is lost. */
         hk__log_ring_discard(r);
@@ -153,6 +159,20 @@ static inline void bump(_Atomic uint64_t *c)
 }
 
 /*
+ * Counts a line dropped on channel chan. A drop commits nothing, so it wakes
+ * the sleeping writer itself, as ring_commit does (same fence argument), or
+ * its notice would wait for the idle sleep's end (10 s): an oversized access
+ * line drops with the ring empty.
+ */
+static void drop(hk__log_ring_t *r, int chan)
+{
+    bump(&r->dropped[chan]);
+    atomic_signal_fence(memory_order_seq_cst);
+    if (atomic_load_explicit(&hk__log.writer_sleeping, memory_order_relaxed))
+        hk__log_wake();
+}
+
+/*
  * Room for a record of size bytes: returns where to write it and sets *next
  * to the tail after it, or returns NULL when the ring is full. Inlined into
  * both push functions, so hk_log pays nothing for the access channel.
@@ -214,7 +234,7 @@ int hk__log_ring_push(hk__log_ring_t *r, const void *rec, uint32_t size)
     uint64_t next;
     unsigned char *p = ring_reserve(r, size, &next);
     if (__builtin_expect(!p, 0)) {
-        bump(&r->dropped[HK__CHAN_MAIN]);
+        drop(r, HK__CHAN_MAIN);
         return -EAGAIN;
     }
     memcpy(p, rec, size);
@@ -225,14 +245,14 @@ int hk__log_ring_push(hk__log_ring_t *r, const void *rec, uint32_t size)
 int hk__log_ring_push_access(hk__log_ring_t *r, const char *line, size_t len)
 {
     if (len >= HK_LOG_ACCESS_LINE_MAX) {
-        bump(&r->dropped[HK__CHAN_ACCESS]);
+        drop(r, HK__CHAN_ACCESS);
         return -EMSGSIZE;
     }
     uint32_t size = HK__REC_HDR + (uint32_t)len + 1;
     uint64_t next;
     unsigned char *p = ring_reserve(r, size, &next);
     if (__builtin_expect(!p, 0)) {
-        bump(&r->dropped[HK__CHAN_ACCESS]);
+        drop(r, HK__CHAN_ACCESS);
         return -EAGAIN;
     }
     /* Straight into the ring: the line is final, there is nothing to format. */

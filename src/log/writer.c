@@ -65,8 +65,8 @@
 /*
  * The idle sleep: 100 ms where the producers' wake-up can be missed (see
  * fence_producers) and while closing (the end of a call wakes nobody), 10 s
- * otherwise. The bound only covers what nobody wakes the writer for (a dead
- * thread's ring waits for the next pass).
+ * otherwise: lines, drops, thread exits (ring.c) and every request (flush,
+ * reopen, close) wake the writer, so the bound covers only a missed wake-up.
  */
 #define DEEP_SLEEP_NS (UINT64_C(100) * 1000 * 1000)
 #define FENCED_SLEEP_NS (UINT64_C(10) * 1000 * 1000 * 1000)

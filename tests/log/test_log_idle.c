@@ -145,3 +145,57 @@ Test(log_idle, a_close_that_waits_for_a_call_ends_soon_after_it)
                  (unsigned long long)(took / MSEC));
     close(rd);
 }
+
+/* Waits until the writer has had time to reach its idle sleep (64 passes of 1 ms). */
+static void let_the_writer_sleep(void)
+{
+    usleep(400 * 1000);
+}
+
+static void *log_then_idle(void *arg)
+{
+    (void)arg;
+    cr_assert_eq(hk_log(HK_LOG_INFO, "from-a-thread", "n=%d", 1), 0);
+    let_the_writer_sleep();
+    return NULL;
+}
+
+/*
+ * What wakes the idle writer besides a line: a thread's exit (its ring is
+ * freed by the writer) and a drop (its notice). Each waited for the idle
+ * sleep's end before: 9.6 s, by hand.
+ */
+Test(log_idle, an_exited_threads_ring_is_freed_at_once)
+{
+    int rd = log_open_pipe(1 << 16);
+    cr_assert_eq(hk_log(HK_LOG_INFO, "first-line", "n=%d", 1), 0);
+    pthread_t t;
+    cr_assert_eq(pthread_create(&t, NULL, log_then_idle, NULL), 0);
+    pthread_join(t, NULL);
+    hk_log_stats_t st;
+    uint64_t until = mono_ns() + 2 * SEC;
+    do {
+        hk_log_stats(&st);
+        if (st.rings == 1)
+            break;
+        usleep(1000);
+    } while (mono_ns() < until);
+    cr_assert_eq(st.rings, 1, "the exited thread's ring is still there");
+    cr_assert_eq(hk_log_close(2 * SEC), 0);
+    close(rd);
+}
+
+Test(log_idle, a_drop_notice_comes_at_once)
+{
+    int rd = log_open_pipe(1 << 16);
+    cr_assert_eq(hk_log_access_open(tmpdir_path(&td, "access.log")), 0);
+    cr_assert_eq(hk_log(HK_LOG_INFO, "first-line", "n=%d", 1), 0);
+    cr_assert(read_line(rd, "first-line", 5000), "the first line did not come");
+    let_the_writer_sleep();
+    static char big[HK_LOG_ACCESS_LINE_MAX];
+    memset(big, 'a', sizeof big);
+    cr_assert_eq(hk_log_access(big, sizeof big), -EMSGSIZE);
+    cr_assert(read_line(rd, "1 access lines dropped", 2000), "no notice of the drop");
+    cr_assert_eq(hk_log_close(2 * SEC), 0);
+    close(rd);
+}
